@@ -1,0 +1,33 @@
+// swift-tools-version:5.9
+// MLRA decode harness: tensor-parallel attention decode over MPI, measured.
+import PackageDescription
+
+let package = Package(
+    name: "mlra-harness",
+    products: [
+        .executable(name: "mlra", targets: ["mlra"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System libraries: Open MPI (C API) and OpenBLAS (CBLAS).
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        // Math, variants, caches, kernels, safetensors. No MPI.
+        .target(name: "MLRACore", dependencies: ["CBLAS"]),
+        // Communicator, tensor-parallel plans at run time, sharded layer and model.
+        .target(name: "MLRAParallel", dependencies: ["MLRACore", "CMPI"]),
+        // Timing protocol, statistics, calibration, CSV, sweep driver.
+        .target(name: "MLRABench", dependencies: ["MLRAParallel", "MLRACore", "CBLAS"]),
+        .executableTarget(name: "mlra", dependencies: [
+            "MLRABench", "MLRAParallel", "MLRACore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "MLRACoreTests", dependencies: ["MLRACore"]),
+        .testTarget(name: "MLRAParallelTests", dependencies: ["MLRAParallel", "MLRACore"]),
+        .testTarget(name: "MLRABenchTests", dependencies: ["MLRABench", "MLRACore"]),
+    ]
+)

@@ -1,0 +1,92 @@
+import Foundation
+
+/// The seven attention variants, named as on the command line and in files.
+public enum VariantName: String, CaseIterable, Codable, Sendable {
+    case mha, mqa, gqa, mla, gla2, mlra2, mlra4
+
+    public var isLatent: Bool { [.mla, .gla2, .mlra2, .mlra4].contains(self) }
+
+    public static func parse(_ text: String) throws -> VariantName {
+        guard let v = VariantName(rawValue: text.lowercased()) else {
+            throw HarnessError("unknown variant '\(text)'; expected one of \(allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return v
+    }
+
+    public static func parseList(_ text: String) throws -> [VariantName] {
+        try text.split(separator: ",").map { try parse(String($0).trimmingCharacters(in: .whitespaces)) }
+    }
+}
+
+/// A layer (or model) configuration as stored in JSON, with the authors' key
+/// names. MLA family: n_embd, n_head, q_lora_rank, kv_lora_rank,
+/// qk_nope_head_dim, qk_rope_head_dim. GQA family: n_embd, n_head, head_dim,
+/// group_size (query heads per KV head; optional for mha and mqa). Model mode
+/// adds n_layer, intermediate_size, vocab_size.
+public struct AttentionConfig: Codable, Equatable, Sendable {
+    public var variant: VariantName
+    public var nEmbd: Int
+    public var nHead: Int
+    public var qLoraRank: Int?
+    public var kvLoraRank: Int?
+    public var qkNopeHeadDim: Int?
+    public var qkRopeHeadDim: Int?
+    public var headDim: Int?
+    public var groupSize: Int?
+    public var nLayer: Int?
+    public var intermediateSize: Int?
+    public var vocabSize: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case variant, nEmbd = "n_embd", nHead = "n_head"
+        case qLoraRank = "q_lora_rank", kvLoraRank = "kv_lora_rank"
+        case qkNopeHeadDim = "qk_nope_head_dim", qkRopeHeadDim = "qk_rope_head_dim"
+        case headDim = "head_dim", groupSize = "group_size"
+        case nLayer = "n_layer", intermediateSize = "intermediate_size", vocabSize = "vocab_size"
+    }
+
+    public init(variant: VariantName, nEmbd: Int, nHead: Int, qLoraRank: Int? = nil, kvLoraRank: Int? = nil,
+                qkNopeHeadDim: Int? = nil, qkRopeHeadDim: Int? = nil, headDim: Int? = nil, groupSize: Int? = nil,
+                nLayer: Int? = nil, intermediateSize: Int? = nil, vocabSize: Int? = nil) {
+        self.variant = variant; self.nEmbd = nEmbd; self.nHead = nHead
+        self.qLoraRank = qLoraRank; self.kvLoraRank = kvLoraRank
+        self.qkNopeHeadDim = qkNopeHeadDim; self.qkRopeHeadDim = qkRopeHeadDim
+        self.headDim = headDim; self.groupSize = groupSize
+        self.nLayer = nLayer; self.intermediateSize = intermediateSize; self.vocabSize = vocabSize
+    }
+
+    /// Reads and decodes a JSON config file; every failure is one line naming the file.
+    public static func load(path: String) throws -> AttentionConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw HarnessError("\(path): cannot read config file")
+        }
+        do {
+            return try JSONDecoder().decode(AttentionConfig.self, from: data)
+        } catch DecodingError.keyNotFound(let key, _) {
+            throw HarnessError("\(path): config is missing key '\(key.stringValue)'")
+        } catch DecodingError.typeMismatch(_, let ctx), DecodingError.valueNotFound(_, let ctx) {
+            throw HarnessError("\(path): config key '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type")
+        } catch DecodingError.dataCorrupted(let ctx) {
+            if ctx.codingPath.first?.stringValue == "variant" {
+                throw HarnessError("\(path): unknown variant; expected one of \(VariantName.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            throw HarnessError("\(path): config is not valid JSON")
+        } catch {
+            throw HarnessError("\(path): config is not valid JSON")
+        }
+    }
+
+    func required(_ value: Int?, _ key: String) throws -> Int {
+        guard let v = value else { throw HarnessError("config for \(variant.rawValue) needs '\(key)'") }
+        try requirePositive(v, key)
+        return v
+    }
+
+    /// Checks every size and divisibility rule and returns the layer's layout.
+    public func layout() throws -> any AttentionLayout {
+        try requirePositive(nEmbd, "n_embd")
+        try requirePositive(nHead, "n_head")
+        if variant.isLatent { return try LatentLayout(config: self) }
+        return try GroupedLayout(config: self)
+    }
+}

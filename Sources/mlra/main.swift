@@ -1,0 +1,2 @@
+import MLRACore
+print("stub")

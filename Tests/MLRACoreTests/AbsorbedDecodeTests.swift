@@ -1,0 +1,40 @@
+import MLRACore
+import XCTest
+
+/// Absorbed decode (latent cache, single-token steps) against the Double
+/// reference forward, for every variant, dtype and prefill split.
+final class AbsorbedDecodeTests: XCTestCase {
+    /// Tolerances |y − ref| ≤ atol + rtol·|ref| with outputs of order 1:
+    /// f32 cache: arithmetic rounding only. f16 (11-bit mantissa) and bf16
+    /// (8-bit) cache rounding of O(1) values, propagated through softmax and
+    /// two projections.
+    static let tolerance: [StorageDType: (atol: Double, rtol: Double)] = [
+        .f32: (2e-5, 2e-4), .f16: (4e-3, 1e-2), .bf16: (3e-2, 5e-2),
+    ]
+
+    func check(_ config: AttentionConfig, tokens: Int, prefill: Int, dtype: StorageDType) throws {
+        let layout = try config.layout()
+        let weights = SeededWeights(seed: 7)
+        let x = randomInput(tokens: tokens, width: config.nEmbd, seed: 11)
+        let ref = try ReferenceForward.run(layout, weights: weights, x: x.map(Double.init), tokens: tokens)
+        let shard = try layout.makeShard(layout.shard(tp: 1, rank: 0), weights: weights, prefix: "")
+        let cache = shard.makeCache(dtype: dtype, capacity: tokens)
+        let y = runSequence(shard, x: x, tokens: tokens, prefill: prefill, cache: cache, kernel: PlainAttentionKernel())
+        let tol = Self.tolerance[dtype]!
+        assertClose(y, ref, atol: tol.atol, rtol: tol.rtol,
+                    "\(config.variant.rawValue) h=\(config.nHead) T=\(tokens) T0=\(prefill) \(dtype)")
+        XCTAssertEqual(cache.length, tokens)
+    }
+
+    func testEveryVariantEveryPrefillSplitF32() throws {
+        for c in Shapes.all {
+            for t0 in [0, 3, 9] { try check(c, tokens: 9, prefill: t0, dtype: .f32) }
+        }
+    }
+
+    func testHalfPrecisionCaches() throws {
+        for c in Shapes.all {
+            for dtype in [StorageDType.f16, .bf16] { try check(c, tokens: 7, prefill: 2, dtype: dtype) }
+        }
+    }
+}
