@@ -184,3 +184,12 @@ public func writeAtomically(_ data: Data, to path: String) throws {
         throw HarnessError("\(path): cannot write (\(error.localizedDescription))")
     }
 }
+
+public enum SafeTensors {
+    /// NaN or Inf never becomes a result: refuse with the first bad index.
+    public static func checkFinite(_ values: [Float], what: String) throws {
+        if let i = values.firstIndex(where: { !$0.isFinite }) {
+            throw HarnessError("\(what) contains \(values[i]) at element \(i); refusing to use it")
+        }
+    }
+}

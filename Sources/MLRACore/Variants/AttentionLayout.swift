@@ -48,6 +48,8 @@ public protocol AttentionLayout: Sendable {
     var kernelFlopsPerTokenPerBranch: Int { get }
     /// The kernel's work for a rank: one group per held unit.
     func kernelGroups(for shard: RankShard) -> [KernelGroup]
+    /// Attention weight elements the rank holds under `shard`.
+    func weightElements(for shard: RankShard) -> Int
     /// Builds the rank's decode shard, loading only its slice of the weights.
     func makeShard(_ shard: RankShard, weights: WeightSource, prefix: String) throws -> AttentionShard
 }

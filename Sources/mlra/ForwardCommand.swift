@@ -1,0 +1,54 @@
+import ArgumentParser
+import Foundation
+import MLRACore
+
+/// `mlra forward`: the file contract for checking the harness against another
+/// implementation. x [T, n_embd] in, y [T, n_embd] out; positions 0 ..< T0 go
+/// through prefill, every later one through a single-token decode step.
+struct ForwardCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "forward",
+        abstract: "Run one attention layer over x (prefill, then decode steps) and write y.")
+
+    @Option(help: "Layer config JSON (authors' key names plus \"variant\").")
+    var config: String
+    @OptionGroup var weightOptions: WeightOptions
+    @Option(help: "safetensors file holding tensor 'x' [T, n_embd] (F32).")
+    var input: String
+    @Option(help: "Positions 0..<T0 go through prefill; later ones through decode steps.")
+    var prefill: Int
+    @Option(help: "safetensors file to write with tensor 'y' [T, n_embd] (F32).")
+    var output: String
+    @Option(name: .customLong("kv-dtype"), help: "KV-cache storage: f32, f16, bf16.")
+    var kvDtype: StorageDType = .f32
+    @Flag(help: "Also run the Double reference forward and print the largest difference.")
+    var check = false
+
+    func run() throws {
+        try runReportingErrors {
+            let layout = try AttentionConfig.load(path: config).layout()
+            let x = try SafeTensorsFile(path: input).tensor("x")
+            guard x.shape.count == 2, x.shape[1] == layout.nEmbd, x.shape[0] > 0 else {
+                throw HarnessError("\(input): tensor 'x' has shape \(x.shape), expected [T, \(layout.nEmbd)] with T ≥ 1")
+            }
+            let tokens = x.shape[0]
+            guard prefill >= 0, prefill <= tokens else {
+                throw HarnessError("--prefill \(prefill) must lie in 0...\(tokens) (T of the input)")
+            }
+            try checkWritable(output)
+            let weights = try weightOptions.source()
+            let shard = try layout.makeShard(layout.shard(tp: 1, rank: 0), weights: weights, prefix: "")
+            let cache = shard.makeCache(dtype: kvDtype, capacity: tokens)
+            let y = runSequence(shard, x: x.data, tokens: tokens, prefill: prefill, cache: cache, kernel: PlainAttentionKernel())
+            try SafeTensors.checkFinite(y, what: "output y")
+            try SafeTensorsFile.write(["y": Tensor(shape: [tokens, layout.nEmbd], data: y)], to: output,
+                                      metadata: ["variant": layout.variant.rawValue, "prefill": String(prefill),
+                                                 "kv_dtype": kvDtype.rawValue, "harness": HarnessVersion.string])
+            if check {
+                let ref = try ReferenceForward.run(layout, weights: weights, x: x.data.map(Double.init), tokens: tokens)
+                let err = zip(y, ref).map { abs(Double($0) - $1) }.max() ?? 0
+                print(String(format: "max |y - reference| = %.3e", err))
+            }
+        }
+    }
+}

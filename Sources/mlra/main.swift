@@ -1,2 +1,0 @@
-import MLRACore
-print("stub")
