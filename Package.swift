@@ -26,8 +26,12 @@ let package = Package(
             "MLRABench", "MLRAParallel", "MLRACore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "MLRACoreTests", dependencies: ["MLRACore"]),
-        .testTarget(name: "MLRAParallelTests", dependencies: ["MLRAParallel", "MLRACore"]),
-        .testTarget(name: "MLRABenchTests", dependencies: ["MLRABench", "MLRACore"]),
+        // Tolerance assertions and inputs shared by the test targets.
+        .target(name: "MLRATestSupport", dependencies: ["MLRACore"], path: "Tests/MLRATestSupport"),
+        .testTarget(name: "MLRACoreTests", dependencies: ["MLRACore", "MLRATestSupport"]),
+        .testTarget(name: "MLRAParallelTests", dependencies: ["MLRAParallel", "MLRACore", "MLRATestSupport"]),
+        .testTarget(name: "MLRABenchTests", dependencies: ["MLRABench", "MLRACore", "MLRATestSupport"]),
+        // Runs the built `mlra` binary (and mpirun) as a user would.
+        .testTarget(name: "CLITests", dependencies: ["mlra", "MLRACore", "MLRATestSupport"]),
     ]
 )
