@@ -1,0 +1,27 @@
+#!/bin/sh
+# Submit the sweep array and the merge job that runs once every task of the
+# array has succeeded.
+#
+#   jobs/submit_array.sh [sbatch options for both jobs ...]
+#   MLRA_ARRAY=0-7%2 jobs/submit_array.sh      # 8 shares, at most 2 at a time
+#   MLRA_SWEEP_NAME=big MLRA_SWEEP_ARGS="--preset paper" jobs/submit_array.sh
+#
+# The MLRA_* variables of jobs/slurm_array.sbatch travel to both jobs in the
+# environment (sbatch's default --export=ALL). The last line printed is
+# "ARRAY_JOB=<id> MERGE_JOB=<id>" for scripts.
+set -eu
+cd "$(dirname "$0")/.."      # submit from the repository's root: results/ lands there
+
+array_opt=
+if [ -n "${MLRA_ARRAY:-}" ]; then array_opt="--array=$MLRA_ARRAY"; fi
+
+# --parsable prints "jobid" or "jobid;cluster".
+aid=$(sbatch --parsable $array_opt "$@" jobs/slurm_array.sbatch)
+aid=${aid%%;*}
+mid=$(sbatch --parsable \
+  --dependency="afterok:$aid" \
+  --kill-on-invalid-dep=yes \
+  "$@" jobs/slurm_merge.sbatch)
+mid=${mid%%;*}
+echo "submit_array: array job $aid; merge job $mid starts after every task of $aid succeeds"
+echo "ARRAY_JOB=$aid MERGE_JOB=$mid"
