@@ -1,0 +1,107 @@
+import MLRACore
+import XCTest
+
+/// TiledAttentionKernel against PlainAttentionKernel on real layouts and shards.
+/// Both read the same stored cache, so the only differences are f32 summation
+/// order and the vectorised exp: |tiled − plain| ≤ 2e-5 + 2e-4·|plain|.
+final class KernelTests: XCTestCase {
+    static let atol = 2e-5, rtol = 2e-4
+    static let tile = 8   // small, so that short contexts cross several tiles
+
+    /// Every variant, several TP ranks, all dtypes, threads 1–3, L = 1, tile ± 1, odd lengths.
+    func testTiledMatchesPlainForEveryVariantDtypeThreadCountAndLength() throws {
+        let cases: [(AttentionConfig, [Int])] = [
+            (Shapes.grouped(.mha, h: 3), [1, 3]),
+            (Shapes.grouped(.mqa, h: 5), [1]),
+            (Shapes.grouped(.gqa, h: 8, dh: 16, group: 2), [1, 2, 4, 8]),
+            (Shapes.latent(.mla, h: 3, dc: 20), [1, 3]),
+            (Shapes.latent(.gla2, h: 6, dc: 40), [1, 2]),
+            (Shapes.latent(.mlra2, h: 6, dc: 32), [1, 2, 4]),
+            (Shapes.latent(.mlra4, h: 4, dc: 64, dn: 8, dr: 4), [1, 2, 4, 8]),
+        ]
+        let t = Self.tile
+        let lengths = [1, 2, t - 1, t, t + 1, 2 * t + 3, 5 * t + 1]
+        let kernels = (1...3).map { TiledAttentionKernel(threads: $0, tile: t) }
+        for (config, tps) in cases {
+            let layout = try config.layout()
+            for tp in tps {
+                for rank in Set([0, tp / 2, tp - 1]).sorted() {
+                    let shard = try layout.shard(tp: tp, rank: rank)
+                    let groups = layout.kernelGroups(for: shard)
+                    let width = layout.cacheWidth(units: shard.units.count)
+                    for dtype in StorageDType.allCases {
+                        let cache = KVCache(dtype: dtype, width: width, capacity: lengths.max()!)
+                        let seed = SeededInit(seed: 7), key = seed.nameKey("cache")
+                        cache.fill(toLength: lengths.max()!) { j, c in 2 * seed.uniform(nameKey: key, index: j * width + c) }
+                        let q = randomInput(tokens: 1, width: groups.totalQueryCount, seed: 11).map { 3 * $0 }
+                        for length in lengths {
+                            let ref = run(PlainAttentionKernel(), cache, length, groups, layout.softmaxScale, q)
+                            for kernel in kernels {
+                                let got = run(kernel, cache, length, groups, layout.softmaxScale, q)
+                                assertClose(got, ref.map(Double.init), atol: Self.atol, rtol: Self.rtol,
+                                            "\(config.variant) tp \(tp) rank \(rank) \(dtype) threads \(kernel.threads) L \(length)")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The paper-size MLA shape (64 heads, 512 + 64) with the default tile, around its tile edges.
+    func testTiledMatchesPlainAtPaperShapeWithDefaultTile() throws {
+        let layout = try AttentionConfig(variant: .mlra4, nEmbd: 256, nHead: 64, qLoraRank: 64, kvLoraRank: 512,
+                                         qkNopeHeadDim: 128, qkRopeHeadDim: 64).layout()
+        let shard = try layout.shard(tp: 2, rank: 1)   // two blocks: key and RoPE not adjacent for block 0
+        let groups = layout.kernelGroups(for: shard)
+        let width = layout.cacheWidth(units: shard.units.count)
+        let t = TiledAttentionKernel.defaultTile
+        let cache = KVCache(dtype: .bf16, width: width, capacity: 2 * t + 1)
+        let seed = SeededInit(seed: 3), key = seed.nameKey("cache")
+        cache.fill(toLength: 2 * t + 1) { j, c in seed.uniform(nameKey: key, index: j * width + c) }
+        let q = randomInput(tokens: 1, width: groups.totalQueryCount, seed: 5)
+        for length in [1, t - 1, t, t + 1, 2 * t + 1] {
+            let ref = run(PlainAttentionKernel(), cache, length, groups, layout.softmaxScale, q)
+            for threads in [1, 2] {
+                let got = run(TiledAttentionKernel(threads: threads), cache, length, groups, layout.softmaxScale, q)
+                assertClose(got, ref.map(Double.init), atol: Self.atol, rtol: Self.rtol, "mlra4 paper shape threads \(threads) L \(length)")
+            }
+        }
+    }
+
+    /// A kernel object reused across calls with different group sets and widths stays correct.
+    func testKernelReuseAcrossShapes() throws {
+        let kernel = TiledAttentionKernel(threads: 2, tile: 4)
+        for config in [Shapes.latent(.mla, h: 4, dc: 12), Shapes.grouped(.gqa, h: 6, group: 3), Shapes.latent(.mlra4, h: 3, dc: 32)] {
+            let layout = try config.layout()
+            let shard = try layout.shard(tp: 1, rank: 0)
+            let groups = layout.kernelGroups(for: shard)
+            let width = layout.cacheWidth(units: shard.units.count)
+            let cache = KVCache(dtype: .f32, width: width, capacity: 13)
+            cache.fill(toLength: 13) { j, c in sin(Float(j * 7 + c)) }
+            let q = randomInput(tokens: 1, width: groups.totalQueryCount, seed: 1)
+            let ref = run(PlainAttentionKernel(), cache, 13, groups, layout.softmaxScale, q)
+            assertClose(run(kernel, cache, 13, groups, layout.softmaxScale, q), ref.map(Double.init),
+                        atol: Self.atol, rtol: Self.rtol, "reuse \(config.variant)")
+        }
+    }
+
+    /// The check can trip: a perturbed output fails the same tolerance.
+    func testToleranceDetectsAnInjectedError() {
+        let ref: [Double] = [1, -0.5, 0.25]
+        var bad: [Float] = [1, -0.5, 0.25]
+        bad[1] += Float(10 * (Self.atol + Self.rtol * 0.5))
+        let worst = zip(bad, ref).map { abs(Double($0) - $1) - (Self.atol + Self.rtol * abs($1)) }.max()!
+        XCTAssertGreaterThan(worst, 0)
+    }
+
+    private func run(_ kernel: AttentionKernel, _ cache: KVCache, _ length: Int, _ groups: [KernelGroup],
+                     _ scale: Float, _ q: [Float]) -> [Float] {
+        var out = [Float](repeating: .nan, count: groups.totalOutputCount)
+        q.withUnsafeBufferPointer { qp in
+            out.withUnsafeMutableBufferPointer { kernel.run(cache: cache, length: length, groups: groups, scale: scale,
+                                                            queries: qp.baseAddress!, out: $0.baseAddress!) }
+        }
+        return out
+    }
+}
