@@ -25,29 +25,39 @@ struct ForwardCommand: ParsableCommand {
     var check = false
 
     func run() throws {
-        try runReportingErrors {
-            let layout = try AttentionConfig.load(path: config).layout()
-            let x = try SafeTensorsFile(path: input).tensor("x")
-            guard x.shape.count == 2, x.shape[1] == layout.nEmbd, x.shape[0] > 0 else {
-                throw HarnessError("\(input): tensor 'x' has shape \(x.shape), expected [T, \(layout.nEmbd)] with T ≥ 1")
+        // Under mpirun -n t every rank holds one TP shard; rank 0 writes y.
+        try runParallel { world in
+            let tp = world.size
+            let (layout, x, shard, weights) = try world.collectively { () throws -> (any AttentionLayout, Tensor, AttentionShard, WeightSource) in
+                let layout = try AttentionConfig.load(path: config).layout()
+                let x = try SafeTensorsFile(path: input).tensor("x")
+                guard x.shape.count == 2, x.shape[1] == layout.nEmbd, x.shape[0] > 0 else {
+                    throw HarnessError("\(input): tensor 'x' has shape \(x.shape), expected [T, \(layout.nEmbd)] with T ≥ 1")
+                }
+                try SafeTensors.checkFinite(x.data, what: "\(input): tensor 'x'")
+                guard prefill >= 0, prefill <= x.shape[0] else {
+                    throw HarnessError("--prefill \(prefill) must lie in 0...\(x.shape[0]) (T of the input)")
+                }
+                if world.rank == 0 { try checkWritable(output) }
+                let plan = try layout.shard(tp: tp, rank: world.rank)
+                let weights = try weightOptions.source()
+                return (layout, x, try layout.makeShard(plan, weights: weights, prefix: ""), weights)
             }
             let tokens = x.shape[0]
-            guard prefill >= 0, prefill <= tokens else {
-                throw HarnessError("--prefill \(prefill) must lie in 0...\(tokens) (T of the input)")
-            }
-            try checkWritable(output)
-            let weights = try weightOptions.source()
-            let shard = try layout.makeShard(layout.shard(tp: 1, rank: 0), weights: weights, prefix: "")
             let cache = shard.makeCache(dtype: kvDtype, capacity: tokens)
-            let y = runSequence(shard, x: x.data, tokens: tokens, prefill: prefill, cache: cache, kernel: PlainAttentionKernel())
-            try SafeTensors.checkFinite(y, what: "output y")
-            try SafeTensorsFile.write(["y": Tensor(shape: [tokens, layout.nEmbd], data: y)], to: output,
-                                      metadata: ["variant": layout.variant.rawValue, "prefill": String(prefill),
-                                                 "kv_dtype": kvDtype.rawValue, "harness": HarnessVersion.string])
-            if check {
-                let ref = try ReferenceForward.run(layout, weights: weights, x: x.data.map(Double.init), tokens: tokens)
-                let err = zip(y, ref).map { abs(Double($0) - $1) }.max() ?? 0
-                print(String(format: "max |y - reference| = %.3e", err))
+            let y = runSequence(shard, x: x.data, tokens: tokens, prefill: prefill, cache: cache,
+                                kernel: PlainAttentionKernel(), collectives: world)
+            try world.collectively {
+                try SafeTensors.checkFinite(y, what: "output y")
+                guard world.rank == 0 else { return }
+                try SafeTensorsFile.write(["y": Tensor(shape: [tokens, layout.nEmbd], data: y)], to: output,
+                                          metadata: ["variant": layout.variant.rawValue, "prefill": String(prefill),
+                                                     "kv_dtype": kvDtype.rawValue, "tp": String(tp), "harness": HarnessVersion.string])
+                if check {
+                    let ref = try ReferenceForward.run(layout, weights: weights, x: x.data.map(Double.init), tokens: tokens)
+                    let err = zip(y, ref).map { abs(Double($0) - $1) }.max() ?? 0
+                    print(String(format: "max |y - reference| = %.3e", err))
+                }
             }
         }
     }

@@ -1,16 +1,22 @@
-/// Runs one attention layer's shard over a sequence the way a decoder does:
-/// positions 0 ..< prefill in one prefill call, every later position as a
-/// single-token decode step on the cache. Returns this shard's partial output
-/// [T, D] (the whole layer output when the shard is the whole layer).
+/// Runs one attention layer over a sequence the way a decoder does: positions
+/// 0 ..< prefill in one prefill call, every later position as a single-token
+/// decode step on the cache. Each call ends, as in a TP decoder, with one
+/// all-reduce of the shard's partial output over the TP group. Returns the
+/// layer output [T, D] (on every rank).
 public func runSequence(_ shard: AttentionShard, x: [Float], tokens: Int, prefill: Int,
-                        cache: KVCache, kernel: AttentionKernel) -> [Float] {
+                        cache: KVCache, kernel: AttentionKernel,
+                        collectives: TPCollectives = SingleProcess()) -> [Float] {
     precondition(prefill >= 0 && prefill <= tokens)
     let d = shard.layout.nEmbd
     var y = [Float]()
     y.reserveCapacity(tokens * d)
-    if prefill > 0 { y += shard.forward(Array(x[0..<(prefill * d)]), tokens: prefill, cache: cache, kernel: kernel) }
-    for p in prefill..<tokens {
-        y += shard.forward(Array(x[(p * d)..<((p + 1) * d)]), tokens: 1, cache: cache, kernel: kernel)
+    func call(_ rows: Range<Int>) {
+        var part = shard.forward(Array(x[(rows.lowerBound * d)..<(rows.upperBound * d)]), tokens: rows.count,
+                                 cache: cache, kernel: kernel)
+        collectives.allReduceSum(&part)
+        y += part
     }
+    if prefill > 0 { call(0..<prefill) }
+    for p in prefill..<tokens { call(p..<(p + 1)) }
     return y
 }

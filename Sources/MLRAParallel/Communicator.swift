@@ -1,0 +1,173 @@
+import CMPI
+import Foundation
+import MLRACore
+
+/// A checked, counted wrapper over an MPI communicator. Every collective of a
+/// decode step goes through the few functions here, so all communication can be
+/// found with one search and counted in tests. Errors come back as
+/// `MPI_ERRORS_RETURN` codes and are reported with `MPI_Error_string`.
+public final class Communicator: TPCollectives {
+    public let comm: MPI_Comm
+    public let rank: Int
+    public let size: Int
+
+    /// Collectives issued through this communicator (tests count them).
+    public private(set) var allReduceCount = 0
+    public private(set) var allGatherCount = 0
+    public private(set) var allReduceBytes = 0
+    /// Seconds spent inside all-reduce / all-gather since the last `resetCounters()`.
+    public private(set) var collectiveSeconds = 0.0
+
+    public var tpSize: Int { size }
+    public var tpRank: Int { rank }
+
+    init(_ comm: MPI_Comm) {
+        self.comm = comm
+        var r: Int32 = 0, s: Int32 = 0
+        MPI.check(MPI_Comm_rank(comm, &r), "MPI_Comm_rank")
+        MPI.check(MPI_Comm_size(comm, &s), "MPI_Comm_size")
+        rank = Int(r); size = Int(s)
+        MPI.check(MPI_Comm_set_errhandler(comm, mlra_errors_return()), "MPI_Comm_set_errhandler")
+    }
+
+    public func resetCounters() {
+        allReduceCount = 0; allGatherCount = 0; allReduceBytes = 0; collectiveSeconds = 0
+    }
+
+    /// Ranks with equal `color` form a new communicator, ordered by `key`.
+    public func split(color: Int, key: Int) -> Communicator {
+        var out: MPI_Comm? = mlra_comm_null()
+        MPI.check(MPI_Comm_split(comm, Int32(color), Int32(key), &out), "MPI_Comm_split")
+        return Communicator(out!)
+    }
+
+    public func barrier() { MPI.check(MPI_Barrier(comm), "MPI_Barrier") }
+
+    public func allReduceSum(_ values: inout [Float]) {
+        if size == 1 { return }
+        let t0 = MPI_Wtime()
+        let n = values.count
+        values.withUnsafeMutableBufferPointer {
+            MPI.check(MPI_Allreduce(mlra_in_place(), $0.baseAddress, Int32(n), mlra_float(), mlra_op_sum(), comm), "MPI_Allreduce")
+        }
+        collectiveSeconds += MPI_Wtime() - t0
+        allReduceCount += 1
+        allReduceBytes += n * 4
+    }
+
+    public func allGather(_ local: [Float], counts: [Int]) -> [Float] {
+        precondition(counts.count == size && counts[rank] == local.count)
+        if size == 1 { return local }
+        let t0 = MPI_Wtime()
+        var out = [Float](repeating: 0, count: counts.reduce(0, +))
+        var displs = [Int32](), c32 = counts.map { Int32($0) }
+        var acc: Int32 = 0
+        for c in c32 { displs.append(acc); acc += c }
+        local.withUnsafeBufferPointer { l in
+            out.withUnsafeMutableBufferPointer { o in
+                MPI.check(MPI_Allgatherv(l.baseAddress, Int32(local.count), mlra_float(), o.baseAddress, &c32, &displs,
+                                         mlra_float(), comm), "MPI_Allgatherv")
+            }
+        }
+        collectiveSeconds += MPI_Wtime() - t0
+        allGatherCount += 1
+        return out
+    }
+
+    /// Reductions of a scalar over the communicator (timing and error agreement).
+    public func allReduce(_ value: Double, max: Bool) -> Double {
+        var v = value, out = 0.0
+        MPI.check(MPI_Allreduce(&v, &out, 1, mlra_double(), max ? mlra_op_max() : mlra_op_sum(), comm), "MPI_Allreduce")
+        return out
+    }
+
+    public func allReduceMax(_ values: [Double]) -> [Double] {
+        var out = [Double](repeating: 0, count: values.count)
+        var v = values
+        MPI.check(MPI_Allreduce(&v, &out, Int32(values.count), mlra_double(), mlra_op_max(), comm), "MPI_Allreduce")
+        return out
+    }
+
+    /// Every rank's `values` (same count on all ranks), concatenated in rank order.
+    public func allGatherDoubles(_ values: [Double]) -> [Double] {
+        var out = [Double](repeating: 0, count: values.count * size)
+        var v = values
+        MPI.check(MPI_Allgather(&v, Int32(values.count), mlra_double(), &out, Int32(values.count), mlra_double(), comm), "MPI_Allgather")
+        return out
+    }
+
+    /// Rank `root`'s string on every rank.
+    public func broadcast(_ text: String, root: Int = 0) -> String {
+        var n = Int64(text.utf8.count)
+        MPI.check(MPI_Bcast(&n, 1, mlra_int64(), Int32(root), comm), "MPI_Bcast")
+        var bytes = rank == root ? Array(text.utf8) : [UInt8](repeating: 0, count: Int(n))
+        MPI.check(MPI_Bcast(&bytes, Int32(n), mlra_byte(), Int32(root), comm), "MPI_Bcast")
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// Process-wide MPI state: initialisation, the world communicator, aborting.
+public enum MPI {
+    nonisolated(unsafe) private static var worldComm: Communicator?
+
+    /// Initialises MPI once (safe to call when launched without mpirun: a singleton world).
+    public static func world() -> Communicator {
+        if let w = worldComm { return w }
+        var initialized: Int32 = 0
+        MPI_Initialized(&initialized)
+        if initialized == 0 {
+            var argc: Int32 = 0
+            _ = MPI_Init(&argc, nil)
+        }
+        let w = Communicator(mlra_comm_world())
+        worldComm = w
+        return w
+    }
+
+    public static var isInitialized: Bool { worldComm != nil }
+
+    public static func finalize() {
+        guard worldComm != nil else { return }
+        var finalized: Int32 = 0
+        MPI_Finalized(&finalized)
+        if finalized == 0 { MPI_Finalize() }
+        worldComm = nil
+    }
+
+    /// Ends the whole job: one line naming the rank and the cause, then MPI_Abort,
+    /// so no other rank is left blocked in a collective.
+    public static func abort(_ message: String, code: Int32 = 1) -> Never {
+        let rank = worldComm.map { " (rank \($0.rank))" } ?? ""
+        FileHandle.standardError.write(Data("mlra: error\(rank): \(message)\n".utf8))
+        if worldComm != nil { MPI_Abort(mlra_comm_world(), code) }
+        exit(code)
+    }
+
+    /// A failed MPI call ends the job with the library's own explanation.
+    static func check(_ code: Int32, _ call: String, file: StaticString = #fileID, line: UInt = #line) {
+        guard code != mlra_success() else { return }
+        var buffer = [CChar](repeating: 0, count: Int(mlra_max_error_string()) + 1)
+        var length: Int32 = 0
+        MPI_Error_string(code, &buffer, &length)
+        let text = String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        abort("\(call) failed at \(file):\(line): \(text)")
+    }
+
+    public static func wtime() -> Double { MPI_Wtime() }
+    public static func wtick() -> Double { MPI_Wtick() }
+
+    public static var libraryVersion: String {
+        var buffer = [CChar](repeating: 0, count: Int(mlra_max_library_version_string()) + 1)
+        var length: Int32 = 0
+        MPI_Get_library_version(&buffer, &length)
+        let s = String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return s.split(separator: "\n").first.map(String.init)?.trimmingCharacters(in: .whitespaces) ?? s
+    }
+
+    public static var processorName: String {
+        var buffer = [CChar](repeating: 0, count: Int(mlra_max_processor_name()) + 1)
+        var length: Int32 = 0
+        MPI_Get_processor_name(&buffer, &length)
+        return String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
