@@ -9,12 +9,19 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .tables import LABEL, variant_key  # noqa: E402
 
 MARKERS = "osD^v<>p*h"
+STYLES = ["-", "--", ":", "-."]
+
+
+def color(v: str):
+    """One colour per variant, the same in every figure."""
+    return plt.get_cmap("tab10")(variant_key(v) % 10)
 
 
 def _variants(rows):
@@ -33,6 +40,10 @@ def _log_if_wide(ax, axis, values):
     v = v[np.isfinite(v) & (v > 0)]
     if len(v) and v.max() / v.min() >= 10:
         (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+        if v.max() / v.min() < 100:  # few decades: label the minor ticks too, in plain numbers
+            a = ax.xaxis if axis == "x" else ax.yaxis
+            a.set_major_formatter(ticker.ScalarFormatter())
+            a.set_minor_formatter(ticker.FuncFormatter(lambda x, _: f"{x:g}" if str(int(x))[0] in "25" else ""))
 
 
 def latency_vs_context(rows: pd.DataFrame, out_dir: str) -> str | None:
@@ -42,9 +53,12 @@ def latency_vs_context(rows: pd.DataFrame, out_dir: str) -> str | None:
     fig, axes = plt.subplots(1, len(scopes), figsize=(5.5 * len(scopes), 4.2), squeeze=False)
     for ax, scope in zip(axes[0], scopes):
         s = rows[rows["scope"] == scope]
-        for i, ((v, tp), g) in enumerate(sorted(s.groupby(["variant", "tp"]), key=lambda x: (variant_key(x[0][0]), x[0][1]))):
+        tps = sorted(s["tp"].unique())
+        for (v, tp), g in sorted(s.groupby(["variant", "tp"]), key=lambda x: (variant_key(x[0][0]), x[0][1])):
             g = g.groupby("context")["step_us_median"].median()
-            ax.plot(g.index, g.values, marker=MARKERS[i % len(MARKERS)], label=f"{LABEL.get(v, v)} t={int(tp)}")
+            j = tps.index(tp)
+            ax.plot(g.index, g.values, color=color(v), ls=STYLES[j % len(STYLES)], marker=MARKERS[j % len(MARKERS)],
+                    label=f"{LABEL.get(v, v)} t={int(tp)}")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("context L (tokens)")
@@ -61,7 +75,7 @@ def cache_traffic_vs_tp(rows: pd.DataFrame, out_dir: str) -> str | None:
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for i, v in enumerate(_variants(rows)):
         g = rows[rows["variant"] == v].groupby("tp")["kv_bytes_per_token"].max()
-        ax.plot(g.index, g.values, marker=MARKERS[i % len(MARKERS)], label=LABEL.get(v, v))
+        ax.plot(g.index, g.values, color=color(v), marker=MARKERS[i % len(MARKERS)], label=LABEL.get(v, v))
     ax.set_xscale("log", base=2)
     tps = sorted(rows["tp"].unique())
     ax.set_xticks(tps, [str(int(t)) for t in tps])
@@ -89,7 +103,8 @@ def roofline(rows: pd.DataFrame, out_dir: str) -> str | None:
         ax.plot(x, np.minimum(triad * x, fma), "k--", lw=1, label=f"triad {triad:.1f} GB/s, FMA {fma:.1f} GFLOP/s")
     for i, v in enumerate(_variants(df)):
         m = df["variant"] == v
-        ax.scatter(ai[m], df.loc[m, "achieved_gflops"], marker=MARKERS[i % len(MARKERS)], label=LABEL.get(v, v), zorder=3)
+        ax.scatter(ai[m], df.loc[m, "achieved_gflops"], color=color(v), marker=MARKERS[i % len(MARKERS)],
+                   label=LABEL.get(v, v), zorder=3)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (FLOP/byte of cache streamed)")
@@ -105,13 +120,16 @@ def scaling_vs_tp(scaling: pd.DataFrame, out_dir: str) -> str | None:
     if scaling.empty or scaling["tp"].nunique() < 2:
         return None
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    i = 0
+    unlabel = {lab: v for v, lab in LABEL.items()}
+    scopes = sorted(scaling["scope"].unique())
     for (scope, v), g in scaling.groupby(["scope", "variant"], sort=False):
-        g = g[g["context"] == g["context"].max()].groupby("tp")[["speedup", "efficiency"]].median()
-        lab = f"{v} ({scope}, L={int(scaling.loc[scaling['variant'] == v, 'context'].max())})"
-        a1.plot(g.index, g["speedup"], marker=MARKERS[i % len(MARKERS)], label=lab)
-        a2.plot(g.index, g["efficiency"], marker=MARKERS[i % len(MARKERS)], label=lab)
-        i += 1
+        longest = g["context"].max()
+        g = g[g["context"] == longest].groupby("tp")[["speedup", "efficiency"]].median()
+        style = dict(color=color(unlabel.get(v, v)), ls=STYLES[scopes.index(scope) % len(STYLES)],
+                     marker=MARKERS[scopes.index(scope) % len(MARKERS)], label=f"{v} ({scope}, L={int(longest)})")
+        a1.plot(g.index, g["speedup"], **style)
+        a2.plot(g.index, g["efficiency"], **style)
+    a2.set_ylim(0, max(1.1, float(scaling["efficiency"].max()) * 1.05))
     tps = sorted(scaling["tp"].unique())
     a1.plot(tps, tps, "k:", label="ideal")
     a2.axhline(1.0, color="k", ls=":", label="ideal")
@@ -150,11 +168,13 @@ def paper_vs_model(comparison: pd.DataFrame, out_dir: str) -> str | None:
     if comparison.empty:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4.4))
-    x = np.arange(len(comparison))
+    x = comparison["L (tokens)"].to_numpy()
     for i, v in enumerate(["GQA", "MLA", "GLA-2", "MLRA-4"]):
         line, = ax.plot(x, comparison[f"{v} paper"], marker=MARKERS[i], label=f"{v} paper (H100)")
         ax.plot(x, comparison[f"{v} model"], ls="--", color=line.get_color(), label=f"{v} model (H100 roofline)")
+    ax.set_xscale("log", base=2)
     ax.set_xticks(x, comparison["context"])
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
     ax.set_yscale("log")
     ax.set_xlabel("context (tokens)")
     ax.set_ylabel("decode kernel latency (µs)")

@@ -189,7 +189,7 @@ def paper_comparison(paper: pd.DataFrame, hw: model.Hardware = model.H100) -> pd
     """The model's prediction for the paper's shapes next to the paper's latencies."""
     recs = []
     for label, g in paper.groupby("context_label", sort=False):
-        rec = {"context": label}
+        rec = {"context": label, "L (tokens)": int(g["context"].iloc[0])}
         for r in g.itertuples():
             b, f = model.paper_shape_cost(r.variant, int(r.context))
             rec[f"{LABEL[r.variant]} model"] = model.predict(b, f, hw)["kernel_us"]
