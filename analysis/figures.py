@@ -151,7 +151,8 @@ def latency_distributions(samples: pd.DataFrame, out_dir: str) -> str | None:
         return None
     labels, data = [], []
     keys = ["scope", "variant", "tp", "context", "batch"]
-    for k, g in samples.groupby(keys, sort=True):
+    groups = sorted(samples.groupby(keys), key=lambda kg: (kg[0][0], variant_key(kg[0][1]), *kg[0][2:]))
+    for k, g in groups:
         labels.append(f"{LABEL.get(k[1], k[1])} t={int(k[2])}\nL={int(k[3])} {k[0]}")
         data.append(g["step_us"].to_numpy(float))
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(data) + 2), 4.6))

@@ -139,9 +139,23 @@ def efficiency_table(rows: pd.DataFrame) -> pd.DataFrame:
     df["% sgemm"] = 100 * df["achieved_gflops"] / df["calib_sgemm_gflops"]
     ridge = df["calib_sgemm_gflops"] / df["calib_read_gbs"]
     df["bound"] = np.where(df["intensity"] > ridge, "compute", "bandwidth")
+    # Cross-checks: the CSV's rates against its own bytes, FLOPs and kernel time, and the roof.
+    gbs = df["kernel_bytes_per_step"] / df["kernel_us_median"] / 1e3
+    gfl = df["kernel_flops_per_step"] / df["kernel_us_median"] / 1e3
+    notes = []
+    for i in df.index:
+        n = []
+        if not np.isclose(gbs[i], df.at[i, "achieved_gbs"], rtol=1e-3):
+            n.append(f"GB/s ≠ bytes/time ({gbs[i]:.4g})")
+        if not np.isclose(gfl[i], df.at[i, "achieved_gflops"], rtol=1e-3):
+            n.append(f"GFLOP/s ≠ FLOPs/time ({gfl[i]:.4g})")
+        if df.at[i, "roofline_fraction"] > 1.05:
+            n.append("**faster than the measured roof**")
+        notes.append("; ".join(n) or "ok")
+    df["check"] = notes
     df["variant"] = df["variant"].map(lambda v: LABEL.get(v, v))
     cols = ["scope", "variant", "tp", "kv_dtype", "batch", "context", "kernel_us_median", "intensity",
-            "achieved_gbs", "% read BW", "achieved_gflops", "% sgemm", "roofline_fraction", "bound"]
+            "achieved_gbs", "% read BW", "achieved_gflops", "% sgemm", "roofline_fraction", "bound", "check"]
     return df[cols].rename(columns={"intensity": "FLOP/byte", "achieved_gbs": "GB/s",
                                     "achieved_gflops": "GFLOP/s", "kernel_us_median": "kernel µs"})
 

@@ -67,6 +67,10 @@ def test_efficiency(tmp_path):
     assert eff["% read BW"] == pytest.approx(39.3216)
     assert eff["roofline_fraction"] == pytest.approx(10.48576)
     assert eff["bound"] == "compute"  # 106.7 > ridge 40/10 = 4
+    assert eff["check"] == "**faster than the measured roof**"
+    bad = synth.row("mla", kernel_us=2e5, achieved_gbs=99.0)  # true rate 1024·1152 B / 2e5 µs = 0.0059 GB/s
+    eff = tables.efficiency_table(load(tmp_path, [bad])).iloc[0]
+    assert eff["check"] == "GB/s ≠ bytes/time (0.005898)"
 
 
 def test_scaling_and_allreduce_share(tmp_path):
