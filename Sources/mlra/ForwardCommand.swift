@@ -23,6 +23,8 @@ struct ForwardCommand: ParsableCommand {
     var kvDtype: StorageDType = .f32
     @Flag(help: "Also run the Double reference forward and print the largest difference.")
     var check = false
+    @Flag(help: "Print a JSON line with per-rank cache bytes and the collectives issued (for tests and audits).")
+    var stats = false
 
     func run() throws {
         // Under mpirun -n t every rank holds one TP shard; rank 0 writes y.
@@ -47,12 +49,14 @@ struct ForwardCommand: ParsableCommand {
             let cache = shard.makeCache(dtype: kvDtype, capacity: tokens)
             let y = runSequence(shard, x: x.data, tokens: tokens, prefill: prefill, cache: cache,
                                 kernel: PlainAttentionKernel(), collectives: world)
+            let report = RunStats(world: world, cacheRowBytes: cache.rowBytes, cacheAllocatedBytes: cache.allocatedBytes)
             try world.collectively {
                 try SafeTensors.checkFinite(y, what: "output y")
                 guard world.rank == 0 else { return }
                 try SafeTensorsFile.write(["y": Tensor(shape: [tokens, layout.nEmbd], data: y)], to: output,
                                           metadata: ["variant": layout.variant.rawValue, "prefill": String(prefill),
                                                      "kv_dtype": kvDtype.rawValue, "tp": String(tp), "harness": HarnessVersion.string])
+                if stats { print("stats: " + report.json) }
                 if check {
                     let ref = try ReferenceForward.run(layout, weights: weights, x: x.data.map(Double.init), tokens: tokens)
                     let err = zip(y, ref).map { abs(Double($0) - $1) }.max() ?? 0

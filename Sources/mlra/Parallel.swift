@@ -22,3 +22,18 @@ func runParallel(_ body: (Communicator) throws -> Void) throws {
     }
     MPI.finalize()
 }
+
+/// What every rank actually allocated and communicated, gathered on all ranks
+/// (a collective: call it on every rank). Printed by `--stats`.
+struct RunStats {
+    let json: String
+
+    init(world: Communicator, cacheRowBytes: Int, cacheAllocatedBytes: Int) {
+        let counts = [Double(world.allReduceCount), Double(world.allGatherCount), Double(world.allReduceBytes)]
+        let rows = world.allGatherDoubles([Double(cacheRowBytes), Double(cacheAllocatedBytes)] + counts)
+        let per = (0..<world.size).map { Array(rows[($0 * 5)..<($0 * 5 + 5)]).map { Int($0) } }
+        func list(_ i: Int) -> String { "[" + per.map { String($0[i]) }.joined(separator: ",") + "]" }
+        json = "{\"ranks\":\(world.size),\"cache_row_bytes\":\(list(0)),\"cache_allocated_bytes\":\(list(1)),"
+            + "\"allreduce_calls\":\(list(2)),\"allgather_calls\":\(list(3)),\"allreduce_bytes\":\(list(4))}"
+    }
+}

@@ -27,7 +27,8 @@ public struct ModelLayout: Sendable {
     /// Every checkpoint parameter of the model (authors' names).
     public var parameters: [ParamSpec] {
         let (d, i) = (nEmbd, intermediateSize)
-        var p = [ParamSpec(Self.embeddingName, [vocabSize, d], .embedding)]
+        // Embedding rows of norm ~0.6 so that the layers, not the input token, decide the next token.
+        var p = [ParamSpec(Self.embeddingName, [vocabSize, d], .linear(fanIn: d))]
         for l in 0..<nLayer {
             let pre = Self.layerPrefix(l)
             p.append(ParamSpec(pre + "input_layernorm.weight", [d], .norm))

@@ -1,0 +1,74 @@
+import ArgumentParser
+import Foundation
+import MLRACore
+import MLRAParallel
+
+/// `mlra generate`: greedy decoding with a whole sharded decoder (model scope).
+/// Under mpirun -n t every rank holds one TP shard of every layer.
+struct GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Greedy generation with a sharded decoder model; prints the generated token ids.")
+
+    @Option(help: "Model config JSON: layer keys plus n_layer, intermediate_size, vocab_size.")
+    var config: String
+    @OptionGroup var weightOptions: WeightOptions
+    @Option(help: "Comma-separated prompt token ids.")
+    var prompt: String
+    @Option(help: "Number of tokens to generate.")
+    var tokens: Int
+    @Option(name: .customLong("kv-dtype"), help: "KV-cache storage: f32, f16, bf16.")
+    var kvDtype: StorageDType = .f32
+    @Flag(help: "Print a JSON line with per-rank cache bytes and the collectives issued.")
+    var stats = false
+    @Option(name: .customLong("logits-out"), help: "Also write the logits of every generated token as tensor 'logits' [K, vocab] (rank 0).")
+    var logitsOut: String?
+
+    func run() throws {
+        try runParallel { world in
+            let (model, promptIds) = try world.collectively { () throws -> (DecoderShard, [Int]) in
+                let layout = try ModelLayout(config: AttentionConfig.load(path: config))
+                let ids = try parseTokenIds(prompt, vocab: layout.vocabSize)
+                try requirePositive(tokens, "--tokens")
+                if world.rank == 0, let logitsOut { try checkWritable(logitsOut) }
+                return (try DecoderShard(layout: layout, tp: world.size, rank: world.rank, weights: weightOptions.source()), ids)
+            }
+            let caches = model.makeCaches(dtype: kvDtype, capacity: promptIds.count + tokens)
+            let kernel = PlainAttentionKernel()
+            var generated = [Int]()
+            var allLogits = [Float]()
+            var logits = model.forward(tokens: [promptIds], caches: [caches], kernel: kernel, collectives: world)
+            while true {
+                let next = argmax(logits[...])
+                generated.append(next)
+                allLogits += logits
+                if generated.count == tokens { break }
+                logits = model.forward(tokens: [[next]], caches: [caches], kernel: kernel, collectives: world)
+            }
+            let report = RunStats(world: world, cacheRowBytes: caches.reduce(0) { $0 + $1.rowBytes },
+                                  cacheAllocatedBytes: caches.reduce(0) { $0 + $1.allocatedBytes })
+            try world.collectively {
+                try SafeTensors.checkFinite(allLogits, what: "logits")
+                guard world.rank == 0 else { return }
+                print(generated.map(String.init).joined(separator: ","))
+                if stats { print("stats: " + report.json) }
+                if let logitsOut {
+                    try SafeTensorsFile.write(["logits": Tensor(shape: [tokens, model.layout.vocabSize], data: allLogits)],
+                                              to: logitsOut, metadata: ["tp": String(world.size)])
+                }
+            }
+        }
+    }
+}
+
+/// "1,2,3" → [1, 2, 3], each id checked against the vocabulary.
+func parseTokenIds(_ text: String, vocab: Int) throws -> [Int] {
+    let parts = text.split(separator: ",", omittingEmptySubsequences: false)
+    guard !text.isEmpty else { throw HarnessError("--prompt needs at least one token id") }
+    return try parts.map { p in
+        guard let id = Int(p.trimmingCharacters(in: .whitespaces)), id >= 0, id < vocab else {
+            throw HarnessError("--prompt: '\(p)' is not a token id in 0..<\(vocab)")
+        }
+        return id
+    }
+}

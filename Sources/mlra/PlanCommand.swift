@@ -1,0 +1,118 @@
+import ArgumentParser
+import Foundation
+import MLRACore
+
+/// `mlra plan`: what each device caches, computes, holds and communicates per
+/// variant and TP degree, computed from the plans (SPEC §4–5), never from a table.
+struct PlanCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Per-device cache, FLOPs, weights and all-reduce bytes per variant and TP degree.",
+        discussion: "At the defaults it reproduces the paper's Table 1 (kv_elems_per_token in units of head_dim: column kv_per_token_in_head_dims).")
+
+    @Option(help: "Comma-separated variants.")
+    var variants = "mha,mqa,gqa,mla,gla2,mlra2,mlra4"
+    @Option(help: "Comma-separated TP degrees.")
+    var tp = "1,2,4,8"
+    @Option(help: "Query heads h.")
+    var heads = 64
+    @Option(name: .customLong("head-dim"), help: "d_h (GQA family) and d_n (MLA family).")
+    var headDim = 128
+    @Option(name: .customLong("rope-dim"), help: "d_r, the shared RoPE key width (MLA family).")
+    var ropeDim = 64
+    @Option(name: .customLong("kv-rank"), help: "kv_lora_rank d_c (MLA family).")
+    var kvRank = 512
+    @Option(name: .customLong("q-rank"), help: "q_lora_rank d_q (MLA family).")
+    var qRank = 1536
+    @Option(name: .customLong("kv-heads"), help: "KV heads of gqa (mha uses h, mqa 1).")
+    var kvHeads = 8
+    @Option(name: .customLong("n-embd"), help: "Model width d (default h·head_dim).")
+    var nEmbd: Int?
+    @Option(help: "Cache dtype for byte counts: f32, f16, bf16.")
+    var dtype: StorageDType = .bf16
+    @Option(help: "Context length L for the per-step columns.")
+    var context = 1
+    @Option(help: "Output format: table or csv.")
+    var format: OutputFormat = .table
+
+    func run() throws {
+        try runReportingErrors {
+            let list = try VariantName.parseList(variants)
+            let degrees = try parseIntList(tp, "--tp")
+            for (v, n) in [("--heads", heads), ("--head-dim", headDim), ("--rope-dim", ropeDim), ("--kv-rank", kvRank),
+                           ("--q-rank", qRank), ("--kv-heads", kvHeads), ("--context", context)] { try requirePositive(n, v) }
+            let shapes = PlanShape(heads: heads, headDim: headDim, ropeDim: ropeDim, kvRank: kvRank, qRank: qRank,
+                                   kvHeads: kvHeads, nEmbd: nEmbd ?? heads * headDim)
+            var table = TextTable(columns: ["variant", "tp", "kv_elems_per_token", "kv_per_token_in_head_dims",
+                                            "kv_bytes_per_token", "kernel_flops_per_token", "kernel_bytes_per_step",
+                                            "kernel_flops_per_step", "weight_bytes_per_rank", "allreduce_bytes_per_step", "note"])
+            for v in list {
+                let layout = try shapes.config(v).layout()
+                for t in degrees {
+                    do {
+                        let c = try DecodeCost(layout, tp: t, dtype: dtype)
+                        table.add([v.rawValue, "\(t)", "\(c.kvElemsPerToken)", format(Double(c.kvElemsPerToken) / Double(headDim)),
+                                   "\(c.kvBytesPerToken)", "\(c.kernelFlopsPerToken)", "\(c.kernelBytes(context: context))",
+                                   "\(c.kernelFlops(context: context))", "\(c.weightElemsPerRank * 4)", "\(c.allreduceBytesPerToken)", ""])
+                    } catch let e as HarnessError {
+                        table.add([v.rawValue, "\(t)", "", "", "", "", "", "", "", "", "illegal: \(e.message)"])
+                    }
+                }
+            }
+            if self.format == .table {
+                print("# mlra \(HarnessVersion.string) plan: h=\(heads) head_dim=\(headDim) rope_dim=\(ropeDim) kv_rank=\(kvRank) q_rank=\(qRank) kv_heads=\(kvHeads) n_embd=\(shapes.nEmbd) dtype=\(dtype.rawValue) context=\(context)")
+            }
+            print(self.format == .csv ? table.csv() : table.text(), terminator: "")
+        }
+    }
+
+    func format(_ x: Double) -> String { x == x.rounded() ? String(Int(x)) : String(format: "%g", x) }
+}
+
+/// The shape flags shared by `plan`, `bench` and `sweep`, turned into a layer config per variant.
+struct PlanShape {
+    var heads: Int, headDim: Int, ropeDim: Int, kvRank: Int, qRank: Int, kvHeads: Int, nEmbd: Int
+
+    func config(_ v: VariantName) -> AttentionConfig {
+        if v.isLatent {
+            return AttentionConfig(variant: v, nEmbd: nEmbd, nHead: heads, qLoraRank: qRank, kvLoraRank: kvRank,
+                                   qkNopeHeadDim: headDim, qkRopeHeadDim: ropeDim)
+        }
+        let group = switch v { case .mha: 1; case .mqa: heads; default: kvHeads > 0 && heads % kvHeads == 0 ? heads / kvHeads : 0 }
+        return AttentionConfig(variant: v, nEmbd: nEmbd, nHead: heads, headDim: headDim, groupSize: group)
+    }
+}
+
+enum OutputFormat: String, ExpressibleByArgument { case table, csv }
+
+func parseIntList(_ text: String, _ flag: String) throws -> [Int] {
+    try text.split(separator: ",").map {
+        guard let v = Int($0.trimmingCharacters(in: .whitespaces)) else { throw HarnessError("\(flag): '\($0)' is not an integer") }
+        return v
+    }
+}
+
+/// A fixed-width table for eyes and the same rows as CSV for tools.
+struct TextTable {
+    let columns: [String]
+    var rows: [[String]] = []
+    init(columns: [String]) { self.columns = columns }
+    mutating func add(_ row: [String]) { rows.append(row) }
+
+    func text() -> String {
+        let widths = columns.indices.map { c in ([columns[c]] + rows.map { $0[c] }).map(\.count).max()! }
+        func line(_ r: [String]) -> String {
+            zip(r, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
+                .trimmingCharacters(in: .whitespaces) + "\n"
+        }
+        return line(columns) + rows.map(line).joined()
+    }
+
+    func csv() -> String {
+        ([columns] + rows).map { $0.map(csvField).joined(separator: ",") }.joined(separator: "\n") + "\n"
+    }
+}
+
+func csvField(_ s: String) -> String {
+    s.contains(",") || s.contains("\"") || s.contains("\n") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+}
