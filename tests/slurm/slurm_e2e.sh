@@ -4,6 +4,8 @@
 #   tests/slurm/slurm_e2e.sh               # runs .build/release/mlra sweep
 #   tests/slurm/slurm_e2e.sh --stand-in    # runs tests/slurm/stand_in_mlra.sh instead
 #   tests/slurm/slurm_e2e.sh --keep        # keep the temporary folder (configs, logs, CSVs)
+#   tests/slurm/slurm_e2e.sh --time-limit  # stop the SIGTERM job by its real time limit
+#                                          # (--time=1 --signal=B:TERM@45; ~1 min longer)
 #
 # What it does (no mocks):
 #   1. installs slurmctld, slurmd, slurm-client and munge from Debian if they
@@ -14,8 +16,9 @@
 #      from /dev/null);
 #   3. submits with sbatch: jobs/slurm_sweep.sbatch; the array + dependent
 #      merge through jobs/submit_array.sh; and a second single sweep that is
-#      sent SIGTERM mid-sweep (as --signal=B:TERM does at the time limit) and
-#      then resubmitted to resume;
+#      sent SIGTERM mid-sweep (by `scancel --batch --signal=TERM`, which is
+#      what --signal=B:TERM does at the time limit; or, with --time-limit, by
+#      the time limit itself) and then resubmitted to resume;
 #   4. waits for each job by polling `scontrol -o show job` (timeouts
 #      everywhere) and checks the CSVs (header = docs/csv-schema.md's columns
 #      in order, row counts, no partial rows, validation = pass, no
@@ -34,10 +37,12 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE=$REPO/tests/slurm
 use_stand_in=0
 keep=0
+time_limit=0
 for arg in "$@"; do
   case "$arg" in
     --stand-in) use_stand_in=1 ;;
     --keep) keep=1 ;;
+    --time-limit) time_limit=1 ;;
     -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "slurm_e2e: unknown argument $arg" >&2; exit 64 ;;
   esac
@@ -355,8 +360,17 @@ MERGE=$(printf '%s' "$ids" | sed -n 's/.*MERGE_JOB=\([0-9]*\).*/\1/p')
 [ -n "$ARRAY" ] && [ -n "$MERGE" ] || die "jobs/submit_array.sh printed '$ids'"
 ok "jobs/submit_array.sh -> array job $ARRAY (tasks 0-1), merge job $MERGE (afterok:$ARRAY)"
 
-STOPME=$(MLRA_SWEEP_NAME=stopped MLRA_SWEEP_ARGS=$TERM_SWEEP MLRA_STANDIN_DELAY=1 \
-  sub "${COMMON[@]}" --job-name=e2e-term jobs/slurm_sweep.sbatch) || die "sbatch (SIGTERM job) failed"
+if [ "$time_limit" = 1 ]; then
+  # A 1-minute limit with SIGTERM 45 s before it (Slurm may send it up to
+  # ~30 s early); the stand-in takes 3 s a configuration, 36 s in all.
+  STOP_OPTS=(--ntasks=2 --time=00:01:00 --signal=B:TERM@45 "--output=$T/logs/%x-%j.out")
+  STOP_DELAY=3
+else
+  STOP_OPTS=("${COMMON[@]}")
+  STOP_DELAY=1
+fi
+STOPME=$(MLRA_SWEEP_NAME=stopped MLRA_SWEEP_ARGS=$TERM_SWEEP MLRA_STANDIN_DELAY=$STOP_DELAY \
+  sub "${STOP_OPTS[@]}" --job-name=e2e-term jobs/slurm_sweep.sbatch) || die "sbatch (SIGTERM job) failed"
 ok "sbatch jobs/slurm_sweep.sbatch (to be stopped) -> job $STOPME"
 
 # --------------------------------------------------------------------------
@@ -416,6 +430,10 @@ deadline=$(($(date +%s) + JOB_TIMEOUT))
 stopped_mid=0
 while [ "$(date +%s)" -lt "$deadline" ]; do
   st=$(job_states "$STOPME" | awk '{print $2}')
+  if [ "$time_limit" = 1 ]; then
+    stopped_mid=1   # Slurm sends the signal; just wait
+    break
+  fi
   if [ "$st" = RUNNING ] && [ "$(rows_of "$T/results/stopped.csv")" -ge 1 ]; then
     timeout 10 scancel --batch --signal=TERM "$STOPME" && stopped_mid=1
     break
