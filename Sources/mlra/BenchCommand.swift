@@ -1,7 +1,151 @@
 import ArgumentParser
+import Foundation
+import MLRABench
+import MLRACore
 
-// Placeholder: filled in by the kernel/roofline work (issue 4).
+/// `mlra bench`: times one configuration in kernel scope on one rank of the plan
+/// and reports it against the measured roofline.
 struct BenchCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "bench", abstract: "(not yet implemented)")
-    func run() throws { throw CleanExit.message("mlra bench is not implemented yet") }
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Time the decode attention kernel for one configuration against this machine's roofline.")
+
+    @Option(help: "Attention variant.") var variant: VariantName
+    @Option(help: "Tensor-parallel degree of the plan.") var tp = 1
+    @Option(help: "Rank of the plan to run (default: the busiest rank).") var rank: Int?
+    @Option(help: "Context length L (cached tokens).") var context: Int
+    @Option(help: "Sequences on this rank (batch).") var batch = 1
+    @Option(help: "Query heads h.") var heads: Int
+    @Option(name: .customLong("head-dim"), help: "d_n (MLA family) or d_h (GQA family).") var headDim = 128
+    @Option(name: .customLong("rope-dim"), help: "d_r (MLA family).") var ropeDim = 64
+    @Option(name: .customLong("kv-rank"), help: "d_c, kv_lora_rank (MLA family).") var kvRank = 512
+    @Option(name: .customLong("kv-heads"), help: "KV heads (GQA family); group size = heads / kv-heads.") var kvHeads: Int?
+    @Option(name: .customLong("kv-dtype"), help: "Cache storage: f32, f16, bf16.") var kvDtype: StorageDType = .f32
+    @Option(help: "Kernel threads.") var threads = 1
+    @Option(help: "Untimed warm-up steps.") var warmup = 3
+    @Option(help: "Timed steps.") var steps = 20
+    @Flag(inversion: .prefixedNo, help: "Rotate cache sets spanning ≥ 4 × LLC (default on).") var coldCache = true
+    @Option(help: "tiled or plain.") var kernel: KernelChoice = .tiled
+    @Option(help: "Rows per tile of the tiled kernel.") var tile = TiledAttentionKernel.defaultTile
+    @Option(help: "Calibration JSON from 'mlra calibrate --format json' (default: a quick calibration now).")
+    var calibration: String?
+    @Option(help: "table or csv.") var format: ReportFormat = .table
+
+    enum KernelChoice: String, ExpressibleByArgument, CaseIterable { case tiled, plain }
+
+    func validate() throws {
+        for (v, n) in [(tp, "--tp"), (context, "--context"), (batch, "--batch"), (heads, "--heads"), (threads, "--threads"),
+                       (steps, "--steps"), (tile, "--tile")] where v < 1 {
+            throw ValidationError("\(n) must be at least 1, got \(v)")
+        }
+        guard warmup >= 0 else { throw ValidationError("--warmup must be at least 0, got \(warmup)") }
+        if let rank, rank < 0 || rank >= tp { throw ValidationError("--rank \(rank) must lie in 0..<\(tp) (--tp)") }
+        if variant == .gqa && kvHeads == nil { throw ValidationError("--variant gqa needs --kv-heads") }
+        guard format != .json else { throw ValidationError("--format must be table or csv") }
+    }
+
+    func run() throws {
+        try runReportingErrors {
+            let layout = try layerConfig().layout()
+            let rank = try self.rank ?? KernelWorkload.busiestRank(layout, tp: tp)
+            let shard = try layout.shard(tp: tp, rank: rank)
+            let cost = try DecodeCost(layout, tp: tp, dtype: kvDtype)
+
+            let cal = try calibration.map(Calibration.load) ?? Calibration.measure(threads: threads, quick: true)
+            ResidentMemory.resetPeak()
+            let baselineRSS = ResidentMemory.currentBytes ?? 0
+
+            let k: AttentionKernel = kernel == .tiled ? TiledAttentionKernel(threads: threads, tile: tile) : PlainAttentionKernel()
+            let work = try KernelWorkload(layout: layout, shard: shard, dtype: kvDtype, context: context, sequences: batch,
+                                          coldCache: coldCache, kernel: k, llcBytes: cal.llcBytes)
+            for _ in 0..<warmup { work.step() }
+            var samples = [Double]()
+            samples.reserveCapacity(steps)
+            for _ in 0..<steps {
+                let t0 = monotonicSeconds()
+                work.step()
+                samples.append(monotonicSeconds() - t0)
+            }
+            let peakRSS = ResidentMemory.peakBytes ?? 0
+            let out = work.lastOutputs
+            guard out.allSatisfy(\.isFinite) else { throw HarnessError("the kernel produced non-finite outputs") }
+
+            let stats = SampleStats(samples)
+            let bytes = Double(work.bytesPerStep), flops = Double(work.flopsPerStep)
+            let bound = cal.rooflineSeconds(bytes: bytes, flops: flops)
+            let row = BenchRow(
+                variant: variant.rawValue, tp: tp, rank: rank, context: context, batch: batch, kvDtype: kvDtype.rawValue,
+                threads: threads, kernel: kernel.rawValue, tile: tile, mode: coldCache ? "cold" : "warm", cacheSets: work.cacheSets,
+                steps: steps, stats: stats, bytes: bytes, flops: flops,
+                busiestBytes: Double(cost.kernelBytes(context: context, sequences: batch)),
+                cal: cal, boundSeconds: bound, memoryBound: bytes / (cal.bandwidthGBs * 1e9) >= flops / (cal.peakGFlops * 1e9),
+                peakRSS: peakRSS, baselineRSS: baselineRSS, residentBytes: work.residentBytes)
+            print(format == .csv ? BenchRow.csvHeader + "\n" + row.csv : row.table)
+        }
+    }
+
+    private func layerConfig() throws -> AttentionConfig {
+        if variant.isLatent {
+            return AttentionConfig(variant: variant, nEmbd: heads * headDim, nHead: heads, qLoraRank: kvRank,
+                                   kvLoraRank: kvRank, qkNopeHeadDim: headDim, qkRopeHeadDim: ropeDim)
+        }
+        let kv = kvHeads ?? (variant == .mqa ? 1 : heads)
+        guard kv >= 1, heads % kv == 0 else { throw HarnessError("--heads \(heads) is not divisible by --kv-heads \(kv)") }
+        return AttentionConfig(variant: variant, nEmbd: heads * headDim, nHead: heads, headDim: headDim, groupSize: heads / kv)
+    }
+}
+
+/// One bench result: a table for eyes, a CSV row for tools (units in the names).
+struct BenchRow {
+    let variant: String, tp: Int, rank: Int, context: Int, batch: Int, kvDtype: String
+    let threads: Int, kernel: String, tile: Int, mode: String, cacheSets: Int, steps: Int
+    let stats: SampleStats
+    let bytes: Double, flops: Double, busiestBytes: Double
+    let cal: Calibration
+    let boundSeconds: Double, memoryBound: Bool
+    let peakRSS: Int, baselineRSS: Int, residentBytes: Int
+
+    var gbs: Double { bytes / stats.median / 1e9 }
+    var gflops: Double { flops / stats.median / 1e9 }
+    var fraction: Double { boundSeconds / stats.median }
+    /// Peak RSS growth over the process before the workload, against what it must hold.
+    var rssRatio: Double { Double(peakRSS - baselineRSS) / Double(residentBytes) }
+
+    static let csvHeader = "variant,tp,rank,context,batch,kv_dtype,threads,kernel,tile,cache_mode,cache_sets,steps,"
+        + "lat_us_median,lat_us_p10,lat_us_p90,lat_us_min,lat_us_max,kv_bytes_per_step,flops_per_step,"
+        + "achieved_GBs,achieved_GFLOPs,cal_read_GBs,cal_triad_GBs,cal_sgemm_GFLOPs,cal_fma_GFLOPs,blas_core,"
+        + "roofline_us,roofline_limit,roofline_fraction,peak_rss_bytes,baseline_rss_bytes,resident_needed_bytes,rss_ratio"
+
+    var csv: String {
+        let us = { (s: Double) in String(format: "%.2f", s * 1e6) }
+        return [variant, "\(tp)", "\(rank)", "\(context)", "\(batch)", kvDtype, "\(threads)", kernel, "\(tile)", mode,
+                "\(cacheSets)", "\(steps)", us(stats.median), us(stats.p10), us(stats.p90), us(stats.min), us(stats.max),
+                String(format: "%.0f", bytes), String(format: "%.0f", flops),
+                String(format: "%.2f", gbs), String(format: "%.2f", gflops),
+                String(format: "%.2f", cal.readGBs), String(format: "%.2f", cal.triadGBs),
+                String(format: "%.2f", cal.sgemmGFlops), String(format: "%.2f", cal.fmaGFlops), cal.blasCore,
+                us(boundSeconds), memoryBound ? "bandwidth" : "compute", String(format: "%.3f", fraction),
+                "\(peakRSS)", "\(baselineRSS)", "\(residentBytes)", String(format: "%.3f", rssRatio)].joined(separator: ",")
+    }
+
+    var table: String {
+        let mb = { (b: Int) in String(format: "%.1f MB", Double(b) / 1e6) }
+        var lines = [
+            "mlra \(HarnessVersion.string) bench: \(variant) tp \(tp) rank \(rank), L \(context), batch \(batch), \(kvDtype) cache, "
+                + "\(kernel) kernel (tile \(tile)), \(threads) thread(s), \(mode) cache (\(cacheSets) set(s)), \(steps) steps",
+            String(format: "  time per step       median %.1f us   p10 %.1f   p90 %.1f   min %.1f   max %.1f",
+                   stats.median * 1e6, stats.p10 * 1e6, stats.p90 * 1e6, stats.min * 1e6, stats.max * 1e6),
+            String(format: "  bytes per step      %.0f (%.2f MB)", bytes, bytes / 1e6),
+            String(format: "  FLOPs per step      %.0f (%.3f GFLOP, %.1f FLOP/byte)", flops, flops / 1e9, flops / bytes),
+            String(format: "  achieved            %.1f GB/s   %.1f GFLOP/s", gbs, gflops),
+            String(format: "  calibration         read %.1f GB/s, triad %.1f GB/s, sgemm %.1f GFLOP/s, SIMD loop %.1f GFLOP/s (OpenBLAS %@)",
+                   cal.readGBs, cal.triadGBs, cal.sgemmGFlops, cal.fmaGFlops, cal.blasCore as NSString),
+            String(format: "  roofline bound      %.1f us (%@-bound)   fraction reached %.3f",
+                   boundSeconds * 1e6, (memoryBound ? "bandwidth" : "compute") as NSString, fraction),
+            "  resident memory     peak \(mb(peakRSS)), before workload \(mb(baselineRSS)), workload needs \(mb(residentBytes)) "
+                + "(cache sets + queries); growth / needed = \(String(format: "%.3f", rssRatio))",
+        ]
+        if busiestBytes != bytes { lines.append(String(format: "  note: the busiest rank streams %.0f bytes per step", busiestBytes)) }
+        return lines.joined(separator: "\n")
+    }
 }

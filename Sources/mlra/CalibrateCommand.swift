@@ -1,7 +1,54 @@
 import ArgumentParser
+import Foundation
+import MLRABench
+import MLRACore
 
-// Placeholder: filled in by the kernel/roofline work (issue 4).
+enum ReportFormat: String, ExpressibleByArgument, CaseIterable { case table, json, csv }
+
+/// `mlra calibrate`: this machine's roofline (bandwidth and peak f32 FLOP/s).
 struct CalibrateCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "calibrate", abstract: "(not yet implemented)")
-    func run() throws { throw CleanExit.message("mlra calibrate is not implemented yet") }
+    static let configuration = CommandConfiguration(
+        commandName: "calibrate",
+        abstract: "Measure streaming bandwidth and peak f32 FLOP/s (the roofline the bench reports against).")
+
+    @Option(help: "Threads to measure with (the kernel's --threads).")
+    var threads = 1
+    @Flag(help: "Smaller arrays and fewer repetitions (about 1–2 s).")
+    var quick = false
+    @Option(help: "table or json (json is what 'mlra bench --calibration' reads).")
+    var format: ReportFormat = .table
+
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        guard format != .csv else { throw ValidationError("--format must be table or json") }
+    }
+
+    func run() throws {
+        let c = Calibration.measure(threads: threads, quick: quick)
+        if format == .json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(c), as: UTF8.self))
+            return
+        }
+        print("mlra \(HarnessVersion.string) calibrate: threads \(c.threads), \(quick ? "quick" : "full") mode, OpenBLAS core \(c.blasCore)")
+        print(c.tableLines().joined(separator: "\n"))
+    }
+}
+
+extension Calibration {
+    /// Fixed-width lines, units in the names.
+    func tableLines() -> [String] {
+        let line = { (name: String, value: Double, note: String) in
+            name.padding(toLength: 22, withPad: " ", startingAt: 0) + String(format: "%10.1f", value) + note
+        }
+        return [
+            line("read_GBs", readGBs, ""),
+            line("triad_GBs", triadGBs, ""),
+            line("sgemm_GFLOPs", sgemmGFlops, ""),
+            line("simd_loop_GFLOPs", fmaGFlops, "   (Swift SIMD, baseline x86-64 codegen)"),
+            line("ridge_FLOP_per_byte", peakGFlops / bandwidthGBs, "   (max(sgemm, simd) / read)"),
+            line("llc_MB", Double(llcBytes) / 1048576, String(format: "   (arrays of %.0f MB)", Double(arrayBytes) / 1048576)),
+        ].map { "  " + $0 }
+    }
 }

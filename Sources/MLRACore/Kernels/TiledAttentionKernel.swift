@@ -221,9 +221,9 @@ private func maxOf(_ x: UnsafePointer<Float>, count n: Int) -> Float {
     var m = SIMD16<Float>(repeating: -.infinity)
     var i = 0
     while i + 16 <= n {
-        m = pointwiseMax(m, UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)); i += 16
+        m = laneMax(m, UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)); i += 16
     }
-    var r = m.max()
+    var r = horizontalMax(m)
     while i < n { r = max(r, x[i]); i += 1 }
     return r
 }
@@ -238,13 +238,23 @@ private func exponentiate(_ x: UnsafeMutablePointer<Float>, count n: Int, minus 
         UnsafeMutableRawPointer(x + i).storeBytes(of: e, as: SIMD16<Float>.self)
         sum += e; i += 16
     }
-    if i < n {
-        var v = SIMD16<Float>(repeating: -.infinity)
-        for k in 0..<(n - i) { v[k] = x[i + k] }
-        let e = fastExp(v - shift)
-        for k in 0..<(n - i) { x[i + k] = e[k]; sum[k] += e[k] }
-    }
-    return sum.sum()
+    var tail: Float = 0
+    while i < n { let e = fastExp(x[i] - shift); x[i] = e; tail += e; i += 1 }
+    return horizontalSum(sum) + tail
+}
+
+// Halving trees: SIMD16's own .max()/.sum() extract lanes one by one through the stack.
+@inline(__always)
+private func horizontalMax(_ v: SIMD16<Float>) -> Float {
+    let a = laneMax(v.lowHalf, v.highHalf), b = laneMax(a.lowHalf, a.highHalf)
+    let c = laneMax(b.lowHalf, b.highHalf)
+    return max(c.x, c.y)
+}
+
+@inline(__always)
+private func horizontalSum(_ v: SIMD16<Float>) -> Float {
+    let a = v.lowHalf + v.highHalf, b = a.lowHalf + a.highHalf, c = b.lowHalf + b.highHalf
+    return c.x + c.y
 }
 
 @inline(__always)
