@@ -116,9 +116,14 @@ if [ "$use_stand_in" = 1 ]; then
 else
   MLRA_BIN=${MLRA_BIN:-$REPO/.build/release/mlra}
 fi
+# Absolute, since the jobs run it from their own working folder.
+case "$MLRA_BIN" in /*) ;; *) MLRA_BIN=$PWD/$MLRA_BIN ;; esac
 export MLRA_BIN
-if ! timeout 60 "$MLRA_BIN" sweep --help </dev/null >/dev/null 2>&1; then
-  die "$MLRA_BIN sweep --help fails: build it (make build) or run with --stand-in"
+# An unknown subcommand's --help prints the top-level help and exits 0, so
+# look for the sweep's own options (the array split is one the jobs need).
+help=$(timeout 60 "$MLRA_BIN" sweep --help </dev/null 2>&1)
+if ! printf '%s' "$help" | grep -q -- '--array-count' || ! printf '%s' "$help" | grep -q -- '--out'; then
+  die "$MLRA_BIN has no 'sweep' with --out and --array-count: build it (make build) or run with --stand-in"
 fi
 ok "binary under test: $MLRA_BIN"
 
@@ -353,6 +358,13 @@ SINGLE=$(MLRA_SWEEP_NAME=single MLRA_SWEEP_ARGS=$SWEEP sub "${COMMON[@]}" --job-
   || die "sbatch jobs/slurm_sweep.sbatch failed"
 ok "sbatch jobs/slurm_sweep.sbatch -> job $SINGLE"
 
+# One rank with 2 cores (--cpus-per-task=2: the script maps with PE=2).
+THREADS_SWEEP=${E2E_THREADS_SWEEP_ARGS:---variants mla,mlra4 --contexts 64,128 --tp 1 --dtypes f32 --scopes kernel --batch 1 --threads 2 --isolate off --quiet}
+THREADED=$(MLRA_SWEEP_NAME=threaded MLRA_SWEEP_ARGS=$THREADS_SWEEP \
+  sub --ntasks=1 --cpus-per-task=2 --time=00:10:00 "--output=$T/logs/%x-%j.out" --job-name=e2e-threads jobs/slurm_sweep.sbatch) \
+  || die "sbatch --cpus-per-task=2 jobs/slurm_sweep.sbatch failed"
+ok "sbatch --ntasks=1 --cpus-per-task=2 jobs/slurm_sweep.sbatch -> job $THREADED"
+
 ids=$(MLRA_ARRAY=0-1 MLRA_SWEEP_NAME=split MLRA_SWEEP_ARGS=$SWEEP MLRA_EXPECT_TASKS=2 \
   timeout 60 jobs/submit_array.sh "${COMMON[@]}" </dev/null | tail -n 1)
 ARRAY=$(printf '%s' "$ids" | sed -n 's/.*ARRAY_JOB=\([0-9]*\).*/\1/p')
@@ -384,6 +396,13 @@ fi
 csv_ok "single sweep CSV: schema header, $EXPECT rows, no partial row, validation=pass, no duplicate" \
   "$T/results/single.csv" "$EXPECT"
 check "single sweep job log written" test -s "$T/logs/e2e-sweep-$SINGLE.out"
+
+if wait_job "$THREADED"; then
+  check "1 rank x 2 cores job $THREADED COMPLETED, exit 0:0" all_completed "$THREADED"
+else
+  bad "1 rank x 2 cores job $THREADED did not finish"
+fi
+csv_ok "1 rank x 2 cores CSV: $EXPECT rows, valid" "$T/results/threaded.csv" "$EXPECT"
 
 # --------------------------------------------------------------------------
 # 4b. The array and its merge.
@@ -468,7 +487,7 @@ fi
 # --------------------------------------------------------------------------
 # 5. The jobcomp file (Slurm's own record of every finished job).
 # --------------------------------------------------------------------------
-for id in "$SINGLE" $(task_ids "$ARRAY") "$MERGE" ${RESUME:-}; do
+for id in "$SINGLE" "$THREADED" $(task_ids "$ARRAY") "$MERGE" ${RESUME:-}; do
   s=$(jobcomp_state "$id")
   if [ "$s" = COMPLETED ]; then ok "jobcomp: job $id COMPLETED"; else bad "jobcomp: job $id state '$s'"; fi
 done

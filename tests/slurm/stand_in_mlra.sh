@@ -30,7 +30,7 @@ heads=64 kvrank=512 batch=1 threads=1
 out="" samples="" task=0 count=1 quiet=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --help) echo "usage: stand_in_mlra.sh sweep [--variants L] [--contexts L] [--tp L] --out FILE.csv ..."; exit 0 ;;
+    --help) echo "usage: stand_in_mlra.sh sweep [--variants L] [--contexts L] [--tp L] [--array-task I --array-count N] --out FILE.csv ..."; exit 0 ;;
     --out) out=$2; shift 2 ;;
     --samples) samples=$2; shift 2 ;;
     --variants) variants=$2; shift 2 ;;
