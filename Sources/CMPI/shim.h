@@ -21,4 +21,6 @@ static inline int mlra_undefined(void) { return MPI_UNDEFINED; }
 static inline int mlra_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
 static inline int mlra_max_library_version_string(void) { return MPI_MAX_LIBRARY_VERSION_STRING; }
 static inline int mlra_max_processor_name(void) { return MPI_MAX_PROCESSOR_NAME; }
+static inline MPI_Status *mlra_status_ignore(void) { return MPI_STATUS_IGNORE; }
+static inline MPI_Request mlra_request_null(void) { return MPI_REQUEST_NULL; }
 #endif

@@ -4,14 +4,6 @@ import XCTest
 /// Absorbed decode (latent cache, single-token steps) against the Double
 /// reference forward, for every variant, dtype and prefill split.
 final class AbsorbedDecodeTests: XCTestCase {
-    /// Tolerances |y − ref| ≤ atol + rtol·|ref| with outputs of order 1:
-    /// f32 cache: arithmetic rounding only. f16 (11-bit mantissa) and bf16
-    /// (8-bit) cache rounding of O(1) values, propagated through softmax and
-    /// two projections.
-    static let tolerance: [StorageDType: (atol: Double, rtol: Double)] = [
-        .f32: (2e-5, 2e-4), .f16: (4e-3, 1e-2), .bf16: (3e-2, 5e-2),
-    ]
-
     func check(_ config: AttentionConfig, tokens: Int, prefill: Int, dtype: StorageDType) throws {
         let layout = try config.layout()
         let weights = SeededWeights(seed: 7)
@@ -20,7 +12,7 @@ final class AbsorbedDecodeTests: XCTestCase {
         let shard = try layout.makeShard(layout.shard(tp: 1, rank: 0), weights: weights, prefix: "")
         let cache = shard.makeCache(dtype: dtype, capacity: tokens)
         let y = runSequence(shard, x: x, tokens: tokens, prefill: prefill, cache: cache, kernel: PlainAttentionKernel())
-        let tol = Self.tolerance[dtype]!
+        let tol = Tolerance.layerOutput(cache: dtype)   // stated in Support/Tolerance.swift
         assertClose(y, ref, atol: tol.atol, rtol: tol.rtol,
                     "\(config.variant.rawValue) h=\(config.nHead) T=\(tokens) T0=\(prefill) \(dtype)")
         XCTAssertEqual(cache.length, tokens)

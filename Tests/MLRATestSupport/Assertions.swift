@@ -19,3 +19,8 @@ public func assertClose(_ x: [Float], _ ref: [Double], atol: Double, rtol: Doubl
 public func randomInput(tokens: Int, width: Int, seed: UInt64) -> [Float] {
     SeededInit(seed: seed).tensor("x", shape: [tokens, width], kind: .embedding).data
 }
+
+public func assertClose(_ x: [Float], _ ref: [Double], _ tol: Tolerance, _ what: String,
+                        file: StaticString = #filePath, line: UInt = #line) {
+    assertClose(x, ref, atol: tol.atol, rtol: tol.rtol, what, file: file, line: line)
+}

@@ -1,0 +1,355 @@
+import Foundation
+import MLRACore
+import MLRAParallel
+
+public struct SweepOptions {
+    public var out: String
+    public var samples: String?
+    public var quiet = false
+    /// nil = auto: isolate when the node runs more compute threads than it has cores.
+    public var isolate: Bool?
+    public var arrayTask = 0, arrayCount = 1
+    public var calibrationPath: String?
+    public var quickCalibration = false
+    public var seed: UInt64 = 0
+    /// Self-test: perturb the checked output so validation must fail.
+    public var injectValidationError = false
+    public init(out: String) { self.out = out }
+}
+
+public struct SweepSummary {
+    public var measured = 0, resumed = 0, skipped = 0, interrupted = false
+}
+
+/// Set from a signal handler (SIGINT, SIGTERM); the sweep stops between configurations.
+nonisolated(unsafe) public var sweepStopRequested: sig_atomic_t = 0
+
+/// Runs a sweep on every rank of `world`: expands the spec, skips illegal or
+/// already-measured configurations, validates each one, times it with the
+/// protocol of `TimingProtocol`, and has world rank 0 append its rows.
+public final class SweepDriver {
+    let spec: SweepSpec
+    let options: SweepOptions
+    let world: Communicator
+    var groupsByTP: [Int: TPGroups] = [:]
+    var calibration: Calibration!
+    var metadata: [String: String] = [:]
+    var results: AppendOnlyCSV?
+    var samplesFile: AppendOnlyCSV?
+    let started = MPI.wtime()
+
+    public init(spec: SweepSpec, options: SweepOptions, world: Communicator) {
+        self.spec = spec; self.options = options; self.world = world
+    }
+
+    func progress(_ line: String) {
+        guard world.rank == 0, !options.quiet else { return }
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+
+    public func run() throws -> SweepSummary {
+        let all = try world.collectively { try spec.configurations(worldSize: world.size) }
+        try world.collectively {
+            guard options.arrayCount >= 1, options.arrayTask >= 0, options.arrayTask < options.arrayCount else {
+                throw HarnessError("--array-task \(options.arrayTask) must lie in 0..<\(options.arrayCount) (--array-count)")
+            }
+        }
+        let mine = all.enumerated().filter { $0.offset % options.arrayCount == options.arrayTask }.map(\.element)
+
+        // Rank 0 owns the files; resuming skips configurations already present.
+        let doneText = try world.collectively { () throws -> String in
+            guard world.rank == 0 else { return "" }
+            try checkOutputPath(options.out)
+            results = try AppendOnlyCSV(path: options.out, columns: ResultsSchema.columns)
+            if let s = options.samples {
+                try checkOutputPath(s)
+                samplesFile = try AppendOnlyCSV(path: s, columns: ResultsSchema.sampleColumns)
+            }
+            let keys = AppendOnlyCSV.readRows(path: options.out).map { row in
+                SweepConfig.keyColumns.map { "\($0)=\(row[$0] ?? "")" }.joined(separator: " ")
+            }
+            return keys.joined(separator: "\n")
+        }
+        let done = Set(world.broadcast(doneText).split(separator: "\n").map(String.init))
+
+        try prepareMetadata()
+        var summary = SweepSummary()
+        let total = mine.count
+        for (i, config) in mine.enumerated() {
+            let stop = world.allReduce(Double(sweepStopRequested), max: true)
+            if stop > 0 {
+                summary.interrupted = true
+                progress("interrupted: stopping before configuration \(i + 1)/\(total); finished rows are in \(options.out); rerun the same command to resume")
+                break
+            }
+            let tag = "[\(i + 1)/\(total)] \(config.label)"
+            if done.contains(config.key) { summary.resumed += 1; progress("\(tag): already in \(options.out), skipped"); continue }
+            if let reason = config.skipReason() { summary.skipped += 1; progress("\(tag): skipped: \(reason)"); continue }
+            if let reason = memoryShortfall(config) { summary.skipped += 1; progress("\(tag): skipped: \(reason)"); continue }
+            let median = try measure(config)
+            summary.measured += 1
+            let elapsed = MPI.wtime() - started
+            let eta = elapsed / Double(i + 1) * Double(total - i - 1)
+            progress(String(format: "%@: step median %.1f µs · elapsed %.0f s · ETA %.0f s", tag, median * 1e6, elapsed, eta))
+        }
+        progress("sweep done: \(summary.measured) measured, \(summary.resumed) already present, \(summary.skipped) skipped → \(options.out)")
+        return summary
+    }
+
+    func checkOutputPath(_ path: String) throws {
+        let dir = (path as NSString).deletingLastPathComponent
+        let folder = dir.isEmpty ? "." : dir
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDir), isDir.boolValue else {
+            throw HarnessError("\(path): folder '\(folder)' does not exist")
+        }
+        guard FileManager.default.isWritableFile(atPath: folder) else { throw HarnessError("\(path): folder '\(folder)' is not writable") }
+    }
+
+    /// Calibration (rank 0 measures while the others sleep) and the run's metadata columns.
+    func prepareMetadata() throws {
+        let calText = try world.collectively { () throws -> String in
+            guard world.rank == 0 else { return "" }
+            let threads = spec.grids.map { $0.over(spec.defaults).over(.fallback).threads!.max()! }.max() ?? 1
+            let cal = try options.calibrationPath.map(Calibration.load)
+                ?? Calibration.measure(threads: threads, quick: options.quickCalibration)
+            progress(String(format: "calibration (%d thread%@): read %.1f GB/s, triad %.1f GB/s, sgemm %.1f GFLOP/s, FMA loop %.1f GFLOP/s",
+                            cal.threads, cal.threads == 1 ? "" : "s", cal.readGBs, cal.triadGBs, cal.sgemmGFlops, cal.fmaGFlops))
+            return String(decoding: try JSONEncoder().encode(cal), as: UTF8.self)
+        }
+        calibration = try JSONDecoder().decode(Calibration.self, from: Data(world.broadcast(calText).utf8))
+        let runId = world.broadcast(world.rank == 0 ? String(UInt64.random(in: 0...UInt64.max), radix: 16) : "")
+        let iso = ISO8601DateFormatter()
+        metadata = [
+            "schema_version": ResultsSchema.version, "run_id": runId, "harness_version": HarnessVersion.string,
+            "git_rev": world.broadcast(world.rank == 0 ? gitRevision() : ""), "mpi_library": MPI.libraryVersion,
+            "world_size": "\(world.size)", "date_utc": iso.string(from: Date()),
+            "calib_read_gbs": fmt(calibration.readGBs), "calib_triad_gbs": fmt(calibration.triadGBs),
+            "calib_sgemm_gflops": fmt(calibration.sgemmGFlops), "calib_fma_gflops": fmt(calibration.fmaGFlops),
+        ]
+    }
+
+    func groups(tp: Int) throws -> TPGroups {
+        if let g = groupsByTP[tp] { return g }
+        let g = try TPGroups(world: world, tp: tp)
+        groupsByTP[tp] = g
+        return g
+    }
+
+    var isolate: Bool {
+        if let i = options.isolate { return i }
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let local = Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? world.size
+        return local > cores
+    }
+
+    /// Predicted memory of a configuration on this node against what is available
+    /// (decided on rank 0, so every rank takes the same decision).
+    func memoryShortfall(_ c: SweepConfig) -> String? {
+        var message = ""
+        if world.rank == 0, let need = try? predictedBytesPerRank(c) {
+            let ranks = c.isDeviceShare ? 1 : (Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? world.size)
+            let available = availableMemoryBytes()
+            if Double(need * ranks) > 0.85 * Double(available) {
+                message = String(format: "needs %.2f GiB on this node (%.2f GiB per rank × %d ranks), %.2f GiB available",
+                                 Double(need * ranks) / 1073741824, Double(need) / 1073741824, ranks, Double(available) / 1073741824)
+            }
+        }
+        let text = world.broadcast(message)
+        return text.isEmpty ? nil : text
+    }
+
+    func predictedBytesPerRank(_ c: SweepConfig) throws -> Int {
+        let layout = try c.attentionConfig.layout()
+        let cost = try DecodeCost(layout, tp: c.tp, dtype: c.dtype)
+        let seqs = c.isDeviceShare ? c.batch : c.sequencesPerReplica
+        let rows = c.context + c.warmup + c.steps + 8
+        let cache = cost.kvBytesPerToken * rows * seqs * c.nLayer
+        switch c.scope {
+        case .kernel:
+            return c.coldCache ? max(cache, 4 * calibration.llcBytes) + cache : cache
+        case .layer:
+            let full = layout.parameters.reduce(0) { $0 + $1.shape.reduce(1, *) }
+            return cache + cost.weightElemsPerRank * 4 + full * 12
+        case .model:
+            let m = try ModelLayout(config: c.attentionConfig)
+            let full = m.parameters.reduce(0) { $0 + $1.shape.reduce(1, *) }
+            return cache + full * 4 / c.tp + full * 4 + m.vocabSize * m.nEmbd * 4
+        }
+    }
+
+    /// Validates and times one configuration; returns the median step seconds.
+    func measure(_ c: SweepConfig) throws -> Double {
+        let layout = try c.attentionConfig.layout()
+        let cost = try DecodeCost(layout, tp: c.tp, dtype: c.dtype)
+        let mode: TimingMode = c.isDeviceShare ? .deviceShare : (isolate ? .isolated : .concurrent)
+        let g: TPGroups? = c.isDeviceShare ? nil : try groups(tp: c.tp)
+        let active = c.isDeviceShare ? world.rank == 0 : g!.replica < c.replicas
+        let tpRank = g?.tpRank ?? 0
+        let seqs = c.isDeviceShare ? c.batch : c.sequencesPerReplica
+        let timed = TimedKernel(TiledAttentionKernel(threads: c.threads))
+        let weights = SeededWeights(seed: options.seed)
+
+        // Build this rank's workload and validate it before timing.
+        let (work, check) = try world.collectively { () throws -> (StepWorkload?, ValidationResult) in
+            guard active else { return (nil, ValidationResult(maxError: 0, violation: nil)) }
+            let rank = c.isDeviceShare ? try KernelWorkload.busiestRank(layout, tp: c.tp) : tpRank
+            let capacity = c.context + c.warmup + c.steps + 1
+            switch c.scope {
+            case .kernel:
+                let shard = try layout.shard(tp: c.tp, rank: rank)
+                let check = Validation.kernel(layout: layout, shard: shard, dtype: c.dtype, context: c.context,
+                                              kernel: timed.inner, injectError: options.injectValidationError)
+                let w = try KernelWorkload(layout: layout, shard: shard, dtype: c.dtype, context: c.context, sequences: seqs,
+                                           coldCache: c.coldCache, kernel: timed, llcBytes: calibration.llcBytes)
+                return (KernelStep(w), check)
+            case .layer:
+                let shard = try layout.makeShard(layout.shard(tp: c.tp, rank: rank), weights: weights, prefix: "")
+                let check = try Validation.layer(c, shard: shard, weights: weights, group: g!.group, kernel: timed.inner,
+                                                 injectError: options.injectValidationError)
+                return (LayerStep(shard: shard, sequences: seqs, context: c.context, capacity: capacity, dtype: c.dtype, kernel: timed), check)
+            case .model:
+                let model = try DecoderShard(layout: ModelLayout(config: c.attentionConfig), tp: c.tp, rank: rank, weights: weights)
+                let check = try Validation.model(c, model: model, weights: weights, group: g!.group, kernel: timed.inner,
+                                                 injectError: options.injectValidationError)
+                return (ModelStep(model: model, sequences: seqs, context: c.context, capacity: capacity, dtype: c.dtype, kernel: timed), check)
+            }
+        }
+        try world.collectively {
+            if let v = check.violation { throw HarnessError("validation failed for \(c.label): \(v)") }
+        }
+        let maxError = world.allReduce(check.maxError, max: true)
+
+        // Time it.
+        var samples = StepSamples(step: [], kernel: [], collective: [])
+        switch mode {
+        case .concurrent:
+            if active, let work { samples = TimingProtocol.concurrent(work, group: g!.group, kernel: timed, warmup: c.warmup, steps: c.steps) }
+            world.quietBarrier()
+        case .isolated, .deviceShare:
+            let local = TimingProtocol.isolatedLocal(work, world: world, tpSize: c.tp, tpRank: tpRank, kernel: active ? timed : nil,
+                                                     warmup: c.warmup, steps: c.steps)
+            if mode == .deviceShare {
+                samples = StepSamples(step: local.step, kernel: local.kernel, collective: [Double](repeating: 0, count: local.step.count))
+            } else if active, let work, let group = g?.group {
+                let comm = TimingProtocol.collectivesOnly(work.collectivePattern, group: group, warmup: c.warmup, steps: c.steps)
+                let stepMax = group.allReduceMax(local.step), kernelMax = group.allReduceMax(local.kernel)
+                samples = StepSamples(step: zip(stepMax, comm).map { $0 + $1 }, kernel: kernelMax, collective: comm)
+            }
+            world.quietBarrier()
+        }
+
+        // Rows: each active group's rank 0 describes its group; world rank 0 writes them all at once.
+        let reporter = active && tpRank == 0
+        let stepStats = reporter ? SampleStats(samples.step) : nil
+        let tokensPerSecond = world.allReduce(reporter ? Double(seqs) / stepStats!.median : 0, max: false)
+        var rowJSON = ""
+        var sampleLines = [[String: String]]()
+        if reporter, let stepStats {
+            let row = makeRow(c, cost: cost, mode: mode, group: g?.replica ?? 0, seqs: seqs, samples: samples, stepStats: stepStats,
+                              tokensPerSecond: tokensPerSecond, maxError: maxError, weightBytes: work?.weightBytes ?? 0)
+            rowJSON = String(decoding: try JSONEncoder().encode(row), as: UTF8.self)
+            if options.samples != nil {
+                sampleLines = samples.step.indices.map { k in
+                    ["run_id": metadata["run_id"]!, "variant": c.variant.rawValue, "scope": c.scope.rawValue, "tp": "\(c.tp)",
+                     "tp_group": "\(g?.replica ?? 0)", "context": "\(c.context)", "batch": "\(c.batch)", "n_head": "\(c.heads)",
+                     "kv_lora_rank": "\(c.kvRank)", "kv_dtype": c.dtype.rawValue, "threads": "\(c.threads)", "timing_mode": mode.rawValue,
+                     "step_index": "\(k)", "step_us": fmt(samples.step[k] * 1e6), "kernel_us": fmt(samples.kernel[k] * 1e6),
+                     "allreduce_us": c.scope == .kernel ? "" : fmt(samples.collective[k] * 1e6)]
+                }
+            }
+        }
+        let replicas = c.isDeviceShare ? 1 : c.replicas
+        var rows = [[String: String]](), sampleRows = [[String: String]]()
+        for replica in 0..<replicas {
+            let root = replica * (c.isDeviceShare ? 1 : c.tp)
+            let text = world.broadcast(rowJSON, root: root)
+            let samplesText = world.broadcast(String(decoding: (try? JSONEncoder().encode(sampleLines)) ?? Data(), as: UTF8.self), root: root)
+            if world.rank == 0 {
+                rows.append(try JSONDecoder().decode([String: String].self, from: Data(text.utf8)))
+                sampleRows += (try? JSONDecoder().decode([[String: String]].self, from: Data(samplesText.utf8))) ?? []
+            }
+        }
+        try world.collectively {
+            guard world.rank == 0 else { return }
+            try samplesFile?.append(sampleRows)   // samples first: a row in the results means its samples are on disk
+            try results!.append(rows)
+        }
+        let median = world.broadcast(rows.first?["step_us_median"] ?? "0")
+        return (Double(median) ?? 0) / 1e6
+    }
+
+    func makeRow(_ c: SweepConfig, cost: DecodeCost, mode: TimingMode, group: Int, seqs: Int, samples: StepSamples,
+                 stepStats: SampleStats, tokensPerSecond: Double, maxError: Double, weightBytes: Int) -> [String: String] {
+        let kernelStats = SampleStats(samples.kernel)
+        let bytes = cost.kernelBytes(context: c.context, sequences: seqs, layers: c.nLayer)
+        let flops = cost.kernelFlops(context: c.context, sequences: seqs, layers: c.nLayer)
+        let roofline = calibration.rooflineSeconds(bytes: Double(bytes), flops: Double(flops))
+        let hasCollectives = c.scope != .kernel && c.tp > 1
+        let reducesPerStep = c.scope == .model ? 2 * c.nLayer : (c.scope == .layer ? 1 : 0)
+        let tick = MPI.wtick()
+        if stepStats.median < 100 * tick {
+            FileHandle.standardError.write(Data("mlra: warning: \(c.label): median step \(stepStats.median) s is within 100 ticks of the timer (\(tick) s)\n".utf8))
+        }
+        var row = metadata
+        row["date_utc"] = ISO8601DateFormatter().string(from: Date())
+        row["host"] = MPI.processorName
+        for (k, v) in c.keyFields { row[k] = v }
+        let latent = layoutBlockWidth(c)
+        row["dp"] = "\(c.isDeviceShare ? 1 : c.replicas)"; row["tp_group"] = "\(group)"; row["block_width"] = "\(latent)"
+        row["timing_mode"] = mode.rawValue; row["cold_cache"] = c.coldCache ? "true" : "false"
+        row["kv_elems_per_token"] = "\(cost.kvElemsPerToken)"; row["kv_bytes_per_token"] = "\(cost.kvBytesPerToken)"
+        row["kv_bytes_per_rank"] = "\(cost.kvBytesPerToken * c.context * seqs * c.nLayer)"
+        row["kernel_bytes_per_step"] = "\(bytes)"; row["kernel_flops_per_step"] = "\(flops)"
+        row["weight_bytes_per_rank"] = "\(weightBytes)"
+        row["allreduce_bytes_per_step"] = "\(hasCollectives ? reducesPerStep * seqs * c.nEmbd * 4 : 0)"
+        row["allreduce_count_per_step"] = "\(hasCollectives ? reducesPerStep : 0)"
+        row["validation"] = "pass"; row["validation_max_err"] = String(format: "%.3e", maxError)
+        row["warmup_steps"] = "\(c.warmup)"; row["timed_steps"] = "\(c.steps)"; row["timer_resolution_us"] = fmt(tick * 1e6)
+        row["step_us_median"] = fmt(stepStats.median * 1e6); row["step_us_p10"] = fmt(stepStats.p10 * 1e6)
+        row["step_us_p90"] = fmt(stepStats.p90 * 1e6); row["step_us_min"] = fmt(stepStats.min * 1e6); row["step_us_max"] = fmt(stepStats.max * 1e6)
+        row["kernel_us_median"] = fmt(kernelStats.median * 1e6); row["kernel_us_p10"] = fmt(kernelStats.p10 * 1e6)
+        row["kernel_us_p90"] = fmt(kernelStats.p90 * 1e6)
+        row["allreduce_us_median"] = c.scope == .kernel ? "" : fmt(SampleStats(samples.collective).median * 1e6)
+        row["tokens_per_s"] = fmt(tokensPerSecond)
+        row["achieved_gbs"] = fmt(Double(bytes) / kernelStats.median / 1e9)
+        row["achieved_gflops"] = fmt(Double(flops) / kernelStats.median / 1e9)
+        row["roofline_us"] = fmt(roofline * 1e6); row["roofline_fraction"] = fmt(roofline / kernelStats.median)
+        return row
+    }
+
+    func layoutBlockWidth(_ c: SweepConfig) -> Int {
+        (try? c.attentionConfig.layout() as? LatentLayout)??.blockWidth ?? 0
+    }
+}
+
+func fmt(_ x: Double) -> String { x.isFinite ? String(format: "%.6g", x) : "" }
+
+/// MemAvailable from /proc/meminfo (bytes), or physical memory when unreadable.
+func availableMemoryBytes() -> Int {
+    if let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
+       let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
+       let kb = Int(line.split(separator: " ").dropFirst().first ?? "") {
+        return kb * 1024
+    }
+    return Int(ProcessInfo.processInfo.physicalMemory)
+}
+
+/// The harness's git revision: MLRA_GIT_REV, else `git rev-parse` beside the executable, else "unknown".
+func gitRevision() -> String {
+    if let rev = ProcessInfo.processInfo.environment["MLRA_GIT_REV"], !rev.isEmpty { return rev }
+    let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+    for dir in [exe.path, FileManager.default.currentDirectoryPath] {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/git")
+        p.arguments = ["-C", dir, "rev-parse", "--short", "HEAD"]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { continue }
+        p.waitUntilExit()
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        if p.terminationStatus == 0, !out.isEmpty { return out }
+    }
+    return "unknown"
+}

@@ -1,0 +1,202 @@
+import Foundation
+import MLRACore
+
+/// The decode scopes a sweep can time (all sharded over the TP group):
+/// kernel = attention over the cache only (as the paper times it);
+/// layer = projections, cache append, attention, output projection, all-reduce;
+/// model = n_layer pre-norm attention + SwiGLU layers, final norm, tied lm_head, logits gathered.
+public enum Scope: String, CaseIterable, Codable, Sendable { case kernel, layer, model }
+
+/// A sweep's grid as JSON (the spec file format, documented in the README):
+///
+///     {"defaults": {"head_dim": 64, "warmup": 3, "steps": 20, ...},
+///      "grids": [{"variants": ["mla", "mlra4"], "tp": [1, 2, 4], "contexts": [4096],
+///                 "kv_ranks": [512], "heads": [16], "dtypes": ["bf16"], "batch": [1],
+///                 "scopes": ["kernel", "layer"], "threads": [1]}, ...]}
+///
+/// Each grid is a cartesian product; keys a grid leaves out come from
+/// "defaults", then from `Grid.fallback`. Several grids let one spec pair
+/// variants with their own TP degrees (the paper's TP×DP layouts).
+public struct SweepSpec: Codable, Sendable {
+    public var defaults: Grid
+    public var grids: [Grid]
+
+    public init(defaults: Grid = Grid(), grids: [Grid]) { self.defaults = defaults; self.grids = grids }
+
+    public struct Grid: Codable, Sendable {
+        public var variants: [VariantName]?
+        public var tp: [Int]?
+        public var contexts: [Int]?
+        public var kvRanks: [Int]?
+        public var heads: [Int]?
+        public var dtypes: [String]?
+        public var batch: [Int]?
+        public var scopes: [Scope]?
+        public var threads: [Int]?
+        public var headDim: Int?, ropeDim: Int?, qLoraRank: Int?, kvHeads: Int?, nEmbd: Int?
+        public var nLayer: Int?, intermediateSize: Int?, vocabSize: Int?
+        public var warmup: Int?, steps: Int?, coldCache: Bool?
+
+        enum CodingKeys: String, CodingKey {
+            case variants, tp, contexts, kvRanks = "kv_ranks", heads, dtypes, batch, scopes, threads
+            case headDim = "head_dim", ropeDim = "rope_dim", qLoraRank = "q_lora_rank", kvHeads = "kv_heads", nEmbd = "n_embd"
+            case nLayer = "n_layer", intermediateSize = "intermediate_size", vocabSize = "vocab_size"
+            case warmup, steps, coldCache = "cold_cache"
+        }
+
+        public init() {}
+
+        /// Every key from `self`, else from `base`.
+        public func over(_ base: Grid) -> Grid {
+            var g = self
+            g.variants = variants ?? base.variants; g.tp = tp ?? base.tp; g.contexts = contexts ?? base.contexts
+            g.kvRanks = kvRanks ?? base.kvRanks; g.heads = heads ?? base.heads; g.dtypes = dtypes ?? base.dtypes
+            g.batch = batch ?? base.batch; g.scopes = scopes ?? base.scopes; g.threads = threads ?? base.threads
+            g.headDim = headDim ?? base.headDim; g.ropeDim = ropeDim ?? base.ropeDim; g.qLoraRank = qLoraRank ?? base.qLoraRank
+            g.kvHeads = kvHeads ?? base.kvHeads; g.nEmbd = nEmbd ?? base.nEmbd; g.nLayer = nLayer ?? base.nLayer
+            g.intermediateSize = intermediateSize ?? base.intermediateSize; g.vocabSize = vocabSize ?? base.vocabSize
+            g.warmup = warmup ?? base.warmup; g.steps = steps ?? base.steps; g.coldCache = coldCache ?? base.coldCache
+            return g
+        }
+
+        /// The values every unspecified key takes.
+        public static var fallback: Grid {
+            var g = Grid()
+            g.variants = VariantName.allCases; g.tp = [1]; g.contexts = [4096]; g.kvRanks = [512]; g.heads = [16]
+            g.dtypes = ["bf16"]; g.batch = [1]; g.scopes = [.kernel]; g.threads = [1]
+            g.headDim = 128; g.ropeDim = 64; g.qLoraRank = 1536; g.kvHeads = 8
+            g.nLayer = 2; g.intermediateSize = 2048; g.vocabSize = 4096
+            g.warmup = 3; g.steps = 20; g.coldCache = true
+            return g
+        }
+    }
+
+    public static func load(path: String) throws -> SweepSpec {
+        guard let data = FileManager.default.contents(atPath: path) else { throw HarnessError("\(path): cannot read spec file") }
+        do { return try JSONDecoder().decode(SweepSpec.self, from: data) } catch DecodingError.keyNotFound(let key, _) {
+            throw HarnessError("\(path): spec is missing key '\(key.stringValue)'")
+        } catch DecodingError.typeMismatch(_, let ctx), DecodingError.valueNotFound(_, let ctx) {
+            throw HarnessError("\(path): spec key '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type")
+        } catch DecodingError.dataCorrupted(let ctx) where !ctx.codingPath.isEmpty {
+            throw HarnessError("\(path): spec key '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has an invalid value")
+        } catch {
+            throw HarnessError("\(path): spec is not valid JSON")
+        }
+    }
+
+    public func json() -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: (try? e.encode(self)) ?? Data(), as: UTF8.self)
+    }
+
+    /// Expands the grids into configurations (in a fixed order), each either runnable
+    /// or carrying the reason it is skipped.
+    public func configurations(worldSize: Int) throws -> [SweepConfig] {
+        guard !grids.isEmpty else { throw HarnessError("the sweep spec has no grids") }
+        var out = [SweepConfig]()
+        for (index, raw) in grids.enumerated() {
+            let g = raw.over(defaults).over(.fallback)
+            let dtypes = try g.dtypes!.map(StorageDType.parse)
+            for (name, list) in [("tp", g.tp!), ("contexts", g.contexts!), ("kv_ranks", g.kvRanks!), ("heads", g.heads!),
+                                 ("batch", g.batch!), ("threads", g.threads!)] {
+                guard !list.isEmpty else { throw HarnessError("grid \(index): '\(name)' is empty") }
+                for v in list where v < 1 { throw HarnessError("grid \(index): '\(name)' has \(v); values must be at least 1") }
+            }
+            for (name, v) in [("head_dim", g.headDim!), ("rope_dim", g.ropeDim!), ("q_lora_rank", g.qLoraRank!), ("kv_heads", g.kvHeads!),
+                              ("n_layer", g.nLayer!), ("intermediate_size", g.intermediateSize!), ("vocab_size", g.vocabSize!),
+                              ("steps", g.steps!)] where v < 1 {
+                throw HarnessError("grid \(index): '\(name)' is \(v); it must be at least 1")
+            }
+            guard g.warmup! >= 0 else { throw HarnessError("grid \(index): 'warmup' must be at least 0") }
+            for variant in g.variants! { for scope in g.scopes! { for tp in g.tp! { for heads in g.heads! {
+                for kvRank in (variant.isLatent ? g.kvRanks! : [0]) { for dtype in dtypes { for context in g.contexts! {
+                    for batch in g.batch! { for threads in g.threads! {
+                        let c = SweepConfig(variant: variant, scope: scope, tp: tp, context: context, batch: batch, heads: heads,
+                                            headDim: g.headDim!, ropeDim: variant.isLatent ? g.ropeDim! : 0, kvRank: kvRank,
+                                            qLoraRank: g.qLoraRank!, kvHeads: variant.isLatent ? 0 : kvHeadsFor(variant, heads, g.kvHeads!),
+                                            nEmbd: g.nEmbd ?? heads * g.headDim!, dtype: dtype, threads: threads,
+                                            nLayer: scope == .model ? g.nLayer! : 1, intermediateSize: g.intermediateSize!,
+                                            vocabSize: g.vocabSize!, warmup: g.warmup!, steps: g.steps!,
+                                            coldCache: scope == .kernel && g.coldCache!, worldSize: worldSize)
+                        if !out.contains(where: { $0.key == c.key }) { out.append(c) }
+                    } }
+                } } }
+            } } } }
+        }
+        return out
+    }
+
+    func kvHeadsFor(_ v: VariantName, _ heads: Int, _ kvHeads: Int) -> Int {
+        switch v { case .mha: heads; case .mqa: 1; default: kvHeads }
+    }
+}
+
+/// One configuration of a sweep: everything that decides what is timed.
+public struct SweepConfig: Sendable {
+    public let variant: VariantName, scope: Scope
+    public let tp: Int, context: Int, batch: Int, heads: Int, headDim: Int, ropeDim: Int, kvRank: Int, qLoraRank: Int
+    public let kvHeads: Int, nEmbd: Int, dtype: StorageDType, threads: Int
+    public let nLayer: Int, intermediateSize: Int, vocabSize: Int
+    public let warmup: Int, steps: Int, coldCache: Bool
+    public let worldSize: Int
+
+    /// The layer config (authors' keys) this configuration runs.
+    public var attentionConfig: AttentionConfig {
+        if variant.isLatent {
+            return AttentionConfig(variant: variant, nEmbd: nEmbd, nHead: heads, qLoraRank: qLoraRank, kvLoraRank: kvRank,
+                                   qkNopeHeadDim: headDim, qkRopeHeadDim: ropeDim, nLayer: nLayer,
+                                   intermediateSize: intermediateSize, vocabSize: vocabSize)
+        }
+        return AttentionConfig(variant: variant, nEmbd: nEmbd, nHead: heads, headDim: headDim,
+                               groupSize: kvHeads > 0 && heads % kvHeads == 0 ? heads / kvHeads : 0,
+                               nLayer: nLayer, intermediateSize: intermediateSize, vocabSize: vocabSize)
+    }
+
+    /// Kernel scope with a TP degree larger than the job times one device's share
+    /// of the plan (its busiest rank) on world rank 0, as the paper times kernels.
+    public var isDeviceShare: Bool { scope == .kernel && tp > worldSize }
+    /// Data-parallel replicas (TP groups) taking part: as many of the world's
+    /// N/t groups as split the batch evenly (gcd), so a batch-1 latency run uses
+    /// one group and leaves the others idle.
+    public var replicas: Int { isDeviceShare ? 1 : gcd(worldSize / max(tp, 1), batch) }
+    /// Sequences each replica decodes.
+    public var sequencesPerReplica: Int { batch / replicas }
+
+    /// Why this configuration cannot run, or nil. Checked identically on every rank.
+    public func skipReason() -> String? {
+        if variant == .gqa && heads % kvHeads != 0 { return "gqa: n_head \(heads) is not divisible by kv_heads \(kvHeads)" }
+        let layout: any AttentionLayout
+        do { layout = try attentionConfig.layout() } catch let e as HarnessError { return e.message } catch { return "\(error)" }
+        do { _ = try layout.shards(tp: tp) } catch let e as HarnessError { return e.message } catch { return "\(error)" }
+        if scope == .model {
+            do { try ModelLayout(config: attentionConfig).checkTP(tp) } catch let e as HarnessError { return e.message } catch { return "\(error)" }
+        }
+        if !isDeviceShare {
+            if worldSize % tp != 0 { return "TP degree \(tp) does not divide the world size \(worldSize)" }
+        }
+        return nil
+    }
+
+    /// The columns that identify a configuration in the CSV (resume key), in schema order.
+    public var keyFields: [(String, String)] {
+        [("variant", variant.rawValue), ("scope", scope.rawValue), ("tp", "\(tp)"), ("context", "\(context)"),
+         ("batch", "\(batch)"), ("n_layer", "\(nLayer)"), ("n_embd", "\(nEmbd)"), ("n_head", "\(heads)"),
+         ("head_dim", "\(headDim)"), ("rope_dim", "\(ropeDim)"), ("kv_lora_rank", "\(kvRank)"), ("kv_heads", "\(kvHeads)"),
+         ("kv_dtype", dtype.rawValue), ("threads", "\(threads)")]
+    }
+
+    public var key: String { keyFields.map { "\($0.0)=\($0.1)" }.joined(separator: " ") }
+
+    /// The CSV columns of `keyFields`, in order.
+    public static let keyColumns = ["variant", "scope", "tp", "context", "batch", "n_layer", "n_embd", "n_head", "head_dim",
+                                    "rope_dim", "kv_lora_rank", "kv_heads", "kv_dtype", "threads"]
+
+    /// A short description for progress lines.
+    public var label: String {
+        "\(variant.rawValue) \(scope.rawValue) tp=\(tp) L=\(context) B=\(batch) h=\(heads)"
+            + (variant.isLatent ? " dc=\(kvRank)" : " kv=\(kvHeads)") + " \(dtype.rawValue) thr=\(threads)"
+    }
+}
+
+func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }

@@ -1,0 +1,95 @@
+import MLRACore
+import MLRAParallel
+
+/// The timing protocol (OSU/IMB style), written once:
+/// barrier; `warmup` untimed steps; then `steps` timed steps, each bracketed by
+/// MPI_Wtime with a barrier before it; every sample kept; per step the maximum
+/// over the TP group's ranks (a TP step ends when its slowest rank ends).
+/// Kernel and collective seconds inside each step are recorded alongside.
+public struct StepSamples {
+    /// Seconds per timed step (max over the group's ranks).
+    public var step: [Double]
+    public var kernel: [Double]
+    public var collective: [Double]
+}
+
+public enum TimingMode: String, Sendable {
+    /// All ranks step together; what a dedicated node would see.
+    case concurrent
+    /// Ranks time their local work one after another (others sleep), and the
+    /// step is modelled as max(local work over ranks) + the measured collectives.
+    /// For oversubscribed nodes, where concurrent ranks would slow each other.
+    case isolated
+    /// Kernel scope at a TP degree above the job's size: world rank 0 times the
+    /// busiest rank's share of the plan alone, as the paper times one device.
+    case deviceShare = "device-share"
+}
+
+public enum TimingProtocol {
+    /// Concurrent mode for the ranks of one TP group.
+    public static func concurrent(_ work: StepWorkload, group: Communicator, kernel: TimedKernel,
+                                  warmup: Int, steps: Int) -> StepSamples {
+        group.barrier()
+        for _ in 0..<warmup { work.step(collectives: group) }
+        var s = StepSamples(step: [], kernel: [], collective: [])
+        for _ in 0..<steps {
+            group.barrier()
+            let (k0, c0) = (kernel.seconds, group.collectiveSeconds)
+            let t0 = MPI.wtime()
+            work.step(collectives: group)
+            s.step.append(MPI.wtime() - t0)
+            s.kernel.append(kernel.seconds - k0)
+            s.collective.append(group.collectiveSeconds - c0)
+        }
+        return StepSamples(step: group.allReduceMax(s.step), kernel: group.allReduceMax(s.kernel),
+                           collective: group.allReduceMax(s.collective))
+    }
+
+    /// Local work timed on this rank alone: every rank of `world` takes its turn
+    /// while the others sleep in a quiet barrier. Non-participating ranks pass
+    /// `work` = nil. Returns this rank's own samples (empty when not participating).
+    public static func isolatedLocal(_ work: StepWorkload?, world: Communicator, tpSize: Int, tpRank: Int,
+                                     kernel: TimedKernel?, warmup: Int, steps: Int) -> (step: [Double], kernel: [Double]) {
+        var step = [Double](), kern = [Double]()
+        let local = LocalOnlyCollectives(tpSize: tpSize, tpRank: tpRank)
+        for turn in 0..<world.size {
+            world.quietBarrier()
+            guard turn == world.rank, let work, let kernel else { continue }
+            for _ in 0..<warmup { work.step(collectives: local) }
+            for _ in 0..<steps {
+                let k0 = kernel.seconds
+                let t0 = MPI.wtime()
+                work.step(collectives: local)
+                step.append(MPI.wtime() - t0)
+                kern.append(kernel.seconds - k0)
+            }
+        }
+        world.quietBarrier()
+        return (step, kern)
+    }
+
+    /// The collectives of one step, measured on their own (same payloads, same
+    /// count), per step the max over the group's ranks.
+    public static func collectivesOnly(_ pattern: (allReduceFloats: [Int], allGatherFloats: Int?), group: Communicator,
+                                       warmup: Int, steps: Int) -> [Double] {
+        guard group.size > 1, !pattern.allReduceFloats.isEmpty || pattern.allGatherFloats != nil else {
+            return [Double](repeating: 0, count: steps)
+        }
+        var buffers = pattern.allReduceFloats.map { [Float](repeating: 0, count: $0) }
+        let gatherCounts = pattern.allGatherFloats.map { total in (0..<group.size).map { evenSplit(total, parts: group.size, part: $0).count } }
+        func once() {
+            for i in buffers.indices { group.allReduceSum(&buffers[i]) }
+            if let counts = gatherCounts { _ = group.allGather([Float](repeating: 0, count: counts[group.rank]), counts: counts) }
+        }
+        group.barrier()
+        for _ in 0..<warmup { once() }
+        var samples = [Double]()
+        for _ in 0..<steps {
+            group.barrier()
+            let t0 = MPI.wtime()
+            once()
+            samples.append(MPI.wtime() - t0)
+        }
+        return group.allReduceMax(samples)
+    }
+}

@@ -1,0 +1,50 @@
+/// |x − ref| ≤ atol + rtol·|ref|, elementwise: the one form of every numerical
+/// check in the harness (tests and the sweep's validation before timing).
+public struct Tolerance: Sendable, Equatable {
+    public let atol: Double, rtol: Double
+    public init(atol: Double, rtol: Double) { self.atol = atol; self.rtol = rtol }
+
+    /// Layer outputs of order 1 against the Double reference, by KV-cache dtype:
+    /// f32 is arithmetic rounding only; f16 (11-bit significand) and bf16 (8-bit)
+    /// add the rounding of every cached value, carried through softmax and two
+    /// projections.
+    public static func layerOutput(cache dtype: StorageDType) -> Tolerance {
+        switch dtype {
+        case .f32: Tolerance(atol: 2e-5, rtol: 2e-4)
+        case .f16: Tolerance(atol: 4e-3, rtol: 1e-2)
+        case .bf16: Tolerance(atol: 3e-2, rtol: 5e-2)
+        }
+    }
+
+    /// Two f32 kernels over the same cache that differ only in summation order.
+    public static let kernelAgreement = Tolerance(atol: 1e-5, rtol: 1e-4)
+
+    /// The worst violation, or nil when every element is within tolerance.
+    public func firstViolation(_ x: [Float], _ ref: [Double]) -> Violation? {
+        guard x.count == ref.count else { return Violation(index: -1, value: .nan, reference: .nan, maxError: .infinity) }
+        var worst: (excess: Double, index: Int)? = nil
+        var maxError = 0.0
+        for i in 0..<x.count {
+            let err = abs(Double(x[i]) - ref[i])
+            if !err.isFinite { return Violation(index: i, value: Double(x[i]), reference: ref[i], maxError: .infinity) }
+            maxError = max(maxError, err)
+            let excess = err - (atol + rtol * abs(ref[i]))
+            if excess > 0 && excess > (worst?.excess ?? 0) { worst = (excess, i) }
+        }
+        guard let w = worst else { return nil }
+        return Violation(index: w.index, value: Double(x[w.index]), reference: ref[w.index], maxError: maxError)
+    }
+
+    /// Largest |x − ref| (for reporting a passed check).
+    public static func maxError(_ x: [Float], _ ref: [Double]) -> Double {
+        zip(x, ref).reduce(0) { max($0, abs(Double($1.0) - $1.1)) }
+    }
+
+    public struct Violation: Sendable, CustomStringConvertible {
+        public let index: Int, value: Double, reference: Double, maxError: Double
+        public var description: String {
+            index < 0 ? "output has the wrong number of elements"
+                : "element \(index) is \(value), reference \(reference) (max |error| \(maxError))"
+        }
+    }
+}

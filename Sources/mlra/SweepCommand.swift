@@ -1,0 +1,104 @@
+import ArgumentParser
+import Foundation
+import MLRABench
+import MLRACore
+import MLRAParallel
+
+/// `mlra sweep`: the harness's main job. Run it under mpirun; rank 0 writes the CSV.
+struct SweepCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sweep",
+        abstract: "Sweep variants × contexts × TP degrees × latent ranks × heads × dtypes × batch × scope × threads into a CSV.",
+        discussion: """
+            The grid comes from --preset, --spec FILE.json, or the grid flags (flags override the preset's or file's values \
+            in every grid). TP degrees run as sub-communicators of one job: with N ranks and degree t, the N/t groups are \
+            data-parallel replicas that split the batch. Rerunning with the same --out resumes. Schema: docs/csv-schema.md.
+            """)
+
+    @Option(help: "Built-in grid: quick, paper or throughput.") var preset: SweepPreset?
+    @Option(help: "Spec file (JSON; see the README).") var spec: String?
+    @Flag(name: .customLong("print-spec"), help: "Print the resolved spec as JSON and exit.") var printSpec = false
+
+    @Option(help: "Comma-separated variants.") var variants: String?
+    @Option(help: "Comma-separated context lengths.") var contexts: String?
+    @Option(help: "Comma-separated TP degrees.") var tp: String?
+    @Option(name: .customLong("kv-ranks"), help: "Comma-separated kv_lora_rank values (MLA family).") var kvRanks: String?
+    @Option(help: "Comma-separated head counts.") var heads: String?
+    @Option(help: "Comma-separated cache dtypes (f32, f16, bf16).") var dtypes: String?
+    @Option(help: "Comma-separated global batch sizes.") var batch: String?
+    @Option(help: "Comma-separated scopes (kernel, layer, model).") var scopes: String?
+    @Option(help: "Comma-separated thread counts per rank.") var threads: String?
+    @Option(name: .customLong("head-dim"), help: "d_n / d_h.") var headDim: Int?
+    @Option(name: .customLong("rope-dim"), help: "d_r.") var ropeDim: Int?
+    @Option(name: .customLong("q-rank"), help: "q_lora_rank.") var qRank: Int?
+    @Option(name: .customLong("kv-heads"), help: "KV heads of gqa.") var kvHeads: Int?
+    @Option(name: .customLong("n-embd"), help: "Model width (default heads × head-dim).") var nEmbd: Int?
+    @Option(name: .customLong("n-layer"), help: "Layers in model scope.") var nLayer: Int?
+    @Option(help: "Untimed warm-up steps.") var warmup: Int?
+    @Option(help: "Timed steps.") var steps: Int?
+    @Option(name: .customLong("cold-cache"), help: "Kernel scope: rotate caches beyond the LLC (true/false).") var coldCache: Bool?
+
+    @Option(help: "CSV to write (appended to; resumes).") var out: String
+    @Option(help: "Also write every timed step to this CSV.") var samples: String?
+    @Option(help: "auto, on or off: time the ranks of a group one after another (for oversubscribed nodes).")
+    var isolate: IsolateChoice = .auto
+    @Option(name: .customLong("array-task"), help: "Run only configurations with index mod --array-count == this.") var arrayTask = 0
+    @Option(name: .customLong("array-count"), help: "Number of array tasks splitting the sweep.") var arrayCount = 1
+    @Option(help: "Calibration JSON from 'mlra calibrate --format json' (default: measure now).") var calibration: String?
+    @Option(help: "Seed of the weights.") var seed: UInt64 = 0
+    @Flag(help: "Silence progress on stderr.") var quiet = false
+    @Flag(name: .customLong("inject-validation-error"), help: .hidden) var injectValidationError = false
+
+    enum IsolateChoice: String, ExpressibleByArgument { case auto, on, off }
+
+    func run() throws {
+        installStopHandlers()
+        try runParallel { world in
+            let spec = try world.collectively { try resolvedSpec(worldSize: world.size) }
+            if printSpec {
+                if world.rank == 0 { print(spec.json()) }
+                return
+            }
+            var o = SweepOptions(out: out)
+            o.samples = samples; o.quiet = quiet; o.arrayTask = arrayTask; o.arrayCount = arrayCount
+            o.isolate = isolate == .auto ? nil : isolate == .on
+            o.calibrationPath = calibration; o.seed = seed; o.injectValidationError = injectValidationError
+            o.quickCalibration = preset == .quick
+            let summary = try SweepDriver(spec: spec, options: o, world: world).run()
+            if summary.interrupted { MPI.finalize(); Foundation.exit(130) }
+        }
+    }
+
+    func resolvedSpec(worldSize: Int) throws -> SweepSpec {
+        guard preset == nil || spec == nil else { throw HarnessError("give --preset or --spec, not both") }
+        var s = try spec.map(SweepSpec.load) ?? preset?.spec(worldSize: worldSize) ?? SweepSpec(grids: [SweepSpec.Grid()])
+        var o = SweepSpec.Grid()
+        o.variants = try variants.map(VariantName.parseList)
+        o.contexts = try contexts.map { try parseIntList($0, "--contexts") }
+        o.tp = try tp.map { try parseIntList($0, "--tp") }
+        o.kvRanks = try kvRanks.map { try parseIntList($0, "--kv-ranks") }
+        o.heads = try heads.map { try parseIntList($0, "--heads") }
+        o.dtypes = try dtypes.map { try $0.split(separator: ",").map { try StorageDType.parse(String($0)).rawValue } }
+        o.batch = try batch.map { try parseIntList($0, "--batch") }
+        o.scopes = try scopes.map { try $0.split(separator: ",").map { t in
+            guard let sc = Scope(rawValue: String(t)) else { throw HarnessError("unknown scope '\(t)'; expected kernel, layer or model") }
+            return sc
+        } }
+        o.threads = try threads.map { try parseIntList($0, "--threads") }
+        o.headDim = headDim; o.ropeDim = ropeDim; o.qLoraRank = qRank; o.kvHeads = kvHeads; o.nEmbd = nEmbd; o.nLayer = nLayer
+        o.warmup = warmup; o.steps = steps; o.coldCache = coldCache
+        s.defaults = o.over(s.defaults)
+        s.grids = s.grids.map { o.over($0) }
+        _ = try s.configurations(worldSize: worldSize)   // reject malformed grids now, before any rank allocates
+        return s
+    }
+}
+
+extension SweepPreset: ExpressibleByArgument {}
+
+/// SIGINT and SIGTERM (Slurm's time limit) ask the sweep to stop after the configuration in progress.
+func installStopHandlers() {
+    for sig in [SIGINT, SIGTERM] {
+        signal(sig) { _ in sweepStopRequested = 1 }
+    }
+}
