@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Per-device decode-kernel latency shapes of the paper (SPEC §6), timed with
+`mlra bench` (tiled kernel, cold cache) and against PyTorch on the CPU.
+
+For every shape x context x dtype x threads it prints: median latency of the
+harness and of torch (best of matmul-softmax-matmul and
+scaled_dot_product_attention, same storage dtype and thread count, same
+cold-cache rotation), the roofline bound and the fraction of it reached, and
+the peak-RSS growth of the bench process over what it must hold (cache sets +
+queries; kernel scope has no weights). Medians only: the machine is shared.
+
+Usage (torch lives only in benchmarks/.venv):
+    python3 -m venv benchmarks/.venv && benchmarks/.venv/bin/pip install torch numpy
+    swift build -c release
+    benchmarks/.venv/bin/python benchmarks/latency_table.py [--mlra PATH] [--quick] [--csv FILE]
+"""
+import argparse, csv, io, json, math, os, statistics, subprocess, sys, tempfile, time
+
+# (name, mlra bench arguments, torch shape: heads, key width, value width, cache row width)
+SHAPES = [
+    ("GQA  8q/1kv d128", ["--variant", "gqa", "--tp", "8", "--heads", "64", "--kv-heads", "8", "--head-dim", "128"], (8, 128, 128, 256)),
+    ("MLA  64h 512+64", ["--variant", "mla", "--tp", "1", "--heads", "64", "--kv-rank", "512", "--rope-dim", "64"], (64, 576, 512, 576)),
+    ("GLA2 32h 256+64", ["--variant", "gla2", "--tp", "2", "--heads", "64", "--kv-rank", "512", "--rope-dim", "64"], (32, 320, 256, 320)),
+    ("MLRA4 64h 128+64", ["--variant", "mlra4", "--tp", "4", "--heads", "64", "--kv-rank", "512", "--rope-dim", "64"], (64, 192, 128, 192)),
+]
+CONTEXTS = [8192, 32768, 131072, 262144]
+DTYPES = ["f32", "bf16"]
+THREADS = [1, 2]
+LLC_BYTES = 32 << 20
+ENV = dict(os.environ)
+
+
+def blas_env(core):
+    """OpenBLAS 0.3.21 does not know Zen 4/5 and picks its AVX2 Haswell kernels; on an
+    AVX-512 CPU the SkylakeX kernels run sgemm about 1.8x faster. The calibration runs
+    in the same process as the kernel, so the roofline always matches the library in use."""
+    env = dict(os.environ)
+    if core:
+        env["OPENBLAS_CORETYPE"] = core
+    return env
+
+
+def mlra_bench(mlra, args, context, dtype, threads, calibration, steps):
+    cmd = [mlra, "bench", *args, "--context", str(context), "--kv-dtype", dtype, "--threads", str(threads),
+           "--steps", str(steps), "--warmup", "3", "--calibration", calibration, "--format", "csv"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=ENV).stdout
+    return next(csv.DictReader(io.StringIO(out)))
+
+
+def torch_latency(torch, shape, context, dtype, threads, steps):
+    """Median seconds of the best torch formulation over the same cold-cache rotation."""
+    heads, dk, dv, width = shape
+    torch.set_num_threads(threads)
+    tdt = torch.float32 if dtype == "f32" else torch.bfloat16
+    set_bytes = context * width * (4 if dtype == "f32" else 2)
+    sets = max(1, math.ceil(4 * LLC_BYTES / set_bytes))
+    gen = torch.Generator().manual_seed(0)
+    caches = [torch.rand(context, width, generator=gen).to(tdt) for _ in range(sets)]
+    if dk == 128 and width == 256:      # GQA: row = [k | v]
+        keys = [c[:, :128] for c in caches]; vals = [c[:, 128:] for c in caches]
+    else:                               # MLA family: row = [latent block | rope]; value = block
+        keys = [c[:, :dk] for c in caches]; vals = [c[:, :dv] for c in caches]
+    q = torch.rand(heads, dk, generator=gen).to(tdt)
+    scale = 1 / math.sqrt(128 + (0 if dk == 128 else 64))
+    F = torch.nn.functional
+
+    def math_form(i):
+        s = (q @ keys[i].T) * scale
+        return torch.softmax(s.float(), dim=-1).to(tdt) @ vals[i]
+
+    # SDPA wants contiguous [B, H, L, D]; the views are made once, outside the timing.
+    kc = [k.contiguous().view(1, 1, context, dk) for k in keys]
+    vc = [v.contiguous().view(1, 1, context, dv) for v in vals]
+    q4 = q.view(1, heads, 1, dk)
+
+    def sdpa_form(i):
+        return F.scaled_dot_product_attention(q4, kc[i].expand(1, heads, context, dk),
+                                              vc[i].expand(1, heads, context, dv), scale=scale)
+
+    best = math.inf
+    with torch.inference_mode():
+        for form in (math_form, sdpa_form):
+            for i in range(3): form(i % sets)
+            samples = []
+            for i in range(steps):
+                t0 = time.perf_counter(); form(i % sets); samples.append(time.perf_counter() - t0)
+            best = min(best, statistics.median(samples))
+    return best
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mlra", default=".build/release/mlra")
+    ap.add_argument("--quick", action="store_true", help="contexts 8K and 32K only, fewer steps")
+    ap.add_argument("--csv", help="also write every row here")
+    ap.add_argument("--no-torch", action="store_true")
+    avx512 = "avx512f" in open("/proc/cpuinfo").read()
+    ap.add_argument("--blas-core", default="SkylakeX" if avx512 else "",
+                    help="OPENBLAS_CORETYPE for mlra (default SkylakeX on AVX-512 CPUs; '' keeps OpenBLAS's choice)")
+    a = ap.parse_args()
+    global ENV
+    ENV = blas_env(a.blas_core)
+    torch = None
+    if not a.no_torch:
+        import torch
+    contexts = CONTEXTS[:2] if a.quick else CONTEXTS
+
+    tmp = tempfile.mkdtemp()
+    cal = {}
+    for t in THREADS:
+        path = os.path.join(tmp, f"cal{t}.json")
+        text = subprocess.run([a.mlra, "calibrate", "--threads", str(t), "--format", "json"],
+                              check=True, capture_output=True, text=True, env=ENV).stdout
+        open(path, "w").write(text)
+        cal[t] = (path, json.loads(text))
+        c = cal[t][1]
+        print(f"calibration threads {t}: read {c['readGBs']:.1f} GB/s, triad {c['triadGBs']:.1f} GB/s, "
+              f"sgemm {c['sgemmGFlops']:.1f} GFLOP/s, SIMD loop {c['fmaGFlops']:.1f} GFLOP/s, OpenBLAS {c['blasCore']}")
+    head = (f"{'shape':18} {'ctx':>6} {'dtype':5} {'thr':>3} {'mlra_us':>10} {'p10_us':>10} {'p90_us':>10} "
+            f"{'roof_us':>10} {'limit':>9} {'roof_frac':>9} {'torch_us':>10} {'vs_torch':>8} {'rss_MB':>8} {'rss/need':>8}")
+    print(head); print("-" * len(head)); sys.stdout.flush()
+    writer = None
+    for name, args, shape in SHAPES:
+        for ctx in contexts:
+            for dt in DTYPES:
+                for t in THREADS:
+                    steps = 5 if a.quick else (10 if ctx >= 131072 else 20)
+                    r = mlra_bench(a.mlra, args, ctx, dt, t, cal[t][0], steps)
+                    med = float(r["lat_us_median"])
+                    tus = torch_latency(torch, shape, ctx, dt, t, steps) * 1e6 if torch else float("nan")
+                    row = dict(shape=name, context=ctx, kv_dtype=dt, threads=t, mlra_us_median=med,
+                               mlra_us_p10=float(r["lat_us_p10"]), mlra_us_p90=float(r["lat_us_p90"]),
+                               roofline_us=float(r["roofline_us"]), roofline_limit=r["roofline_limit"],
+                               roofline_fraction=float(r["roofline_fraction"]), torch_us_median=tus,
+                               ratio_vs_torch=tus / med, peak_rss_mb=int(r["peak_rss_bytes"]) / 1e6,
+                               rss_ratio=float(r["rss_ratio"]))
+                    print(f"{name:18} {ctx:>6} {dt:5} {t:>3} {med:>10.1f} {row['mlra_us_p10']:>10.1f} {row['mlra_us_p90']:>10.1f} "
+                          f"{row['roofline_us']:>10.1f} {row['roofline_limit']:>9} {row['roofline_fraction']:>9.3f} "
+                          f"{tus:>10.1f} {row['ratio_vs_torch']:>8.2f} {row['peak_rss_mb']:>8.1f} {row['rss_ratio']:>8.3f}")
+                    sys.stdout.flush()
+                    if a.csv:
+                        if writer is None:
+                            f = open(a.csv, "w", newline=""); writer = csv.DictWriter(f, fieldnames=list(row))
+                            writer.writeheader()
+                        writer.writerow(row); f.flush()
+
+
+if __name__ == "__main__":
+    main()
