@@ -32,6 +32,6 @@ let package = Package(
         .testTarget(name: "MLRAParallelTests", dependencies: ["MLRAParallel", "MLRACore", "MLRATestSupport"]),
         .testTarget(name: "MLRABenchTests", dependencies: ["MLRABench", "MLRACore", "MLRATestSupport"]),
         // Runs the built `mlra` binary (and mpirun) as a user would.
-        .testTarget(name: "CLITests", dependencies: ["mlra", "MLRACore", "MLRATestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["mlra", "MLRACore", "MLRABench", "MLRATestSupport"]),
     ]
 )

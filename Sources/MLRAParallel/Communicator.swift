@@ -175,7 +175,8 @@ public enum MPI {
         var length: Int32 = 0
         MPI_Get_library_version(&buffer, &length)
         let s = String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        return s.split(separator: "\n").first.map(String.init)?.trimmingCharacters(in: .whitespaces) ?? s
+        // "Open MPI v4.1.4, package: …" → "Open MPI v4.1.4": the name and version, no CSV quoting needed.
+        return s.split(separator: "\n").first.map { String($0.split(separator: ",").first ?? $0) }?.trimmingCharacters(in: .whitespaces) ?? s
     }
 
     public static var processorName: String {

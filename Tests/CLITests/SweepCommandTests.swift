@@ -1,0 +1,185 @@
+import Foundation
+import MLRABench
+import MLRACore
+import XCTest
+
+/// `mlra sweep` under real mpirun: schema, resume after SIGKILL, sub-communicators,
+/// skipped combinations, validation that trips, the quick preset's budget.
+final class SweepCommandTests: XCTestCase {
+    /// A small grid: every config takes a fraction of a second.
+    func grid(contexts: String = "256", tp: String = "1,2,4", batch: Int = 4) -> [String] {
+        ["--variants", "mla,mlra4,gqa", "--contexts", contexts, "--tp", tp, "--heads", "4", "--kv-ranks", "64",
+         "--head-dim", "16", "--rope-dim", "8", "--kv-heads", "2", "--n-embd", "64", "--q-rank", "32",
+         "--scopes", "kernel,layer", "--batch", "\(batch)", "--dtypes", "bf16", "--warmup", "1", "--steps", "3"]
+    }
+    var small: [String] { grid() }
+
+    func calibration(_ dir: TempDir) throws -> String {
+        let c = Calibration(threads: 1, readGBs: 10, triadGBs: 9, sgemmGFlops: 50, fmaGFlops: 20, blasCore: "test",
+                            llcBytes: 1 << 20, arrayBytes: 4 << 20)
+        let path = dir.path("cal.json")
+        try JSONEncoder().encode(c).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    func rows(_ path: String) -> [[String: String]] { AppendOnlyCSV.readRows(path: path) }
+
+    func key(_ r: [String: String]) -> String {
+        (SweepConfig.keyColumns + ["tp_group"]).map { r[$0] ?? "" }.joined(separator: "|")
+    }
+
+    func testSchemaUnitsAndTheDocumentAgree() throws {
+        let dir = try TempDir()
+        let out = dir.path("s.csv")
+        let r = try CLI.mpirun(4, ["sweep", "--out", out, "--samples", dir.path("samples.csv"), "--calibration", calibration(dir), "--quiet"] + small)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let text = try String(contentsOfFile: out, encoding: .utf8)
+        XCTAssertEqual(String(text.prefix { $0 != "\n" }), ResultsSchema.columns.joined(separator: ","))
+        // The schema document lists exactly these columns, in this order.
+        let doc = try String(contentsOfFile: URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("docs/csv-schema.md").path, encoding: .utf8)
+        let section = doc.components(separatedBy: "## Raw samples")[0]
+        let documented = section.split(separator: "\n").filter { $0.hasPrefix("| ") && !$0.hasPrefix("| column") }
+            .flatMap { $0.split(separator: "|")[0].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        XCTAssertEqual(documented, ResultsSchema.columns)
+
+        let all = rows(out)
+        // 3 variants × 3 TP × 2 scopes; each configuration has one row per TP group (4/t groups).
+        XCTAssertEqual(all.count, 2 * 3 * (4 + 2 + 1))
+        for row in all {
+            XCTAssertEqual(row["validation"], "pass")
+            XCTAssertEqual(row["world_size"], "4")
+            XCTAssertEqual(Int(row["dp"]!)! * Int(row["tp"]!)!, 4)
+            let median = Double(row["step_us_median"]!)!
+            XCTAssertTrue(Double(row["step_us_p10"]!)! <= median && median <= Double(row["step_us_p90"]!)!)
+            XCTAssertTrue(Double(row["step_us_min"]!)! <= Double(row["step_us_p10"]!)!)
+            // Units: achieved GB/s is bytes per step over the kernel median in µs.
+            let gbs = Double(row["kernel_bytes_per_step"]!)! / Double(row["kernel_us_median"]!)! / 1e3
+            XCTAssertEqual(Double(row["achieved_gbs"]!)!, gbs, accuracy: gbs * 1e-4)
+            XCTAssertEqual(Int(row["kv_bytes_per_token"]!)!, 2 * Int(row["kv_elems_per_token"]!)!)
+            if row["scope"] == "kernel" { XCTAssertEqual(row["allreduce_us_median"], "") }
+            if row["scope"] == "layer" && row["tp"] != "1" { XCTAssertEqual(row["allreduce_count_per_step"], "1") }
+        }
+        // Raw samples: one row per timed step of every TP group.
+        XCTAssertEqual(rows(dir.path("samples.csv")).count, all.count * 3)
+    }
+
+    /// SIGKILL a rank mid-sweep: the job ends, every finished row is intact; the rerun
+    /// measures only what is missing and leaves each configuration exactly once.
+    func testKilledSweepResumesWithEveryConfigurationOnce() throws {
+        let dir = try TempDir()
+        let out = dir.path("r.csv")
+        let cal = try calibration(dir)
+        let args = ["-n", "4", "--oversubscribe", "--bind-to", "none", CLI.mlra, "sweep", "--out", out, "--calibration", cal, "--quiet"]
+            + grid(contexts: "256,512")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+        p.arguments = args
+        p.environment = ProcessInfo.processInfo.environment.merging(["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]) { $1 }
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(120)
+        while rows(out).count < 5 && Date() < deadline && p.isRunning { usleep(50_000) }
+        // Kill one rank (a child of mpirun) with SIGKILL: the job must end on its own.
+        let children = try childPIDs(of: p.processIdentifier)
+        XCTAssertFalse(children.isEmpty)
+        kill(children[0], SIGKILL)
+        let killDeadline = Date().addingTimeInterval(30)
+        while p.isRunning && Date() < killDeadline { usleep(50_000) }
+        XCTAssertFalse(p.isRunning, "the job did not end within 30 s of a rank's death")
+        if p.isRunning { p.terminate() }
+        let before = rows(out)
+        XCTAssertGreaterThanOrEqual(before.count, 5)
+        let text = try String(contentsOfFile: out, encoding: .utf8)
+        XCTAssertTrue(text.hasSuffix("\n"), "no partial row")
+
+        let r = try CLI.run(args, executable: "/usr/bin/mpirun", timeout: 300)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let after = rows(out)
+        XCTAssertEqual(after.count, 2 * 2 * 3 * (4 + 2 + 1))
+        XCTAssertEqual(Set(after.map(key)).count, after.count, "a configuration appears twice")
+        XCTAssertEqual(Array(after.prefix(before.count)).map(key), before.map(key), "finished rows must be kept as they were")
+    }
+
+    /// TP groups inside one 4-rank job give the same per-configuration plan numbers as a
+    /// job of exactly t ranks; only the number of groups (dp) differs.
+    func testSubCommunicatorSweepsMatchSeparateRuns() throws {
+        let dir = try TempDir()
+        let cal = try calibration(dir)
+        let joint = dir.path("joint.csv"), alone = dir.path("alone.csv")
+        XCTAssertEqual(try CLI.mpirun(4, ["sweep", "--out", joint, "--calibration", cal, "--quiet"] + grid(tp: "2", batch: 4)).status, 0)
+        // The same sequences per group: batch 4 over 2 groups = batch 2 over 1 group.
+        XCTAssertEqual(try CLI.mpirun(2, ["sweep", "--out", alone, "--calibration", cal, "--quiet"] + grid(tp: "2", batch: 2)).status, 0)
+        let planColumns = ["variant", "scope", "tp", "context", "n_head", "n_embd", "kv_elems_per_token", "kv_bytes_per_token", "kv_bytes_per_rank",
+                           "kernel_bytes_per_step", "kernel_flops_per_step", "weight_bytes_per_rank", "allreduce_bytes_per_step",
+                           "allreduce_count_per_step", "validation"]
+        func shape(_ rs: [[String: String]]) -> Set<String> { Set(rs.map { r in planColumns.map { r[$0]! }.joined(separator: "|") }) }
+        let j = rows(joint), a = rows(alone)
+        XCTAssertEqual(j.count, 2 * a.count)
+        XCTAssertEqual(shape(j), shape(a))
+        XCTAssertEqual(Set(j.map { $0["dp"]! }), ["2"])
+        XCTAssertEqual(Set(a.map { $0["dp"]! }), ["1"])
+    }
+
+    func testIllegalCombinationsAreSkippedWithAReason() throws {
+        let dir = try TempDir()
+        let out = dir.path("i.csv")
+        let r = try CLI.mpirun(4, ["sweep", "--out", out, "--calibration", calibration(dir), "--variants", "mlra4,gla2,mla",
+                                   "--tp", "1,3", "--heads", "3", "--contexts", "64", "--kv-ranks", "64", "--head-dim", "16",
+                                   "--rope-dim", "8", "--n-embd", "48", "--q-rank", "16", "--batch", "4", "--steps", "2", "--warmup", "0"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("skipped: mlra4 cannot run at TP degree 3: the degree must be 1, 2, 4, 8, …"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("skipped: gla2 splits n_head into 2 head groups: 3 is not divisible by 2"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("skipped: TP degree 3 does not divide the world size 4"), r.stderr)
+        XCTAssertEqual(Set(rows(out).map { "\($0["variant"]!)/\($0["tp"]!)" }), ["mlra4/1", "mla/1"])
+    }
+
+    func testValidationFailureStopsTheSweepWithTheMismatch() throws {
+        let dir = try TempDir()
+        for scope in ["kernel", "layer"] {
+            let out = dir.path("v-\(scope).csv")
+            let r = try CLI.mpirun(2, ["sweep", "--out", out, "--calibration", calibration(dir), "--inject-validation-error",
+                                       "--variants", "mlra4", "--tp", "2", "--scopes", scope, "--heads", "4", "--contexts", "64",
+                                       "--kv-ranks", "64", "--head-dim", "16", "--rope-dim", "8", "--n-embd", "32", "--q-rank", "16",
+                                       "--batch", "1", "--quiet"])
+            assertCleanError(r, contains: "validation failed for mlra4 \(scope) tp=2")
+            XCTAssertTrue(r.stderr.contains("element 0 is"), r.stderr)
+            XCTAssertEqual(rows(out).count, 0, "nothing may be written for a configuration that failed validation")
+        }
+    }
+
+    func testAppendingToAnotherSchemaIsRefused() throws {
+        let dir = try TempDir()
+        let out = dir.write("other.csv", "a,b,c\n1,2,3\n")
+        let r = try CLI.mpirun(2, ["sweep", "--out", out, "--calibration", calibration(dir)] + small)
+        assertCleanError(r, contains: "has another schema")
+        XCTAssertEqual(try String(contentsOfFile: out, encoding: .utf8), "a,b,c\n1,2,3\n")
+    }
+
+    /// The README's main job: every variant at t = 1, 2, 4 within 3 minutes here (a
+    /// budget guard against runaway growth, not a performance measurement).
+    func testQuickPresetCoversEveryVariantWithinItsBudget() throws {
+        let dir = try TempDir()
+        let out = dir.path("q.csv")
+        let start = Date()
+        let r = try CLI.mpirun(4, ["sweep", "--preset", "quick", "--out", out, "--quiet"], timeout: 180)
+        XCTAssertFalse(r.timedOut, "the quick preset exceeded its 3-minute budget")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let all = rows(out)
+        XCTAssertEqual(Set(all.map { $0["variant"]! }), Set(VariantName.allCases.map(\.rawValue)))
+        XCTAssertEqual(Set(all.map { $0["tp"]! }), ["1", "2", "4"])
+        XCTAssertEqual(Set(all.map { $0["scope"]! }), ["kernel", "layer", "model"])
+        print("quick preset: \(all.count) rows in \(Int(Date().timeIntervalSince(start))) s")
+    }
+}
+
+/// Direct children of a process (from /proc).
+func childPIDs(of pid: Int32) throws -> [Int32] {
+    try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap(Int32.init).filter { child in
+        guard let stat = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 2 && Int32(fields[1]) == pid
+    }
+}
