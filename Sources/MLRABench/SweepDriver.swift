@@ -110,7 +110,7 @@ public final class SweepDriver {
     func prepareMetadata() throws {
         let calText = try world.collectively { () throws -> String in
             guard world.rank == 0 else { return "" }
-            let threads = spec.grids.map { $0.over(spec.defaults).over(.fallback).threads!.max()! }.max() ?? 1
+            let threads = maxThreads
             let cal = try options.calibrationPath.map(Calibration.load)
                 ?? Calibration.measure(threads: threads, quick: options.quickCalibration)
             progress(String(format: "calibration (%d thread%@): read %.1f GB/s, triad %.1f GB/s, sgemm %.1f GFLOP/s, FMA loop %.1f GFLOP/s",
@@ -136,11 +136,13 @@ public final class SweepDriver {
         return g
     }
 
+    var maxThreads: Int { spec.grids.map { $0.over(spec.defaults).over(.fallback).threads!.max()! }.max() ?? 1 }
+
+    /// Isolation by default when the node runs more compute threads than it has cores.
     var isolate: Bool {
         if let i = options.isolate { return i }
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        let local = Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? world.size
-        return local > cores
+        return (MemoryBudget.ranksOnNode ?? world.size) * maxThreads > cores
     }
 
     /// Predicted memory of a configuration on this node against what is available
@@ -148,12 +150,8 @@ public final class SweepDriver {
     func memoryShortfall(_ c: SweepConfig) -> String? {
         var message = ""
         if world.rank == 0, let need = try? predictedBytesPerRank(c) {
-            let ranks = c.isDeviceShare ? 1 : (Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "") ?? world.size)
-            let available = availableMemoryBytes()
-            if Double(need * ranks) > 0.85 * Double(available) {
-                message = String(format: "needs %.2f GiB on this node (%.2f GiB per rank × %d ranks), %.2f GiB available",
-                                 Double(need * ranks) / 1073741824, Double(need) / 1073741824, ranks, Double(available) / 1073741824)
-            }
+            let ranks = c.isDeviceShare ? 1 : MemoryBudget.ranksOnNode ?? world.size
+            message = MemoryBudget.shortfall(bytesPerRank: need, ranks: ranks) ?? ""
         }
         let text = world.broadcast(message)
         return text.isEmpty ? nil : text
@@ -324,16 +322,6 @@ public final class SweepDriver {
 }
 
 func fmt(_ x: Double) -> String { x.isFinite ? String(format: "%.6g", x) : "" }
-
-/// MemAvailable from /proc/meminfo (bytes), or physical memory when unreadable.
-func availableMemoryBytes() -> Int {
-    if let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
-       let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
-       let kb = Int(line.split(separator: " ").dropFirst().first ?? "") {
-        return kb * 1024
-    }
-    return Int(ProcessInfo.processInfo.physicalMemory)
-}
 
 /// The harness's git revision: MLRA_GIT_REV, else `git rev-parse` beside the executable, else "unknown".
 func gitRevision() -> String {

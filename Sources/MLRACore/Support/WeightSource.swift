@@ -37,6 +37,7 @@ public final class SafeTensorsWeights: WeightSource {
         let full: Tensor
         if let t = cache[spec.name] { full = t } else {
             full = try file.tensor(spec.name, expectedShape: spec.shape)
+            try SafeTensors.checkFinite(full.data, what: "\(file.path): tensor '\(spec.name)'")
             cache[spec.name] = full
         }
         guard let ranges else { return full }

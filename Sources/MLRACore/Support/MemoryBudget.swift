@@ -1,0 +1,36 @@
+import Foundation
+
+/// Refuses work whose predicted memory would not fit, before anything is allocated.
+public enum MemoryBudget {
+    /// Fraction of MemAvailable a run may plan to use (the rest is for the OS, MPI and other ranks' noise).
+    public static let usableFraction = 0.85
+
+    /// MemAvailable from /proc/meminfo, or physical memory where it cannot be read.
+    public static func availableBytes() -> Int {
+        if let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
+           let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
+           let kb = Int(line.split(separator: " ").dropFirst().first ?? "") {
+            return kb * 1024
+        }
+        return Int(ProcessInfo.processInfo.physicalMemory)
+    }
+
+    /// Ranks of this job on this node (Open MPI's local size); nil when the launcher did not say.
+    public static var ranksOnNode: Int? {
+        Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "")
+    }
+
+    /// The reason `bytesPerRank` × `ranks` cannot fit, or nil when it fits.
+    public static func shortfall(bytesPerRank: Int, ranks: Int = ranksOnNode ?? 1, available: Int = availableBytes()) -> String? {
+        let need = Double(bytesPerRank) * Double(ranks)
+        guard need > usableFraction * Double(available) else { return nil }
+        return String(format: "needs %.2f GiB on this node (%.2f GiB per rank × %d rank%@), but only %.2f GiB are available",
+                      need / 1_073_741_824, Double(bytesPerRank) / 1_073_741_824, ranks, ranks == 1 ? "" : "s",
+                      Double(available) / 1_073_741_824)
+    }
+
+    /// Throws the shortfall as an error naming `what`.
+    public static func check(bytesPerRank: Int, ranks: Int = ranksOnNode ?? 1, what: String) throws {
+        if let s = shortfall(bytesPerRank: bytesPerRank, ranks: ranks) { throw HarnessError("\(what) \(s)") }
+    }
+}
