@@ -42,6 +42,9 @@ struct ForwardCommand: ParsableCommand {
                 }
                 if world.rank == 0 { try checkWritable(output) }
                 let plan = try layout.shard(tp: tp, rank: world.rank)
+                let cost = try DecodeCost(layout, tp: tp, dtype: kvDtype)
+                try MemoryBudget.check(bytesPerRank: cost.kvBytesPerToken * x.shape[0] + cost.weightElemsPerRank * 4 + 12 * x.count,
+                                       ranks: MemoryBudget.ranksOnNode ?? tp, what: "this forward run")
                 let weights = try weightOptions.source()
                 return (layout, x, try layout.makeShard(plan, weights: weights, prefix: ""), weights)
             }

@@ -31,6 +31,12 @@ struct GenerateCommand: ParsableCommand {
                 let ids = try parseTokenIds(prompt, vocab: layout.vocabSize)
                 try requirePositive(tokens, "--tokens")
                 if world.rank == 0, let logitsOut { try checkWritable(logitsOut) }
+                try layout.checkTP(world.size)
+                let cost = try DecodeCost(layout.attention, tp: world.size, dtype: kvDtype)
+                let weights = layout.parameters.reduce(0) { $0 + 4 * $1.shape.reduce(1, *) }
+                try MemoryBudget.check(bytesPerRank: cost.kvBytesPerToken * layout.nLayer * (ids.count + tokens) + weights / world.size
+                                           + 4 * layout.vocabSize * layout.nEmbd, ranks: MemoryBudget.ranksOnNode ?? world.size,
+                                       what: "this generation")
                 return (try DecoderShard(layout: layout, tp: world.size, rank: world.rank, weights: weightOptions.source()), ids)
             }
             let caches = model.makeCaches(dtype: kvDtype, capacity: promptIds.count + tokens)
