@@ -1,16 +1,42 @@
+/// New tokens of one sequence in a batch: the next `tokens` rows of the input
+/// belong to the sequence whose cache is `cache` (positions cache.length ..< +tokens).
+public struct SequenceSegment {
+    public let cache: KVCache
+    public let tokens: Int
+    public init(cache: KVCache, tokens: Int) { self.cache = cache; self.tokens = tokens }
+}
+
+/// The rows of a batch laid out for the kernel: each row's cache and position.
+struct BatchRows {
+    let caches: [KVCache]
+    let positions: [Int]
+    var count: Int { positions.count }
+
+    /// Captures positions before the rows are appended.
+    init(_ segments: [SequenceSegment]) {
+        var caches = [KVCache](), positions = [Int]()
+        for s in segments {
+            for t in 0..<s.tokens { caches.append(s.cache); positions.append(s.cache.length + t) }
+        }
+        self.caches = caches
+        self.positions = positions
+    }
+}
+
 /// One rank's share of an attention layer in decode form (absorbed weights,
-/// latent KV cache). `forward` runs T new tokens of one sequence: it appends
-/// them to the cache (positions cache.length ..< cache.length + T) and returns
-/// this rank's partial output [T, D]; summing the partials of all ranks of the
-/// TP group (one all-reduce) gives the layer output. T > 1 is prefill, T = 1 a
-/// decode step.
+/// latent KV cache). `forward` runs new tokens of a batch of sequences: the
+/// projections are batched over all rows; each row is appended to its
+/// sequence's cache and attends to that cache's causal prefix. It returns this
+/// rank's partial output [rows, D]; summing the partials of all ranks of the TP
+/// group (one all-reduce) gives the layer output. A segment with T > 1 tokens
+/// is a prefill, a batch of one-token segments is a decode step.
 public protocol AttentionShard: AnyObject {
     var layout: any AttentionLayout { get }
     var shard: RankShard { get }
     var groups: [KernelGroup] { get }
     /// Bytes of weights this rank holds.
     var weightBytes: Int { get }
-    func forward(_ x: [Float], tokens: Int, cache: KVCache, kernel: AttentionKernel) -> [Float]
+    func forward(_ x: [Float], segments: [SequenceSegment], kernel: AttentionKernel) -> [Float]
 }
 
 extension AttentionShard {
@@ -20,16 +46,20 @@ extension AttentionShard {
         KVCache(dtype: dtype, width: cacheWidth, capacity: capacity)
     }
 
-    /// Runs the kernel once per token t over its causal prefix (cache rows
-    /// 0 ..< start + t + 1). queries: [T, Σ heads·DK], out: [T, Σ heads·DV].
-    func attend(cache: KVCache, start: Int, tokens: Int, kernel: AttentionKernel,
-                queries: [Float], out: inout [Float]) {
+    /// T new tokens of one sequence.
+    public func forward(_ x: [Float], tokens: Int, cache: KVCache, kernel: AttentionKernel) -> [Float] {
+        forward(x, segments: [SequenceSegment(cache: cache, tokens: tokens)], kernel: kernel)
+    }
+
+    /// Runs the kernel once per row over its causal prefix (cache rows
+    /// 0 ...position). queries: [R, Σ heads·DK], out: [R, Σ heads·DV].
+    func attend(_ rows: BatchRows, kernel: AttentionKernel, queries: [Float], out: inout [Float]) {
         let (qStride, oStride) = (groups.totalQueryCount, groups.totalOutputCount)
         queries.withUnsafeBufferPointer { q in
             out.withUnsafeMutableBufferPointer { o in
-                for t in 0..<tokens {
-                    kernel.run(cache: cache, length: start + t + 1, groups: groups, scale: layout.softmaxScale,
-                               queries: q.baseAddress! + t * qStride, out: o.baseAddress! + t * oStride)
+                for r in 0..<rows.count {
+                    kernel.run(cache: rows.caches[r], length: rows.positions[r] + 1, groups: groups, scale: layout.softmaxScale,
+                               queries: q.baseAddress! + r * qStride, out: o.baseAddress! + r * oStride)
                 }
             }
         }

@@ -27,16 +27,12 @@ public func evenSplit(_ count: Int, parts: Int, part: Int) -> Range<Int> {
 
 extension AttentionShard {
     /// One decode step of the layer for a batch: sequence b's token x[b] is
-    /// appended to caches[b] and attends to it; the partial outputs of the
-    /// whole batch are summed over the TP group with one all-reduce. → [B, D]
+    /// appended to caches[b] and attends to it; projections are batched, and the
+    /// partial outputs of the whole batch are summed over the TP group with one
+    /// all-reduce. → [B, D]
     public func decodeStep(_ x: [Float], caches: [KVCache], kernel: AttentionKernel,
                            collectives: TPCollectives) -> [Float] {
-        let d = layout.nEmbd
-        var out = [Float]()
-        out.reserveCapacity(caches.count * d)
-        for (b, cache) in caches.enumerated() {
-            out += forward(Array(x[(b * d)..<((b + 1) * d)]), tokens: 1, cache: cache, kernel: kernel)
-        }
+        var out = forward(x, segments: caches.map { SequenceSegment(cache: $0, tokens: 1) }, kernel: kernel)
         collectives.allReduceSum(&out)
         return out
     }

@@ -27,10 +27,11 @@ final class GroupedAttentionShard: AttentionShard {
         wO = try weights.columns(specs["c_proj.weight"]!, (heads.lowerBound * dh)..<(heads.upperBound * dh))
     }
 
-    func forward(_ x: [Float], tokens t: Int, cache: KVCache, kernel: AttentionKernel) -> [Float] {
+    func forward(_ x: [Float], segments: [SequenceSegment], kernel: AttentionKernel) -> [Float] {
         let dh = grouped.headDim
         let (hr, nu) = (shard.queryHeads.count, shard.units.count)
-        let start = cache.length
+        let batch = BatchRows(segments)
+        let t = batch.count
         var q = BLAS.linear(x, rows: t, wQ)   // [T, HR·DH]
         var k = BLAS.linear(x, rows: t, wK)   // [T, NU·DH]
         let v = BLAS.linear(x, rows: t, wV)   // [T, NU·DH]
@@ -38,19 +39,19 @@ final class GroupedAttentionShard: AttentionShard {
         q.withUnsafeMutableBufferPointer { qp in
             k.withUnsafeMutableBufferPointer { kp in
                 for i in 0..<t {
-                    for h in 0..<hr { rope.apply(qp.baseAddress! + (i * hr + h) * dh, position: start + i) }
+                    for h in 0..<hr { rope.apply(qp.baseAddress! + (i * hr + h) * dh, position: batch.positions[i]) }
                     for u in 0..<nu {
                         let kh = kp.baseAddress! + (i * nu + u) * dh
-                        rope.apply(kh, position: start + i)
+                        rope.apply(kh, position: batch.positions[i])
                         for c in 0..<dh { row[2 * u * dh + c] = kh[c]; row[(2 * u + 1) * dh + c] = v[(i * nu + u) * dh + c] }
                     }
-                    cache.append(row)
+                    batch.caches[i].append(row)
                 }
             }
         }
         // Groups cover the query heads in order, so q rows are the kernel's queries as they are.
         var y = [Float](repeating: 0, count: t * hr * dh)
-        attend(cache: cache, start: start, tokens: t, kernel: kernel, queries: q, out: &y)
+        attend(batch, kernel: kernel, queries: q, out: &y)
         return BLAS.linear(y, rows: t, wO)
     }
 }

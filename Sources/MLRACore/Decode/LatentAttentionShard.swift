@@ -53,11 +53,12 @@ final class LatentAttentionShard: AttentionShard {
         wO = try weights.columns(specs["c_proj.weight"]!, (heads.lowerBound * dn)..<(heads.upperBound * dn))
     }
 
-    func forward(_ x: [Float], tokens t: Int, cache: KVCache, kernel: AttentionKernel) -> [Float] {
+    func forward(_ x: [Float], segments: [SequenceSegment], kernel: AttentionKernel) -> [Float] {
         let L = latent
         let (d, dq, dn, dr, dl) = (L.nEmbd, L.qLoraRank, L.nopeDim, L.ropeDim, L.blockWidth)
         let hr = shard.queryHeads.count
-        let start = cache.length
+        let batch = BatchRows(segments)
+        let t = batch.count   // rows of the batch (T below)
 
         // Queries: cq = sqrt(D/DQ)·RMSNorm(x·wDQᵀ), q = cq·wUQᵀ  → [T, HR·(DN+DR)], RoPE on each q_rope.
         var cq = BLAS.linear(x, rows: t, wDQ)
@@ -68,7 +69,7 @@ final class LatentAttentionShard: AttentionShard {
         }
         var q = BLAS.linear(cq, rows: t, wUQ)
         q.withUnsafeMutableBufferPointer { p in
-            for i in 0..<t { for h in 0..<hr { rope.apply(p.baseAddress! + i * hr * (dn + dr) + h * (dn + dr) + dn, position: start + i) } }
+            for i in 0..<t { for h in 0..<hr { rope.apply(p.baseAddress! + i * hr * (dn + dr) + h * (dn + dr) + dn, position: batch.positions[i]) } }
         }
 
         // Cache rows: [c_b for held blocks | RoPE(k_rope)], c_b = sqrt(D/DL)·RMSNorm(block).
@@ -80,8 +81,8 @@ final class LatentAttentionShard: AttentionShard {
                 for (k, n) in norms.enumerated() {
                     n.data.withUnsafeBufferPointer { rmsNorm(row + k * dl, count: dl, weight: $0.baseAddress!, scale: (Float(d) / Float(dl)).squareRoot()) }
                 }
-                rope.apply(row + norms.count * dl, position: start + i)
-                cache.append(row)
+                rope.apply(row + norms.count * dl, position: batch.positions[i])
+                batch.caches[i].append(row)
             }
         }
 
@@ -110,7 +111,7 @@ final class LatentAttentionShard: AttentionShard {
                 }
             }
         }
-        attend(cache: cache, start: start, tokens: t, kernel: kernel, queries: qa, out: &z)
+        attend(batch, kernel: kernel, queries: qa, out: &z)
 
         // o = U^V z per branch, y_i = α Σ_b o_{b,i}; then out = y · wOᵀ.
         z.withUnsafeBufferPointer { zp in

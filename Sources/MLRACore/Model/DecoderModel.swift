@@ -119,14 +119,8 @@ public final class DecoderShard {
         for (l, layer) in layers.enumerated() {
             // Attention: each sequence on its own cache; one all-reduce for the batch.
             let h = normalizedRows(x, rows: rows, weight: layer.inputNorm)
-            var a = [Float]()
-            a.reserveCapacity(rows * d)
-            var row = 0
-            for (s, seq) in tokens.enumerated() {
-                a += layer.attention.forward(Array(h[(row * d)..<((row + seq.count) * d)]), tokens: seq.count,
-                                             cache: caches[s][l], kernel: kernel)
-                row += seq.count
-            }
+            var a = layer.attention.forward(h, segments: tokens.indices.map { SequenceSegment(cache: caches[$0][l], tokens: tokens[$0].count) },
+                                            kernel: kernel)
             collectives.allReduceSum(&a)
             for i in 0..<x.count { x[i] += a[i] }
 
