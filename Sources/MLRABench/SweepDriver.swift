@@ -59,10 +59,10 @@ public final class SweepDriver {
         // Rank 0 owns the files; resuming skips configurations already present.
         let doneText = try world.collectively { () throws -> String in
             guard world.rank == 0 else { return "" }
-            try checkOutputPath(options.out)
+            try checkWritable(options.out)
             results = try AppendOnlyCSV(path: options.out, columns: ResultsSchema.columns)
             if let s = options.samples {
-                try checkOutputPath(s)
+                try checkWritable(s)
                 samplesFile = try AppendOnlyCSV(path: s, columns: ResultsSchema.sampleColumns)
             }
             let keys = AppendOnlyCSV.readRows(path: options.out).map { row in
@@ -94,16 +94,6 @@ public final class SweepDriver {
         }
         progress("sweep done: \(summary.measured) measured, \(summary.resumed) already present, \(summary.skipped) skipped → \(options.out)")
         return summary
-    }
-
-    func checkOutputPath(_ path: String) throws {
-        let dir = (path as NSString).deletingLastPathComponent
-        let folder = dir.isEmpty ? "." : dir
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDir), isDir.boolValue else {
-            throw HarnessError("\(path): folder '\(folder)' does not exist")
-        }
-        guard FileManager.default.isWritableFile(atPath: folder) else { throw HarnessError("\(path): folder '\(folder)' is not writable") }
     }
 
     /// Calibration (rank 0 measures while the others sleep) and the run's metadata columns.

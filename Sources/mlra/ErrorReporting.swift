@@ -8,16 +8,3 @@ func runReportingErrors(_ body: () throws -> Void) throws {
         exit(1)
     }
 }
-
-/// Fails early, before any work, when `path` cannot be written.
-func checkWritable(_ path: String) throws {
-    let dir = (path as NSString).deletingLastPathComponent
-    let folder = dir.isEmpty ? "." : dir
-    var isDir: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDir), isDir.boolValue else {
-        throw HarnessError("\(path): folder '\(folder)' does not exist")
-    }
-    guard FileManager.default.isWritableFile(atPath: folder) else {
-        throw HarnessError("\(path): folder '\(folder)' is not writable")
-    }
-}

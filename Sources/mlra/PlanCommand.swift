@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MLRABench
 import MLRACore
 
 /// `mlra plan`: what each device caches, computes, holds and communicates per
@@ -109,10 +110,6 @@ struct TextTable {
     }
 
     func csv() -> String {
-        ([columns] + rows).map { $0.map(csvField).joined(separator: ",") }.joined(separator: "\n") + "\n"
+        ([columns] + rows).map { $0.map(csvEscape).joined(separator: ",") }.joined(separator: "\n") + "\n"
     }
-}
-
-func csvField(_ s: String) -> String {
-    s.contains(",") || s.contains("\"") || s.contains("\n") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
 }

@@ -56,11 +56,12 @@ public struct SafeTensorsFile {
         guard let root = json as? [String: Any] else { throw fail("header is not a JSON object") }
         var entries = [String: Entry]()
         var metadata = [String: String]()
-        for (name, value) in root {
-            if name == "__metadata__" {
+        for (rawName, value) in root {
+            let name = Self.printable(rawName)
+            if rawName == "__metadata__" {
                 guard let m = value as? [String: Any] else { throw fail("__metadata__ is not an object") }
                 for (k, v) in m {
-                    guard let s = v as? String else { throw fail("__metadata__ value for '\(k)' is not a string") }
+                    guard let s = v as? String else { throw fail("__metadata__ value for '\(Self.printable(k))' is not a string") }
                     metadata[k] = s
                 }
                 continue
@@ -68,7 +69,7 @@ public struct SafeTensorsFile {
             guard let obj = value as? [String: Any] else { throw fail("entry '\(name)' is not an object") }
             guard let dtypeName = obj["dtype"] as? String else { throw fail("entry '\(name)' has no dtype") }
             guard let dtype = StorageDType(safetensorsName: dtypeName) else {
-                throw fail("entry '\(name)' has dtype '\(dtypeName)'; supported are F32, F16, BF16")
+                throw fail("entry '\(name)' has dtype '\(Self.printable(dtypeName))'; supported are F32, F16, BF16")
             }
             guard let shapeAny = obj["shape"] as? [Any], let shape = Self.integers(shapeAny), shape.allSatisfy({ $0 >= 0 }) else {
                 throw fail("entry '\(name)' has a malformed shape")
@@ -83,18 +84,30 @@ public struct SafeTensorsFile {
                 let (p, o) = acc.0.multipliedReportingOverflow(by: d)
                 return (p, acc.1 || o)
             }
-            guard !overflow, count.multipliedReportingOverflow(by: dtype.bytes).overflow == false,
-                  count * dtype.bytes == off[1] - off[0] else {
-                throw fail("entry '\(name)' shape \(shape) (\(dtypeName)) needs \(overflow ? "too many" : String(count * dtype.bytes)) bytes but data_offsets span \(off[1] - off[0])")
+            let (size, sizeOverflow) = count.multipliedReportingOverflow(by: dtype.bytes)
+            guard !overflow, !sizeOverflow, size == off[1] - off[0] else {
+                throw fail("entry '\(name)' shape \(shape) (\(dtype.safetensorsName)) needs \(overflow || sizeOverflow ? "too many" : String(size)) bytes but data_offsets span \(off[1] - off[0])")
             }
-            entries[name] = Entry(dtype: dtype, shape: shape, byteRange: off[0]..<off[1])
+            entries[rawName] = Entry(dtype: dtype, shape: shape, byteRange: off[0]..<off[1])
         }
         let sorted = entries.sorted { $0.value.byteRange.lowerBound < $1.value.byteRange.lowerBound }
         for (a, b) in zip(sorted, sorted.dropFirst()) where a.value.byteRange.upperBound > b.value.byteRange.lowerBound {
-            throw fail("tensors '\(a.key)' and '\(b.key)' overlap in the data section")
+            throw fail("tensors '\(Self.printable(a.key))' and '\(Self.printable(b.key))' overlap in the data section")
         }
         self.entries = entries
         self.metadata = metadata
+    }
+
+    /// A name from the file as it may appear in a one-line message: control
+    /// characters escaped, at most 120 characters.
+    static func printable(_ s: String) -> String {
+        var out = ""
+        for u in s.unicodeScalars {
+            if u.properties.generalCategory == .control || u == "\u{2028}" || u == "\u{2029}" {
+                out += "\\u{\(String(u.value, radix: 16))}"
+            } else { out.unicodeScalars.append(u) }
+        }
+        return out.count > 120 ? String(out.prefix(117)) + "..." : out
     }
 
     private static func integers(_ values: [Any]) -> [Int]? {
@@ -110,9 +123,9 @@ public struct SafeTensorsFile {
 
     /// The tensor `name` converted to f32, checked against `expectedShape` when given.
     public func tensor(_ name: String, expectedShape: [Int]? = nil) throws -> Tensor {
-        guard let e = entries[name] else { throw HarnessError("\(path): missing tensor '\(name)'") }
+        guard let e = entries[name] else { throw HarnessError("\(path): missing tensor '\(Self.printable(name))'") }
         if let expected = expectedShape, expected != e.shape {
-            throw HarnessError("\(path): tensor '\(name)' has shape \(e.shape), expected \(expected)")
+            throw HarnessError("\(path): tensor '\(Self.printable(name))' has shape \(e.shape), expected \(expected)")
         }
         let count = e.shape.reduce(1, *)
         var out = [Float](repeating: 0, count: count)
@@ -168,6 +181,20 @@ public struct SafeTensorsFile {
                              metadata: [String: String] = [:]) throws {
         let data = try encode(tensors, dtype: dtype, metadata: metadata)
         try writeAtomically(data, to: path)
+    }
+}
+
+/// Fails early, before any work, when `path` cannot be written: its folder must
+/// exist and be writable.
+public func checkWritable(_ path: String) throws {
+    let dir = (path as NSString).deletingLastPathComponent
+    let folder = dir.isEmpty ? "." : dir
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDir), isDir.boolValue else {
+        throw HarnessError("\(path): folder '\(folder)' does not exist")
+    }
+    guard FileManager.default.isWritableFile(atPath: folder) else {
+        throw HarnessError("\(path): folder '\(folder)' is not writable")
     }
 }
 

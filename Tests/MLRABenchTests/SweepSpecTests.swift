@@ -1,0 +1,96 @@
+import Foundation
+import MLRABench
+import MLRACore
+import XCTest
+
+final class SweepSpecTests: XCTestCase {
+    func decode(_ json: String) throws -> SweepSpec { try JSONDecoder().decode(SweepSpec.self, from: Data(json.utf8)) }
+
+    /// Grid keys beat defaults, defaults beat the built-in fallback; grids expand as cartesian products.
+    func testGridsInheritDefaultsAndExpand() throws {
+        let spec = try decode(#"""
+            {"defaults": {"heads": [8], "contexts": [128], "head_dim": 32, "rope_dim": 16, "kv_ranks": [64], "steps": 4},
+             "grids": [{"variants": ["mla", "mlra4"], "tp": [1, 2]},
+                       {"variants": ["gqa"], "tp": [2], "contexts": [256, 512], "kv_heads": 2, "scopes": ["layer"]}]}
+            """#)
+        let configs = try spec.configurations(worldSize: 2)
+        XCTAssertEqual(configs.count, 2 * 2 + 2)
+        XCTAssertEqual(configs.map(\.variant), [.mla, .mla, .mlra4, .mlra4, .gqa, .gqa])
+        XCTAssertTrue(configs.allSatisfy { $0.heads == 8 && $0.headDim == 32 && $0.steps == 4 })
+        XCTAssertEqual(configs.filter { $0.variant == .gqa }.map(\.context), [256, 512])
+        XCTAssertEqual(configs.first { $0.variant == .gqa }?.kvHeads, 2)
+        XCTAssertEqual(configs.first { $0.variant == .gqa }?.ropeDim, 0, "the GQA family has no RoPE key column")
+        XCTAssertEqual(configs.first!.scope, .kernel, "fallback scope")
+        XCTAssertEqual(configs.first!.nEmbd, 8 * 32, "n_embd defaults to heads × head_dim")
+    }
+
+    func testSkipReasonsAndReplicas() throws {
+        var g = SweepSpec.Grid()
+        g.variants = [.mlra4, .mla]; g.tp = [1, 3, 4]; g.heads = [6]; g.kvRanks = [64]; g.batch = [1, 4]
+        let configs = try SweepSpec(grids: [g]).configurations(worldSize: 4)
+        func config(_ v: VariantName, tp: Int, batch: Int) -> SweepConfig {
+            configs.first { $0.variant == v && $0.tp == tp && $0.batch == batch }!
+        }
+        XCTAssertEqual(config(.mlra4, tp: 3, batch: 1).skipReason(), "mlra4 cannot run at TP degree 3: the degree must be 1, 2, 4, 8, …")
+        XCTAssertEqual(config(.mla, tp: 3, batch: 1).skipReason(), "TP degree 3 does not divide the world size 4")
+        XCTAssertEqual(config(.mla, tp: 4, batch: 1).skipReason(), "mla cannot run at TP degree 4: its 6 heads per group are not divisible by 4")
+        XCTAssertNil(config(.mlra4, tp: 4, batch: 1).skipReason())
+        // A batch-1 latency run uses one group; batch 4 at tp 1 uses all four replicas.
+        XCTAssertEqual(config(.mlra4, tp: 1, batch: 1).replicas, 1)
+        XCTAssertEqual(config(.mlra4, tp: 1, batch: 4).replicas, 4)
+        XCTAssertEqual(config(.mlra4, tp: 1, batch: 4).sequencesPerReplica, 1)
+    }
+
+    func testKernelScopeBeyondTheWorldIsOneDeviceShare() throws {
+        var g = SweepSpec.Grid()
+        g.variants = [.gqa]; g.tp = [8]; g.heads = [64]; g.kvHeads = 8; g.scopes = [.kernel, .layer]
+        let configs = try SweepSpec(grids: [g]).configurations(worldSize: 4)
+        XCTAssertTrue(configs[0].isDeviceShare)
+        XCTAssertNil(configs[0].skipReason())
+        XCTAssertFalse(configs[1].isDeviceShare)
+        XCTAssertEqual(configs[1].skipReason(), "TP degree 8 does not divide the world size 4")
+    }
+
+    func testMalformedGridsAreRejected() throws {
+        var g = SweepSpec.Grid()
+        g.contexts = [0]
+        XCTAssertThrowsError(try SweepSpec(grids: [g]).configurations(worldSize: 1)) {
+            XCTAssertEqual(($0 as? HarnessError)?.message, "grid 0: 'contexts' has 0; values must be at least 1")
+        }
+        g = SweepSpec.Grid(); g.dtypes = ["fp8"]
+        XCTAssertThrowsError(try SweepSpec(grids: [g]).configurations(worldSize: 1)) {
+            XCTAssertEqual(($0 as? HarnessError)?.message, "unknown dtype 'fp8'; expected one of f32, f16, bf16")
+        }
+        XCTAssertThrowsError(try SweepSpec(grids: []).configurations(worldSize: 1))
+    }
+
+    /// Every preset covers what it promises and prints as a spec that reads back identically.
+    func testPresetsRoundTripAsSpecFiles() throws {
+        let quick = try SweepPreset.quick.spec(worldSize: 4).configurations(worldSize: 4)
+        XCTAssertEqual(Set(quick.map(\.variant)), Set(VariantName.allCases))
+        XCTAssertEqual(Set(quick.map(\.tp)), [1, 2, 4])
+        XCTAssertEqual(Set(quick.map(\.scope)), Set(Scope.allCases))
+        XCTAssertTrue(quick.allSatisfy { $0.skipReason() == nil })
+        for preset in SweepPreset.allCases {
+            let spec = preset.spec(worldSize: 8)
+            let again = try decode(spec.json())
+            XCTAssertEqual(try again.configurations(worldSize: 8).map(\.key), try spec.configurations(worldSize: 8).map(\.key))
+        }
+        let paper = try SweepPreset.paper.spec(worldSize: 1).configurations(worldSize: 1)
+        XCTAssertEqual(Set(paper.map { "\($0.variant.rawValue)@\($0.tp)" }), ["gqa@8", "mla@1", "gla2@2", "mlra4@4"])
+        XCTAssertTrue(paper.allSatisfy { $0.isDeviceShare || $0.tp == 1 })
+    }
+
+    func testAppendOnlyCSVDropsATornLastRowAndRefusesOtherSchemas() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("r-\(UUID()).csv").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try "a,b\n1,2\n3,".write(toFile: path, atomically: true, encoding: .utf8)
+        let f = try AppendOnlyCSV(path: path, columns: ["a", "b"])
+        try f.append([["a": "5", "b": "x,y"]])
+        XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), "a,b\n1,2\n5,\"x,y\"\n")
+        XCTAssertEqual(AppendOnlyCSV.readRows(path: path).map { $0["b"]! }, ["2", "x,y"])
+        XCTAssertThrowsError(try AppendOnlyCSV(path: path, columns: ["a", "c"])) {
+            XCTAssertTrue(($0 as? HarnessError)?.message.contains("has another schema") ?? false)
+        }
+    }
+}
