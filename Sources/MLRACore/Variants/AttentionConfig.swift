@@ -60,8 +60,9 @@ public struct AttentionConfig: Codable, Equatable, Sendable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw HarnessError("\(path): cannot read config file")
         }
+        let config: AttentionConfig
         do {
-            return try JSONDecoder().decode(AttentionConfig.self, from: data)
+            config = try JSONDecoder().decode(AttentionConfig.self, from: data)
         } catch DecodingError.keyNotFound(let key, _) {
             throw HarnessError("\(path): config is missing key '\(key.stringValue)'")
         } catch DecodingError.typeMismatch(_, let ctx), DecodingError.valueNotFound(_, let ctx) {
@@ -74,6 +75,29 @@ public struct AttentionConfig: Codable, Equatable, Sendable {
         } catch {
             throw HarnessError("\(path): config is not valid JSON")
         }
+        // Absurd sizes are refused here, before any size product can overflow an Int
+        // or a per-layer loop runs for ever (the checks of `layout()` come later).
+        let sizes: [(String, Int?, Int)] = [
+            ("n_embd", config.nEmbd, 1 << 24), ("n_head", config.nHead, 1 << 20), ("q_lora_rank", config.qLoraRank, 1 << 24),
+            ("kv_lora_rank", config.kvLoraRank, 1 << 24), ("qk_nope_head_dim", config.qkNopeHeadDim, 1 << 20),
+            ("qk_rope_head_dim", config.qkRopeHeadDim, 1 << 20), ("head_dim", config.headDim, 1 << 20),
+            ("group_size", config.groupSize, 1 << 20), ("n_layer", config.nLayer, 1 << 12),
+            ("intermediate_size", config.intermediateSize, 1 << 26), ("vocab_size", config.vocabSize, 1 << 26),
+        ]
+        for case let (key, value?, limit) in sizes where value > limit {
+            throw HarnessError("\(path): config key '\(key)' is \(value); the largest supported value is \(limit)")
+        }
+        // Parameter count of the whole model (Double, so it cannot overflow): at most 2^40 elements (4 TiB in f32).
+        let d = Double(config.nEmbd), h = Double(config.nHead)
+        let dh = Double(config.headDim ?? 0) + Double(config.qkNopeHeadDim ?? 0) + Double(config.qkRopeHeadDim ?? 0)
+        let attention = d * (Double(config.qLoraRank ?? 0) + Double(config.kvLoraRank ?? 0) + 4 * h * dh)
+            + Double(config.qLoraRank ?? 0) * h * dh + Double(config.kvLoraRank ?? 0) * 2 * h * dh
+        let layers = Double(config.nLayer ?? 1), mlp = 3 * d * Double(config.intermediateSize ?? 0)
+        let total = layers * (attention + mlp) + d * Double(config.vocabSize ?? 0)
+        guard total <= 1_099_511_627_776 else {
+            throw HarnessError(String(format: "%@: config sizes give about %.3g parameters; at most 2^40 are supported", path, total))
+        }
+        return config
     }
 
     func required(_ value: Int?, _ key: String) throws -> Int {
