@@ -27,6 +27,9 @@ struct BenchCommand: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Rotate cache sets spanning ≥ 4 × LLC (default on).") var coldCache = true
     @Option(help: "tiled or plain.") var kernel: KernelChoice = .tiled
     @Option(help: "Rows per tile of the tiled kernel.") var tile = TiledAttentionKernel.defaultTile
+    @Option(name: .customLong("simd-max-heads"), help: "Groups with at most this many heads take the Swift SIMD path (0: sgemm only).")
+    var simdMaxHeads = TiledAttentionKernel.defaultSIMDMaxHeads
+    @Option(name: .customLong("simd-tile"), help: "Rows per sub-tile of the SIMD path.") var simdTile = TiledAttentionKernel.defaultSIMDTile
     @Option(help: "Calibration JSON from 'mlra calibrate --format json' (default: a quick calibration now).")
     var calibration: String?
     @Option(help: "table or csv.") var format: ReportFormat = .table
@@ -35,9 +38,10 @@ struct BenchCommand: ParsableCommand {
 
     func validate() throws {
         for (v, n) in [(tp, "--tp"), (context, "--context"), (batch, "--batch"), (heads, "--heads"), (threads, "--threads"),
-                       (steps, "--steps"), (tile, "--tile")] where v < 1 {
+                       (steps, "--steps"), (tile, "--tile"), (simdTile, "--simd-tile")] where v < 1 {
             throw ValidationError("\(n) must be at least 1, got \(v)")
         }
+        guard simdMaxHeads >= 0 else { throw ValidationError("--simd-max-heads must be at least 0, got \(simdMaxHeads)") }
         guard warmup >= 0 else { throw ValidationError("--warmup must be at least 0, got \(warmup)") }
         if let rank, rank < 0 || rank >= tp { throw ValidationError("--rank \(rank) must lie in 0..<\(tp) (--tp)") }
         if variant == .gqa && kvHeads == nil { throw ValidationError("--variant gqa needs --kv-heads") }
@@ -55,7 +59,7 @@ struct BenchCommand: ParsableCommand {
             ResidentMemory.resetPeak()
             let baselineRSS = ResidentMemory.currentBytes ?? 0
 
-            let k: AttentionKernel = kernel == .tiled ? TiledAttentionKernel(threads: threads, tile: tile) : PlainAttentionKernel()
+            let k: AttentionKernel = kernel == .tiled ? TiledAttentionKernel(threads: threads, tile: tile, simdMaxHeads: simdMaxHeads, simdTile: simdTile) : PlainAttentionKernel()
             let work = try KernelWorkload(layout: layout, shard: shard, dtype: kvDtype, context: context, sequences: batch,
                                           coldCache: coldCache, kernel: k, llcBytes: cal.llcBytes)
             for _ in 0..<warmup { work.step() }

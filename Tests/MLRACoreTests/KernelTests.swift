@@ -21,7 +21,12 @@ final class KernelTests: XCTestCase {
         ]
         let t = Self.tile
         let lengths = [1, 2, t - 1, t, t + 1, 2 * t + 3, 5 * t + 1]
-        let kernels = (1...3).map { TiledAttentionKernel(threads: $0, tile: t) }
+        // Both inner-loop paths (sgemm only, SIMD only), SIMD sub-tiles that split a tile unevenly.
+        let kernels = (1...3).flatMap { th in
+            [TiledAttentionKernel(threads: th, tile: t, simdMaxHeads: 0),
+             TiledAttentionKernel(threads: th, tile: t, simdMaxHeads: .max, simdTile: 3),
+             TiledAttentionKernel(threads: th, tile: t, simdMaxHeads: .max, simdTile: t)]
+        }
         for (config, tps) in cases {
             let layout = try config.layout()
             for tp in tps {
@@ -39,7 +44,8 @@ final class KernelTests: XCTestCase {
                             for kernel in kernels {
                                 let got = run(kernel, cache, length, groups, layout.softmaxScale, q)
                                 assertClose(got, ref.map(Double.init), atol: Self.atol, rtol: Self.rtol,
-                                            "\(config.variant) tp \(tp) rank \(rank) \(dtype) threads \(kernel.threads) L \(length)")
+                                            "\(config.variant) tp \(tp) rank \(rank) \(dtype) threads \(kernel.threads) "
+                                                + "simd ≤ \(kernel.simdMaxHeads) heads, sub-tile \(kernel.simdTile), L \(length)")
                             }
                         }
                     }
@@ -63,15 +69,19 @@ final class KernelTests: XCTestCase {
         for length in [1, t - 1, t, t + 1, 2 * t + 1] {
             let ref = run(PlainAttentionKernel(), cache, length, groups, layout.softmaxScale, q)
             for threads in [1, 2] {
-                let got = run(TiledAttentionKernel(threads: threads), cache, length, groups, layout.softmaxScale, q)
-                assertClose(got, ref.map(Double.init), atol: Self.atol, rtol: Self.rtol, "mlra4 paper shape threads \(threads) L \(length)")
+                for simd in [0, Int.max] {
+                    let kernel = TiledAttentionKernel(threads: threads, simdMaxHeads: simd)
+                    let got = run(kernel, cache, length, groups, layout.softmaxScale, q)
+                    assertClose(got, ref.map(Double.init), atol: Self.atol, rtol: Self.rtol,
+                                "mlra4 paper shape threads \(threads) simd ≤ \(simd) heads L \(length)")
+                }
             }
         }
     }
 
     /// A kernel object reused across calls with different group sets and widths stays correct.
     func testKernelReuseAcrossShapes() throws {
-        let kernel = TiledAttentionKernel(threads: 2, tile: 4)
+        let kernel = TiledAttentionKernel(threads: 2, tile: 4, simdMaxHeads: 3)   // groups on both paths
         for config in [Shapes.latent(.mla, h: 4, dc: 12), Shapes.grouped(.gqa, h: 6, group: 3), Shapes.latent(.mlra4, h: 3, dc: 32)] {
             let layout = try config.layout()
             let shard = try layout.shard(tp: 1, rank: 0)

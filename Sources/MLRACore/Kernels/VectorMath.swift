@@ -15,12 +15,12 @@ func fastExp(_ input: SIMD16<Float>) -> SIMD16<Float> {
     var r = x - n * 0.693359375
     r = r + n * 2.12194440e-4
     var p = SIMD16<Float>(repeating: 1.9875691500e-4)
-    p = p * r + 1.3981999507e-3
-    p = p * r + 8.3334519073e-3
-    p = p * r + 4.1665795894e-2
-    p = p * r + 1.6666665459e-1
-    p = p * r + 5.0000001201e-1
-    let y = p * (r * r) + r + 1
+    p = SIMD16(repeating: 1.3981999507e-3).addingProduct(p, r)
+    p = SIMD16(repeating: 8.3334519073e-3).addingProduct(p, r)
+    p = SIMD16(repeating: 4.1665795894e-2).addingProduct(p, r)
+    p = SIMD16(repeating: 1.6666665459e-1).addingProduct(p, r)
+    p = SIMD16(repeating: 5.0000001201e-1).addingProduct(p, r)
+    let y = (r + 1).addingProduct(p, r * r)
     let nInt = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- 0x4B40_0000
     let bits = (nInt &+ 127) &<< 23
     return y * unsafeBitCast(bits, to: SIMD16<Float>.self)
@@ -31,5 +31,14 @@ func fastExp(_ input: SIMD16<Float>) -> SIMD16<Float> {
 func fastExp(_ x: Float) -> Float { fastExp(SIMD16(repeating: x))[0] }
 
 /// Lane-wise max by compare-and-select (the stdlib's pointwiseMax is a per-lane loop).
+/// One overload per concrete type: inside a generic function `.>` binds to the SIMD
+/// protocol's generic comparison, a per-lane loop through the stack (seen in perf as
+/// most of the softmax time); on a concrete type it is one vcmpps + vblendvps.
 @inline(__always)
-func laneMax<V: SIMD>(_ a: V, _ b: V) -> V where V.Scalar: FloatingPoint { a.replacing(with: b, where: b .> a) }
+func laneMax(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> { a.replacing(with: b, where: b .> a) }
+@inline(__always)
+func laneMax(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a.replacing(with: b, where: b .> a) }
+@inline(__always)
+func laneMax(_ a: SIMD4<Float>, _ b: SIMD4<Float>) -> SIMD4<Float> { a.replacing(with: b, where: b .> a) }
+@inline(__always)
+func laneMax(_ a: SIMD2<Float>, _ b: SIMD2<Float>) -> SIMD2<Float> { a.replacing(with: b, where: b .> a) }
