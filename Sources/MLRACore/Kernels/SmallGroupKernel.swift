@@ -4,8 +4,9 @@
 /// Scores: 2 heads × 4 rows per block, SIMD8 accumulators over the key (and RoPE)
 /// columns, a transposing horizontal reduction, 4 scores stored at once.
 /// P·V: 4 heads × 16 value columns per block held in registers over the rows.
-/// Cache elements are converted to f32 in registers as they are loaded (f16 by
-/// F16C, bf16 by a 16-bit shift), so f16/bf16 tiles cost no conversion pass.
+/// The loops are generic over how a row element is read (`RowElement`); they run on
+/// f32 rows (f16/bf16 sub-tiles are converted by the caller's one sequential pass:
+/// converting in registers here, once per head pair, measured slower).
 /// Rows are taken in sub-tiles small enough that the keys and values of one
 /// sub-tile stay in L1 while every head of the group passes over them.
 
@@ -23,27 +24,6 @@ enum F32Rows: RowElement {
     }
     @inline(__always) static func load1(_ p: UnsafeRawPointer, _ i: Int) -> Float {
         p.loadUnaligned(fromByteOffset: i &* 4, as: Float.self)
-    }
-}
-
-enum BF16Rows: RowElement {
-    static var bytes: Int { 2 }
-    @inline(__always) static func load8(_ p: UnsafeRawPointer, _ i: Int) -> SIMD8<Float> {
-        let v = p.loadUnaligned(fromByteOffset: i &* 2, as: SIMD8<UInt16>.self)
-        return unsafeBitCast(SIMD8<UInt32>(truncatingIfNeeded: v) &<< 16, to: SIMD8<Float>.self)
-    }
-    @inline(__always) static func load1(_ p: UnsafeRawPointer, _ i: Int) -> Float {
-        Float(bitPattern: UInt32(p.loadUnaligned(fromByteOffset: i &* 2, as: UInt16.self)) << 16)
-    }
-}
-
-enum F16Rows: RowElement {
-    static var bytes: Int { 2 }
-    @inline(__always) static func load8(_ p: UnsafeRawPointer, _ i: Int) -> SIMD8<Float> {
-        SIMD8<Float>(p.loadUnaligned(fromByteOffset: i &* 2, as: SIMD8<Float16>.self))
-    }
-    @inline(__always) static func load1(_ p: UnsafeRawPointer, _ i: Int) -> Float {
-        Float(p.loadUnaligned(fromByteOffset: i &* 2, as: Float16.self))
     }
 }
 
