@@ -13,6 +13,7 @@ struct ForwardCommand: ParsableCommand {
     @Option(help: "Layer config JSON (authors' key names plus \"variant\").")
     var config: String
     @OptionGroup var weightOptions: WeightOptions
+    @OptionGroup var kernelOptions: KernelOptions
     @Option(help: "safetensors file holding tensor 'x' [T, n_embd] (F32).")
     var input: String
     @Option(help: "Positions 0..<T0 go through prefill; later ones through decode steps.")
@@ -51,7 +52,7 @@ struct ForwardCommand: ParsableCommand {
             let tokens = x.shape[0]
             let cache = shard.makeCache(dtype: kvDtype, capacity: tokens)
             let y = runSequence(shard, x: x.data, tokens: tokens, prefill: prefill, cache: cache,
-                                kernel: PlainAttentionKernel(), collectives: world)
+                                kernel: kernelOptions.make(), collectives: world)
             let report = RunStats(world: world, cacheRowBytes: cache.rowBytes, cacheAllocatedBytes: cache.allocatedBytes)
             try world.collectively {
                 try SafeTensors.checkFinite(y, what: "output y")

@@ -13,6 +13,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Model config JSON: layer keys plus n_layer, intermediate_size, vocab_size.")
     var config: String
     @OptionGroup var weightOptions: WeightOptions
+    @OptionGroup var kernelOptions: KernelOptions
     @Option(help: "Comma-separated prompt token ids.")
     var prompt: String
     @Option(help: "Number of tokens to generate.")
@@ -40,7 +41,7 @@ struct GenerateCommand: ParsableCommand {
                 return (try DecoderShard(layout: layout, tp: world.size, rank: world.rank, weights: weightOptions.source()), ids)
             }
             let caches = model.makeCaches(dtype: kvDtype, capacity: promptIds.count + tokens)
-            let kernel = PlainAttentionKernel()
+            let kernel = kernelOptions.make()
             var generated = [Int]()
             var allLogits = [Float]()
             var logits = model.forward(tokens: [promptIds], caches: [caches], kernel: kernel, collectives: world)

@@ -17,3 +17,22 @@ struct WeightOptions: ParsableArguments {
         return SeededWeights(seed: seed)
     }
 }
+
+/// Which attention kernel runs the decode: the fast tiled one (what sweeps time)
+/// or the plain reference kernel.
+struct KernelOptions: ParsableArguments {
+    enum Choice: String, ExpressibleByArgument, CaseIterable { case tiled, plain }
+
+    @Option(help: "Attention kernel: tiled (fast, default) or plain (reference).")
+    var kernel: Choice = .tiled
+    @Option(help: "Threads of the tiled kernel per rank.")
+    var threads = 1
+
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    }
+
+    func make() -> AttentionKernel {
+        kernel == .tiled ? TiledAttentionKernel(threads: threads) : PlainAttentionKernel()
+    }
+}
