@@ -80,6 +80,9 @@ public struct SweepSpec: Codable, Sendable {
         } catch DecodingError.dataCorrupted(let ctx) where !ctx.codingPath.isEmpty {
             throw HarnessError("\(path): spec key '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has an invalid value")
         } catch {
+            if (try? JSONSerialization.jsonObject(with: data)) != nil {
+                throw HarnessError("\(path): spec is JSON but holds a value its key cannot take (for example a number beyond a 64-bit integer)")
+            }
             throw HarnessError("\(path): spec is not valid JSON")
         }
     }
@@ -97,7 +100,13 @@ public struct SweepSpec: Codable, Sendable {
         var out = [SweepConfig]()
         for (index, raw) in grids.enumerated() {
             let g = raw.over(defaults).over(.fallback)
-            let dtypes = try g.dtypes!.map(StorageDType.parse)
+            let dtypes = try g.dtypes!.map { name in
+                guard let d = StorageDType(rawValue: name.lowercased()) else {
+                    let shown = String(name.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : Character($0) }.prefix(40))
+                    throw HarnessError("grid \(index): unknown dtype '\(shown)'; expected one of f32, f16, bf16")
+                }
+                return d
+            }
             for (name, list) in [("tp", g.tp!), ("contexts", g.contexts!), ("kv_ranks", g.kvRanks!), ("heads", g.heads!),
                                  ("batch", g.batch!), ("threads", g.threads!)] {
                 guard !list.isEmpty else { throw HarnessError("grid \(index): '\(name)' is empty") }
@@ -109,6 +118,33 @@ public struct SweepSpec: Codable, Sendable {
                 throw HarnessError("grid \(index): '\(name)' is \(v); it must be at least 1")
             }
             guard g.warmup! >= 0 else { throw HarnessError("grid \(index): 'warmup' must be at least 0") }
+            // Absurd values are refused before any size product can overflow an Int.
+            let limits: [(String, [Int], Int)] = [
+                ("tp", g.tp!, 1 << 12), ("contexts", g.contexts!, 1 << 40), ("kv_ranks", g.kvRanks!, 1 << 24), ("heads", g.heads!, 1 << 20),
+                ("batch", g.batch!, 1 << 20), ("threads", g.threads!, 1 << 10), ("head_dim", [g.headDim!], 1 << 20),
+                ("rope_dim", [g.ropeDim!], 1 << 20), ("q_lora_rank", [g.qLoraRank!], 1 << 24), ("kv_heads", [g.kvHeads!], 1 << 20),
+                ("n_embd", g.nEmbd.map { [$0] } ?? [], 1 << 24), ("n_layer", [g.nLayer!], 1 << 12),
+                ("intermediate_size", [g.intermediateSize!], 1 << 26), ("vocab_size", [g.vocabSize!], 1 << 26),
+                ("warmup", [g.warmup!], 1 << 20), ("steps", [g.steps!], 1 << 20),
+            ]
+            for (name, list, limit) in limits { for v in list where v > limit {
+                throw HarnessError("grid \(index): '\(name)' has \(v); the largest supported value is \(limit)")
+            } }
+            let combinations = [g.variants!.count, g.scopes!.count, g.tp!.count, g.heads!.count, g.kvRanks!.count, dtypes.count,
+                                g.contexts!.count, g.batch!.count, g.threads!.count].reduce(1.0) { $0 * Double($1) }
+            guard combinations <= 100_000 else {
+                throw HarnessError(String(format: "grid %d expands to %.0f configurations; at most 100000 are supported", index, combinations))
+            }
+            // Bytes of the largest configuration (Double): the cache at the longest context plus all weights.
+            let width = Double(g.heads!.max()!) * 2 * Double(g.headDim!) + Double(g.kvRanks!.max()!) + Double(g.ropeDim!)
+            let embd = Double(g.nEmbd ?? g.heads!.max()! * g.headDim!)
+            let tokens = Double(g.contexts!.max()!) + Double(g.warmup!) + Double(g.steps!) + 8
+            let bytes = 4 * Double(g.nLayer!) * (tokens * Double(g.batch!.max()!) * width
+                                                 + embd * (Double(g.qLoraRank!) + width * 3 + 3 * Double(g.intermediateSize!)))
+                + 4 * embd * Double(g.vocabSize!)
+            guard bytes <= 72_057_594_037_927_936 else {
+                throw HarnessError(String(format: "grid %d: its largest configuration would need about %.3g bytes; at most 2^56 are supported", index, bytes))
+            }
             for variant in g.variants! { for scope in g.scopes! { for tp in g.tp! { for heads in g.heads! {
                 for kvRank in (variant.isLatent ? g.kvRanks! : [0]) { for dtype in dtypes { for context in g.contexts! {
                     for batch in g.batch! { for threads in g.threads! {
