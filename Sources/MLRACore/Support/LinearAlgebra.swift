@@ -3,19 +3,31 @@ import CBLAS
 /// Thin, shape-checked wrappers over OpenBLAS. Matrices are row-major.
 public enum BLAS {
     /// C[m, n] = A[m, k] · B[n, k]ᵀ (+ C when accumulate): x·Wᵀ for W stored [out, in].
+    /// One row is a matrix-vector product: sgemm would pack (copy) all of B first,
+    /// which for a decode step's weights costs more than the product itself.
     @inline(__always)
     public static func gemmNT(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
                               m: Int, n: Int, k: Int, lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil,
                               alpha: Float = 1, accumulate: Bool = false) {
+        if m == 1 {
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), alpha, b, Int32(ldb ?? k), a, 1,
+                        accumulate ? 1 : 0, c, 1)
+            return
+        }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), alpha,
                     a, Int32(lda ?? k), b, Int32(ldb ?? k), accumulate ? 1 : 0, c, Int32(ldc ?? n))
     }
 
-    /// C[m, n] = A[m, k] · B[k, n] (+ C when accumulate).
+    /// C[m, n] = A[m, k] · B[k, n] (+ C when accumulate); one row as sgemv, as above.
     @inline(__always)
     public static func gemmNN(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
                               m: Int, n: Int, k: Int, lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil,
                               alpha: Float = 1, accumulate: Bool = false) {
+        if m == 1 {
+            cblas_sgemv(CblasRowMajor, CblasTrans, Int32(k), Int32(n), alpha, b, Int32(ldb ?? n), a, 1,
+                        accumulate ? 1 : 0, c, 1)
+            return
+        }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha,
                     a, Int32(lda ?? k), b, Int32(ldb ?? n), accumulate ? 1 : 0, c, Int32(ldc ?? n))
     }
