@@ -2,7 +2,8 @@ import MLRACore
 import XCTest
 
 final class BatchTests: XCTestCase {
-    /// A batched decode step over sequences of different lengths equals running each alone.
+    /// A batched decode step over sequences of different lengths equals running each
+    /// alone, up to f32 summation order (batched projections are GEMMs, single rows GEMVs).
     func testBatchedStepEqualsPerSequenceSteps() throws {
         for c in [Shapes.latent(.mlra2, h: 4, dc: 32), Shapes.grouped(.gqa, h: 6, group: 3)] {
             let layout = try c.layout()
@@ -22,7 +23,8 @@ final class BatchTests: XCTestCase {
             let y = shard.decodeStep(step, caches: batched, kernel: PlainAttentionKernel(), collectives: SingleProcess())
             for s in lengths.indices {
                 let alone = shard.forward(Array(step[(s * d)..<((s + 1) * d)]), tokens: 1, cache: single[s], kernel: PlainAttentionKernel())
-                XCTAssertEqual(Array(y[(s * d)..<((s + 1) * d)]), alone, "\(c.variant) sequence \(s)")
+                assertClose(Array(y[(s * d)..<((s + 1) * d)]), alone.map(Double.init), Tolerance.kernelAgreement,
+                            "\(c.variant) sequence \(s)")
                 XCTAssertEqual(batched[s].length, lengths[s] + 1)
             }
         }
