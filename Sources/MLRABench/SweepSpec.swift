@@ -103,7 +103,7 @@ public struct SweepSpec: Codable, Sendable {
             let dtypes = try g.dtypes!.map { name in
                 guard let d = StorageDType(rawValue: name.lowercased()) else {
                     let shown = String(name.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : Character($0) }.prefix(40))
-                    throw HarnessError("grid \(index): unknown dtype '\(shown)'; expected one of f32, f16, bf16")
+                    throw HarnessError("unknown dtype '\(shown)'; expected one of f32, f16, bf16")
                 }
                 return d
             }
