@@ -24,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for w in loaded.warnings + (samples.warnings if samples else []):
         print(f"analysis: warning: {w}", file=sys.stderr)
-    path = report.build(loaded, a.out, samples)
+    try:
+        path = report.build(loaded, a.out, samples)
+    except OSError as e:
+        print(f"analysis: error: {a.out}: cannot write the report ({e.strerror or e})", file=sys.stderr)
+        return 1
     print(f"analysis: wrote {path} ({len(loaded.rows)} rows from {len(loaded.files)} file(s))")
     return 0

@@ -59,11 +59,16 @@ public final class SweepDriver {
         // Rank 0 owns the files; resuming skips configurations already present.
         let doneText = try world.collectively { () throws -> String in
             guard world.rank == 0 else { return "" }
+            // Check both paths before creating either file, so a refusal leaves nothing behind.
             try checkWritable(options.out)
+            if let s = options.samples { try checkWritable(s) }
+            let existed = FileManager.default.fileExists(atPath: options.out)
             results = try AppendOnlyCSV(path: options.out, columns: ResultsSchema.columns)
-            if let s = options.samples {
-                try checkWritable(s)
-                samplesFile = try AppendOnlyCSV(path: s, columns: ResultsSchema.sampleColumns)
+            do {
+                if let s = options.samples { samplesFile = try AppendOnlyCSV(path: s, columns: ResultsSchema.sampleColumns) }
+            } catch {
+                if !existed { try? FileManager.default.removeItem(atPath: options.out) }   // leave no header-only file behind
+                throw error
             }
             let keys = AppendOnlyCSV.readRows(path: options.out).map { row in
                 SweepConfig.keyColumns.map { "\($0)=\(row[$0] ?? "")" }.joined(separator: " ")

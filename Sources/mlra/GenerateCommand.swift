@@ -31,6 +31,7 @@ struct GenerateCommand: ParsableCommand {
                 let layout = try ModelLayout(config: AttentionConfig.load(path: config))
                 let ids = try parseTokenIds(prompt, vocab: layout.vocabSize)
                 try requirePositive(tokens, "--tokens")
+                guard tokens <= 1 << 40 else { throw HarnessError("--tokens \(tokens) is beyond any cache this harness can hold") }
                 if world.rank == 0, let logitsOut { try checkWritable(logitsOut) }
                 try layout.checkTP(world.size)
                 let cost = try DecodeCost(layout.attention, tp: world.size, dtype: kvDtype)

@@ -40,6 +40,7 @@ struct PlanCommand: ParsableCommand {
         try runReportingErrors {
             let list = try VariantName.parseList(variants)
             let degrees = try parseIntList(tp, "--tp")
+            if let bad = degrees.first(where: { $0 < 1 }) { throw HarnessError("--tp: TP degrees must be at least 1, got \(bad)") }
             for (v, n) in [("--heads", heads), ("--head-dim", headDim), ("--rope-dim", ropeDim), ("--kv-rank", kvRank),
                            ("--q-rank", qRank), ("--kv-heads", kvHeads), ("--context", context)] { try requirePositive(n, v) }
             let shapes = PlanShape(heads: heads, headDim: headDim, ropeDim: ropeDim, kvRank: kvRank, qRank: qRank,

@@ -190,9 +190,10 @@ public func checkWritable(_ path: String) throws {
     let dir = (path as NSString).deletingLastPathComponent
     let folder = dir.isEmpty ? "." : dir
     var isDir: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDir), isDir.boolValue else {
+    guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDir) else {
         throw HarnessError("\(path): folder '\(folder)' does not exist")
     }
+    guard isDir.boolValue else { throw HarnessError("\(path): '\(folder)' is not a folder") }
     guard FileManager.default.isWritableFile(atPath: folder) else {
         throw HarnessError("\(path): folder '\(folder)' is not writable")
     }

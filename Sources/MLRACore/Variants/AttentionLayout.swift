@@ -57,7 +57,8 @@ public protocol AttentionLayout: Sendable {
 extension AttentionLayout {
     /// Plans of every rank; checks legality once.
     public func shards(tp: Int) throws -> [RankShard] {
-        try (0..<tp).map { try shard(tp: tp, rank: $0) }
+        guard tp >= 1 else { throw HarnessError("\(variant.rawValue): TP degree must be at least 1, got \(tp)") }
+        return try (0..<tp).map { try shard(tp: tp, rank: $0) }
     }
 
     func checkTP(_ tp: Int, powerOfTwo: Bool) throws {
