@@ -13,6 +13,7 @@ Usage (torch lives only in benchmarks/.venv):
     python3 -m venv benchmarks/.venv && benchmarks/.venv/bin/pip install torch numpy
     swift build -c release
     benchmarks/.venv/bin/python benchmarks/latency_table.py [--mlra PATH] [--quick] [--csv FILE]
+        [--contexts 8192,32768] [--steps N] [--long-steps N]
 """
 import argparse, csv, io, json, math, os, statistics, subprocess, sys, tempfile, time
 
@@ -27,17 +28,10 @@ CONTEXTS = [8192, 32768, 131072, 262144]
 DTYPES = ["f32", "bf16"]
 THREADS = [1, 2]
 LLC_BYTES = 32 << 20
+# OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are left as the environment sets them (Haswell on
+# this Zen 5 VM: older OpenBLAS builds compute wrong results or crash otherwise). An earlier
+# version ran mlra under SkylakeX kernels without validating the results: removed.
 ENV = dict(os.environ)
-
-
-def blas_env(core):
-    """OpenBLAS 0.3.21 does not know Zen 4/5 and picks its AVX2 Haswell kernels; on an
-    AVX-512 CPU the SkylakeX kernels run sgemm about 1.8x faster. The calibration runs
-    in the same process as the kernel, so the roofline always matches the library in use."""
-    env = dict(os.environ)
-    if core:
-        env["OPENBLAS_CORETYPE"] = core
-    return env
 
 
 def mlra_bench(mlra, args, context, dtype, threads, calibration, steps):
@@ -94,16 +88,15 @@ def main():
     ap.add_argument("--quick", action="store_true", help="contexts 8K and 32K only, fewer steps")
     ap.add_argument("--csv", help="also write every row here")
     ap.add_argument("--no-torch", action="store_true")
-    avx512 = "avx512f" in open("/proc/cpuinfo").read()
-    ap.add_argument("--blas-core", default="SkylakeX" if avx512 else "",
-                    help="OPENBLAS_CORETYPE for mlra (default SkylakeX on AVX-512 CPUs; '' keeps OpenBLAS's choice)")
+    ap.add_argument("--shapes", default="", help="only shapes whose name contains one of these comma-separated words")
+    ap.add_argument("--contexts", default=",".join(map(str, CONTEXTS)), help="comma-separated contexts")
+    ap.add_argument("--steps", type=int, default=20, help="timed steps below 128K")
+    ap.add_argument("--long-steps", type=int, default=10, help="timed steps at contexts >= 128K")
     a = ap.parse_args()
-    global ENV
-    ENV = blas_env(a.blas_core)
     torch = None
     if not a.no_torch:
         import torch
-    contexts = CONTEXTS[:2] if a.quick else CONTEXTS
+    contexts = CONTEXTS[:2] if a.quick else [int(c) for c in a.contexts.split(",")]
 
     tmp = tempfile.mkdtemp()
     cal = {}
@@ -120,11 +113,14 @@ def main():
             f"{'roof_us':>10} {'limit':>9} {'roof_frac':>9} {'torch_us':>10} {'vs_torch':>8} {'rss_MB':>8} {'rss/need':>8}")
     print(head); print("-" * len(head)); sys.stdout.flush()
     writer = None
+    wanted = [w for w in a.shapes.split(",") if w]
     for name, args, shape in SHAPES:
+        if wanted and not any(w in name for w in wanted):
+            continue
         for ctx in contexts:
             for dt in DTYPES:
                 for t in THREADS:
-                    steps = 5 if a.quick else (10 if ctx >= 131072 else 20)
+                    steps = 5 if a.quick else (a.long_steps if ctx >= 131072 else a.steps)
                     r = mlra_bench(a.mlra, args, ctx, dt, t, cal[t][0], steps)
                     med = float(r["lat_us_median"])
                     tus = torch_latency(torch, shape, ctx, dt, t, steps) * 1e6 if torch else float("nan")

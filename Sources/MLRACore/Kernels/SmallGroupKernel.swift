@@ -57,13 +57,21 @@ private func loadQ(_ q: UnsafePointer<Float>, _ i: Int) -> SIMD8<Float> {
 @inline(__always)
 func simdScores<E: RowElement>(_: E.Type, queries: UnsafePointer<Float>, heads: Int, dk: Int,
                                segments: (DotSegment, DotSegment), rows: UnsafeRawPointer, count n: Int, width w: Int,
-                               scale: Float, scores: UnsafeMutablePointer<Float>, ld: Int) {
+                               scale: Float, scores: UnsafeMutablePointer<Float>, ld: Int,
+                               prefetch: UnsafeRawPointer, prefetchBytes: Int) {
+    // Lines of `prefetch` (the next sub-tile) requested per 4-row block, spread over all
+    // blocks of all head pairs so the requests never pile up in the miss buffers.
+    let blocks = max(1, ((heads + 1) / 2) * (n / 4))
+    let quota = ((prefetchBytes + 63) / 64 + blocks - 1) / blocks * 64
+    var cursor = 0
     var h = 0
     while h < heads {
         let pair = h + 2 <= heads
         let q0 = queries + h * dk, q1 = queries + (pair ? h + 1 : h) * dk
         var t = 0
         while t + 4 <= n {
+            let stop = min(cursor + quota, prefetchBytes)
+            while cursor < stop { prefetchLine(prefetch + cursor); cursor += 64 }
             var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
             var b0 = SIMD8<Float>(), b1 = SIMD8<Float>(), b2 = SIMD8<Float>(), b3 = SIMD8<Float>()
             var tail0 = SIMD4<Float>(), tail1 = SIMD4<Float>()
@@ -204,6 +212,14 @@ func simdAccumulate<E: RowElement>(_: E.Type, probabilities p: UnsafePointer<Flo
 private func store8(_ p: UnsafeMutablePointer<Float>, _ i: Int, _ v: SIMD8<Float>) {
     UnsafeMutableRawPointer(p + i).storeBytes(of: v, as: SIMD8<Float>.self)
 }
+
+@_silgen_name("llvm.prefetch.p0")
+private func llvmPrefetch(_ address: UnsafeRawPointer, _ write: Int32, _ locality: Int32, _ dataCache: Int32)
+
+/// PREFETCHT0 of the line holding `p` (LLVM's prefetch intrinsic: clang's `_m_prefetch`
+/// imports into Swift as a no-op). Never faults, does not hold up retirement.
+@inline(__always)
+func prefetchLine(_ p: UnsafeRawPointer) { llvmPrefetch(p, 0, 3, 1) }
 
 /// Reads one float per 64-byte line of [p, p + bytes) in address order and returns
 /// their sum (kept by the caller, so the loads stay): a sequential stream that the
