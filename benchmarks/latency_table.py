@@ -62,14 +62,16 @@ def torch_latency(torch, shape, context, dtype, threads, steps):
         s = (q @ keys[i].T) * scale
         return torch.softmax(s.float(), dim=-1).to(tdt) @ vals[i]
 
-    # SDPA wants contiguous [B, H, L, D]; the views are made once, outside the timing.
+    # SDPA: every shape has one KV head (or one latent block) shared by all query heads,
+    # so the heads are SDPA's query positions: q [1, 1, H, DK] against K [1, 1, L, DK].
+    # (Expanding K/V to [1, H, L, D] made SDPA's math fallback materialise H copies of
+    # the cache: 19 GB at MLA 128K f32.)
     kc = [k.contiguous().view(1, 1, context, dk) for k in keys]
     vc = [v.contiguous().view(1, 1, context, dv) for v in vals]
-    q4 = q.view(1, heads, 1, dk)
+    q4 = q.view(1, 1, heads, dk)
 
     def sdpa_form(i):
-        return F.scaled_dot_product_attention(q4, kc[i].expand(1, heads, context, dk),
-                                              vc[i].expand(1, heads, context, dv), scale=scale)
+        return F.scaled_dot_product_attention(q4, kc[i], vc[i], scale=scale)
 
     best = math.inf
     with torch.inference_mode():

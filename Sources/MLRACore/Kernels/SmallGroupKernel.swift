@@ -49,7 +49,7 @@ func lanesSum(_ v: SIMD8<Float>) -> Float {
 
 @inline(__always)
 private func loadQ(_ q: UnsafePointer<Float>, _ i: Int) -> SIMD8<Float> {
-    UnsafeRawPointer(q + i).loadUnaligned(as: SIMD8<Float>.self)
+    UnsafeRawPointer(q).loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self)
 }
 
 /// scores[h·ld + t] = scale · Σ_segments q[h]·row[t] for heads 0 ..< heads, rows 0 ..< n.
@@ -71,7 +71,7 @@ func simdScores<E: RowElement>(_: E.Type, queries: UnsafePointer<Float>, heads: 
         var t = 0
         while t + 4 <= n {
             let stop = min(cursor + quota, prefetchBytes)
-            while cursor < stop { prefetchLine(prefetch + cursor); cursor += 64 }
+            while cursor < stop { prefetchLine(prefetch + cursor); cursor = cursor &+ 64 }
             var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
             var b0 = SIMD8<Float>(), b1 = SIMD8<Float>(), b2 = SIMD8<Float>(), b3 = SIMD8<Float>()
             var tail0 = SIMD4<Float>(), tail1 = SIMD4<Float>()
@@ -80,19 +80,27 @@ func simdScores<E: RowElement>(_: E.Type, queries: UnsafePointer<Float>, heads: 
                 let s = si == 0 ? segments.0 : segments.1
                 var c = 0
                 let qa = q0 + s.q, qb = q1 + s.q
-                while c + 8 <= s.width {
-                    let o = s.offset + c
-                    let k0 = E.load8(rows, r0 + o), k1 = E.load8(rows, r1 + o)
-                    let k2 = E.load8(rows, r2 + o), k3 = E.load8(rows, r3 + o)
-                    let x = loadQ(qa, c)
-                    a0 = a0.addingProduct(x, k0); a1 = a1.addingProduct(x, k1)
-                    a2 = a2.addingProduct(x, k2); a3 = a3.addingProduct(x, k3)
-                    if pair {
-                        let y = loadQ(qb, c)
+                // Wrapping index arithmetic: overflow checks and the `pair` test inside
+                // this loop showed up in perf (the offsets are bounded by the tile).
+                let o0 = r0 &+ s.offset, o1 = r1 &+ s.offset, o2 = r2 &+ s.offset, o3 = r3 &+ s.offset
+                if pair {
+                    while c &+ 8 <= s.width {
+                        let k0 = E.load8(rows, o0 &+ c), k1 = E.load8(rows, o1 &+ c)
+                        let k2 = E.load8(rows, o2 &+ c), k3 = E.load8(rows, o3 &+ c)
+                        let x = loadQ(qa, c), y = loadQ(qb, c)
+                        a0 = a0.addingProduct(x, k0); a1 = a1.addingProduct(x, k1)
+                        a2 = a2.addingProduct(x, k2); a3 = a3.addingProduct(x, k3)
                         b0 = b0.addingProduct(y, k0); b1 = b1.addingProduct(y, k1)
                         b2 = b2.addingProduct(y, k2); b3 = b3.addingProduct(y, k3)
+                        c = c &+ 8
                     }
-                    c += 8
+                } else {
+                    while c &+ 8 <= s.width {
+                        let x = loadQ(qa, c)
+                        a0 = a0.addingProduct(x, E.load8(rows, o0 &+ c)); a1 = a1.addingProduct(x, E.load8(rows, o1 &+ c))
+                        a2 = a2.addingProduct(x, E.load8(rows, o2 &+ c)); a3 = a3.addingProduct(x, E.load8(rows, o3 &+ c))
+                        c = c &+ 8
+                    }
                 }
                 while c < s.width {
                     let o = s.offset + c
@@ -145,14 +153,14 @@ func simdAccumulate<E: RowElement>(_: E.Type, probabilities p: UnsafePointer<Flo
             var b0 = loadQ(o0, c + 8), b1 = loadQ(o1, c + 8), b2 = loadQ(o2, c + 8), b3 = loadQ(o3, c + 8)
             var r = offset + c
             for t in 0..<n {
-                let v = E.load8(rows, r), u = E.load8(rows, r + 8)
+                let v = E.load8(rows, r), u = E.load8(rows, r &+ 8)
                 let x0 = SIMD8(repeating: p0[t]), x1 = SIMD8(repeating: p1[t])
                 let x2 = SIMD8(repeating: p2[t]), x3 = SIMD8(repeating: p3[t])
                 a0 = a0.addingProduct(x0, v); b0 = b0.addingProduct(x0, u)
                 a1 = a1.addingProduct(x1, v); b1 = b1.addingProduct(x1, u)
                 a2 = a2.addingProduct(x2, v); b2 = b2.addingProduct(x2, u)
                 a3 = a3.addingProduct(x3, v); b3 = b3.addingProduct(x3, u)
-                r += w
+                r = r &+ w
             }
             store8(o0, c, a0); store8(o1, c, a1); store8(o2, c, a2); store8(o3, c, a3)
             store8(o0, c + 8, b0); store8(o1, c + 8, b1); store8(o2, c + 8, b2); store8(o3, c + 8, b3)
