@@ -103,11 +103,16 @@ def main():
     tmp = tempfile.mkdtemp()
     cal = {}
     for t in THREADS:
+        # Best of 3 per figure: on a shared machine a contended calibration under-states
+        # the peak, which inflates every roofline fraction (seen: read 16.6 vs 36 GB/s).
+        runs = [json.loads(subprocess.run([a.mlra, "calibrate", "--threads", str(t), "--format", "json"],
+                                          check=True, capture_output=True, text=True, env=ENV).stdout) for _ in range(3)]
+        best = dict(runs[0])
+        for k in ("readGBs", "triadGBs", "sgemmGFlops", "fmaGFlops"):
+            best[k] = max(r[k] for r in runs)
         path = os.path.join(tmp, f"cal{t}.json")
-        text = subprocess.run([a.mlra, "calibrate", "--threads", str(t), "--format", "json"],
-                              check=True, capture_output=True, text=True, env=ENV).stdout
-        open(path, "w").write(text)
-        cal[t] = (path, json.loads(text))
+        open(path, "w").write(json.dumps(best))
+        cal[t] = (path, best)
         c = cal[t][1]
         print(f"calibration threads {t}: read {c['readGBs']:.1f} GB/s, triad {c['triadGBs']:.1f} GB/s, "
               f"sgemm {c['sgemmGFlops']:.1f} GFLOP/s, SIMD loop {c['fmaGFlops']:.1f} GFLOP/s, OpenBLAS {c['blasCore']}")
