@@ -54,9 +54,11 @@ struct BenchCommand: ParsableCommand {
             let rank = try self.rank ?? KernelWorkload.busiestRank(layout, tp: tp)
             let shard = try layout.shard(tp: tp, rank: rank)
             let cost = try DecodeCost(layout, tp: tp, dtype: kvDtype)
-            // Refuse before calibrating or allocating: one cache set, plus the cold-cache rotation (≤ one set + 4 × LLC).
+            // Refuse before calibrating or allocating: the cache sets KernelWorkload will hold
+            // (cold cache: as many sets as span 4 × LLC, at least one).
             let setBytes = Double(layout.cacheWidth(units: shard.units.count) * kvDtype.bytes) * Double(context) * Double(batch)
-            let need = (coldCache ? 2 * setBytes + 4 * Double(Calibration.lastLevelCacheBytes()) : setBytes)
+            let sets = coldCache ? max(1, (4 * Double(Calibration.lastLevelCacheBytes()) / setBytes).rounded(.up)) : 1
+            let need = sets * setBytes
             try MemoryBudget.check(bytesPerRank: Int(min(need, Double(Int.max / 2))), ranks: 1, what: "this bench")
 
             let cal = try calibration.map(Calibration.load) ?? Calibration.measure(threads: threads, quick: true)
