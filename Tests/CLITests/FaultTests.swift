@@ -10,10 +10,11 @@ import XCTest
 /// forward's weights or input is refused naming the tensor, with no output.
 final class FaultTests: XCTestCase {
     /// 3 variants × 2 TP × 2 contexts in kernel scope at world size 2: 12 configurations, 18 rows,
-    /// about 5 s in all here (long enough to be interrupted in the middle).
+    /// about 10 s in all here: each configuration must outlast mpirun's forwarding of a
+    /// signal (~2 s), or the sweep ends before the fault can matter.
     let grid = ["--variants", "mla,mlra4,gqa", "--contexts", "8192,16384", "--tp", "1,2", "--heads", "4", "--kv-ranks", "64",
                 "--head-dim", "16", "--rope-dim", "8", "--kv-heads", "2", "--n-embd", "64", "--q-rank", "32", "--scopes", "kernel",
-                "--batch", "2", "--dtypes", "bf16", "--warmup", "1", "--steps", "200", "--threads", "1"]
+                "--batch", "2", "--dtypes", "bf16", "--warmup", "1", "--steps", "2000", "--threads", "1"]
     let expectedRows = 3 * 2 * (2 + 1)
 
     func calibration(_ dir: TempDir) throws -> String {
