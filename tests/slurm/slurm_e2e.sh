@@ -343,7 +343,8 @@ rows_of() { [ -s "$1" ] && echo $(($(wc -l <"$1") - 1)) || echo 0; }
 cd "$REPO" || die "cd $REPO"
 SWEEP=${E2E_SWEEP_ARGS:---variants mla,mlra4 --contexts 64,128 --tp 2 --dtypes f32 --scopes kernel --batch 1 --threads 1 --isolate off --quiet}
 EXPECT=${E2E_EXPECT_ROWS:-4}
-TERM_SWEEP=${E2E_TERM_SWEEP_ARGS:---variants mla,mlra4 --contexts 64,128,256,512,1024,2048 --tp 2 --dtypes f32 --scopes kernel --batch 1 --threads 1 --isolate off --quiet}
+# Each configuration of this grid runs 2000 steps (~0.5 s) so the job is still sweeping when SIGTERM arrives.
+TERM_SWEEP=${E2E_TERM_SWEEP_ARGS:---variants mla,mlra4 --contexts 64,128,256,512,1024,2048 --tp 2 --dtypes f32 --scopes kernel --batch 1 --threads 1 --isolate off --steps 2000 --quiet}
 TERM_EXPECT=${E2E_TERM_EXPECT_ROWS:-12}
 COMMON=(--ntasks=2 --time=00:10:00 "--output=$T/logs/%x-%j.out")
 export MLRA_OUT_DIR=$T/results
