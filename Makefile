@@ -11,6 +11,8 @@ RESULTS ?= results
 export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 MPIRUN := mpirun -n $(RANKS) --oversubscribe --bind-to none
+# The revision recorded in every CSV row (git_rev), "-dirty" when the tree has changes.
+export MLRA_GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
 .PHONY: setup build run demo test test-swift test-analysis test-slurm clean
 

@@ -7,9 +7,10 @@ public enum ResultsSchema {
     public static let version = "1"
     public static let columns = [
         "schema_version", "run_id", "harness_version", "git_rev", "host", "mpi_library", "world_size", "date_utc",
-        "calib_read_gbs", "calib_triad_gbs", "calib_sgemm_gflops", "calib_fma_gflops",
+        "calib_threads", "calib_read_gbs", "calib_triad_gbs", "calib_sgemm_gflops", "calib_fma_gflops",
         "variant", "scope", "tp", "dp", "tp_group", "context", "batch", "n_layer", "n_embd", "n_head", "head_dim",
-        "rope_dim", "kv_lora_rank", "block_width", "kv_heads", "kv_dtype", "threads", "timing_mode", "cold_cache",
+        "rope_dim", "kv_lora_rank", "q_lora_rank", "block_width", "kv_heads", "intermediate_size", "vocab_size", "kv_dtype",
+        "threads", "timing_mode", "cold_cache",
         "kv_elems_per_token", "kv_bytes_per_token", "kv_bytes_per_rank", "kernel_bytes_per_step", "kernel_flops_per_step",
         "weight_bytes_per_rank", "allreduce_bytes_per_step", "allreduce_count_per_step",
         "validation", "validation_max_err", "warmup_steps", "timed_steps", "timer_resolution_us",

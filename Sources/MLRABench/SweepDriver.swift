@@ -32,7 +32,9 @@ public final class SweepDriver {
     let options: SweepOptions
     let world: Communicator
     var groupsByTP: [Int: TPGroups] = [:]
-    var calibration: Calibration!
+    var calibrations: [Int: Calibration] = [:]
+    /// Isolation mode, agreed by every rank in `prepareMetadata`.
+    var isolate = false
     var metadata: [String: String] = [:]
     var results: AppendOnlyCSV?
     var samplesFile: AppendOnlyCSV?
@@ -77,7 +79,7 @@ public final class SweepDriver {
         }
         let done = Set(world.broadcast(doneText).split(separator: "\n").map(String.init))
 
-        try prepareMetadata()
+        try prepareMetadata(threadCounts: Array(Set(mine.map(\.threads))).sorted())
         var summary = SweepSummary()
         let total = mine.count
         for (i, config) in mine.enumerated() {
@@ -101,28 +103,40 @@ public final class SweepDriver {
         return summary
     }
 
-    /// Calibration (rank 0 measures while the others sleep) and the run's metadata columns.
-    func prepareMetadata() throws {
+    /// Calibrations, one per thread count the sweep uses (rank 0 measures while the
+    /// others sleep; a `--calibration` file serves every row and says its own thread
+    /// count), the timing mode, and the run's metadata columns — all decided on rank 0
+    /// and broadcast, so every rank takes the same decisions.
+    func prepareMetadata(threadCounts: [Int]) throws {
         let calText = try world.collectively { () throws -> String in
             guard world.rank == 0 else { return "" }
-            let threads = maxThreads
-            let cal = try options.calibrationPath.map(Calibration.load)
-                ?? Calibration.measure(threads: threads, quick: options.quickCalibration)
-            progress(String(format: "calibration (%d thread%@): read %.1f GB/s, triad %.1f GB/s, sgemm %.1f GFLOP/s, FMA loop %.1f GFLOP/s",
-                            cal.threads, cal.threads == 1 ? "" : "s", cal.readGBs, cal.triadGBs, cal.sgemmGFlops, cal.fmaGFlops))
-            return String(decoding: try JSONEncoder().encode(cal), as: UTF8.self)
+            var cals = [String: Calibration]()
+            if let path = options.calibrationPath {
+                let cal = try Calibration.load(path: path)
+                for t in threadCounts { cals["\(t)"] = cal }
+            } else {
+                for t in threadCounts {
+                    let cal = Calibration.measure(threads: t, quick: options.quickCalibration)
+                    progress(String(format: "calibration (%d thread%@): read %.1f GB/s, triad %.1f GB/s, sgemm %.1f GFLOP/s, FMA loop %.1f GFLOP/s",
+                                    cal.threads, cal.threads == 1 ? "" : "s", cal.readGBs, cal.triadGBs, cal.sgemmGFlops, cal.fmaGFlops))
+                    cals["\(t)"] = cal
+                }
+            }
+            return String(decoding: try JSONEncoder().encode(cals), as: UTF8.self)
         }
-        calibration = try JSONDecoder().decode(Calibration.self, from: Data(world.broadcast(calText).utf8))
+        let decoded = try JSONDecoder().decode([String: Calibration].self, from: Data(world.broadcast(calText).utf8))
+        calibrations = Dictionary(uniqueKeysWithValues: decoded.compactMap { k, v in Int(k).map { ($0, v) } })
+        isolate = world.broadcast(world.rank == 0 ? (localIsolationVerdict ? "1" : "0") : "") == "1"
         let runId = world.broadcast(world.rank == 0 ? String(UInt64.random(in: 0...UInt64.max), radix: 16) : "")
-        let iso = ISO8601DateFormatter()
         metadata = [
             "schema_version": ResultsSchema.version, "run_id": runId, "harness_version": HarnessVersion.string,
             "git_rev": world.broadcast(world.rank == 0 ? gitRevision() : ""), "mpi_library": MPI.libraryVersion,
-            "world_size": "\(world.size)", "date_utc": iso.string(from: Date()),
-            "calib_read_gbs": fmt(calibration.readGBs), "calib_triad_gbs": fmt(calibration.triadGBs),
-            "calib_sgemm_gflops": fmt(calibration.sgemmGFlops), "calib_fma_gflops": fmt(calibration.fmaGFlops),
+            "world_size": "\(world.size)",
         ]
     }
+
+    /// The calibration of a configuration's thread count (the roofline its row is held to).
+    func calibration(_ c: SweepConfig) -> Calibration { calibrations[c.threads] ?? calibrations.values.first! }
 
     func groups(tp: Int) throws -> TPGroups {
         if let g = groupsByTP[tp] { return g }
@@ -133,8 +147,9 @@ public final class SweepDriver {
 
     var maxThreads: Int { spec.grids.map { $0.over(spec.defaults).over(.fallback).threads!.max()! }.max() ?? 1 }
 
-    /// Isolation by default when the node runs more compute threads than it has cores.
-    var isolate: Bool {
+    /// Isolation by default when the node runs more compute threads than it has cores
+    /// (rank 0's view; broadcast so that no rank times differently from the others).
+    var localIsolationVerdict: Bool {
         if let i = options.isolate { return i }
         let cores = ProcessInfo.processInfo.activeProcessorCount
         return (MemoryBudget.ranksOnNode ?? world.size) * maxThreads > cores
@@ -160,7 +175,7 @@ public final class SweepDriver {
         let cache = cost.kvBytesPerToken * rows * seqs * c.nLayer
         switch c.scope {
         case .kernel:
-            return c.coldCache ? max(cache, 4 * calibration.llcBytes) + cache : cache
+            return c.coldCache ? max(cache, 4 * calibration(c).llcBytes) + cache : cache
         case .layer:
             let full = layout.parameters.reduce(0) { $0 + $1.shape.reduce(1, *) }
             return cache + cost.weightElemsPerRank * 4 + full * 12
@@ -194,7 +209,7 @@ public final class SweepDriver {
                 let check = Validation.kernel(layout: layout, shard: shard, dtype: c.dtype, context: c.context,
                                               kernel: timed.inner, injectError: options.injectValidationError)
                 let w = try KernelWorkload(layout: layout, shard: shard, dtype: c.dtype, context: c.context, sequences: seqs,
-                                           coldCache: c.coldCache, kernel: timed, llcBytes: calibration.llcBytes)
+                                           coldCache: c.coldCache, kernel: timed, llcBytes: calibration(c).llcBytes)
                 return (KernelStep(w), check)
             case .layer:
                 let shard = try layout.makeShard(layout.shard(tp: c.tp, rank: rank), weights: weights, prefix: "")
@@ -277,7 +292,8 @@ public final class SweepDriver {
         let kernelStats = SampleStats(samples.kernel)
         let bytes = cost.kernelBytes(context: c.context, sequences: seqs, layers: c.nLayer)
         let flops = cost.kernelFlops(context: c.context, sequences: seqs, layers: c.nLayer)
-        let roofline = calibration.rooflineSeconds(bytes: Double(bytes), flops: Double(flops))
+        let cal = calibration(c)
+        let roofline = cal.rooflineSeconds(bytes: Double(bytes), flops: Double(flops))
         let hasCollectives = c.scope != .kernel && c.tp > 1
         let reducesPerStep = c.scope == .model ? 2 * c.nLayer : (c.scope == .layer ? 1 : 0)
         let tick = MPI.wtick()
@@ -286,6 +302,9 @@ public final class SweepDriver {
         }
         var row = metadata
         row["date_utc"] = ISO8601DateFormatter().string(from: Date())
+        row["calib_threads"] = "\(cal.threads)"
+        row["calib_read_gbs"] = fmt(cal.readGBs); row["calib_triad_gbs"] = fmt(cal.triadGBs)
+        row["calib_sgemm_gflops"] = fmt(cal.sgemmGFlops); row["calib_fma_gflops"] = fmt(cal.fmaGFlops)
         row["host"] = MPI.processorName
         for (k, v) in c.keyFields { row[k] = v }
         let latent = layoutBlockWidth(c)

@@ -98,6 +98,7 @@ public struct SweepSpec: Codable, Sendable {
     public func configurations(worldSize: Int) throws -> [SweepConfig] {
         guard !grids.isEmpty else { throw HarnessError("the sweep spec has no grids") }
         var out = [SweepConfig]()
+        var seen = Set<String>()   // keys already expanded (a set: large grids stay linear)
         for (index, raw) in grids.enumerated() {
             let g = raw.over(defaults).over(.fallback)
             let dtypes = try g.dtypes!.map { name in
@@ -155,7 +156,7 @@ public struct SweepSpec: Codable, Sendable {
                                             nLayer: scope == .model ? g.nLayer! : 1, intermediateSize: g.intermediateSize!,
                                             vocabSize: g.vocabSize!, warmup: g.warmup!, steps: g.steps!,
                                             coldCache: scope == .kernel && g.coldCache!, worldSize: worldSize)
-                        if !out.contains(where: { $0.key == c.key }) { out.append(c) }
+                        if seen.insert(c.key).inserted { out.append(c) }
                     } }
                 } } }
             } } } }
@@ -215,18 +216,25 @@ public struct SweepConfig: Sendable {
     }
 
     /// The columns that identify a configuration in the CSV (resume key), in schema order.
+    /// Every setting that changes what is measured is here; settings that do not apply
+    /// to a configuration (q_lora_rank for the GQA family, model sizes outside model
+    /// scope) are 0, so configurations differing only in them are one configuration.
     public var keyFields: [(String, String)] {
         [("variant", variant.rawValue), ("scope", scope.rawValue), ("tp", "\(tp)"), ("context", "\(context)"),
          ("batch", "\(batch)"), ("n_layer", "\(nLayer)"), ("n_embd", "\(nEmbd)"), ("n_head", "\(heads)"),
-         ("head_dim", "\(headDim)"), ("rope_dim", "\(ropeDim)"), ("kv_lora_rank", "\(kvRank)"), ("kv_heads", "\(kvHeads)"),
-         ("kv_dtype", dtype.rawValue), ("threads", "\(threads)")]
+         ("head_dim", "\(headDim)"), ("rope_dim", "\(ropeDim)"), ("kv_lora_rank", "\(kvRank)"),
+         ("q_lora_rank", "\(variant.isLatent ? qLoraRank : 0)"), ("kv_heads", "\(kvHeads)"),
+         ("intermediate_size", "\(scope == .model ? intermediateSize : 0)"), ("vocab_size", "\(scope == .model ? vocabSize : 0)"),
+         ("kv_dtype", dtype.rawValue), ("threads", "\(threads)"), ("cold_cache", coldCache ? "true" : "false"),
+         ("warmup_steps", "\(warmup)"), ("timed_steps", "\(steps)")]
     }
 
     public var key: String { keyFields.map { "\($0.0)=\($0.1)" }.joined(separator: " ") }
 
     /// The CSV columns of `keyFields`, in order.
     public static let keyColumns = ["variant", "scope", "tp", "context", "batch", "n_layer", "n_embd", "n_head", "head_dim",
-                                    "rope_dim", "kv_lora_rank", "kv_heads", "kv_dtype", "threads"]
+                                    "rope_dim", "kv_lora_rank", "q_lora_rank", "kv_heads", "intermediate_size", "vocab_size",
+                                    "kv_dtype", "threads", "cold_cache", "warmup_steps", "timed_steps"]
 
     /// A short description for progress lines.
     public var label: String {

@@ -32,7 +32,7 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .customLong("simd-tile"), help: "Rows per sub-tile of the SIMD path.") var simdTile = TiledAttentionKernel.defaultSIMDTile
     @Option(help: "Calibration JSON from 'mlra calibrate --format json' (default: a quick calibration now).")
     var calibration: String?
-    @Option(help: "table or csv.") var format: ReportFormat = .table
+    @Option(help: "table or csv.") var format: OutputFormat = .table
 
     enum KernelChoice: String, ExpressibleByArgument, CaseIterable { case tiled, plain }
 
@@ -45,7 +45,6 @@ struct BenchCommand: ParsableCommand {
         guard warmup >= 0 else { throw ValidationError("--warmup must be at least 0, got \(warmup)") }
         if let rank, rank < 0 || rank >= tp { throw ValidationError("--rank \(rank) must lie in 0..<\(tp) (--tp)") }
         if variant == .gqa && kvHeads == nil { throw ValidationError("--variant gqa needs --kv-heads") }
-        guard format != .json else { throw ValidationError("--format must be table or csv") }
     }
 
     func run() throws {

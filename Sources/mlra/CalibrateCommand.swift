@@ -3,7 +3,8 @@ import Foundation
 import MLRABench
 import MLRACore
 
-enum ReportFormat: String, ExpressibleByArgument, CaseIterable { case table, json, csv }
+/// What `mlra calibrate` can print (json is what --calibration reads).
+enum CalibrateFormat: String, ExpressibleByArgument, CaseIterable { case table, json }
 
 /// `mlra calibrate`: this machine's roofline (bandwidth and peak f32 FLOP/s).
 struct CalibrateCommand: ParsableCommand {
@@ -16,11 +17,10 @@ struct CalibrateCommand: ParsableCommand {
     @Flag(help: "Smaller arrays and fewer repetitions (about 1–2 s).")
     var quick = false
     @Option(help: "table or json (json is what 'mlra bench --calibration' reads).")
-    var format: ReportFormat = .table
+    var format: CalibrateFormat = .table
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
-        guard format != .csv else { throw ValidationError("--format must be table or json") }
     }
 
     func run() throws {

@@ -85,7 +85,7 @@ struct PlanShape {
     }
 }
 
-enum OutputFormat: String, ExpressibleByArgument { case table, csv }
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable { case table, csv }
 
 func parseIntList(_ text: String, _ flag: String) throws -> [Int] {
     try text.split(separator: ",").map {

@@ -49,6 +49,8 @@ final class SweepCommandTests: XCTestCase {
         for row in all {
             XCTAssertEqual(row["validation"], "pass")
             XCTAssertEqual(row["world_size"], "4")
+            XCTAssertEqual(row["calib_threads"], "1")
+            XCTAssertEqual(row["calib_sgemm_gflops"], "50", "rows carry the calibration they are held to")
             XCTAssertEqual(Int(row["dp"]!)! * Int(row["tp"]!)!, 4)
             let median = Double(row["step_us_median"]!)!
             XCTAssertTrue(Double(row["step_us_p10"]!)! <= median && median <= Double(row["step_us_p90"]!)!)

@@ -24,6 +24,23 @@ final class SweepSpecTests: XCTestCase {
         XCTAssertEqual(configs.first!.nEmbd, 8 * 32, "n_embd defaults to heads × head_dim")
     }
 
+    /// Every setting that changes a measurement is part of the key; settings that do not
+    /// apply to a configuration are not, so the same measurement is never taken twice.
+    func testKeysSeparateWhatIsMeasuredDifferently() throws {
+        var kernelCold = SweepSpec.Grid(); kernelCold.variants = [.mla]; kernelCold.coldCache = true
+        var kernelWarm = kernelCold; kernelWarm.coldCache = false
+        var moreSteps = kernelCold; moreSteps.steps = 50
+        var modelA = SweepSpec.Grid(); modelA.variants = [.mla]; modelA.scopes = [.model]; modelA.vocabSize = 128
+        var modelB = modelA; modelB.vocabSize = 256
+        XCTAssertEqual(try SweepSpec(grids: [kernelCold, kernelWarm, moreSteps, modelA, modelB]).configurations(worldSize: 1).count, 5)
+        // The GQA family has no q_lora_rank, and kernel scope no vocabulary: one configuration each.
+        var gqa1 = SweepSpec.Grid(); gqa1.variants = [.gqa]; gqa1.qLoraRank = 64; gqa1.vocabSize = 100
+        var gqa2 = gqa1; gqa2.qLoraRank = 128; gqa2.vocabSize = 200
+        XCTAssertEqual(try SweepSpec(grids: [gqa1, gqa2]).configurations(worldSize: 1).count, 1)
+        XCTAssertEqual(SweepConfig.keyColumns, try SweepSpec(grids: [gqa1]).configurations(worldSize: 1)[0].keyFields.map(\.0))
+        XCTAssertTrue(SweepConfig.keyColumns.allSatisfy(ResultsSchema.columns.contains))
+    }
+
     func testSkipReasonsAndReplicas() throws {
         var g = SweepSpec.Grid()
         g.variants = [.mlra4, .mla]; g.tp = [1, 3, 4]; g.heads = [6]; g.kvRanks = [64]; g.batch = [1, 4]

@@ -51,7 +51,8 @@ public struct ModelLayout: Sendable {
         guard vocabSize >= tp else { throw HarnessError("vocab_size \(vocabSize) cannot be split over TP degree \(tp)") }
     }
 
-    /// Bytes each all-reduce of one step moves per sequence (the residual stream, f32).
+    /// All-reduces of one step (attention and MLP of every layer); each moves the
+    /// residual stream, D f32 values per sequence.
     public var allReducesPerStep: Int { 2 * nLayer }
 }
 
