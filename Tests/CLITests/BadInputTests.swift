@@ -21,14 +21,6 @@ final class BadInputTests: XCTestCase {
         return dir.path(name)
     }
 
-    func calibration(_ dir: TempDir) throws -> String {
-        let c = Calibration(threads: 1, readGBs: 10, triadGBs: 9, sgemmGFlops: 50, fmaGFlops: 20, blasCore: "test",
-                            llcBytes: 1 << 20, arrayBytes: 4 << 20)
-        let path = dir.path("cal.json")
-        try JSONEncoder().encode(c).write(to: URL(fileURLWithPath: path))
-        return path
-    }
-
     /// The malformed safetensors of the issue, each with the fragment its error must name.
     func malformed(_ dir: TempDir, tensor: String, shape: [Int]) -> [(String, String)] {
         let n = shape.reduce(1, *), bytes = 4 * n

@@ -1,4 +1,5 @@
 import Foundation
+import MLRABench
 import MLRACore
 @_exported import MLRATestSupport
 import XCTest
@@ -70,6 +71,16 @@ enum CLI {
         try run(["-n", "\(n)", "--oversubscribe", "--bind-to", "none", mlra] + args,
                 executable: "/usr/bin/mpirun", timeout: timeout)
     }
+}
+
+/// A fixed calibration file (`--calibration`), so sweeps in tests skip measuring the
+/// machine and their rows carry known roofs (read 10 GB/s, sgemm 50 GFLOP/s).
+func calibration(_ dir: TempDir) throws -> String {
+    let c = Calibration(threads: 1, readGBs: 10, triadGBs: 9, sgemmGFlops: 50, fmaGFlops: 20, blasCore: "test",
+                        llcBytes: 1 << 20, arrayBytes: 4 << 20)
+    let path = dir.path("cal.json")
+    try JSONEncoder().encode(c).write(to: URL(fileURLWithPath: path))
+    return path
 }
 
 /// A temporary folder removed when the test ends.

@@ -17,14 +17,6 @@ final class FaultTests: XCTestCase {
                 "--batch", "2", "--dtypes", "bf16", "--warmup", "1", "--steps", "2000", "--threads", "1"]
     let expectedRows = 3 * 2 * (2 + 1)
 
-    func calibration(_ dir: TempDir) throws -> String {
-        let c = Calibration(threads: 1, readGBs: 10, triadGBs: 9, sgemmGFlops: 50, fmaGFlops: 20, blasCore: "test",
-                            llcBytes: 1 << 20, arrayBytes: 4 << 20)
-        let path = dir.path("cal.json")
-        try JSONEncoder().encode(c).write(to: URL(fileURLWithPath: path))
-        return path
-    }
-
     func key(_ r: [String: String]) -> String { (SweepConfig.keyColumns + ["tp_group"]).map { r[$0] ?? "" }.joined(separator: "|") }
 
     /// Starts the sweep under mpirun, waits for `rows` finished rows, applies `fault`,

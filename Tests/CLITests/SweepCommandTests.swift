@@ -14,14 +14,6 @@ final class SweepCommandTests: XCTestCase {
     }
     var small: [String] { grid() }
 
-    func calibration(_ dir: TempDir) throws -> String {
-        let c = Calibration(threads: 1, readGBs: 10, triadGBs: 9, sgemmGFlops: 50, fmaGFlops: 20, blasCore: "test",
-                            llcBytes: 1 << 20, arrayBytes: 4 << 20)
-        let path = dir.path("cal.json")
-        try JSONEncoder().encode(c).write(to: URL(fileURLWithPath: path))
-        return path
-    }
-
     func rows(_ path: String) -> [[String: String]] { AppendOnlyCSV.readRows(path: path) }
 
     func key(_ r: [String: String]) -> String {
