@@ -9,15 +9,12 @@ static inline MPI_Comm mlra_comm_null(void) { return MPI_COMM_NULL; }
 static inline MPI_Datatype mlra_float(void) { return MPI_FLOAT; }
 static inline MPI_Datatype mlra_double(void) { return MPI_DOUBLE; }
 static inline MPI_Datatype mlra_int64(void) { return MPI_INT64_T; }
-static inline MPI_Datatype mlra_char(void) { return MPI_CHAR; }
 static inline MPI_Datatype mlra_byte(void) { return MPI_BYTE; }
 static inline MPI_Op mlra_op_sum(void) { return MPI_SUM; }
 static inline MPI_Op mlra_op_max(void) { return MPI_MAX; }
-static inline MPI_Op mlra_op_min(void) { return MPI_MIN; }
 static inline MPI_Errhandler mlra_errors_return(void) { return MPI_ERRORS_RETURN; }
 static inline void *mlra_in_place(void) { return MPI_IN_PLACE; }
 static inline int mlra_success(void) { return MPI_SUCCESS; }
-static inline int mlra_undefined(void) { return MPI_UNDEFINED; }
 static inline int mlra_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
 static inline int mlra_max_library_version_string(void) { return MPI_MAX_LIBRARY_VERSION_STRING; }
 static inline int mlra_max_processor_name(void) { return MPI_MAX_PROCESSOR_NAME; }

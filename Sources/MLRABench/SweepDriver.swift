@@ -253,9 +253,9 @@ public final class SweepDriver {
         let tokensPerSecond = world.allReduce(reporter ? Double(seqs) / stepStats!.median : 0, max: false)
         var rowJSON = ""
         var sampleLines = [[String: String]]()
-        if reporter, let stepStats {
+        if reporter, let stepStats, let work {
             let row = makeRow(c, cost: cost, mode: mode, group: g?.replica ?? 0, seqs: seqs, samples: samples, stepStats: stepStats,
-                              tokensPerSecond: tokensPerSecond, maxError: maxError, weightBytes: work?.weightBytes ?? 0)
+                              tokensPerSecond: tokensPerSecond, maxError: maxError, work: work)
             rowJSON = String(decoding: try JSONEncoder().encode(row), as: UTF8.self)
             if options.samples != nil {
                 sampleLines = samples.step.indices.map { k in
@@ -288,14 +288,14 @@ public final class SweepDriver {
     }
 
     func makeRow(_ c: SweepConfig, cost: DecodeCost, mode: TimingMode, group: Int, seqs: Int, samples: StepSamples,
-                 stepStats: SampleStats, tokensPerSecond: Double, maxError: Double, weightBytes: Int) -> [String: String] {
+                 stepStats: SampleStats, tokensPerSecond: Double, maxError: Double, work: StepWorkload) -> [String: String] {
         let kernelStats = SampleStats(samples.kernel)
         let bytes = cost.kernelBytes(context: c.context, sequences: seqs, layers: c.nLayer)
         let flops = cost.kernelFlops(context: c.context, sequences: seqs, layers: c.nLayer)
         let cal = calibration(c)
         let roofline = cal.rooflineSeconds(bytes: Double(bytes), flops: Double(flops))
-        let hasCollectives = c.scope != .kernel && c.tp > 1
-        let reducesPerStep = c.scope == .model ? 2 * c.nLayer : (c.scope == .layer ? 1 : 0)
+        // The step's all-reduces as the workload issues them (none at tp 1: a group of one communicates nothing).
+        let allReduces = c.tp > 1 ? work.collectivePattern.allReduceFloats : []
         let tick = MPI.wtick()
         if stepStats.median < 100 * tick {
             FileHandle.standardError.write(Data("mlra: warning: \(c.label): median step \(stepStats.median) s is within 100 ticks of the timer (\(tick) s)\n".utf8))
@@ -313,9 +313,9 @@ public final class SweepDriver {
         row["kv_elems_per_token"] = "\(cost.kvElemsPerToken)"; row["kv_bytes_per_token"] = "\(cost.kvBytesPerToken)"
         row["kv_bytes_per_rank"] = "\(cost.kvBytesPerToken * c.context * seqs * c.nLayer)"
         row["kernel_bytes_per_step"] = "\(bytes)"; row["kernel_flops_per_step"] = "\(flops)"
-        row["weight_bytes_per_rank"] = "\(weightBytes)"
-        row["allreduce_bytes_per_step"] = "\(hasCollectives ? reducesPerStep * seqs * c.nEmbd * 4 : 0)"
-        row["allreduce_count_per_step"] = "\(hasCollectives ? reducesPerStep : 0)"
+        row["weight_bytes_per_rank"] = "\(work.weightBytes)"
+        row["allreduce_bytes_per_step"] = "\(4 * allReduces.reduce(0, +))"
+        row["allreduce_count_per_step"] = "\(allReduces.count)"
         row["validation"] = "pass"; row["validation_max_err"] = String(format: "%.3e", maxError)
         row["warmup_steps"] = "\(c.warmup)"; row["timed_steps"] = "\(c.steps)"; row["timer_resolution_us"] = fmt(tick * 1e6)
         row["step_us_median"] = fmt(stepStats.median * 1e6); row["step_us_p10"] = fmt(stepStats.p10 * 1e6)

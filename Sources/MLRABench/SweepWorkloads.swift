@@ -97,6 +97,6 @@ final class ModelStep: StepWorkload {
     }
     var weightBytes: Int { model.weightBytes }
     var collectivePattern: (allReduceFloats: [Int], allGatherFloats: Int?) {
-        ([Int](repeating: caches.count * model.layout.nEmbd, count: 2 * model.layout.nLayer), caches.count * model.layout.vocabSize)
+        ([Int](repeating: caches.count * model.layout.nEmbd, count: model.layout.allReducesPerStep), caches.count * model.layout.vocabSize)
     }
 }

@@ -15,7 +15,7 @@ public final class Communicator: TPCollectives {
     public private(set) var allReduceCount = 0
     public private(set) var allGatherCount = 0
     public private(set) var allReduceBytes = 0
-    /// Seconds spent inside all-reduce / all-gather since the last `resetCounters()`.
+    /// Seconds spent inside all-reduce / all-gather so far (timers take differences).
     public private(set) var collectiveSeconds = 0.0
 
     public var tpSize: Int { size }
@@ -28,10 +28,6 @@ public final class Communicator: TPCollectives {
         MPI.check(MPI_Comm_size(comm, &s), "MPI_Comm_size")
         rank = Int(r); size = Int(s)
         MPI.check(MPI_Comm_set_errhandler(comm, mlra_errors_return()), "MPI_Comm_set_errhandler")
-    }
-
-    public func resetCounters() {
-        allReduceCount = 0; allGatherCount = 0; allReduceBytes = 0; collectiveSeconds = 0
     }
 
     /// Ranks with equal `color` form a new communicator, ordered by `key`.
@@ -137,8 +133,6 @@ public enum MPI {
         worldComm = w
         return w
     }
-
-    public static var isInitialized: Bool { worldComm != nil }
 
     public static func finalize() {
         guard worldComm != nil else { return }

@@ -48,9 +48,6 @@ public final class KVCache {
         }
     }
 
-    /// Forgets the contents (keeps the allocation).
-    public func reset() { length = 0 }
-
     /// Row `j` converted to f32 into `dst`.
     public func loadRow(_ j: Int, into dst: UnsafeMutablePointer<Float>) {
         precondition(j < length)

@@ -28,8 +28,6 @@ public struct Tensor: Equatable {
     /// Rows `rows` of a 2-D tensor.
     public func rows(_ rows: Range<Int>) -> Tensor { slice([rows, 0..<shape[1]]) }
 
-    /// Columns `cols` of a 2-D tensor.
-    public func columns(_ cols: Range<Int>) -> Tensor { slice([0..<shape[0], cols]) }
 }
 
 /// Calls `body` with the flat row-major index of every element of the box `ranges`

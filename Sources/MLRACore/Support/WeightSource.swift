@@ -44,9 +44,6 @@ public final class SafeTensorsWeights: WeightSource {
         return full.slice(ranges)
     }
 
-    /// Forgets decoded tensors once a shard has been built.
-    public func releaseCache() { cache.removeAll() }
-
     /// Names in the file that none of `specs` uses (usually a sign of a wrong config).
     public func unusedNames(_ specs: [ParamSpec]) -> [String] {
         let used = Set(specs.map(\.name))
