@@ -29,8 +29,11 @@ let package = Package(
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
+        // AVX-512 inner loops of the decode kernel and the FMA peak loop, chosen at run
+        // time (C: Swift has no per-function target attribute). See include/CKernels.h.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         // Math, variants, caches, kernels, safetensors. No MPI.
-        .target(name: "MLRACore", dependencies: ["CBLAS"], swiftSettings: coreSwiftSettings),
+        .target(name: "MLRACore", dependencies: ["CBLAS", "CKernels"], swiftSettings: coreSwiftSettings),
         // Communicator, tensor-parallel plans at run time, sharded layer and model.
         .target(name: "MLRAParallel", dependencies: ["MLRACore", "CMPI"]),
         // Timing protocol, statistics, calibration, CSV, sweep driver.

@@ -27,6 +27,8 @@ struct BenchCommand: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Rotate cache sets spanning ≥ 4 × LLC (default on).") var coldCache = true
     @Option(help: "tiled or plain.") var kernel: KernelChoice = .tiled
     @Option(help: "Rows per tile of the tiled kernel.") var tile = TiledAttentionKernel.defaultTile
+    @Option(help: "Inner loops of the tiled kernel's large groups: avx512 or portable (default: the fastest this CPU runs).")
+    var isa: KernelISA = .detected
     @Option(name: .customLong("simd-max-heads"), help: "Groups with at most this many heads take the Swift SIMD path (0: sgemm only).")
     var simdMaxHeads = TiledAttentionKernel.defaultSIMDMaxHeads
     @Option(name: .customLong("simd-tile"), help: "Rows per sub-tile of the SIMD path.") var simdTile = TiledAttentionKernel.defaultSIMDTile
@@ -45,6 +47,7 @@ struct BenchCommand: ParsableCommand {
         guard warmup >= 0 else { throw ValidationError("--warmup must be at least 0, got \(warmup)") }
         if let rank, rank < 0 || rank >= tp { throw ValidationError("--rank \(rank) must lie in 0..<\(tp) (--tp)") }
         if variant == .gqa && kvHeads == nil { throw ValidationError("--variant gqa needs --kv-heads") }
+        guard isa.isSupported else { throw ValidationError("--isa \(isa): this CPU does not run it") }
     }
 
     func run() throws {
@@ -64,7 +67,8 @@ struct BenchCommand: ParsableCommand {
             ResidentMemory.resetPeak()
             let baselineRSS = ResidentMemory.currentBytes ?? 0
 
-            let k: AttentionKernel = kernel == .tiled ? TiledAttentionKernel(threads: threads, tile: tile, simdMaxHeads: simdMaxHeads, simdTile: simdTile) : PlainAttentionKernel()
+            let k: AttentionKernel = kernel == .tiled ? TiledAttentionKernel(threads: threads, tile: tile, simdMaxHeads: simdMaxHeads, simdTile: simdTile, isa: isa)
+                : PlainAttentionKernel()
             let work = try KernelWorkload(layout: layout, shard: shard, dtype: kvDtype, context: context, sequences: batch,
                                           coldCache: coldCache, kernel: k, llcBytes: cal.llcBytes)
             for _ in 0..<warmup { work.step() }

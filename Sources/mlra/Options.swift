@@ -3,6 +3,7 @@ import MLRACore
 
 extension VariantName: ExpressibleByArgument {}
 extension StorageDType: ExpressibleByArgument {}
+extension KernelISA: ExpressibleByArgument {}
 
 /// Where the layer's weights come from: a safetensors file or a seed.
 struct WeightOptions: ParsableArguments {

@@ -21,9 +21,10 @@ final class KernelTests: XCTestCase {
         ]
         let t = Self.tile
         let lengths = [1, 2, t - 1, t, t + 1, 2 * t + 3, 5 * t + 1]
-        // Both inner-loop paths (sgemm only, SIMD only), SIMD sub-tiles that split a tile unevenly.
+        // Every inner-loop path (sgemm only, AVX-512 only where the CPU runs it, SIMD only),
+        // SIMD sub-tiles that split a tile unevenly.
         let kernels = (1...3).flatMap { th in
-            [TiledAttentionKernel(threads: th, tile: t, simdMaxHeads: 0),
+            Self.largeGroupISAs.map { TiledAttentionKernel(threads: th, tile: t, simdMaxHeads: 0, isa: $0) } + [
              TiledAttentionKernel(threads: th, tile: t, simdMaxHeads: .max, simdTile: 3),
              TiledAttentionKernel(threads: th, tile: t, simdMaxHeads: .max, simdTile: t)]
         }
@@ -45,7 +46,7 @@ final class KernelTests: XCTestCase {
                                 let got = run(kernel, cache, length, groups, layout.softmaxScale, q)
                                 assertClose(got, ref.map(Double.init), atol: Self.atol, rtol: Self.rtol,
                                             "\(config.variant) tp \(tp) rank \(rank) \(dtype) threads \(kernel.threads) "
-                                                + "simd ≤ \(kernel.simdMaxHeads) heads, sub-tile \(kernel.simdTile), L \(length)")
+                                                + "simd ≤ \(kernel.simdMaxHeads) heads, sub-tile \(kernel.simdTile), \(kernel.isa), L \(length)")
                             }
                         }
                     }
@@ -69,11 +70,42 @@ final class KernelTests: XCTestCase {
         for length in [1, t - 1, t, t + 1, 2 * t + 1] {
             let ref = run(PlainAttentionKernel(), cache, length, groups, layout.softmaxScale, q)
             for threads in [1, 2] {
-                for simd in [0, Int.max] {
-                    let kernel = TiledAttentionKernel(threads: threads, simdMaxHeads: simd)
+                let kernels = Self.largeGroupISAs.map { TiledAttentionKernel(threads: threads, simdMaxHeads: 0, isa: $0) }
+                    + [TiledAttentionKernel(threads: threads, simdMaxHeads: .max)]
+                for kernel in kernels {
                     let got = run(kernel, cache, length, groups, layout.softmaxScale, q)
                     assertClose(got, ref.map(Double.init), atol: Self.atol, rtol: Self.rtol,
-                                "mlra4 paper shape threads \(threads) simd ≤ \(simd) heads L \(length)")
+                                "mlra4 paper shape threads \(threads) simd ≤ \(kernel.simdMaxHeads) heads \(kernel.isa) L \(length)")
+                }
+            }
+        }
+    }
+
+    /// The large-group paths this CPU runs (AVX-512 is tested where the CPU has it; CI's does).
+    static let largeGroupISAs = KernelISA.allCases.filter(\.isSupported)
+
+    /// The AVX-512 loops' edges: head counts around their 16-lane vectors, 64-head chunks
+    /// and 6-head P·V blocks; value widths with a masked last vector; key and RoPE apart;
+    /// lengths around its token blocks (6, 8, 12, 16) and the tile.
+    func testAVX512LoopsAcrossHeadCountsAndWidths() throws {
+        try XCTSkipUnless(KernelISA.avx512.isSupported, "this CPU does not run AVX-512")
+        let width = 20 + 6 + 3 + 70
+        let cache = KVCache(dtype: .bf16, width: width, capacity: 70)
+        let seed = SeededInit(seed: 9), key = seed.nameKey("cache")
+        cache.fill(toLength: 70) { j, c in 2 * seed.uniform(nameKey: key, index: j * width + c) }
+        for heads in [1, 5, 16, 17, 33, 40, 64, 70, 131] {
+            for (dv, rope) in [(70, 6), (64, 0), (9, 6)] {
+                // key columns 0..<20, 3 unused, RoPE 23..<29, values 29..<29 + dv
+                let g = KernelGroup(heads: heads, keyOffset: 0, keyWidth: 20, ropeOffset: 23, ropeWidth: rope,
+                                    valueOffset: 29, valueWidth: dv)
+                let q = randomInput(tokens: 1, width: [g].totalQueryCount, seed: UInt64(heads)).map { 3 * $0 }
+                for length in [1, 5, 6, 7, 13, 17, 24, 25, 70] {
+                    let ref = run(PlainAttentionKernel(), cache, length, [g], 0.3, q)
+                    for threads in [1, 2] {
+                        let kernel = TiledAttentionKernel(threads: threads, tile: 24, simdMaxHeads: 0, isa: .avx512)
+                        assertClose(run(kernel, cache, length, [g], 0.3, q), ref.map(Double.init), atol: Self.atol, rtol: Self.rtol,
+                                    "avx512 heads \(heads) dv \(dv) rope \(rope) threads \(threads) L \(length)")
+                    }
                 }
             }
         }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CKernels
 
 /// The fast decode attention kernel (same contract as `PlainAttentionKernel`).
 ///
@@ -13,12 +14,17 @@ import Glibc
 /// - a tile [T, W] is read from the cache once (f16/bf16 converted to f32 into the
 ///   thread's scratch tile once) and then used by every group and head; the RoPE
 ///   columns are the same columns of the same tile for every group;
-/// - per group, one of two inner-loop paths (chosen per group: heads ≤ `simdMaxHeads`):
+/// - per group, one of three inner-loop paths (chosen per group: heads ≤ `simdMaxHeads`,
+///   else by `isa`):
 ///   * SIMD path (SmallGroupKernel.swift): Swift SIMD8 FMA loops over sub-tiles of
 ///     `simdTile` rows, f16/bf16 converted in registers (no conversion pass), the
 ///     sub-tile read once sequentially first so the hardware prefetchers stream it;
-///   * sgemm path: scores [G, T] = τ·Q[G, DK]·Kᵀ and acc[G, DV] += P[G, T]·V[T, DV] are
-///     OpenBLAS sgemms reading the tile in place (ldb = W);
+///   * sgemm path (`isa` portable): scores [G, T] = τ·Q[G, DK]·Kᵀ and acc[G, DV] +=
+///     P[G, T]·V[T, DV] are OpenBLAS sgemms reading the tile in place (ldb = W);
+///   * AVX-512 path (`isa` avx512, CKernels/attention_avx512.c): the same products as
+///     register-blocked FMA loops with heads along the lanes, from the queries
+///     transposed and scaled once per call (`transposedQueries`), and the online
+///     softmax vectorised over heads;
 /// - when every group takes the SIMD path (`workSIMD`), the loops swap: sub-tiles
 ///   outside, groups inside, so each sub-tile is read/converted once for all groups
 ///   (MHA 8 heads d64 bf16, 1 thread: 0.13 → 0.38 of the roofline);
@@ -36,7 +42,12 @@ import Glibc
 public final class TiledAttentionKernel: AttentionKernel, PoolTask {
     public let threads: Int
     public let tile: Int
+    /// Inner loops of the groups above `simdMaxHeads` heads.
+    public let isa: KernelISA
     private let pool: WorkerPool
+    /// AVX-512 path: per group, its queries as [DK][heads rounded up to 16], times the scale.
+    private var transposedQueries = UnsafeMutablePointer<Float>.allocate(capacity: 16)
+    private var transposedCapacity = 16
     private var scratch: [ThreadScratch]
 
     /// Rows per tile. Measured, MLA 64 heads bf16 L 32K, fraction of the roofline:
@@ -59,7 +70,8 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
 
     public init(threads: Int, tile: Int = TiledAttentionKernel.defaultTile,
                 simdMaxHeads: Int = TiledAttentionKernel.defaultSIMDMaxHeads,
-                simdTile: Int = TiledAttentionKernel.defaultSIMDTile) {
+                simdTile: Int = TiledAttentionKernel.defaultSIMDTile, isa: KernelISA = .detected) {
+        precondition(isa.isSupported, "kernel ISA \(isa) is not supported by this CPU")
         precondition(threads >= 1, "kernel threads must be at least 1, got \(threads)")
         precondition(tile >= 1, "kernel tile must be at least 1 row, got \(tile)")
         precondition(simdTile >= 1, "kernel SIMD sub-tile must be at least 1 row, got \(simdTile)")
@@ -67,6 +79,7 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
         self.tile = tile
         self.simdMaxHeads = simdMaxHeads
         self.simdTile = simdTile
+        self.isa = isa
         pool = WorkerPool(parts: threads)
         scratch = (0..<threads).map { _ in ThreadScratch() }
         plans = .allocate(capacity: 1)
@@ -74,7 +87,7 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
         BLAS.setThreads(1)
     }
 
-    deinit { plans.deallocate() }
+    deinit { plans.deallocate(); transposedQueries.deallocate() }
 
     public func run(cache: KVCache, length: Int, groups: [KernelGroup], scale: Float,
                     queries: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
@@ -86,23 +99,29 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
             plans = .allocate(capacity: groups.count)
             planCapacity = groups.count
         }
-        var heads = 0, q = 0, o = 0, anyGEMM = false
+        var heads = 0, q = 0, o = 0, anyGEMM = false, transposed = 0, widestPadded = 0
         for (k, g) in groups.enumerated() {
             precondition(g.keyOffset + g.keyWidth <= w && g.ropeOffset + g.ropeWidth <= w && g.valueOffset + g.valueWidth <= w,
                          "kernel group \(k) reaches past the cache row width \(w)")
             let adjacent = g.ropeWidth == 0 || g.keyOffset + g.keyWidth == g.ropeOffset
             let simd = g.heads <= simdMaxHeads
             anyGEMM = anyGEMM || !simd
+            let avx512 = !simd && isa == .avx512
+            let padded = (g.heads + 15) / 16 * 16
             plans[k] = GroupPlan(group: g, headBase: heads, queryBase: q, outBase: o, keyAndRopeAdjacent: adjacent, simd: simd,
+                                 avx512: avx512, paddedHeads: padded, transposedBase: transposed,
                                  segments: adjacent
                                     ? (DotSegment(q: 0, offset: g.keyOffset, width: g.queryWidth), DotSegment(q: 0, offset: 0, width: 0))
                                     : (DotSegment(q: 0, offset: g.keyOffset, width: g.keyWidth),
                                        DotSegment(q: g.keyWidth, offset: g.ropeOffset, width: g.ropeWidth)))
             heads += g.heads; q += g.heads * g.queryWidth; o += g.heads * g.valueWidth
+            if avx512 { transposed += padded * g.queryWidth; widestPadded = max(widestPadded, padded) }
         }
+        if transposed > 0 { transposeQueries(groupCount: groups.count, count: transposed, scale: scale, queries: queries) }
         for s in scratch {
             s.reserve(tileElements: cache.dtype == .f32 || !anyGEMM ? 0 : tile * w,
-                      subTileElements: cache.dtype == .f32 || anyGEMM ? 0 : min(simdTile, tile) * w, scores: heads * tile, heads: heads, outputs: o)
+                      subTileElements: cache.dtype == .f32 || anyGEMM ? 0 : min(simdTile, tile) * w,
+                      scores: max(heads, widestPadded) * tile, heads: max(heads, widestPadded), outputs: o)
         }
         job = Job(storage: UnsafeRawPointer(cache.storage), dtype: cache.dtype, width: w, length: length,
                   groupCount: groups.count, heads: heads, scale: scale, queries: queries, anyGEMM: anyGEMM)
@@ -133,16 +152,16 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
             var rows = src.assumingMemoryBound(to: Float.self)
             var simdDType = j.dtype
             if j.dtype != .f32 && j.anyGEMM {
-                switch j.dtype {
-                case .f32: break
-                case .f16: Float16.load(src.assumingMemoryBound(to: Float16.self), into: s.tileRows, count: n * w)
-                case .bf16: BFloat16.load(src.assumingMemoryBound(to: BFloat16.self), into: s.tileRows, count: n * w)
-                }
+                convertTile(src, dtype: j.dtype, into: s.tileRows, count: n * w)
                 rows = UnsafePointer(s.tileRows)
                 simdDType = .f32
             }
             for k in 0..<j.groupCount {
                 let p = plans[k]
+                if p.avx512 {
+                    processTileAVX512(p, rows: rows, count: n, width: w, state: s)
+                    continue
+                }
                 if !p.simd {
                     processTile(p, rows: rows, count: n, width: w, scale: j.scale, queries: j.queries, state: s)
                     continue
@@ -205,6 +224,50 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
     /// Rows of `width` f32 elements that fit in 32 KB, a multiple of 4, at least 4.
     static func l1SubTileRows(width: Int) -> Int {
         max(4, 32768 / (max(width, 1) * 4) / 4 * 4)
+    }
+
+    /// f16/bf16 rows to f32 (AVX-512 when the kernel runs it, else Swift SIMD).
+    @inline(__always)
+    private func convertTile(_ src: UnsafeRawPointer, dtype: StorageDType, into dst: UnsafeMutablePointer<Float>, count: Int) {
+        let bits = src.assumingMemoryBound(to: UInt16.self)
+        switch (dtype, isa) {
+        case (.f32, _): break
+        case (.f16, .avx512): mlra_avx512_f16_to_f32(bits, dst, count)
+        case (.bf16, .avx512): mlra_avx512_bf16_to_f32(bits, dst, count)
+        case (.f16, .portable): Float16.load(src.assumingMemoryBound(to: Float16.self), into: dst, count: count)
+        case (.bf16, .portable): BFloat16.load(src.assumingMemoryBound(to: BFloat16.self), into: dst, count: count)
+        }
+    }
+
+    /// Each AVX-512 group's queries as qt[c][h] = scale · q[h][c], heads padded with zeros
+    /// to a multiple of 16 (one vector of lanes per 16 heads).
+    private func transposeQueries(groupCount: Int, count: Int, scale: Float, queries: UnsafePointer<Float>) {
+        if count > transposedCapacity {
+            transposedQueries.deallocate()
+            transposedQueries = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64).assumingMemoryBound(to: Float.self)
+            transposedCapacity = count
+        }
+        for k in 0..<groupCount where plans[k].avx512 {
+            let p = plans[k], dk = p.group.queryWidth, hp = p.paddedHeads
+            let qt = transposedQueries + p.transposedBase, q = queries + p.queryBase
+            qt.update(repeating: 0, count: dk * hp)
+            for h in 0..<p.group.heads {
+                for c in 0..<dk { qt[c * hp + h] = scale * q[h * dk + c] }
+            }
+        }
+    }
+
+    /// One tile through the AVX-512 loops: scores, online softmax and P·V for the group.
+    @inline(__always)
+    private func processTileAVX512(_ p: GroupPlan, rows: UnsafePointer<Float>, count n: Int, width w: Int, state s: ThreadScratch) {
+        let g = p.group
+        var desc = mlra_tile_group(
+            qt: transposedQueries + p.transposedBase, heads: Int32(g.heads), hp: Int32(p.paddedHeads),
+            key_off: Int32(g.keyOffset), key_w: Int32(g.keyWidth), rope_off: Int32(g.ropeOffset), rope_w: Int32(g.ropeWidth),
+            value_off: Int32(g.valueOffset), dv: Int32(g.valueWidth),
+            row_max: s.rowMax + p.headBase, row_sum: s.rowSum + p.headBase, acc: s.acc + p.outBase,
+            scores: s.scores, correction: s.correction)
+        mlra_avx512_group_tile(&desc, rows, w, Int32(n))
     }
 
     @inline(__always)
@@ -329,6 +392,10 @@ private struct GroupPlan {
     let keyAndRopeAdjacent: Bool
     /// Swift SIMD path (small groups) or sgemm path.
     let simd: Bool
+    /// AVX-512 path (large groups when the kernel's ISA is avx512).
+    let avx512: Bool
+    /// AVX-512 path: heads rounded up to 16, and where the group's transposed queries start.
+    let paddedHeads: Int, transposedBase: Int
     /// The SIMD path's key columns: key+RoPE as one run, or key and RoPE apart.
     let segments: (DotSegment, DotSegment)
 }
@@ -351,7 +418,9 @@ private final class ThreadScratch {
     private(set) var rowMax = UnsafeMutablePointer<Float>.allocate(capacity: 16)
     private(set) var rowSum = UnsafeMutablePointer<Float>.allocate(capacity: 16)
     private(set) var acc = UnsafeMutablePointer<Float>.allocate(capacity: 16)
-    private var capacities = [16, 16, 16, 16, 16, 16]
+    /// AVX-512 path: per padded head, e^(old max − new max) of the current tile.
+    private(set) var correction = UnsafeMutablePointer<Float>.allocate(capacity: 16)
+    private var capacities = [16, 16, 16, 16, 16, 16, 16]
     private(set) var outputCount = 0
     var sink: Float = 0
     /// Where the SIMD path's prefetches of the previous tile stopped.
@@ -365,6 +434,7 @@ private final class ThreadScratch {
         grow(&rowMax, 2, heads)
         grow(&rowSum, 3, heads)
         grow(&acc, 4, outputs)
+        grow(&correction, 6, heads)
     }
 
     private func grow(_ p: inout UnsafeMutablePointer<Float>, _ slot: Int, _ count: Int) {
@@ -374,7 +444,7 @@ private final class ThreadScratch {
         capacities[slot] = count
     }
 
-    deinit { [tileRows, subTile, scores, rowMax, rowSum, acc].forEach { $0.deallocate() } }
+    deinit { [tileRows, subTile, scores, rowMax, rowSum, acc, correction].forEach { $0.deallocate() } }
 }
 
 // MARK: - Vector helpers (Swift SIMD, 16 lanes)

@@ -1,0 +1,216 @@
+// AVX-512 inner loops of TiledAttentionKernel for groups of many heads (the MLA
+// family): per tile, scores as a register-blocked GEMM with heads along the
+// vector lanes, the online softmax vectorised over heads, and P·V register-blocked
+// over heads × 64 value columns. Arithmetic is f32 throughout (FMA).
+#include "CKernels.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <math.h>
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"), always_inline)) static inline
+#define AVX512_ENTRY __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+
+// exp(x) for the softmax: Cephes' expf (range reduction x = n·ln2 + r, degree-6
+// polynomial on r), 2ⁿ applied by VSCALEFPS. Same algorithm and error (≤ 2 ulp on
+// [−87, 88]) as fastExp in VectorMath.swift.
+AVX512 __m512 exp512(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 y = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(y, n);
+}
+
+// ---- Scores: S[t][h0 .. h0 + 16·HV) for tokens t0 .. t0 + TB ----------------------
+// Accumulators HV × TB (≤ 24 of the 32 zmm registers); per column: HV vector loads
+// of qt, TB broadcasts of row elements, HV·TB FMAs.
+#define QK_BLOCK(HV, TB)                                                                         \
+AVX512 void qk_##HV##_##TB(const mlra_tile_group *g, int h0, const float *rows, long ld, int t0) { \
+    __m512 acc[HV * TB];                                                                         \
+    _Pragma("clang loop unroll(full)")                                                           \
+    for (int i = 0; i < HV * TB; i++) acc[i] = _mm512_setzero_ps();                              \
+    const int hp = g->hp;                                                                        \
+    for (int seg = 0; seg < 2; seg++) {                                                          \
+        const int width = seg == 0 ? g->key_w : g->rope_w;                                       \
+        const float *q = g->qt + (long)(seg == 0 ? 0 : g->key_w) * hp + h0;                      \
+        const float *r = rows + (long)t0 * ld + (seg == 0 ? g->key_off : g->rope_off);           \
+        for (int c = 0; c < width; c++, q += hp) {                                               \
+            __m512 qv[HV];                                                                       \
+            _Pragma("clang loop unroll(full)")                                                   \
+            for (int j = 0; j < HV; j++) qv[j] = _mm512_loadu_ps(q + 16 * j);                     \
+            _Pragma("clang loop unroll(full)")                                                   \
+            for (int i = 0; i < TB; i++) {                                                       \
+                const __m512 k = _mm512_set1_ps(r[i * ld + c]);                                  \
+                _Pragma("clang loop unroll(full)")                                               \
+                for (int j = 0; j < HV; j++) acc[i * HV + j] = _mm512_fmadd_ps(qv[j], k, acc[i * HV + j]); \
+            }                                                                                    \
+        }                                                                                        \
+    }                                                                                            \
+    _Pragma("clang loop unroll(full)")                                                           \
+    for (int i = 0; i < TB; i++)                                                                 \
+        _Pragma("clang loop unroll(full)")                                                       \
+        for (int j = 0; j < HV; j++) _mm512_storeu_ps(g->scores + (long)(t0 + i) * hp + h0 + 16 * j, acc[i * HV + j]); \
+}
+QK_BLOCK(4, 6)
+QK_BLOCK(4, 1)
+QK_BLOCK(3, 8)
+QK_BLOCK(3, 1)
+QK_BLOCK(2, 12)
+QK_BLOCK(2, 1)
+QK_BLOCK(1, 16)
+QK_BLOCK(1, 1)
+
+#define QK_RUN(HV, TB)                                                                           \
+    { int t = 0;                                                                                 \
+      for (; t + TB <= n; t += TB) qk_##HV##_##TB(g, h0, rows, ld, t);                           \
+      for (; t < n; t++) qk_##HV##_1(g, h0, rows, ld, t); }
+
+AVX512 void scores_tile(const mlra_tile_group *g, const float *rows, long ld, int n) {
+    for (int h0 = 0; h0 < g->hp; h0 += 64) {
+        switch ((g->hp - h0) >= 64 ? 4 : (g->hp - h0) / 16) {
+        case 4: QK_RUN(4, 6) break;
+        case 3: QK_RUN(3, 8) break;
+        case 2: QK_RUN(2, 12) break;
+        default: QK_RUN(1, 16) break;
+        }
+    }
+}
+
+// ---- Online softmax over S[0 ..< n][·], 16 heads per vector ------------------------
+AVX512 void softmax_tile(const mlra_tile_group *g, int n) {
+    const int hp = g->hp;
+    for (int h0 = 0; h0 < hp; h0 += 16) {
+        const int live = g->heads - h0 < 16 ? g->heads - h0 : 16;
+        const __mmask16 mask = (__mmask16)((1u << live) - 1u);
+        __m512 top = _mm512_set1_ps(-INFINITY);
+        float *s = g->scores + h0;
+        for (int t = 0; t < n; t++) top = _mm512_max_ps(top, _mm512_loadu_ps(s + (long)t * hp));
+        const __m512 old = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), mask, g->row_max + h0);
+        const __m512 now = _mm512_max_ps(old, top);
+        // e^(old − now); 0 where nothing was seen yet (old = −∞).
+        const __mmask16 seen = _mm512_cmp_ps_mask(old, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ);
+        const __m512 corr = _mm512_maskz_mov_ps(seen, exp512(_mm512_sub_ps(old, now)));
+        __m512 sum = _mm512_setzero_ps();
+        for (int t = 0; t < n; t++) {
+            const __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(s + (long)t * hp), now));
+            _mm512_storeu_ps(s + (long)t * hp, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        const __m512 l = _mm512_mask_loadu_ps(_mm512_setzero_ps(), mask, g->row_sum + h0);
+        _mm512_mask_storeu_ps(g->row_sum + h0, mask, _mm512_fmadd_ps(l, corr, sum));
+        _mm512_mask_storeu_ps(g->row_max + h0, mask, now);
+        _mm512_storeu_ps(g->correction + h0, corr);
+    }
+}
+
+// ---- acc[h][c0 ..< c0 + 16·CB] for heads h0 .. h0 + HB: rescale, then += Σ_t P[t][h]·V[t] --
+// Accumulators HB × CB; per row: CB vector loads of V, HB broadcasts of P, HB·CB FMAs.
+// `last` masks the final vector of a column block that runs past dv.
+#define PV_BLOCK(HB, CB)                                                                         \
+AVX512 void pv_##HB##_##CB(const mlra_tile_group *g, int h0, int c0, __mmask16 last,             \
+                           const float *rows, long ld, int n) {                                  \
+    __m512 acc[HB * CB];                                                                         \
+    const int dv = g->dv, hp = g->hp;                                                            \
+    _Pragma("clang loop unroll(full)")                                                           \
+    for (int i = 0; i < HB; i++) {                                                               \
+        const __m512 corr = _mm512_set1_ps(g->correction[h0 + i]);                               \
+        _Pragma("clang loop unroll(full)")                                                       \
+        for (int j = 0; j < CB; j++) {                                                           \
+            const __mmask16 m = j == CB - 1 ? last : (__mmask16)0xFFFF;                          \
+            acc[i * CB + j] = _mm512_mul_ps(corr,                                                \
+                _mm512_maskz_loadu_ps(m, g->acc + (long)(h0 + i) * dv + c0 + 16 * j));           \
+        }                                                                                        \
+    }                                                                                            \
+    const float *v = rows + g->value_off + c0;                                                   \
+    const float *p = g->scores + h0;                                                             \
+    for (int t = 0; t < n; t++, v += ld, p += hp) {                                              \
+        __m512 vv[CB];                                                                           \
+        _Pragma("clang loop unroll(full)")                                                       \
+        for (int j = 0; j < CB; j++)                                                             \
+            vv[j] = _mm512_maskz_loadu_ps(j == CB - 1 ? last : (__mmask16)0xFFFF, v + 16 * j);   \
+        _Pragma("clang loop unroll(full)")                                                       \
+        for (int i = 0; i < HB; i++) {                                                           \
+            const __m512 pb = _mm512_set1_ps(p[i]);                                              \
+            _Pragma("clang loop unroll(full)")                                                   \
+            for (int j = 0; j < CB; j++) acc[i * CB + j] = _mm512_fmadd_ps(pb, vv[j], acc[i * CB + j]); \
+        }                                                                                        \
+    }                                                                                            \
+    _Pragma("clang loop unroll(full)")                                                           \
+    for (int i = 0; i < HB; i++)                                                                 \
+        _Pragma("clang loop unroll(full)")                                                       \
+        for (int j = 0; j < CB; j++)                                                             \
+            _mm512_mask_storeu_ps(g->acc + (long)(h0 + i) * dv + c0 + 16 * j,                    \
+                                  j == CB - 1 ? last : (__mmask16)0xFFFF, acc[i * CB + j]);      \
+}
+PV_BLOCK(6, 4) PV_BLOCK(5, 4) PV_BLOCK(4, 4) PV_BLOCK(3, 4) PV_BLOCK(2, 4) PV_BLOCK(1, 4)
+PV_BLOCK(6, 1) PV_BLOCK(5, 1) PV_BLOCK(4, 1) PV_BLOCK(3, 1) PV_BLOCK(2, 1) PV_BLOCK(1, 1)
+
+#define PV_HEADS(CB)                                                                             \
+    for (int h0 = 0; h0 < g->heads; h0 += 6) {                                                   \
+        switch (g->heads - h0 >= 6 ? 6 : g->heads - h0) {                                        \
+        case 6: pv_6_##CB(g, h0, c0, last, rows, ld, n); break;                                  \
+        case 5: pv_5_##CB(g, h0, c0, last, rows, ld, n); break;                                  \
+        case 4: pv_4_##CB(g, h0, c0, last, rows, ld, n); break;                                  \
+        case 3: pv_3_##CB(g, h0, c0, last, rows, ld, n); break;                                  \
+        case 2: pv_2_##CB(g, h0, c0, last, rows, ld, n); break;                                  \
+        default: pv_1_##CB(g, h0, c0, last, rows, ld, n); break;                                 \
+        }                                                                                        \
+    }
+
+AVX512 void values_tile(const mlra_tile_group *g, const float *rows, long ld, int n) {
+    int c0 = 0;
+    for (; c0 + 64 <= g->dv; c0 += 64) {
+        const __mmask16 last = 0xFFFF;
+        PV_HEADS(4)
+    }
+    for (; c0 < g->dv; c0 += 16) {
+        const int rest = g->dv - c0 < 16 ? g->dv - c0 : 16;
+        const __mmask16 last = (__mmask16)((1u << rest) - 1u);
+        PV_HEADS(1)
+    }
+}
+
+AVX512_ENTRY void mlra_avx512_group_tile(const mlra_tile_group *g, const float *rows, long ld, int n) {
+    scores_tile(g, rows, ld, n);
+    softmax_tile(g, n);
+    values_tile(g, rows, ld, n);
+}
+
+AVX512_ENTRY void mlra_avx512_bf16_to_f32(const uint16_t *src, float *dst, long count) {
+    long i = 0;
+    for (; i + 16 <= count; i += 16) {
+        const __m512i x = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(src + i)));
+        _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(x, 16)));
+    }
+    for (; i < count; i++) {
+        const uint32_t bits = (uint32_t)src[i] << 16;
+        __builtin_memcpy(dst + i, &bits, 4);
+    }
+}
+
+AVX512_ENTRY void mlra_avx512_f16_to_f32(const uint16_t *src, float *dst, long count) {
+    long i = 0;
+    for (; i + 16 <= count; i += 16)
+        _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + i))));
+    if (i < count) {
+        const __mmask16 m = (__mmask16)((1u << (count - i)) - 1u);
+        _mm512_mask_storeu_ps(dst + i, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, src + i)));
+    }
+}
+
+#else
+void mlra_avx512_group_tile(const mlra_tile_group *g, const float *rows, long ld, int n) {
+    (void)g; (void)rows; (void)ld; (void)n; __builtin_trap();
+}
+void mlra_avx512_bf16_to_f32(const uint16_t *s, float *d, long n) { (void)s; (void)d; (void)n; __builtin_trap(); }
+void mlra_avx512_f16_to_f32(const uint16_t *s, float *d, long n) { (void)s; (void)d; (void)n; __builtin_trap(); }
+#endif

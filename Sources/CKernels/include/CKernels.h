@@ -1,0 +1,47 @@
+// Hand-vectorised inner loops of the decode kernel, selected at run time.
+//
+// Why C: Swift has no per-function target attribute, so a Swift module is built
+// for one ISA (MLRACore: Haswell / AVX2). These functions carry
+// __attribute__((target("avx512..."))) and are only called after
+// mlra_cpu_has_avx512() says the CPU runs them, so one binary serves nodes with
+// and without AVX-512 (the Swift SIMD / OpenBLAS path is the fallback).
+#ifndef MLRA_CKERNELS_H
+#define MLRA_CKERNELS_H
+
+#include <stdint.h>
+
+/// 1 when the CPU (and OS) run AVX-512 F/BW/VL/DQ code, else 0.
+int mlra_cpu_has_avx512(void);
+/// 1 when the CPU runs AVX2 + FMA code, else 0.
+int mlra_cpu_has_avx2(void);
+
+/// Multiply-add loop with independent accumulators, `iterations` rounds; returns
+/// the FLOPs done (a sink keeps the work). `isa`: 2 = AVX-512 (zmm), 1 = AVX2+FMA
+/// (ymm). The caller checks the CPU first.
+double mlra_fma_loop(int isa, long iterations);
+
+/// One group of heads against one tile of cache rows (f32), online softmax.
+/// Scores S[t][h] = Σ_c qt[c][h] · row_t[column(c)] over the key columns then the
+/// RoPE columns; then per head: m' = max(m, max_t S), l' = l·e^(m−m') + Σ_t e^(S−m'),
+/// acc[h][:] = acc[h][:]·e^(m−m') + Σ_t e^(S[t][h]−m') · row_t[value_off ..< +dv].
+typedef struct {
+    const float *qt;        // [key_w + rope_w][hp]: queries transposed, times the scale, heads hp.. zero
+    int heads, hp;          // heads of the group; hp = heads rounded up to 16
+    int key_off, key_w;     // key columns of a row
+    int rope_off, rope_w;   // RoPE columns (rope_w may be 0)
+    int value_off, dv;      // value columns
+    float *row_max;         // [heads] running max
+    float *row_sum;         // [heads] running sum
+    float *acc;             // [heads][dv] running output
+    float *scores;          // scratch: [tile][hp]
+    float *correction;      // scratch: [hp]
+} mlra_tile_group;
+
+/// Requires AVX-512. `rows` holds n rows of ld floats.
+void mlra_avx512_group_tile(const mlra_tile_group *g, const float *rows, long ld, int n);
+
+/// f32 copies of 16-bit values (AVX-512): bf16 by a 16-bit shift, f16 by VCVTPH2PS.
+void mlra_avx512_bf16_to_f32(const uint16_t *src, float *dst, long count);
+void mlra_avx512_f16_to_f32(const uint16_t *src, float *dst, long count);
+
+#endif

@@ -1,0 +1,40 @@
+import CKernels
+
+/// Which inner loops `TiledAttentionKernel` runs for groups of many heads (the MLA family).
+public enum KernelISA: String, CaseIterable, Sendable, CustomStringConvertible {
+    /// Hand-vectorised AVX-512 loops (CKernels): register-blocked scores and P·V with
+    /// heads along the vector lanes, the online softmax vectorised over heads.
+    case avx512
+    /// Portable: OpenBLAS sgemm on the tile (the Swift SIMD path for small groups is the same in both).
+    case portable
+
+    public var description: String { rawValue }
+
+    /// Whether this CPU runs the loops.
+    public var isSupported: Bool {
+        switch self {
+        case .avx512: return mlra_cpu_has_avx512() != 0
+        case .portable: return true
+        }
+    }
+
+    /// The fastest loops this CPU runs.
+    public static let detected: KernelISA = KernelISA.avx512.isSupported ? .avx512 : .portable
+}
+
+/// The widest multiply-add this CPU runs, for the roofline's compute peak: the peak
+/// is the hardware's, whichever loops a kernel happens to use.
+public enum FMAWidth: String, Sendable {
+    case avx512, avx2
+
+    public static var widest: FMAWidth? {
+        if mlra_cpu_has_avx512() != 0 { return .avx512 }
+        if mlra_cpu_has_avx2() != 0 { return .avx2 }
+        return nil
+    }
+
+    /// Runs `iterations` rounds of independent FMA chains; returns the FLOPs done.
+    public func loop(iterations: Int) -> Double {
+        mlra_fma_loop(self == .avx512 ? 2 : 1, iterations)
+    }
+}
