@@ -115,7 +115,7 @@ def main():
         cal[t] = (path, best)
         c = cal[t][1]
         print(f"calibration threads {t}: read {c['readGBs']:.1f} GB/s, triad {c['triadGBs']:.1f} GB/s, "
-              f"sgemm {c['sgemmGFlops']:.1f} GFLOP/s, SIMD loop {c['fmaGFlops']:.1f} GFLOP/s, OpenBLAS {c['blasCore']}")
+              f"sgemm {c['sgemmGFlops']:.1f} GFLOP/s, FMA loop ({c['fmaWidth']}) {c['fmaGFlops']:.1f} GFLOP/s, OpenBLAS {c['blasCore']}")
     head = (f"{'shape':18} {'ctx':>6} {'dtype':5} {'thr':>3} {'mlra_us':>10} {'p10_us':>10} {'p90_us':>10} "
             f"{'roof_us':>10} {'limit':>9} {'roof_frac':>9} {'torch_us':>10} {'vs_torch':>8} {'rss_MB':>8} {'rss/need':>8}")
     print(head); print("-" * len(head)); sys.stdout.flush()

@@ -17,10 +17,12 @@ public struct Calibration: Codable, Sendable, Equatable {
     public var triadGBs: Double
     /// OpenBLAS sgemm on large square matrices, GFLOP/s.
     public var sgemmGFlops: Double
-    /// Swift SIMD multiply-add loop with independent accumulators, GFLOP/s. The
-    /// harness is compiled for baseline x86-64 (no FMA/AVX), so this is what Swift
-    /// loops can reach, usually well below sgemm.
+    /// Multiply-add loop with independent accumulators at the widest vector width this
+    /// CPU runs (`fmaWidth`), GFLOP/s: the hardware's f32 peak, which OpenBLAS's
+    /// sgemm may not reach (e.g. its Haswell kernels on an AVX-512 CPU).
     public var fmaGFlops: Double
+    /// The FMA loop's instructions: avx512 (zmm), avx2 (ymm), or swift-simd (neither found).
+    public var fmaWidth: String
     /// The OpenBLAS kernel family in use (e.g. Haswell, SkylakeX; set with OPENBLAS_CORETYPE).
     public var blasCore: String
     /// Last-level cache size found, and the bytes of each streamed array.
@@ -38,9 +40,9 @@ public struct Calibration: Codable, Sendable, Equatable {
     }
 
     public init(threads: Int, readGBs: Double, triadGBs: Double, sgemmGFlops: Double, fmaGFlops: Double,
-                blasCore: String, llcBytes: Int, arrayBytes: Int) {
+                fmaWidth: String, blasCore: String, llcBytes: Int, arrayBytes: Int) {
         self.threads = threads; self.readGBs = readGBs; self.triadGBs = triadGBs
-        self.sgemmGFlops = sgemmGFlops; self.fmaGFlops = fmaGFlops
+        self.sgemmGFlops = sgemmGFlops; self.fmaGFlops = fmaGFlops; self.fmaWidth = fmaWidth
         self.blasCore = blasCore; self.llcBytes = llcBytes; self.arrayBytes = arrayBytes
     }
 
@@ -62,12 +64,12 @@ public struct Calibration: Codable, Sendable, Equatable {
         let n = quick ? 1024 : 2048
         let sgemm = sgemmGFlops(n: n, threads: threads, reps: reps)
 
-        let fma = FMATask(iterations: quick ? 4_000_000 : 20_000_000)
+        let fma = FMATask(iterations: quick ? 4_000_000 : 20_000_000, threads: threads)
         let fmaSeconds = best(reps) { pool.run(fma) }
-        let fmaFlops = Double(threads) * fma.flopsPerPart
 
         return Calibration(threads: threads, readGBs: bytes / read / 1e9, triadGBs: 3 * bytes / triad / 1e9,
-                           sgemmGFlops: sgemm, fmaGFlops: fmaFlops / fmaSeconds / 1e9,
+                           sgemmGFlops: sgemm, fmaGFlops: fma.flops / fmaSeconds / 1e9,
+                           fmaWidth: FMAWidth.widest?.rawValue ?? "swift-simd",
                            blasCore: String(cString: openblas_get_corename()), llcBytes: llc, arrayBytes: Int(bytes))
     }
 
@@ -77,7 +79,7 @@ public struct Calibration: Codable, Sendable, Equatable {
             throw HarnessError("\(path): cannot read calibration file")
         }
         do { return try JSONDecoder().decode(Calibration.self, from: data) } catch {
-            throw HarnessError("\(path): not a calibration JSON from 'mlra calibrate --format json'")
+            throw HarnessError("\(path): not a calibration JSON from this version's 'mlra calibrate --format json' (re-run it)")
         }
     }
 
@@ -181,16 +183,29 @@ private final class StreamTask: PoolTask {
     }
 }
 
-/// Independent multiply-add chains in registers: 8 accumulators × 16 lanes × 2 FLOPs per iteration.
+/// Independent multiply-add chains in registers, on every thread: the CKernels loop at
+/// the widest width the CPU runs, else a Swift SIMD loop (8 accumulators × 16 lanes).
 private final class FMATask: PoolTask {
     let iterations: Int
-    var flopsPerPart: Double { Double(iterations) * 8 * 16 * 2 }
+    private let width = FMAWidth.widest
+    private let done: UnsafeMutablePointer<Double>
     private let sinks = UnsafeMutablePointer<Float>.allocate(capacity: 64 * 16)
-    deinit { sinks.deallocate() }
+    /// FLOPs of the last run, all threads.
+    var flops: Double { (0..<threads).reduce(0) { $0 + done[$1 * 8] } }
+    private let threads: Int
 
-    init(iterations: Int) { self.iterations = iterations }
+    init(iterations: Int, threads: Int) {
+        self.iterations = iterations; self.threads = threads
+        done = .allocate(capacity: threads * 8)   // a line per thread
+        done.initialize(repeating: 0, count: threads * 8)
+    }
+    deinit { sinks.deallocate(); done.deallocate() }
 
     func work(part: Int) {
+        if let width {
+            done[part * 8] = width.loop(iterations: iterations)
+            return
+        }
         let m = SIMD16<Float>(repeating: 0.999999), add = SIMD16<Float>(repeating: 1e-7)
         var a0 = SIMD16<Float>(repeating: 1), a1 = a0 + 1, a2 = a0 + 2, a3 = a0 + 3
         var a4 = a0 + 4, a5 = a0 + 5, a6 = a0 + 6, a7 = a0 + 7
@@ -199,5 +214,6 @@ private final class FMATask: PoolTask {
             a4 = a4 * m + add; a5 = a5 * m + add; a6 = a6 * m + add; a7 = a7 * m + add
         }
         sinks[min(part, 63) * 16] = (a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7).sum()
+        done[part * 8] = Double(iterations) * 8 * 16 * 2
     }
 }

@@ -88,7 +88,7 @@ struct BenchCommand: ParsableCommand {
             let bound = cal.rooflineSeconds(bytes: bytes, flops: flops)
             let row = BenchRow(
                 variant: variant.rawValue, tp: tp, rank: rank, context: context, batch: batch, kvDtype: kvDtype.rawValue,
-                threads: threads, kernel: kernel.rawValue, tile: tile, mode: coldCache ? "cold" : "warm", cacheSets: work.cacheSets,
+                threads: threads, kernel: kernel == .tiled ? "tiled-\(isa)" : "plain", tile: tile, mode: coldCache ? "cold" : "warm", cacheSets: work.cacheSets,
                 steps: steps, stats: stats, bytes: bytes, flops: flops,
                 busiestBytes: Double(cost.kernelBytes(context: context, sequences: batch)),
                 cal: cal, boundSeconds: bound, memoryBound: bytes / (cal.bandwidthGBs * 1e9) >= flops / (cal.peakGFlops * 1e9),
@@ -126,7 +126,7 @@ struct BenchRow {
 
     static let csvHeader = "variant,tp,rank,context,batch,kv_dtype,threads,kernel,tile,cache_mode,cache_sets,steps,"
         + "lat_us_median,lat_us_p10,lat_us_p90,lat_us_min,lat_us_max,kv_bytes_per_step,flops_per_step,"
-        + "achieved_GBs,achieved_GFLOPs,cal_read_GBs,cal_triad_GBs,cal_sgemm_GFLOPs,cal_fma_GFLOPs,blas_core,"
+        + "achieved_GBs,achieved_GFLOPs,cal_read_GBs,cal_triad_GBs,cal_sgemm_GFLOPs,cal_fma_GFLOPs,cal_fma_width,blas_core,"
         + "roofline_us,roofline_limit,roofline_fraction,peak_rss_bytes,baseline_rss_bytes,resident_needed_bytes,rss_ratio"
 
     var csv: String {
@@ -136,7 +136,7 @@ struct BenchRow {
                 String(format: "%.0f", bytes), String(format: "%.0f", flops),
                 String(format: "%.2f", gbs), String(format: "%.2f", gflops),
                 String(format: "%.2f", cal.readGBs), String(format: "%.2f", cal.triadGBs),
-                String(format: "%.2f", cal.sgemmGFlops), String(format: "%.2f", cal.fmaGFlops), cal.blasCore,
+                String(format: "%.2f", cal.sgemmGFlops), String(format: "%.2f", cal.fmaGFlops), cal.fmaWidth, cal.blasCore,
                 us(boundSeconds), memoryBound ? "bandwidth" : "compute", String(format: "%.3f", fraction),
                 "\(peakRSS)", "\(baselineRSS)", "\(residentBytes)", String(format: "%.3f", rssRatio)].joined(separator: ",")
     }
@@ -151,8 +151,8 @@ struct BenchRow {
             String(format: "  bytes per step      %.0f (%.2f MB)", bytes, bytes / 1e6),
             String(format: "  FLOPs per step      %.0f (%.3f GFLOP, %.1f FLOP/byte)", flops, flops / 1e9, flops / bytes),
             String(format: "  achieved            %.1f GB/s   %.1f GFLOP/s", gbs, gflops),
-            String(format: "  calibration         read %.1f GB/s, triad %.1f GB/s, sgemm %.1f GFLOP/s, SIMD loop %.1f GFLOP/s (OpenBLAS %@)",
-                   cal.readGBs, cal.triadGBs, cal.sgemmGFlops, cal.fmaGFlops, cal.blasCore as NSString),
+            String(format: "  calibration         read %.1f GB/s, triad %.1f GB/s, sgemm %.1f GFLOP/s (OpenBLAS %@), FMA loop %.1f GFLOP/s (%@)",
+                   cal.readGBs, cal.triadGBs, cal.sgemmGFlops, cal.blasCore as NSString, cal.fmaGFlops, cal.fmaWidth as NSString),
             String(format: "  roofline bound      %.1f us (%@-bound)   fraction reached %.3f",
                    boundSeconds * 1e6, (memoryBound ? "bandwidth" : "compute") as NSString, fraction),
             "  resident memory     peak \(mb(peakRSS)), before workload \(mb(baselineRSS)), workload needs \(mb(residentBytes)) "

@@ -46,8 +46,8 @@ extension Calibration {
             line("read_GBs", readGBs, ""),
             line("triad_GBs", triadGBs, ""),
             line("sgemm_GFLOPs", sgemmGFlops, ""),
-            line("simd_loop_GFLOPs", fmaGFlops, "   (Swift SIMD, baseline x86-64 codegen)"),
-            line("ridge_FLOP_per_byte", peakGFlops / bandwidthGBs, "   (max(sgemm, simd) / read)"),
+            line("fma_loop_GFLOPs", fmaGFlops, "   (\(fmaWidth) multiply-add loop: the f32 peak)"),
+            line("ridge_FLOP_per_byte", peakGFlops / bandwidthGBs, "   (max(sgemm, fma loop) / read)"),
             line("llc_MB", Double(llcBytes) / 1048576, String(format: "   (arrays of %.0f MB)", Double(arrayBytes) / 1048576)),
         ].map { "  " + $0 }
     }

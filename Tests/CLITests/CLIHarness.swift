@@ -76,7 +76,7 @@ enum CLI {
 /// A fixed calibration file (`--calibration`), so sweeps in tests skip measuring the
 /// machine and their rows carry known roofs (read 10 GB/s, sgemm 50 GFLOP/s).
 func calibration(_ dir: TempDir) throws -> String {
-    let c = Calibration(threads: 1, readGBs: 10, triadGBs: 9, sgemmGFlops: 50, fmaGFlops: 20, blasCore: "test",
+    let c = Calibration(threads: 1, readGBs: 10, triadGBs: 9, sgemmGFlops: 50, fmaGFlops: 20, fmaWidth: "avx2", blasCore: "test",
                         llcBytes: 1 << 20, arrayBytes: 4 << 20)
     let path = dir.path("cal.json")
     try JSONEncoder().encode(c).write(to: URL(fileURLWithPath: path))
