@@ -21,12 +21,14 @@ final class KernelTests: XCTestCase {
         ]
         let t = Self.tile
         let lengths = [1, 2, t - 1, t, t + 1, 2 * t + 3, 5 * t + 1]
-        // Every inner-loop path (sgemm only, AVX-512 only where the CPU runs it, SIMD only),
-        // SIMD sub-tiles that split a tile unevenly.
+        // Every inner-loop path: per ISA (AVX-512 where the CPU runs it), large-group loops
+        // only and small-group loops only, SIMD sub-tiles that split a tile unevenly.
         let kernels = (1...3).flatMap { th in
-            Self.largeGroupISAs.map { TiledAttentionKernel(threads: th, tile: t, simdMaxHeads: 0, isa: $0) } + [
-             TiledAttentionKernel(threads: th, tile: t, simdMaxHeads: .max, simdTile: 3),
-             TiledAttentionKernel(threads: th, tile: t, simdMaxHeads: .max, simdTile: t)]
+            Self.largeGroupISAs.flatMap { isa in
+                [TiledAttentionKernel(threads: th, tile: t, simdMaxHeads: 0, isa: isa),
+                 TiledAttentionKernel(threads: th, tile: t, simdMaxHeads: .max, simdTile: 3, isa: isa),
+                 TiledAttentionKernel(threads: th, tile: t, simdMaxHeads: .max, simdTile: t, isa: isa)]
+            }
         }
         for (config, tps) in cases {
             let layout = try config.layout()
@@ -90,9 +92,9 @@ final class KernelTests: XCTestCase {
     func testAVX512LoopsAcrossHeadCountsAndWidths() throws {
         try XCTSkipUnless(KernelISA.avx512.isSupported, "this CPU does not run AVX-512")
         let width = 20 + 6 + 3 + 70
-        let cache = KVCache(dtype: .bf16, width: width, capacity: 70)
+        let cache = KVCache(dtype: .bf16, width: width, capacity: 140)
         let seed = SeededInit(seed: 9), key = seed.nameKey("cache")
-        cache.fill(toLength: 70) { j, c in 2 * seed.uniform(nameKey: key, index: j * width + c) }
+        cache.fill(toLength: 140) { j, c in 2 * seed.uniform(nameKey: key, index: j * width + c) }
         for heads in [1, 5, 16, 17, 33, 40, 64, 70, 131] {
             for (dv, rope) in [(70, 6), (64, 0), (9, 6)] {
                 // key columns 0..<20, 3 unused, RoPE 23..<29, values 29..<29 + dv
@@ -105,6 +107,27 @@ final class KernelTests: XCTestCase {
                         let kernel = TiledAttentionKernel(threads: threads, tile: 24, simdMaxHeads: 0, isa: .avx512)
                         assertClose(run(kernel, cache, length, [g], 0.3, q), ref.map(Double.init), atol: Self.atol, rtol: Self.rtol,
                                     "avx512 heads \(heads) dv \(dv) rope \(rope) threads \(threads) L \(length)")
+                    }
+                }
+            }
+        }
+        // The small-group loops (2 … 16 heads): head counts padded to 2, 4, 8, 16 lanes,
+        // lengths around their 64-row sub-tile and token blocks, every storage type.
+        for dtype in StorageDType.allCases {
+            let cache = KVCache(dtype: dtype, width: width, capacity: 140)
+            cache.fill(toLength: 140) { j, c in 2 * seed.uniform(nameKey: key, index: j * width + c) }
+            for heads in [2, 3, 4, 5, 7, 8, 9, 16] {
+                for (dv, rope) in [(70, 6), (64, 0), (9, 6)] {
+                    let g = KernelGroup(heads: heads, keyOffset: 0, keyWidth: 20, ropeOffset: 23, ropeWidth: rope,
+                                        valueOffset: 29, valueWidth: dv)
+                    let q = randomInput(tokens: 1, width: [g].totalQueryCount, seed: UInt64(heads)).map { 3 * $0 }
+                    for length in [1, 2, 3, 15, 63, 64, 65, 129, 140] {
+                        let ref = run(PlainAttentionKernel(), cache, length, [g], 0.3, q)
+                        for threads in [1, 2] {
+                            let kernel = TiledAttentionKernel(threads: threads, simdMaxHeads: 16, isa: .avx512)
+                            assertClose(run(kernel, cache, length, [g], 0.3, q), ref.map(Double.init), atol: Self.atol,
+                                        rtol: Self.rtol, "avx512 small \(dtype) heads \(heads) dv \(dv) rope \(rope) threads \(threads) L \(length)")
+                        }
                     }
                 }
             }

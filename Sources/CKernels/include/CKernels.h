@@ -40,6 +40,23 @@ typedef struct {
 /// Requires AVX-512. `rows` holds n rows of ld floats.
 void mlra_avx512_group_tile(const mlra_tile_group *g, const float *rows, long ld, int n);
 
+/// A group of 2 to 16 heads (GQA: the query heads of one KV head) against rows in
+/// any storage type, f16/bf16 converted in registers once per element. Same
+/// online-softmax contract as mlra_tile_group.
+typedef struct {
+    const float *q;         // [heads][key_w + rope_w]: queries times the scale
+    int heads;              // 2 ... 16
+    int key_off, key_w, rope_off, rope_w, value_off, dv;
+    float *row_max, *row_sum, *acc;   // [heads], [heads], [heads][dv]
+    float *scores;          // scratch: MLRA_SMALL_SCORES floats
+} mlra_small_group;
+
+/// Rows per sub-tile of mlra_avx512_small_group, and its score scratch (floats).
+enum { MLRA_SMALL_SUBTILE = 64, MLRA_SMALL_SCORES = (MLRA_SMALL_SUBTILE + 16) * 16 };
+
+/// Requires AVX-512. `rows`: n rows of ld elements of `dtype` (0 f32, 1 f16, 2 bf16).
+void mlra_avx512_small_group(const mlra_small_group *g, const void *rows, int dtype, long ld, long n);
+
 /// f32 copies of 16-bit values (AVX-512): bf16 by a 16-bit shift, f16 by VCVTPH2PS.
 void mlra_avx512_bf16_to_f32(const uint16_t *src, float *dst, long count);
 void mlra_avx512_f16_to_f32(const uint16_t *src, float *dst, long count);

@@ -23,8 +23,12 @@ import CKernels
 ///     P[G, T]·V[T, DV] are OpenBLAS sgemms reading the tile in place (ldb = W);
 ///   * AVX-512 path (`isa` avx512, CKernels/attention_avx512.c): the same products as
 ///     register-blocked FMA loops with heads along the lanes, from the queries
-///     transposed and scaled once per call (`transposedQueries`), and the online
+///     transposed and scaled once per call (`preparedQueries`), and the online
 ///     softmax vectorised over heads;
+///   * AVX-512 small-group path (`isa` avx512, groups of 2 … `simdMaxHeads` heads,
+///     CKernels/attention_small_avx512.c): dot products along the key columns reduced
+///     16 scores at a time, f16/bf16 converted in registers once per element; it walks
+///     the thread's whole row range itself in sub-tiles of MLRA_SMALL_SUBTILE rows;
 /// - when every group takes the SIMD path (`workSIMD`), the loops swap: sub-tiles
 ///   outside, groups inside, so each sub-tile is read/converted once for all groups
 ///   (MHA 8 heads d64 bf16, 1 thread: 0.13 → 0.38 of the roofline);
@@ -46,8 +50,9 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
     public let isa: KernelISA
     private let pool: WorkerPool
     /// AVX-512 path: per group, its queries as [DK][heads rounded up to 16], times the scale.
-    private var transposedQueries = UnsafeMutablePointer<Float>.allocate(capacity: 16)
-    private var transposedCapacity = 16
+    /// AVX-512 small groups: their queries times the scale.
+    private var preparedQueries = UnsafeMutablePointer<Float>.allocate(capacity: 16)
+    private var preparedCapacity = 16
     private var scratch: [ThreadScratch]
 
     /// Rows per tile. Measured, MLA 64 heads bf16 L 32K, fraction of the roofline:
@@ -87,7 +92,7 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
         BLAS.setThreads(1)
     }
 
-    deinit { plans.deallocate(); transposedQueries.deallocate() }
+    deinit { plans.deallocate(); preparedQueries.deallocate() }
 
     public func run(cache: KVCache, length: Int, groups: [KernelGroup], scale: Float,
                     queries: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
@@ -99,29 +104,35 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
             plans = .allocate(capacity: groups.count)
             planCapacity = groups.count
         }
-        var heads = 0, q = 0, o = 0, anyGEMM = false, transposed = 0, widestPadded = 0
+        var heads = 0, q = 0, o = 0, anyGEMM = false, prepared = 0, widestPadded = 0, anySwiftSIMD = false
         for (k, g) in groups.enumerated() {
             precondition(g.keyOffset + g.keyWidth <= w && g.ropeOffset + g.ropeWidth <= w && g.valueOffset + g.valueWidth <= w,
                          "kernel group \(k) reaches past the cache row width \(w)")
             let adjacent = g.ropeWidth == 0 || g.keyOffset + g.keyWidth == g.ropeOffset
-            let simd = g.heads <= simdMaxHeads
-            anyGEMM = anyGEMM || !simd
-            let avx512 = !simd && isa == .avx512
+            let path: GroupPath = g.heads > simdMaxHeads ? (isa == .avx512 ? .avx512Tile : .sgemm)
+                : (isa == .avx512 && g.heads >= 2 && g.heads <= 16 ? .avx512Small : .swiftSIMD)
+            anyGEMM = anyGEMM || path == .avx512Tile || path == .sgemm
+            anySwiftSIMD = anySwiftSIMD || path == .swiftSIMD
             let padded = (g.heads + 15) / 16 * 16
-            plans[k] = GroupPlan(group: g, headBase: heads, queryBase: q, outBase: o, keyAndRopeAdjacent: adjacent, simd: simd,
-                                 avx512: avx512, paddedHeads: padded, transposedBase: transposed,
+            plans[k] = GroupPlan(group: g, headBase: heads, queryBase: q, outBase: o, keyAndRopeAdjacent: adjacent, path: path,
+                                 paddedHeads: padded, preparedBase: prepared,
                                  segments: adjacent
                                     ? (DotSegment(q: 0, offset: g.keyOffset, width: g.queryWidth), DotSegment(q: 0, offset: 0, width: 0))
                                     : (DotSegment(q: 0, offset: g.keyOffset, width: g.keyWidth),
                                        DotSegment(q: g.keyWidth, offset: g.ropeOffset, width: g.ropeWidth)))
             heads += g.heads; q += g.heads * g.queryWidth; o += g.heads * g.valueWidth
-            if avx512 { transposed += padded * g.queryWidth; widestPadded = max(widestPadded, padded) }
+            switch path {
+            case .avx512Tile: prepared += padded * g.queryWidth; widestPadded = max(widestPadded, padded)
+            case .avx512Small: prepared += g.heads * g.queryWidth
+            case .sgemm, .swiftSIMD: break
+            }
         }
-        if transposed > 0 { transposeQueries(groupCount: groups.count, count: transposed, scale: scale, queries: queries) }
+        if prepared > 0 { prepareQueries(groupCount: groups.count, count: prepared, scale: scale, queries: queries) }
         for s in scratch {
             s.reserve(tileElements: cache.dtype == .f32 || !anyGEMM ? 0 : tile * w,
-                      subTileElements: cache.dtype == .f32 || anyGEMM ? 0 : min(simdTile, tile) * w,
-                      scores: max(heads, widestPadded) * tile, heads: max(heads, widestPadded), outputs: o)
+                      subTileElements: cache.dtype == .f32 || anyGEMM || !anySwiftSIMD ? 0 : min(simdTile, tile) * w,
+                      scores: max(heads * tile, widestPadded * tile, MLRA_SMALL_SCORES),
+                      heads: max(heads, widestPadded), outputs: o)
         }
         job = Job(storage: UnsafeRawPointer(cache.storage), dtype: cache.dtype, width: w, length: length,
                   groupCount: groups.count, heads: heads, scale: scale, queries: queries, anyGEMM: anyGEMM)
@@ -140,7 +151,15 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
         s.acc.update(repeating: 0, count: s.outputCount)
         s.prefetchedUpTo = nil
         if !j.anyGEMM {
-            workSIMD(start: start, end: end, state: s)
+            // Every group on a small-group path: each AVX-512 group walks the whole range
+            // itself (its columns are its own); the Swift SIMD groups share sub-tiles.
+            for k in 0..<j.groupCount where plans[k].path == .avx512Small {
+                processSmallAVX512(plans[k], rows: j.storage + start * w * j.dtype.bytes, dtype: j.dtype, count: end - start,
+                                   width: w, state: s)
+            }
+            if (0..<j.groupCount).contains(where: { plans[$0].path == .swiftSIMD }) {
+                workSIMD(start: start, end: end, state: s)
+            }
             return
         }
         var row0 = start
@@ -158,16 +177,18 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
             }
             for k in 0..<j.groupCount {
                 let p = plans[k]
-                if p.avx512 {
+                switch p.path {
+                case .avx512Tile:
                     processTileAVX512(p, rows: rows, count: n, width: w, state: s)
-                    continue
-                }
-                if !p.simd {
+                case .sgemm:
                     processTile(p, rows: rows, count: n, width: w, scale: j.scale, queries: j.queries, state: s)
-                    continue
+                case .avx512Small:
+                    processSmallAVX512(p, rows: simdDType == j.dtype ? src : UnsafeRawPointer(rows), dtype: simdDType,
+                                       count: n, width: w, state: s)
+                case .swiftSIMD:
+                    processTileSIMD(p, rows: simdDType == j.dtype ? src : UnsafeRawPointer(rows), dtype: simdDType,
+                                    count: n, rowsLeft: end - row0, width: w, scale: j.scale, queries: j.queries, state: s)
                 }
-                processTileSIMD(p, rows: simdDType == j.dtype ? src : UnsafeRawPointer(rows), dtype: simdDType,
-                                count: n, rowsLeft: end - row0, width: w, scale: j.scale, queries: j.queries, state: s)
             }
             row0 += n
         }
@@ -206,7 +227,7 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
             }
             let next = src + m * rowBytes, nextBytes = max(0, min(subRows, end - row0 - m)) * rowBytes
             let slice = (nextBytes + 64 * j.groupCount - 1) / (64 * j.groupCount) * 64
-            for k in 0..<j.groupCount {
+            for k in 0..<j.groupCount where plans[k].path == .swiftSIMD {
                 let p = plans[k], g = p.group
                 let lo = min(k * slice, nextBytes), hi = min(lo + slice, nextBytes)
                 let scores = s.scores + p.headBase * tile
@@ -239,22 +260,44 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
         }
     }
 
-    /// Each AVX-512 group's queries as qt[c][h] = scale · q[h][c], heads padded with zeros
-    /// to a multiple of 16 (one vector of lanes per 16 heads).
-    private func transposeQueries(groupCount: Int, count: Int, scale: Float, queries: UnsafePointer<Float>) {
-        if count > transposedCapacity {
-            transposedQueries.deallocate()
-            transposedQueries = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64).assumingMemoryBound(to: Float.self)
-            transposedCapacity = count
+    /// The AVX-512 groups' queries times the scale: large groups transposed as
+    /// qt[c][h], heads padded with zeros to a multiple of 16 (one vector of lanes per
+    /// 16 heads); small groups as they are, [h][c].
+    private func prepareQueries(groupCount: Int, count: Int, scale: Float, queries: UnsafePointer<Float>) {
+        if count > preparedCapacity {
+            preparedQueries.deallocate()
+            preparedQueries = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64).assumingMemoryBound(to: Float.self)
+            preparedCapacity = count
         }
-        for k in 0..<groupCount where plans[k].avx512 {
+        for k in 0..<groupCount {
             let p = plans[k], dk = p.group.queryWidth, hp = p.paddedHeads
-            let qt = transposedQueries + p.transposedBase, q = queries + p.queryBase
-            qt.update(repeating: 0, count: dk * hp)
-            for h in 0..<p.group.heads {
-                for c in 0..<dk { qt[c * hp + h] = scale * q[h * dk + c] }
+            let out = preparedQueries + p.preparedBase, q = queries + p.queryBase
+            switch p.path {
+            case .avx512Tile:
+                out.update(repeating: 0, count: dk * hp)
+                for h in 0..<p.group.heads {
+                    for c in 0..<dk { out[c * hp + h] = scale * q[h * dk + c] }
+                }
+            case .avx512Small:
+                for i in 0..<(p.group.heads * dk) { out[i] = scale * q[i] }
+            case .sgemm, .swiftSIMD: break
             }
         }
+    }
+
+    /// `n` rows (f32, f16 or bf16 as stored) through the AVX-512 small-group loops.
+    @inline(__always)
+    private func processSmallAVX512(_ p: GroupPlan, rows: UnsafeRawPointer, dtype: StorageDType, count n: Int, width w: Int,
+                                    state s: ThreadScratch) {
+        guard n > 0 else { return }
+        let g = p.group
+        var desc = mlra_small_group(
+            q: preparedQueries + p.preparedBase, heads: Int32(g.heads),
+            key_off: Int32(g.keyOffset), key_w: Int32(g.keyWidth), rope_off: Int32(g.ropeOffset), rope_w: Int32(g.ropeWidth),
+            value_off: Int32(g.valueOffset), dv: Int32(g.valueWidth),
+            row_max: s.rowMax + p.headBase, row_sum: s.rowSum + p.headBase, acc: s.acc + p.outBase, scores: s.scores)
+        let code: Int32 = switch dtype { case .f32: 0; case .f16: 1; case .bf16: 2 }
+        mlra_avx512_small_group(&desc, rows, code, w, n)
     }
 
     /// One tile through the AVX-512 loops: scores, online softmax and P·V for the group.
@@ -262,7 +305,7 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
     private func processTileAVX512(_ p: GroupPlan, rows: UnsafePointer<Float>, count n: Int, width w: Int, state s: ThreadScratch) {
         let g = p.group
         var desc = mlra_tile_group(
-            qt: transposedQueries + p.transposedBase, heads: Int32(g.heads), hp: Int32(p.paddedHeads),
+            qt: preparedQueries + p.preparedBase, heads: Int32(g.heads), hp: Int32(p.paddedHeads),
             key_off: Int32(g.keyOffset), key_w: Int32(g.keyWidth), rope_off: Int32(g.ropeOffset), rope_w: Int32(g.ropeWidth),
             value_off: Int32(g.valueOffset), dv: Int32(g.valueWidth),
             row_max: s.rowMax + p.headBase, row_sum: s.rowSum + p.headBase, acc: s.acc + p.outBase,
@@ -381,6 +424,9 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
     }
 }
 
+/// The inner loops of one group (see the type's comment).
+private enum GroupPath { case swiftSIMD, sgemm, avx512Tile, avx512Small }
+
 /// Where one group's heads live in the per-call arrays.
 private struct GroupPlan {
     let group: KernelGroup
@@ -390,12 +436,10 @@ private struct GroupPlan {
     let queryBase: Int, outBase: Int
     /// Key then RoPE columns contiguous in the row: one sgemm with k = DK instead of two.
     let keyAndRopeAdjacent: Bool
-    /// Swift SIMD path (small groups) or sgemm path.
-    let simd: Bool
-    /// AVX-512 path (large groups when the kernel's ISA is avx512).
-    let avx512: Bool
-    /// AVX-512 path: heads rounded up to 16, and where the group's transposed queries start.
-    let paddedHeads: Int, transposedBase: Int
+    /// Which inner loops run the group.
+    let path: GroupPath
+    /// AVX-512 paths: heads rounded up to 16, and where the group's prepared queries start.
+    let paddedHeads: Int, preparedBase: Int
     /// The SIMD path's key columns: key+RoPE as one run, or key and RoPE apart.
     let segments: (DotSegment, DotSegment)
 }

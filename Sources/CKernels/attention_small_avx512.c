@@ -1,0 +1,239 @@
+// AVX-512 loops for groups of 2–16 heads (GQA, and MLA-family shards at high TP):
+// per sub-tile of MLRA_SMALL_SUBTILE rows, scores as dot products along the key
+// columns (HB heads × TB tokens = 16 accumulators, one transposing reduction to a
+// vector of 16 scores stored token-major), the online softmax on those vectors,
+// and P·V register-blocked over heads × value columns. Every cached element is
+// loaded (and f16/bf16 converted) once per step; arithmetic is f32 (FMA).
+#include "CKernels.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <math.h>
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"), always_inline)) static inline
+#define AVX512_FN __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+
+enum { F32 = 0, F16 = 1, BF16 = 2 };
+
+// 16 elements from element index i of `p` as f32; lanes outside `m` are 0.
+AVX512 __m512 load16(const void *p, long i, int dtype, __mmask16 m) {
+    switch (dtype) {
+    case F32: return _mm512_maskz_loadu_ps(m, (const float *)p + i);
+    case F16: return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)p + i));
+    default:  return _mm512_castsi512_ps(_mm512_slli_epi32(
+                  _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, (const uint16_t *)p + i)), 16));
+    }
+}
+
+AVX512 __mmask16 first(int k) { return k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << k) - 1u); }
+
+// Same polynomial as exp512 in attention_avx512.c / fastExp in VectorMath.swift.
+AVX512 __m512 exp16(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 y = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(y, n);
+}
+
+// Lane L of the result = sum of the 16 lanes of v[L] (a transposing halving tree:
+// 256-bit halves, 128-bit quarters, then pairs and single lanes inside quarters).
+// The tree leaves lane 4j + k holding input slot 4k + j, so slots are fed transposed.
+AVX512 __m512 reduce16(const __m512 *v) {
+    __m512 a[8], b[4], c[2];
+    for (int p = 0; p < 8; p++) {
+        const int s0 = 2 * p, s1 = 2 * p + 1;
+        const __m512 x = v[4 * (s0 % 4) + s0 / 4], y = v[4 * (s1 % 4) + s1 / 4];
+        a[p] = _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x44), _mm512_shuffle_f32x4(x, y, 0xEE));
+    }
+    for (int p = 0; p < 4; p++)
+        b[p] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * p], a[2 * p + 1], 0x88),
+                             _mm512_shuffle_f32x4(a[2 * p], a[2 * p + 1], 0xDD));
+    for (int p = 0; p < 2; p++)
+        c[p] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * p], b[2 * p + 1], 0x44),
+                             _mm512_shuffle_ps(b[2 * p], b[2 * p + 1], 0xEE));
+    return _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], 0x88), _mm512_shuffle_ps(c[0], c[1], 0xDD));
+}
+
+// Lane-wise max / sum of v with v rotated by s lanes, for s = hp, 2·hp, ... 8: afterwards
+// lane l holds the max / sum over all lanes of head l mod hp.
+AVX512 __m512 rot(__m512 v, int s) {
+    const __m512i x = _mm512_castps_si512(v);
+    switch (s) {
+    case 1: return _mm512_castsi512_ps(_mm512_alignr_epi32(x, x, 1));
+    case 2: return _mm512_castsi512_ps(_mm512_alignr_epi32(x, x, 2));
+    case 4: return _mm512_castsi512_ps(_mm512_alignr_epi32(x, x, 4));
+    default: return _mm512_castsi512_ps(_mm512_alignr_epi32(x, x, 8));
+    }
+}
+AVX512 __m512 fold_max(__m512 v, int hp) { for (int s = hp; s < 16; s *= 2) v = _mm512_max_ps(v, rot(v, s)); return v; }
+AVX512 __m512 fold_sum(__m512 v, int hp) { for (int s = hp; s < 16; s *= 2) v = _mm512_add_ps(v, rot(v, s)); return v; }
+
+// Scores of tokens t0 .. t0 + TB (rows past n−1 read row n−1; their lanes are masked later)
+// into scores[(t − sub0)·HB + h], HB = 16 / TB heads (padded heads have zero queries).
+#define QK_SMALL(HB, TB)                                                                         \
+AVX512 void qk_small_##HB(const mlra_small_group *g, const float *qpad, const void *rows, int dtype, \
+                          long ld, long t0, long n, float *out) {                                \
+    __m512 acc[16];                                                                              \
+    for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();                                   \
+    const int dk = g->key_w + g->rope_w;                                                         \
+    long base[TB];                                                                               \
+    for (int i = 0; i < TB; i++) base[i] = (t0 + i < n ? t0 + i : n - 1) * ld;                   \
+    for (int seg = 0; seg < 2; seg++) {                                                          \
+        const int width = seg == 0 ? g->key_w : g->rope_w;                                       \
+        const int off = seg == 0 ? g->key_off : g->rope_off, q0 = seg == 0 ? 0 : g->key_w;       \
+        for (int c = 0; c < width; c += 16) {                                                    \
+            const __mmask16 m = first(width - c);                                                \
+            __m512 k[TB];                                                                        \
+            for (int i = 0; i < TB; i++) k[i] = load16(rows, base[i] + off + c, dtype, m);       \
+            for (int h = 0; h < HB; h++) {                                                       \
+                const __m512 qv = _mm512_maskz_loadu_ps(m, qpad + h * dk + q0 + c);              \
+                for (int i = 0; i < TB; i++) acc[i * HB + h] = _mm512_fmadd_ps(qv, k[i], acc[i * HB + h]); \
+            }                                                                                    \
+        }                                                                                        \
+    }                                                                                            \
+    _mm512_storeu_ps(out, reduce16(acc));                                                        \
+}
+QK_SMALL(2, 8)
+QK_SMALL(4, 4)
+QK_SMALL(8, 2)
+QK_SMALL(16, 1)
+
+// acc[h][c ..] for heads h0 .. h0 + HB, columns in blocks of CB vectors: rescale by the
+// correction, then += Σ_t P[t][h]·V[t] over the sub-tile's m rows.
+#define PV_SMALL(HB, CB)                                                                         \
+AVX512 void pv_small_##HB(const mlra_small_group *g, int h0, int hp, const float *corr,          \
+                          const void *rows, int dtype, long ld, long sub0, int m) {               \
+    const int dv = g->dv;                                                                        \
+    for (int c0 = 0; c0 < dv; c0 += 16 * CB) {                                                   \
+        __m512 acc[HB * CB];                                                                     \
+        __mmask16 mk[CB];                                                                        \
+        for (int j = 0; j < CB; j++) mk[j] = c0 + 16 * j < dv ? first(dv - c0 - 16 * j) : 0;     \
+        for (int h = 0; h < HB; h++) {                                                           \
+            const __m512 f = _mm512_set1_ps(corr[h0 + h]);                                       \
+            for (int j = 0; j < CB; j++)                                                         \
+                acc[h * CB + j] = _mm512_mul_ps(f, _mm512_maskz_loadu_ps(mk[j], g->acc + (long)(h0 + h) * dv + c0 + 16 * j)); \
+        }                                                                                        \
+        const float *p = g->scores + h0;                                                         \
+        long r = sub0 * ld + g->value_off + c0;                                                  \
+        for (int t = 0; t < m; t++, r += ld, p += hp) {                                          \
+            __m512 v[CB];                                                                        \
+            for (int j = 0; j < CB; j++) v[j] = load16(rows, r + 16 * j, dtype, mk[j]);          \
+            for (int h = 0; h < HB; h++) {                                                       \
+                const __m512 pb = _mm512_set1_ps(p[h]);                                          \
+                for (int j = 0; j < CB; j++) acc[h * CB + j] = _mm512_fmadd_ps(pb, v[j], acc[h * CB + j]); \
+            }                                                                                    \
+        }                                                                                        \
+        for (int h = 0; h < HB; h++)                                                             \
+            for (int j = 0; j < CB; j++)                                                         \
+                _mm512_mask_storeu_ps(g->acc + (long)(h0 + h) * dv + c0 + 16 * j, mk[j], acc[h * CB + j]); \
+    }                                                                                            \
+}
+PV_SMALL(8, 2) PV_SMALL(7, 2) PV_SMALL(6, 2) PV_SMALL(5, 3)
+PV_SMALL(4, 4) PV_SMALL(3, 5) PV_SMALL(2, 8) PV_SMALL(1, 8)
+
+AVX512 void small_group(const mlra_small_group *g, const void *rows, const int dtype, long ld, long n) {
+    const int heads = g->heads, dk = g->key_w + g->rope_w;
+    const int hp = heads <= 2 ? 2 : heads <= 4 ? 4 : heads <= 8 ? 8 : 16;
+    const int tb = 16 / hp;
+    // Queries padded with zero heads to hp (at most 16 × dk floats on the stack).
+    float qpad[16 * dk];
+    for (int i = 0; i < hp * dk; i++) qpad[i] = i < heads * dk ? g->q[i] : 0.0f;
+    float corr[16];
+    const __mmask16 live = first(heads);
+    // Bytes of a row the group reads, for prefetching the next sub-tile.
+    const int esize = dtype == F32 ? 4 : 2;
+    int lo = g->key_off, hi = g->key_off + g->key_w;
+    if (g->rope_w > 0) { lo = lo < g->rope_off ? lo : g->rope_off; hi = hi > g->rope_off + g->rope_w ? hi : g->rope_off + g->rope_w; }
+    lo = lo < g->value_off ? lo : g->value_off;
+    hi = hi > g->value_off + g->dv ? hi : g->value_off + g->dv;
+    const long spanLo = (long)lo * esize & ~63L, spanHi = (long)hi * esize;
+
+    for (long sub0 = 0; sub0 < n; sub0 += MLRA_SMALL_SUBTILE) {
+        const int m = n - sub0 < MLRA_SMALL_SUBTILE ? (int)(n - sub0) : MLRA_SMALL_SUBTILE;
+        // Scores, token-major [t][hp]; one vector per tb tokens.
+        const int vectors = (m + tb - 1) / tb;
+        for (int v = 0; v < vectors; v++) {
+            const long t0 = sub0 + (long)v * tb;
+            // The rows one sub-tile ahead, line by line, while this one is computed.
+            for (int i = 0; i < tb; i++) {
+                const long ahead = t0 + i + MLRA_SMALL_SUBTILE;
+                if (ahead < n) {
+                    const char *row = (const char *)rows + ahead * ld * esize;
+                    for (long b = spanLo; b < spanHi; b += 64) _mm_prefetch(row + b, _MM_HINT_T0);
+                }
+            }
+            float *out = g->scores + (long)v * 16;
+            switch (hp) {
+            case 2: qk_small_2(g, qpad, rows, dtype, ld, t0, n, out); break;
+            case 4: qk_small_4(g, qpad, rows, dtype, ld, t0, n, out); break;
+            case 8: qk_small_8(g, qpad, rows, dtype, ld, t0, n, out); break;
+            default: qk_small_16(g, qpad, rows, dtype, ld, t0, n, out); break;
+            }
+        }
+        // Online softmax: lanes of the last vector past row m are not tokens.
+        const __mmask16 lastValid = first((m - (vectors - 1) * tb) * hp);
+        __m512 top = _mm512_set1_ps(-INFINITY);
+        for (int v = 0; v < vectors; v++)
+            top = _mm512_mask_max_ps(top, v == vectors - 1 ? lastValid : 0xFFFF, top, _mm512_loadu_ps(g->scores + v * 16));
+        top = fold_max(top, hp);
+        const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+        const __m512i head = _mm512_and_si512(lane, _mm512_set1_epi32(hp - 1));
+        const __m512 old = _mm512_permutexvar_ps(head, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), live, g->row_max));
+        const __m512 now = _mm512_max_ps(old, top);
+        const __mmask16 seen = _mm512_cmp_ps_mask(old, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ);
+        const __m512 cv = _mm512_maskz_mov_ps(seen, exp16(_mm512_sub_ps(old, now)));
+        __m512 sum = _mm512_setzero_ps();
+        for (int v = 0; v < vectors; v++) {
+            const __m512 e = _mm512_maskz_mov_ps(v == vectors - 1 ? lastValid : 0xFFFF,
+                                                 exp16(_mm512_sub_ps(_mm512_loadu_ps(g->scores + v * 16), now)));
+            _mm512_storeu_ps(g->scores + v * 16, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        sum = fold_sum(sum, hp);
+        const __m512 l = _mm512_permutexvar_ps(head, _mm512_maskz_loadu_ps(live, g->row_sum));
+        _mm512_mask_storeu_ps(g->row_sum, live, _mm512_fmadd_ps(l, cv, sum));
+        _mm512_mask_storeu_ps(g->row_max, live, now);
+        _mm512_storeu_ps(corr, cv);
+        // P·V, 8 heads at a time.
+        for (int h0 = 0; h0 < heads; h0 += 8) {
+            switch (heads - h0 >= 8 ? 8 : heads - h0) {
+            case 8: pv_small_8(g, h0, hp, corr, rows, dtype, ld, sub0, m); break;
+            case 7: pv_small_7(g, h0, hp, corr, rows, dtype, ld, sub0, m); break;
+            case 6: pv_small_6(g, h0, hp, corr, rows, dtype, ld, sub0, m); break;
+            case 5: pv_small_5(g, h0, hp, corr, rows, dtype, ld, sub0, m); break;
+            case 4: pv_small_4(g, h0, hp, corr, rows, dtype, ld, sub0, m); break;
+            case 3: pv_small_3(g, h0, hp, corr, rows, dtype, ld, sub0, m); break;
+            case 2: pv_small_2(g, h0, hp, corr, rows, dtype, ld, sub0, m); break;
+            default: pv_small_1(g, h0, hp, corr, rows, dtype, ld, sub0, m); break;
+            }
+        }
+    }
+}
+
+// One copy of the loops per storage type, so the conversion is resolved at compile time.
+AVX512_FN static void small_f32(const mlra_small_group *g, const void *r, long ld, long n) { small_group(g, r, F32, ld, n); }
+AVX512_FN static void small_f16(const mlra_small_group *g, const void *r, long ld, long n) { small_group(g, r, F16, ld, n); }
+AVX512_FN static void small_bf16(const mlra_small_group *g, const void *r, long ld, long n) { small_group(g, r, BF16, ld, n); }
+
+void mlra_avx512_small_group(const mlra_small_group *g, const void *rows, int dtype, long ld, long n) {
+    switch (dtype) {
+    case F32: small_f32(g, rows, ld, n); break;
+    case F16: small_f16(g, rows, ld, n); break;
+    default: small_bf16(g, rows, ld, n); break;
+    }
+}
+
+#else
+void mlra_avx512_small_group(const mlra_small_group *g, const void *rows, int dtype, long ld, long n) {
+    (void)g; (void)rows; (void)dtype; (void)ld; (void)n; __builtin_trap();
+}
+#endif
