@@ -33,8 +33,10 @@ AVX512 __m512 exp512(__m512 x) {
 // ---- Scores: S[t][h0 .. h0 + 16·HV) for tokens t0 .. t0 + TB ----------------------
 // Accumulators HV × TB (≤ 24 of the 32 zmm registers); per column: HV vector loads
 // of qt, TB broadcasts of row elements, HV·TB FMAs.
+// `pf`, `lines`: cache lines to prefetch, one per column step of the key loop.
 #define QK_BLOCK(HV, TB)                                                                         \
-AVX512 void qk_##HV##_##TB(const mlra_tile_group *g, int h0, const float *rows, long ld, int t0) { \
+AVX512 void qk_##HV##_##TB(const mlra_tile_group *g, int h0, const float *rows, long ld, int t0, \
+                           const char *pf, long lines) {                                         \
     __m512 acc[HV * TB];                                                                         \
     _Pragma("clang loop unroll(full)")                                                           \
     for (int i = 0; i < HV * TB; i++) acc[i] = _mm512_setzero_ps();                              \
@@ -44,6 +46,7 @@ AVX512 void qk_##HV##_##TB(const mlra_tile_group *g, int h0, const float *rows, 
         const float *q = g->qt + (long)(seg == 0 ? 0 : g->key_w) * hp + h0;                      \
         const float *r = rows + (long)t0 * ld + (seg == 0 ? g->key_off : g->rope_off);           \
         for (int c = 0; c < width; c++, q += hp) {                                               \
+            if (seg == 0 && c < lines) _mm_prefetch(pf + 64 * c, _MM_HINT_T0);                  \
             __m512 qv[HV];                                                                       \
             _Pragma("clang loop unroll(full)")                                                   \
             for (int j = 0; j < HV; j++) qv[j] = _mm512_loadu_ps(q + 16 * j);                     \
@@ -69,10 +72,22 @@ QK_BLOCK(2, 1)
 QK_BLOCK(1, 16)
 QK_BLOCK(1, 1)
 
+// The next tile streams in while this one is computed: its lines are requested one
+// per column step of the key loops of the first head chunk, spread evenly over its
+// token blocks (the first touch of a cold row would otherwise stall on DRAM latency;
+// this machine's hardware prefetchers barely help). Only the key segment prefetches.
 #define QK_RUN(HV, TB)                                                                           \
     { int t = 0;                                                                                 \
-      for (; t + TB <= n; t += TB) qk_##HV##_##TB(g, h0, rows, ld, t);                           \
-      for (; t < n; t++) qk_##HV##_1(g, h0, rows, ld, t); }
+      const long total = h0 == 0 && g->prefetch ? g->prefetch_bytes / 64 : 0;                    \
+      const long per = (total + n / TB) / (n / TB + 1);                                          \
+      long done = 0;                                                                             \
+      for (; t + TB <= n; t += TB) {                                                             \
+          const long k = per < total - done ? per : total - done;                                \
+          qk_##HV##_##TB(g, h0, rows, ld, t, g->prefetch + 64 * done, k < g->key_w ? k : g->key_w); \
+          done += k < g->key_w ? k : g->key_w;                                                   \
+      }                                                                                          \
+      for (; t < n; t++) qk_##HV##_1(g, h0, rows, ld, t, 0, 0);                                  \
+      for (; done < total; done++) _mm_prefetch(g->prefetch + 64 * done, _MM_HINT_T0); }
 
 AVX512 void scores_tile(const mlra_tile_group *g, const float *rows, long ld, int n) {
     for (int h0 = 0; h0 < g->hp; h0 += 64) {

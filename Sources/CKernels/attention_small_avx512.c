@@ -9,6 +9,9 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include <math.h>
+#include <stdlib.h>
+static int pf_dist(void) { static int d = -2; if (d == -2) { const char *e = getenv("PFD"); d = e ? atoi(e) : 64; } return d; }
+static int pf_hint(void) { static int d = -2; if (d == -2) { const char *e = getenv("PFH"); d = e ? atoi(e) : 0; } return d; }
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"), always_inline)) static inline
 #define AVX512_FN __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
@@ -164,11 +167,22 @@ AVX512 void small_group(const mlra_small_group *g, const void *rows, const int d
         for (int v = 0; v < vectors; v++) {
             const long t0 = sub0 + (long)v * tb;
             // The rows one sub-tile ahead, line by line, while this one is computed.
-            for (int i = 0; i < tb; i++) {
-                const long ahead = t0 + i + MLRA_SMALL_SUBTILE;
+            const int dist = pf_dist(), hint = pf_hint();
+            for (int i = 0; i < tb && dist > 0; i++) {
+                const long ahead = t0 + i + dist;
                 if (ahead < n) {
                     const char *row = (const char *)rows + ahead * ld * esize;
-                    for (long b = spanLo; b < spanHi; b += 64) _mm_prefetch(row + b, _MM_HINT_T0);
+                    if (hint == 0) for (long b = spanLo; b < spanHi; b += 64) _mm_prefetch(row + b, _MM_HINT_T0);
+                    else if (hint == 1) for (long b = spanLo; b < spanHi; b += 64) _mm_prefetch(row + b, _MM_HINT_T1);
+                    else if (hint == 2) for (long b = spanLo; b < spanHi; b += 64) _mm_prefetch(row + b, _MM_HINT_T2);
+                    else if (hint == 3) for (long b = spanLo; b < spanHi; b += 64) _mm_prefetch(row + b, _MM_HINT_NTA);
+                    else {
+                        for (long b = spanLo; b < spanHi; b += 64) _mm_prefetch(row + b, _MM_HINT_T1);
+                        if (t0 + i + 16 < n) {
+                            const char *near = (const char *)rows + (t0 + i + 16) * ld * esize;
+                            for (long b = spanLo; b < spanHi; b += 64) _mm_prefetch(near + b, _MM_HINT_T0);
+                        }
+                    }
                 }
             }
             float *out = g->scores + (long)v * 16;

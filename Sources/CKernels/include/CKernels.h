@@ -35,6 +35,8 @@ typedef struct {
     float *acc;             // [heads][dv] running output
     float *scores;          // scratch: [tile][hp]
     float *correction;      // scratch: [hp]
+    const char *prefetch;   // bytes to pull into cache while this tile is computed (the next tile), or NULL
+    long prefetch_bytes;
 } mlra_tile_group;
 
 /// Requires AVX-512. `rows` holds n rows of ld floats.

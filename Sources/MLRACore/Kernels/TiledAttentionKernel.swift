@@ -179,7 +179,12 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
                 let p = plans[k]
                 switch p.path {
                 case .avx512Tile:
-                    processTileAVX512(p, rows: rows, count: n, width: w, state: s)
+                    // This group's slice of the next tile's stored rows, prefetched while it computes.
+                    let nextBytes = min(tile, end - row0 - n) * w * j.dtype.bytes
+                    let slice = (nextBytes / 64 + j.groupCount - 1) / j.groupCount * 64
+                    let lo = min(k * slice, nextBytes)
+                    processTileAVX512(p, rows: rows, count: n, width: w, prefetch: src + n * w * j.dtype.bytes + lo,
+                                      prefetchBytes: min(slice, nextBytes - lo), state: s)
                 case .sgemm:
                     processTile(p, rows: rows, count: n, width: w, scale: j.scale, queries: j.queries, state: s)
                 case .avx512Small:
@@ -302,14 +307,16 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
 
     /// One tile through the AVX-512 loops: scores, online softmax and P·V for the group.
     @inline(__always)
-    private func processTileAVX512(_ p: GroupPlan, rows: UnsafePointer<Float>, count n: Int, width w: Int, state s: ThreadScratch) {
+    private func processTileAVX512(_ p: GroupPlan, rows: UnsafePointer<Float>, count n: Int, width w: Int,
+                                   prefetch: UnsafeRawPointer, prefetchBytes: Int, state s: ThreadScratch) {
         let g = p.group
         var desc = mlra_tile_group(
             qt: preparedQueries + p.preparedBase, heads: Int32(g.heads), hp: Int32(p.paddedHeads),
             key_off: Int32(g.keyOffset), key_w: Int32(g.keyWidth), rope_off: Int32(g.ropeOffset), rope_w: Int32(g.ropeWidth),
             value_off: Int32(g.valueOffset), dv: Int32(g.valueWidth),
             row_max: s.rowMax + p.headBase, row_sum: s.rowSum + p.headBase, acc: s.acc + p.outBase,
-            scores: s.scores, correction: s.correction)
+            scores: s.scores, correction: s.correction,
+            prefetch: prefetch.assumingMemoryBound(to: CChar.self), prefetch_bytes: prefetchBytes)
         mlra_avx512_group_tile(&desc, rows, w, Int32(n))
     }
 
