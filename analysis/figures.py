@@ -100,7 +100,9 @@ def roofline(rows: pd.DataFrame, out_dir: str) -> str | None:
     fig, ax = plt.subplots(figsize=(6.5, 4.6))
     ax.plot(x, np.minimum(bw * x, peak), "k-", lw=2, label=f"read {bw:.1f} GB/s, sgemm {peak:.1f} GFLOP/s")
     if np.isfinite(triad) and np.isfinite(fma):
-        ax.plot(x, np.minimum(triad * x, fma), "k--", lw=1, label=f"triad {triad:.1f} GB/s, FMA {fma:.1f} GFLOP/s")
+        width = sorted({str(v).strip() for v in df.get("calib_fma_width", pd.Series(dtype=str)).dropna()} - {"", "nan"})
+        fma_label = f"FMA ({', '.join(width)})" if width else "FMA"
+        ax.plot(x, np.minimum(triad * x, fma), "k--", lw=1, label=f"triad {triad:.1f} GB/s, {fma_label} {fma:.1f} GFLOP/s")
     for i, v in enumerate(_variants(df)):
         m = df["variant"] == v
         ax.scatter(ai[m], df.loc[m, "achieved_gflops"], color=color(v), marker=MARKERS[i % len(MARKERS)],

@@ -1,5 +1,5 @@
-"""Read sweep CSVs and raw samples files, validate them against schema 1 and
-merge them. Nothing here fails on bad input: every unusable file or row becomes
+"""Read sweep CSVs and raw samples files, validate them against schema 2 (or 1)
+and merge them. Nothing here fails on bad input: every unusable file or row becomes
 a warning (printed to stderr by the CLI and listed in the report). Only a path
 that does not exist is fatal (`InputError`)."""
 
@@ -12,11 +12,15 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Versions this reader takes: schema 1 lacks only the columns of SINCE_SCHEMA_2,
+# which stay empty for its rows.
+KNOWN_SCHEMA_VERSIONS = ("1", "2")
+SINCE_SCHEMA_2 = ["calib_fma_width", "kernel_isa"]
 
 TEXT_COLUMNS = [
     "run_id", "harness_version", "git_rev", "host", "mpi_library", "date_utc",
-    "variant", "scope", "kv_dtype", "timing_mode", "cold_cache", "validation",
+    "calib_fma_width", "variant", "scope", "kv_dtype", "kernel_isa", "timing_mode", "cold_cache", "validation",
 ]
 NUMERIC_COLUMNS = [
     "world_size", "calib_read_gbs", "calib_triad_gbs", "calib_sgemm_gflops", "calib_fma_gflops",
@@ -149,12 +153,16 @@ def load_sweeps(patterns: list[str]) -> Loaded:
         if missing:
             warnings.append(f"{path}: missing required column(s) {', '.join(missing)}; its {len(df)} row(s) skipped")
             continue
+        version = df["schema_version"].astype(str).str.strip()
         absent = [c for c in TEXT_COLUMNS + NUMERIC_COLUMNS if c not in df.columns]
+        if (version == "1").all():   # schema 1 never had these
+            absent = [c for c in absent if c not in SINCE_SCHEMA_2]
         if absent:
             warnings.append(f"{path}: missing column(s) {', '.join(absent)}; treated as empty")
-        wrong = df["schema_version"].astype(str).str.strip() != str(SCHEMA_VERSION)
+        wrong = ~version.isin(KNOWN_SCHEMA_VERSIONS)
         for ver, n in df.loc[wrong, "schema_version"].value_counts().items():
-            warnings.append(f"{path}: {n} row(s) with schema_version={ver!r} (this reader knows {SCHEMA_VERSION}); skipped")
+            warnings.append(f"{path}: {n} row(s) with schema_version={ver!r} "
+                            f"(this reader knows {', '.join(KNOWN_SCHEMA_VERSIONS)}); skipped")
         frames.append(df[~wrong])
     if not frames or all(f.empty for f in frames):
         raise InputError("no usable rows in " + ", ".join(paths))

@@ -34,6 +34,15 @@ def fmt(x) -> str:
     return f"{x:.3g}"
 
 
+def distinct(rows: pd.DataFrame, col: str, empty: str = "–") -> str:
+    """The distinct non-empty values of a text column, comma-separated (`empty` if none,
+    e.g. the schema-2 columns of schema-1 rows)."""
+    if col not in rows.columns:
+        return empty
+    vals = sorted({str(v).strip() for v in rows[col].dropna()} - {"", "nan"})
+    return ", ".join(vals) or empty
+
+
 def md_table(df: pd.DataFrame) -> str:
     if df.empty:
         return "_no rows_\n"
@@ -75,7 +84,9 @@ def build(loaded: Loaded, out_dir: str, samples: Loaded | None = None) -> str:
     mpis = "; ".join(sorted(map(str, raw["mpi_library"].dropna().unique())))
     w(f"- hosts: {hosts or '–'}\n- harness: {vers or '–'} (git {revs or '–'})\n- MPI: {mpis or '–'}\n"
       f"- timing modes: {', '.join(sorted(map(str, raw['timing_mode'].unique())))}; "
-      f"cold cache: {', '.join(sorted(map(str, raw['cold_cache'].unique())))}\n")
+      f"cold cache: {', '.join(sorted(map(str, raw['cold_cache'].unique())))}\n"
+      f"- kernel ISA (`kernel_isa`): {distinct(raw, 'kernel_isa', '– (schema-1 rows)')}; "
+      f"FMA peak loop (`calib_fma_width`): {distinct(raw, 'calib_fma_width', '– (schema-1 rows)')}\n")
     w("\n## Input\n")
     w("Files: " + ", ".join(f"`{f}`" for f in loaded.files) + "\n")
     if samples is not None:
@@ -122,7 +133,9 @@ def build(loaded: Loaded, out_dir: str, samples: Loaded | None = None) -> str:
 
     w("\n## 5. Achieved bandwidth, FLOP rate and roofline fraction\n\n")
     w(f"Kernel part of the step. Roofs per rank (median of calib_* columns): read {local.bandwidth_gbs:.2f} GB/s, "
-      f"sgemm {local.peak_gflops:.2f} GFLOP/s, ridge {local.ridge:.2f} FLOP/byte. `roofline_fraction` = "
+      f"sgemm {local.peak_gflops:.2f} GFLOP/s, ridge {local.ridge:.2f} FLOP/byte; FMA loop "
+      f"{rows['calib_fma_gflops'].median():.2f} GFLOP/s ({distinct(rows, 'calib_fma_width')}). "
+      f"Kernel inner loops: {distinct(rows, 'kernel_isa')}. `roofline_fraction` = "
       "roofline bound / measured kernel time (1 = at the roof).\n\n")
     w(md_table(tables.efficiency_table(rows)))
     if figs["roofline"]:

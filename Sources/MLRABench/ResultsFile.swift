@@ -4,13 +4,13 @@ import MLRACore
 /// The sweep's CSV (schema in docs/csv-schema.md; this list is the one source
 /// of the column order, and a test holds the document to it).
 public enum ResultsSchema {
-    public static let version = "1"
+    public static let version = "2"
     public static let columns = [
         "schema_version", "run_id", "harness_version", "git_rev", "host", "mpi_library", "world_size", "date_utc",
-        "calib_threads", "calib_read_gbs", "calib_triad_gbs", "calib_sgemm_gflops", "calib_fma_gflops",
+        "calib_threads", "calib_read_gbs", "calib_triad_gbs", "calib_sgemm_gflops", "calib_fma_gflops", "calib_fma_width",
         "variant", "scope", "tp", "dp", "tp_group", "context", "batch", "n_layer", "n_embd", "n_head", "head_dim",
         "rope_dim", "kv_lora_rank", "q_lora_rank", "block_width", "kv_heads", "intermediate_size", "vocab_size", "kv_dtype",
-        "threads", "timing_mode", "cold_cache",
+        "threads", "kernel_isa", "timing_mode", "cold_cache",
         "kv_elems_per_token", "kv_bytes_per_token", "kv_bytes_per_rank", "kernel_bytes_per_step", "kernel_flops_per_step",
         "weight_bytes_per_rank", "allreduce_bytes_per_step", "allreduce_count_per_step",
         "validation", "validation_max_err", "warmup_steps", "timed_steps", "timer_resolution_us",
@@ -46,7 +46,8 @@ public final class AppendOnlyCSV {
         if !existing.isEmpty {
             let firstLine = existing.prefix { $0 != "\n" }
             guard firstLine == header else {
-                throw HarnessError("\(path) has another schema (its header differs from this harness's schema \(ResultsSchema.version)); write to a new file")
+                throw HarnessError("\(path) has another schema (its header differs from this harness's schema \(ResultsSchema.version)"
+                                   + Self.schemaNote(existing) + "); write to a new file")
             }
         }
         let flags = O_WRONLY | O_CREAT | O_APPEND
@@ -62,6 +63,16 @@ public final class AppendOnlyCSV {
     }
 
     deinit { close(fd) }
+
+    /// ", the file's rows are schema N" when the file's first row says so, else "".
+    static func schemaNote(_ text: String) -> String {
+        let lines = text.split(maxSplits: 2, omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+        guard lines.count > 2 else { return "" }   // no complete first row
+        let header = parseCSVLine(String(lines[0])), first = parseCSVLine(String(lines[1]))
+        guard let i = header.firstIndex(of: "schema_version"), i < first.count, !first[i].isEmpty,
+              first[i] != ResultsSchema.version else { return "" }
+        return ", the file's rows are schema \(first[i])"
+    }
 
     /// Rows of the file as column → value, skipping the header.
     public static func readRows(path: String) -> [[String: String]] {

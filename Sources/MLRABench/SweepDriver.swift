@@ -195,7 +195,9 @@ public final class SweepDriver {
         let active = c.isDeviceShare ? world.rank == 0 : g!.replica < c.replicas
         let tpRank = g?.tpRank ?? 0
         let seqs = c.isDeviceShare ? c.batch : c.sequencesPerReplica
-        let timed = TimedKernel(TiledAttentionKernel(threads: c.threads))
+        // Every scope runs this kernel object; its ISA (the loops it dispatches to) goes into the row.
+        let kernel = TiledAttentionKernel(threads: c.threads)
+        let timed = TimedKernel(kernel)
         let weights = SeededWeights(seed: options.seed)
 
         // Build this rank's workload and validate it before timing.
@@ -255,7 +257,7 @@ public final class SweepDriver {
         var sampleLines = [[String: String]]()
         if reporter, let stepStats, let work {
             let row = makeRow(c, cost: cost, mode: mode, group: g?.replica ?? 0, seqs: seqs, samples: samples, stepStats: stepStats,
-                              tokensPerSecond: tokensPerSecond, maxError: maxError, work: work)
+                              tokensPerSecond: tokensPerSecond, maxError: maxError, work: work, kernelISA: kernel.isa)
             rowJSON = String(decoding: try JSONEncoder().encode(row), as: UTF8.self)
             if options.samples != nil {
                 sampleLines = samples.step.indices.map { k in
@@ -288,7 +290,8 @@ public final class SweepDriver {
     }
 
     func makeRow(_ c: SweepConfig, cost: DecodeCost, mode: TimingMode, group: Int, seqs: Int, samples: StepSamples,
-                 stepStats: SampleStats, tokensPerSecond: Double, maxError: Double, work: StepWorkload) -> [String: String] {
+                 stepStats: SampleStats, tokensPerSecond: Double, maxError: Double, work: StepWorkload,
+                 kernelISA: KernelISA) -> [String: String] {
         let kernelStats = SampleStats(samples.kernel)
         let bytes = cost.kernelBytes(context: c.context, sequences: seqs, layers: c.nLayer)
         let flops = cost.kernelFlops(context: c.context, sequences: seqs, layers: c.nLayer)
@@ -305,10 +308,12 @@ public final class SweepDriver {
         row["calib_threads"] = "\(cal.threads)"
         row["calib_read_gbs"] = fmt(cal.readGBs); row["calib_triad_gbs"] = fmt(cal.triadGBs)
         row["calib_sgemm_gflops"] = fmt(cal.sgemmGFlops); row["calib_fma_gflops"] = fmt(cal.fmaGFlops)
+        row["calib_fma_width"] = cal.fmaWidth
         row["host"] = MPI.processorName
         for (k, v) in c.keyFields { row[k] = v }
         let latent = layoutBlockWidth(c)
         row["dp"] = "\(c.isDeviceShare ? 1 : c.replicas)"; row["tp_group"] = "\(group)"; row["block_width"] = "\(latent)"
+        row["kernel_isa"] = kernelISA.rawValue
         row["timing_mode"] = mode.rawValue; row["cold_cache"] = c.coldCache ? "true" : "false"
         row["kv_elems_per_token"] = "\(cost.kvElemsPerToken)"; row["kv_bytes_per_token"] = "\(cost.kvBytesPerToken)"
         row["kv_bytes_per_rank"] = "\(cost.kvBytesPerToken * c.context * seqs * c.nLayer)"

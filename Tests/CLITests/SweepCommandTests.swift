@@ -43,6 +43,11 @@ final class SweepCommandTests: XCTestCase {
             XCTAssertEqual(row["world_size"], "4")
             XCTAssertEqual(row["calib_threads"], "1")
             XCTAssertEqual(row["calib_sgemm_gflops"], "50", "rows carry the calibration they are held to")
+            XCTAssertEqual(row["schema_version"], ResultsSchema.version)
+            XCTAssertEqual(row["calib_fma_width"], "avx2", "rows carry the width of the calibration's FMA loop")
+            // The kernel the sweep built: the CPU's best loops, in kernel and layer scope alike.
+            XCTAssertEqual(row["kernel_isa"], KernelISA.detected.rawValue)
+            XCTAssertTrue(KernelISA.allCases.map(\.rawValue).contains(row["kernel_isa"] ?? ""), row["kernel_isa"] ?? "nil")
             XCTAssertEqual(Int(row["dp"]!)! * Int(row["tp"]!)!, 4)
             let median = Double(row["step_us_median"]!)!
             XCTAssertTrue(Double(row["step_us_p10"]!)! <= median && median <= Double(row["step_us_p90"]!)!)
@@ -164,6 +169,11 @@ final class SweepCommandTests: XCTestCase {
         XCTAssertEqual(Set(all.map { $0["variant"]! }), Set(VariantName.allCases.map(\.rawValue)))
         XCTAssertEqual(Set(all.map { $0["tp"]! }), ["1", "2", "4"])
         XCTAssertEqual(Set(all.map { $0["scope"]! }), ["kernel", "layer", "model"])
+        // A measured calibration (no --calibration file): its FMA width, and the kernel's ISA, in every scope.
+        for row in all {
+            XCTAssertTrue(["avx512", "avx2", "swift-simd"].contains(row["calib_fma_width"] ?? ""), row["calib_fma_width"] ?? "nil")
+            XCTAssertEqual(row["kernel_isa"], KernelISA.detected.rawValue, "\(row["variant"]!) \(row["scope"]!)")
+        }
         print("quick preset: \(all.count) rows in \(Int(Date().timeIntervalSince(start))) s")
     }
 }

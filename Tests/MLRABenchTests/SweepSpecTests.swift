@@ -110,4 +110,26 @@ final class SweepSpecTests: XCTestCase {
             XCTAssertTrue(($0 as? HarnessError)?.message.contains("has another schema") ?? false)
         }
     }
+
+    /// A sweep CSV of schema 1 (no calib_fma_width, kernel_isa) is refused on resume,
+    /// and the error names both versions; the file is left as it was.
+    func testResumingASchema1CSVIsRefusedNamingBothVersions() throws {
+        XCTAssertEqual(ResultsSchema.version, "2")
+        let fmaAt = try XCTUnwrap(ResultsSchema.columns.firstIndex(of: "calib_fma_width"))
+        let isaAt = try XCTUnwrap(ResultsSchema.columns.firstIndex(of: "kernel_isa"))
+        XCTAssertEqual(ResultsSchema.columns[fmaAt - 1], "calib_fma_gflops")
+        XCTAssertEqual(ResultsSchema.columns[isaAt - 1], "threads")
+        let v1 = ResultsSchema.columns.filter { $0 != "calib_fma_width" && $0 != "kernel_isa" }
+        let row = v1.map { $0 == "schema_version" ? "1" : "" }.joined(separator: ",")
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("v1-\(UUID()).csv").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let text = v1.joined(separator: ",") + "\n" + row + "\n"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try AppendOnlyCSV(path: path, columns: ResultsSchema.columns)) {
+            let message = ($0 as? HarnessError)?.message ?? ""
+            XCTAssertTrue(message.contains("has another schema (its header differs from this harness's schema 2, the file's rows are schema 1)"),
+                          message)
+        }
+        XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), text)
+    }
 }

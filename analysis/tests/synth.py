@@ -1,4 +1,5 @@
-"""Synthetic sweep rows that follow docs/csv-schema.md (schema 1) exactly.
+"""Synthetic sweep rows in the layout of docs/csv-schema.md (schema 2; the columns
+the analysis reads, in the schema's order).
 
 `row(...)` derives the plan columns from the shape with the SPEC §4/§5 formulas and
 the timing columns from the given kernel/all-reduce times, so every table the
@@ -9,9 +10,9 @@ from __future__ import annotations
 import csv
 
 COLUMNS = """schema_version run_id harness_version git_rev host mpi_library world_size date_utc
-calib_read_gbs calib_triad_gbs calib_sgemm_gflops calib_fma_gflops variant scope tp dp tp_group
+calib_read_gbs calib_triad_gbs calib_sgemm_gflops calib_fma_gflops calib_fma_width variant scope tp dp tp_group
 context batch n_layer n_embd n_head head_dim rope_dim kv_lora_rank block_width kv_heads kv_dtype
-threads timing_mode cold_cache kv_elems_per_token kv_bytes_per_token kv_bytes_per_rank
+threads kernel_isa timing_mode cold_cache kv_elems_per_token kv_bytes_per_token kv_bytes_per_rank
 kernel_bytes_per_step kernel_flops_per_step weight_bytes_per_rank allreduce_bytes_per_step
 allreduce_count_per_step validation validation_max_err warmup_steps timed_steps timer_resolution_us
 step_us_median step_us_p10 step_us_p90 step_us_min step_us_max kernel_us_median kernel_us_p10
@@ -19,7 +20,10 @@ kernel_us_p90 allreduce_us_median tokens_per_s achieved_gbs achieved_gflops roof
 roofline_fraction""".split()
 
 BYTES = {"f32": 4, "f16": 2, "bf16": 2}
-CALIB = dict(calib_read_gbs=10.0, calib_triad_gbs=8.0, calib_sgemm_gflops=40.0, calib_fma_gflops=50.0)
+CALIB = dict(calib_read_gbs=10.0, calib_triad_gbs=8.0, calib_sgemm_gflops=40.0, calib_fma_gflops=50.0,
+             calib_fma_width="avx512")
+# Schema 2 added calib_fma_width and kernel_isa; a schema-1 file is COLUMNS without them.
+SCHEMA1_COLUMNS = [c for c in COLUMNS if c not in ("calib_fma_width", "kernel_isa")]
 
 
 def shape(variant, n_head=64, d_h=128, d_r=64, d_c=512, n_kv=8):
@@ -60,10 +64,10 @@ def row(variant="mlra4", scope="kernel", tp=1, context=1024, kernel_us=100.0, al
     ar = (allreduce_us if allreduce_us is not None else (10.0 if tp > 1 else 0.0)) if layered else None
     step = step_us if step_us is not None else kernel_us + (ar or 0.0)
     roof = max(kbytes / (CALIB["calib_read_gbs"] * 1e3), kflops / (CALIB["calib_sgemm_gflops"] * 1e3))
-    r = dict(schema_version=1, run_id=run_id, harness_version="0.1.0", git_rev="abc1234", host=host,
+    r = dict(schema_version=2, run_id=run_id, harness_version="0.1.0", git_rev="abc1234", host=host,
              mpi_library="Open MPI v4.1.4", world_size=tp * dp, date_utc=date, **CALIB, variant=variant,
              scope=scope, tp=tp, dp=dp, tp_group=tp_group, context=context, batch=batch, n_layer=n_layer,
-             n_embd=n_embd, n_head=n_head, **s, kv_dtype=kv_dtype, threads=threads, timing_mode="concurrent",
+             n_embd=n_embd, n_head=n_head, **s, kv_dtype=kv_dtype, threads=threads, kernel_isa="avx512", timing_mode="concurrent",
              cold_cache="false", kv_elems_per_token=elems, kv_bytes_per_token=elems * b,
              kv_bytes_per_rank=kbytes, kernel_bytes_per_step=kbytes, kernel_flops_per_step=kflops,
              weight_bytes_per_rank=0 if not layered else 1_000_000,

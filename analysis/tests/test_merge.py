@@ -36,7 +36,7 @@ def test_malformed_inputs_warn_and_keep_the_rest(tmp_path, capsys):
     bad_rows = synth.write_csv(tmp_path / "bad_rows.csv", [
         synth.row("gqa", step_us_median="fast"),            # malformed required value
         synth.row("gla2", achieved_gbs="n/a"),              # malformed optional value: kept, cell empty
-        synth.row("mlra2", schema_version=2),               # another schema
+        synth.row("mlra2", schema_version=3),               # another schema
         dict(synth.row("mha"), kv_dtype="fp8"),             # unknown dtype
     ])
     missing = synth.write_csv(tmp_path / "missing.csv", [synth.row("mqa")],
@@ -51,7 +51,7 @@ def test_malformed_inputs_warn_and_keep_the_rest(tmp_path, capsys):
     assert cli.main(["report", *files, "--out", str(out)]) == 0
     err = capsys.readouterr().err
     for needle in ["'fast' is not a number; row skipped", "'n/a' is not a number; cell left empty",
-                   "schema_version='2'", "kv_dtype='fp8' unknown", "missing required column(s) step_us_median",
+                   "schema_version='3'", "kv_dtype='fp8' unknown", "missing required column(s) step_us_median",
                    "binary.csv: not a readable text CSV", "notes.txt: not a sweep CSV",
                    "ragged.csv:2: 3 fields"]:
         assert needle in err, needle
@@ -60,6 +60,20 @@ def test_malformed_inputs_warn_and_keep_the_rest(tmp_path, capsys):
     assert "| MLRA-4 | 4" not in text  # sanity: only what was given
     loaded = merge.load_sweeps(files)
     assert sorted(loaded.rows["variant"]) == ["gla2", "mla", "mlra4"]
+
+
+def test_schema_1_files_are_read_with_the_schema_2_columns_empty(tmp_path):
+    v1 = synth.write_csv(tmp_path / "v1.csv", [synth.row("mla", schema_version=1, context=2048)],
+                         columns=synth.SCHEMA1_COLUMNS)
+    v2 = synth.write_csv(tmp_path / "v2.csv", [synth.row("mlra4", kernel_isa="portable", calib_fma_width="avx2")])
+    got = merge.load_sweeps([v1, v2])
+    assert got.warnings == []   # schema 1 never had calib_fma_width / kernel_isa: nothing to warn about
+    by = got.rows.set_index("variant")
+    assert (by.at["mlra4", "kernel_isa"], by.at["mlra4", "calib_fma_width"]) == ("portable", "avx2")
+    assert all(str(by.at["mla", c]) in ("", "nan") for c in merge.SINCE_SCHEMA_2)
+    # A schema-2 file without them is warned about.
+    short = synth.write_csv(tmp_path / "short.csv", [synth.row("gqa")], columns=synth.SCHEMA1_COLUMNS)
+    assert any("missing column(s) calib_fma_width, kernel_isa" in w for w in merge.load_sweeps([short]).warnings)
 
 
 def test_fatal_cases_one_line(tmp_path, capsys):

@@ -37,6 +37,9 @@ def test_full_report(tmp_path):
         assert section in text, section
     assert "All checks agree." in text and "No warnings" in text
     assert "arXiv 2603.02188" in text
+    # Which peak and which inner loops produced the rows (schema 2).
+    assert "kernel ISA (`kernel_isa`): avx512; FMA peak loop (`calib_fma_width`): avx512" in text
+    assert "FMA loop 50.00 GFLOP/s (avx512). Kernel inner loops: avx512." in text
     # The paper's 2M row: MLRA-4 model 240.4 µs vs 308.2 measured; MLA/MLRA-4 paper 874.2/308.2 = 2.84
     assert "| 2M | 2097152 |" in text and "| 240.4 | 308.2 |" in text and "| 2.84 |" in text
     for name in FIGURES:
