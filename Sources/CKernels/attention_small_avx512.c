@@ -10,11 +10,9 @@
 #include <immintrin.h>
 #include <math.h>
 
-// Rows ahead that the loops prefetch (the group's columns of each row). Measured on
-// GQA 8 heads d128 bf16 32K, 1 thread, medians: none 7.1–10.5 ms (this VM's hardware
-// prefetchers barely help), 16–128 rows 0.81–0.96 ms with no order out of the noise,
-// 256 rows 0.91–1.06 ms; L2 hints (T1, T2, NTA) no better.
-#define PREFETCH_ROWS 32
+// Without software prefetches the loops ran ~10× slower on a cold cache (GQA 8 heads
+// d128 bf16 32K, 1 thread: 7.1–10.5 ms instead of 0.8–1.0): the hardware prefetchers
+// do not follow their strided reads. See small_group for how the requests are spread.
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"), always_inline)) static inline
 #define AVX512_FN __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
@@ -83,11 +81,23 @@ AVX512 __m512 rot(__m512 v, int s) {
 AVX512 __m512 fold_max(__m512 v, int hp) { for (int s = hp; s < 16; s *= 2) v = _mm512_max_ps(v, rot(v, s)); return v; }
 AVX512 __m512 fold_sum(__m512 v, int hp) { for (int s = hp; s < 16; s *= 2) v = _mm512_add_ps(v, rot(v, s)); return v; }
 
+// Lines of rows ahead still to prefetch: `rows` rows from `row`, `stride` bytes apart,
+// bytes [lo, hi) of each. pf_step issues the next k of them.
+typedef struct { const char *row; long stride, lo, hi, at; int rows; } pf_cursor;
+
+AVX512 void pf_step(pf_cursor *p, int k) {
+    for (; k > 0 && p->rows > 0; k--) {
+        _mm_prefetch(p->row + p->at, _MM_HINT_T0);
+        p->at += 64;
+        if (p->at >= p->hi) { p->at = p->lo; p->row += p->stride; p->rows--; }
+    }
+}
+
 // Scores of tokens t0 .. t0 + TB (rows past n−1 read row n−1; their lanes are masked later)
 // into scores[(t − sub0)·HB + h], HB = 16 / TB heads (padded heads have zero queries).
 #define QK_SMALL(HB, TB)                                                                         \
 AVX512 void qk_small_##HB(const mlra_small_group *g, const float *qpad, const void *rows, int dtype, \
-                          long ld, long t0, long n, float *out) {                                \
+                          long ld, long t0, long n, float *out, pf_cursor *pf, int perChunk) {   \
     __m512 acc[16];                                                                              \
     for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();                                   \
     const int dk = g->key_w + g->rope_w;                                                         \
@@ -97,6 +107,7 @@ AVX512 void qk_small_##HB(const mlra_small_group *g, const float *qpad, const vo
         const int width = seg == 0 ? g->key_w : g->rope_w;                                       \
         const int off = seg == 0 ? g->key_off : g->rope_off, q0 = seg == 0 ? 0 : g->key_w;       \
         for (int c = 0; c < width; c += 16) {                                                    \
+            pf_step(pf, perChunk);                                                               \
             const __mmask16 m = first(width - c);                                                \
             __m512 k[TB];                                                                        \
             for (int i = 0; i < TB; i++) k[i] = load16(rows, base[i] + off + c, dtype, m);       \
@@ -166,7 +177,7 @@ AVX512 void qk_pairs_##HP##_chunk(__m512 *acc, const float *qp, const void *rows
         acc[i] = _mm512_fmadd_ps(q[PAIR_INDEX(HP, i)], k[PAIR_TOKEN(HP, i)], acc[i]);            \
 }                                                                                                \
 AVX512 void qk_pairs_##HP(const mlra_small_group *g, const float *qpair, const void *rows, int dtype, \
-                          long ld, long t0, long n, float *out) {                                \
+                          long ld, long t0, long n, float *out, pf_cursor *pf, int perChunk) {   \
     __m512 acc[16];                                                                              \
     for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();                                   \
     const float *qp = qpair;                                                                     \
@@ -176,7 +187,10 @@ AVX512 void qk_pairs_##HP(const mlra_small_group *g, const float *qpair, const v
         for (int t = 0; t < 32 / HP; t++)                                                        \
             base[t] = (t0 + t < n ? t0 + t : n - 1) * ld + (seg == 0 ? g->key_off : g->rope_off); \
         int c = 0;                                                                               \
-        for (; c + 8 <= width; c += 8, qp += 8 * HP) qk_pairs_##HP##_chunk(acc, qp, rows, dtype, base, c, 0xFF, 1); \
+        for (; c + 8 <= width; c += 8, qp += 8 * HP) {                                           \
+            pf_step(pf, perChunk);                                                               \
+            qk_pairs_##HP##_chunk(acc, qp, rows, dtype, base, c, 0xFF, 1);                       \
+        }                                                                                        \
         if (c < width) {                                                                         \
             qk_pairs_##HP##_chunk(acc, qp, rows, dtype, base, c, (__mmask8)((1u << (width - c)) - 1u), 0); \
             qp += 8 * HP;                                                                        \
@@ -211,7 +225,7 @@ AVX512 void prepare_pairs(const mlra_small_group *g, int hp, float *qpair) {
 // correction, then += Σ_t P[t][h]·V[t] over the sub-tile's m rows.
 #define PV_SMALL(HB, CB)                                                                         \
 AVX512 void pv_small_##HB(const mlra_small_group *g, int h0, int hp, const float *corr,          \
-                          const void *rows, int dtype, long ld, long sub0, int m) {               \
+                          const void *rows, int dtype, long ld, long sub0, int m, pf_cursor *pf) { \
     const int dv = g->dv;                                                                        \
     for (int c0 = 0; c0 < dv; c0 += 16 * CB) {                                                   \
         __m512 acc[HB * CB];                                                                     \
@@ -225,6 +239,7 @@ AVX512 void pv_small_##HB(const mlra_small_group *g, int h0, int hp, const float
         const float *p = g->scores + h0;                                                         \
         long r = sub0 * ld + g->value_off + c0;                                                  \
         for (int t = 0; t < m; t++, r += ld, p += hp) {                                          \
+            pf_step(pf, 1);                                                                      \
             __m512 v[CB];                                                                        \
             for (int j = 0; j < CB; j++) v[j] = load16(rows, r + 16 * j, dtype, mk[j]);          \
             for (int h = 0; h < HB; h++) {                                                       \
@@ -258,6 +273,15 @@ AVX512 void small_group(const mlra_small_group *g, const void *rows, const int d
     lo = lo < g->value_off ? lo : g->value_off;
     hi = hi > g->value_off + g->dv ? hi : g->value_off + g->dv;
     const long spanLo = (long)lo * esize & ~63L, spanHi = (long)hi * esize;
+    const long rowBytes = ld * esize, linesPerRow = (spanHi - spanLo + 63) / 64;
+    // Prefetching: rows [sub0 + 2·SUB, sub0 + 3·SUB) are requested while sub-tile sub0 is
+    // computed, spread over its key chunks (about half) and its P·V rows (one line per row
+    // step), so the requests never pile up in the miss buffers; issued in one burst per
+    // block of rows they stalled there (GQA 8 heads d128 f32, 256 MB streamed, 1 thread:
+    // 74 → 40–47 ns/token). The first two sub-tiles are requested at once.
+    const int SUB = MLRA_SMALL_SUBTILE;
+    pf_cursor first2 = { (const char *)rows, rowBytes, spanLo, spanHi, spanLo, n < 2 * SUB ? (int)n : 2 * SUB };
+    pf_step(&first2, 1 << 30);
 
     for (long sub0 = 0; sub0 < n; sub0 += MLRA_SMALL_SUBTILE) {
         const int m = n - sub0 < MLRA_SMALL_SUBTILE ? (int)(n - sub0) : MLRA_SMALL_SUBTILE;
@@ -265,22 +289,20 @@ AVX512 void small_group(const mlra_small_group *g, const void *rows, const int d
         const int vectors = (m + tb - 1) / tb;
         // 8 and 16 heads: two vectors per call (a spare vector past the rows is harmless).
         const int step = hp >= 8 ? 2 : 1;
+        const long ahead = sub0 + 2 * SUB;
+        pf_cursor pf = { (const char *)rows + ahead * rowBytes, rowBytes, spanLo, spanHi, spanLo,
+                         ahead >= n ? 0 : n - ahead < SUB ? (int)(n - ahead) : SUB };
+        const int chunkWidth = hp >= 8 ? 8 : 16;
+        const long keyChunks = (long)(g->key_w / chunkWidth + g->rope_w / chunkWidth) * ((vectors + step - 1) / step);
+        const int perChunk = keyChunks > 0 ? (int)((pf.rows * linesPerRow + 2 * keyChunks - 1) / (2 * keyChunks)) : 0;
         for (int v = 0; v < vectors; v += step) {
             const long t0 = sub0 + (long)v * tb;
-            // The rows PREFETCH_ROWS ahead, line by line, while this block is computed.
-            for (int i = 0; i < tb * step; i++) {
-                const long ahead = t0 + i + PREFETCH_ROWS;
-                if (ahead < n) {
-                    const char *row = (const char *)rows + ahead * ld * esize;
-                    for (long b = spanLo; b < spanHi; b += 64) _mm_prefetch(row + b, _MM_HINT_T0);
-                }
-            }
             float *out = g->scores + (long)v * 16;
             switch (hp) {
-            case 2: qk_small_2(g, qpad, rows, dtype, ld, t0, n, out); break;
-            case 4: qk_small_4(g, qpad, rows, dtype, ld, t0, n, out); break;
-            case 8: qk_pairs_8(g, qpad, rows, dtype, ld, t0, n, out); break;
-            default: qk_pairs_16(g, qpad, rows, dtype, ld, t0, n, out); break;
+            case 2: qk_small_2(g, qpad, rows, dtype, ld, t0, n, out, &pf, perChunk); break;
+            case 4: qk_small_4(g, qpad, rows, dtype, ld, t0, n, out, &pf, perChunk); break;
+            case 8: qk_pairs_8(g, qpad, rows, dtype, ld, t0, n, out, &pf, perChunk); break;
+            default: qk_pairs_16(g, qpad, rows, dtype, ld, t0, n, out, &pf, perChunk); break;
             }
         }
         // Online softmax: lanes of the last vector past row m are not tokens.
@@ -310,16 +332,17 @@ AVX512 void small_group(const mlra_small_group *g, const void *rows, const int d
         // P·V, 8 heads at a time.
         for (int h0 = 0; h0 < heads; h0 += 8) {
             switch (heads - h0 >= 8 ? 8 : heads - h0) {
-            case 8: pv_small_8(g, h0, hp, corr, rows, dtype, ld, sub0, m); break;
-            case 7: pv_small_7(g, h0, hp, corr, rows, dtype, ld, sub0, m); break;
-            case 6: pv_small_6(g, h0, hp, corr, rows, dtype, ld, sub0, m); break;
-            case 5: pv_small_5(g, h0, hp, corr, rows, dtype, ld, sub0, m); break;
-            case 4: pv_small_4(g, h0, hp, corr, rows, dtype, ld, sub0, m); break;
-            case 3: pv_small_3(g, h0, hp, corr, rows, dtype, ld, sub0, m); break;
-            case 2: pv_small_2(g, h0, hp, corr, rows, dtype, ld, sub0, m); break;
-            default: pv_small_1(g, h0, hp, corr, rows, dtype, ld, sub0, m); break;
+            case 8: pv_small_8(g, h0, hp, corr, rows, dtype, ld, sub0, m, &pf); break;
+            case 7: pv_small_7(g, h0, hp, corr, rows, dtype, ld, sub0, m, &pf); break;
+            case 6: pv_small_6(g, h0, hp, corr, rows, dtype, ld, sub0, m, &pf); break;
+            case 5: pv_small_5(g, h0, hp, corr, rows, dtype, ld, sub0, m, &pf); break;
+            case 4: pv_small_4(g, h0, hp, corr, rows, dtype, ld, sub0, m, &pf); break;
+            case 3: pv_small_3(g, h0, hp, corr, rows, dtype, ld, sub0, m, &pf); break;
+            case 2: pv_small_2(g, h0, hp, corr, rows, dtype, ld, sub0, m, &pf); break;
+            default: pv_small_1(g, h0, hp, corr, rows, dtype, ld, sub0, m, &pf); break;
             }
         }
+        pf_step(&pf, 1 << 30);
     }
 }
 
