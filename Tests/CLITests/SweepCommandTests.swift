@@ -34,6 +34,8 @@ final class SweepCommandTests: XCTestCase {
         let documented = section.split(separator: "\n").filter { $0.hasPrefix("| ") && !$0.hasPrefix("| column") }
             .flatMap { $0.split(separator: "|")[0].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
         XCTAssertEqual(documented, ResultsSchema.columns)
+        // …and its title names this version (the Slurm scripts read it from there).
+        XCTAssertTrue(doc.hasPrefix("# Sweep CSV schema (version \(ResultsSchema.version))"), "docs/csv-schema.md title")
 
         let all = rows(out)
         // 3 variants × 3 TP × 2 scopes; each configuration has one row per TP group (4/t groups).

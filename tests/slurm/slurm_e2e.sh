@@ -292,6 +292,9 @@ show_logs() { # on failure: the job logs and daemon log tails
 }
 
 SCHEMA_HEADER=$("$HERE/schema_header.sh" "$REPO/docs/csv-schema.md") || die "cannot read the schema from docs/csv-schema.md"
+# The version in the document's title: "# Sweep CSV schema (version N)".
+SCHEMA_VERSION=$(sed -n '1s/.*(version \([0-9][0-9]*\)).*/\1/p' "$REPO/docs/csv-schema.md")
+[ -n "$SCHEMA_VERSION" ] || die "cannot read the schema version from docs/csv-schema.md's title"
 
 # csv_check FILE EXPECTED_ROWS -> checks, prints the problems; writes FILE.keys
 # (one configuration key per row, sorted) for comparisons.
@@ -300,7 +303,7 @@ csv_check() {
   if [ ! -s "$f" ]; then echo "missing or empty"; return 1; fi
   if [ "$(head -n 1 "$f")" != "$SCHEMA_HEADER" ]; then echo "header differs from docs/csv-schema.md"; return 1; fi
   if [ -n "$(tail -c 1 "$f")" ]; then echo "last row has no newline (partial row)"; return 1; fi
-  problems=$(awk -v want="$want" -v keys="$f.keys" '
+  problems=$(awk -v want="$want" -v keys="$f.keys" -v version="$SCHEMA_VERSION" '
     function csvsplit(line, f,   n, i, c, q, cur) {
       n = 0; cur = ""; q = 0
       for (i = 1; i <= length(line); i++) {
@@ -319,7 +322,7 @@ csv_check() {
       n = csvsplit($0, f)
       if (n != nh) { printf "line %d: %d fields, header has %d (partial row)\n", NR, n, nh; next }
       if (f[col["validation"]] != "pass") printf "line %d: validation=%s\n", NR, f[col["validation"]]
-      if (f[col["schema_version"]] != "1") printf "line %d: schema_version=%s\n", NR, f[col["schema_version"]]
+      if (f[col["schema_version"]] != version) printf "line %d: schema_version=%s\n", NR, f[col["schema_version"]]
       k = f[col["variant"]] "|" f[col["scope"]] "|" f[col["tp"]] "|" f[col["tp_group"]] "|" f[col["context"]] "|" f[col["batch"]] "|" f[col["n_head"]] "|" f[col["kv_lora_rank"]] "|" f[col["kv_dtype"]] "|" f[col["threads"]] "|" f[col["timing_mode"]] "|" f[col["cold_cache"]]
       if (k in seen) printf "line %d: configuration %s also on line %d\n", NR, k, seen[k]
       seen[k] = NR

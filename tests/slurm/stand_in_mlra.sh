@@ -58,6 +58,7 @@ world=${OMPI_COMM_WORLD_SIZE:-1}
 [ "$rank" = 0 ] || exit 0
 
 header=$("$here/schema_header.sh")
+schema_version=$(sed -n '1s/.*(version \([0-9][0-9]*\)).*/\1/p' "$here/../../docs/csv-schema.md")
 sample_header="run_id,variant,scope,tp,tp_group,context,batch,n_head,kv_lora_rank,kv_dtype,threads,timing_mode,step_index,step_us,kernel_us,allreduce_us"
 IFS=, read -r -a cols <<<"$header"
 
@@ -109,7 +110,7 @@ for v in "${V[@]}"; do for s in "${S[@]}"; do for t in "${T[@]}"; do for c in "$
     [ -z "${done_keys[$v|$s|$t|$g|$c|$d]:-}" ] || continue
     sleep "$delay"
     declare -A r=(
-      [schema_version]=1 [run_id]=$run_id [harness_version]="stand-in 0.0" [git_rev]=unknown
+      [schema_version]=$schema_version [run_id]=$run_id [harness_version]="stand-in 0.0" [git_rev]=unknown
       [host]=$(hostname -s) [mpi_library]='"stand-in, not a measurement"' [world_size]=$world
       [date_utc]=$(date -u +%Y-%m-%dT%H:%M:%SZ) [variant]=$v [scope]=$s [tp]=$t [dp]=$dp
       [tp_group]=$g [context]=$c [batch]=$batch [n_layer]=1 [n_head]=$heads
