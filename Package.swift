@@ -2,7 +2,7 @@
 // MLRA decode harness: tensor-parallel attention decode over MPI, measured.
 import PackageDescription
 
-// MLRACore's kernels (Sources/MLRACore/Kernels) are Swift SIMD loops; for baseline
+// MLRACore's portable kernels (Sources/MLRACore/Kernels) are Swift SIMD loops; for baseline
 // x86-64 Swift emits SSE2 only (4 lanes, no FMA, no F16C). On an x86_64 host, build
 // that target for Haswell's ISA (= x86-64-v3: AVX2, FMA, F16C; the clang importer of
 // Swift 6.3 rejects the name "x86-64-v3"). Measured with it: the Swift SIMD path of
@@ -30,7 +30,8 @@ let package = Package(
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
         // AVX-512 inner loops of the decode kernel and the FMA peak loop, chosen at run
-        // time (C: Swift has no per-function target attribute). See include/CKernels.h.
+        // time from CPUID, so one binary serves nodes with and without AVX-512 (C: Swift
+        // has no per-function target attribute). See include/CKernels.h.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         // Math, variants, caches, kernels, safetensors. No MPI.
         .target(name: "MLRACore", dependencies: ["CBLAS", "CKernels"], swiftSettings: coreSwiftSettings),

@@ -84,7 +84,22 @@ def torch_latency(torch, shape, context, dtype, threads, steps):
     return best
 
 
+def torch_latency_isolated(shape, context, dtype, threads, steps):
+    """torch_latency in a fresh process that exits afterwards: torch's OpenMP workers
+    keep spinning after a call, and in this process they took the cores from the next
+    mlra bench (seen: GQA 8K 2 threads 300 → 446 µs right after a torch run)."""
+    job = json.dumps(dict(shape=shape, context=context, dtype=dtype, threads=threads, steps=steps))
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--torch-one", job],
+                         check=True, capture_output=True, text=True, env=ENV).stdout
+    return float(out.strip().splitlines()[-1])
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--torch-one":
+        import torch
+        j = json.loads(sys.argv[2])
+        print(torch_latency(torch, tuple(j["shape"]), j["context"], j["dtype"], j["threads"], j["steps"]))
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mlra", default=".build/release/mlra")
     ap.add_argument("--quick", action="store_true", help="contexts 8K and 32K only, fewer steps")
@@ -95,9 +110,8 @@ def main():
     ap.add_argument("--steps", type=int, default=20, help="timed steps below 128K")
     ap.add_argument("--long-steps", type=int, default=10, help="timed steps at contexts >= 128K")
     a = ap.parse_args()
-    torch = None
     if not a.no_torch:
-        import torch
+        import torch  # noqa: F401  (fail early if the venv lacks it; timings run in subprocesses)
     contexts = CONTEXTS[:2] if a.quick else [int(c) for c in a.contexts.split(",")]
 
     tmp = tempfile.mkdtemp()
@@ -130,7 +144,7 @@ def main():
                     steps = 5 if a.quick else (a.long_steps if ctx >= 131072 else a.steps)
                     r = mlra_bench(a.mlra, args, ctx, dt, t, cal[t][0], steps)
                     med = float(r["lat_us_median"])
-                    tus = torch_latency(torch, shape, ctx, dt, t, steps) * 1e6 if torch else float("nan")
+                    tus = float("nan") if a.no_torch else torch_latency_isolated(shape, ctx, dt, t, steps) * 1e6
                     row = dict(shape=name, context=ctx, kv_dtype=dt, threads=t, mlra_us_median=med,
                                mlra_us_p10=float(r["lat_us_p10"]), mlra_us_p90=float(r["lat_us_p90"]),
                                roofline_us=float(r["roofline_us"]), roofline_limit=r["roofline_limit"],

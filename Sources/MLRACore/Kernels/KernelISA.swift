@@ -1,11 +1,12 @@
 import CKernels
 
-/// Which inner loops `TiledAttentionKernel` runs for groups of many heads (the MLA family).
+/// Which inner loops `TiledAttentionKernel` runs (see its comment for the paths).
 public enum KernelISA: String, CaseIterable, Sendable, CustomStringConvertible {
-    /// Hand-vectorised AVX-512 loops (CKernels): register-blocked scores and P·V with
-    /// heads along the vector lanes, the online softmax vectorised over heads.
+    /// Hand-vectorised AVX-512 loops (CKernels): large groups (MLA family) as register-
+    /// blocked GEMMs with heads along the lanes; groups of 2–16 heads (GQA) as dot
+    /// products with f16/bf16 converted in registers. Lone heads (MHA) keep the Swift path.
     case avx512
-    /// Portable: OpenBLAS sgemm on the tile (the Swift SIMD path for small groups is the same in both).
+    /// Portable: OpenBLAS sgemm for large groups, Swift SIMD loops (built for AVX2) for small ones.
     case portable
 
     public var description: String { rawValue }
