@@ -44,16 +44,30 @@ H100 = Hardware("h100", bandwidth_gbs=3350.0, peak_gflops=989_400.0, ar_latency_
                        "NVLink 900 GB/s bidirectional); all-reduce α = 10 µs assumed")
 
 
+PEAK_SOURCE = "max(calib_sgemm_gflops, calib_fma_gflops)"
+
+
+def compute_peak_gflops(rows: pd.DataFrame) -> pd.Series:
+    """Each row's f32 compute peak, the one the harness's roofline_us uses (docs/csv-schema.md,
+    in schema 1 and 2 alike): max(calib_sgemm_gflops, calib_fma_gflops). A missing or empty
+    calib_fma_gflops falls back to calib_sgemm_gflops (and the other way round)."""
+    sgemm = pd.to_numeric(rows["calib_sgemm_gflops"], errors="coerce")
+    fma = pd.to_numeric(rows["calib_fma_gflops"], errors="coerce") if "calib_fma_gflops" in rows else \
+        pd.Series(np.nan, index=rows.index)
+    return pd.concat([sgemm, fma], axis=1).max(axis=1, skipna=True)
+
+
 def local_preset(rows: pd.DataFrame) -> Hardware:
     """The machine that produced `rows`: roofs from the calib_* columns (median over
-    rows, per rank), all-reduce α and β fitted by least squares to the measured
-    all-reduce times (allreduce_us = count·α + ring_bytes/β). Without enough
-    all-reduce measurements α = 1 µs and β = the triad bandwidth (a shared-memory copy)."""
+    rows, per rank; the compute peak is `compute_peak_gflops`), all-reduce α and β
+    fitted by least squares to the measured all-reduce times (allreduce_us =
+    count·α + ring_bytes/β). Without enough all-reduce measurements α = 1 µs and
+    β = the triad bandwidth (a shared-memory copy)."""
     bw = float(rows["calib_read_gbs"].median())
-    peak = float(rows["calib_sgemm_gflops"].median())
+    peak = float(compute_peak_gflops(rows).median())
     triad = float(rows["calib_triad_gbs"].median())
     alpha, beta = 1.0, triad if np.isfinite(triad) and triad > 0 else bw
-    src = "calib_read_gbs and calib_sgemm_gflops (median over rows)"
+    src = f"calib_read_gbs and {PEAK_SOURCE} (median over rows)"
     ar = rows[(rows["tp"] > 1) & rows["allreduce_us_median"].notna() & (rows["allreduce_count_per_step"] > 0)]
     if len(ar) >= 3:
         ring = 2 * (ar["tp"] - 1) / ar["tp"] * ar["allreduce_bytes_per_step"]

@@ -43,6 +43,11 @@ def distinct(rows: pd.DataFrame, col: str, empty: str = "–") -> str:
     return ", ".join(vals) or empty
 
 
+def gflops(x: float) -> str:
+    """A calibration figure with two decimals, "–" when empty."""
+    return "–" if pd.isna(x) else f"{x:.2f}"
+
+
 def md_table(df: pd.DataFrame) -> str:
     if df.empty:
         return "_no rows_\n"
@@ -132,11 +137,13 @@ def build(loaded: Loaded, out_dir: str, samples: Loaded | None = None) -> str:
     w(md_table(tables.throughput_table(rows)))
 
     w("\n## 5. Achieved bandwidth, FLOP rate and roofline fraction\n\n")
-    w(f"Kernel part of the step. Roofs per rank (median of calib_* columns): read {local.bandwidth_gbs:.2f} GB/s, "
-      f"sgemm {local.peak_gflops:.2f} GFLOP/s, ridge {local.ridge:.2f} FLOP/byte; FMA loop "
-      f"{rows['calib_fma_gflops'].median():.2f} GFLOP/s ({distinct(rows, 'calib_fma_width')}). "
-      f"Kernel inner loops: {distinct(rows, 'kernel_isa')}. `roofline_fraction` = "
-      "roofline bound / measured kernel time (1 = at the roof).\n\n")
+    w(f"Kernel part of the step. Roofs per rank (medians over rows): read {local.bandwidth_gbs:.2f} GB/s; "
+      f"compute peak {local.peak_gflops:.2f} GFLOP/s = {model.PEAK_SOURCE} per row, as in the harness's "
+      f"`roofline_us` (sgemm {gflops(rows['calib_sgemm_gflops'].median())}, FMA loop "
+      f"{gflops(rows['calib_fma_gflops'].median())} GFLOP/s ({distinct(rows, 'calib_fma_width', 'width not recorded')})); "
+      f"ridge {local.ridge:.2f} FLOP/byte. "
+      f"Kernel inner loops: {distinct(rows, 'kernel_isa')}. `% peak` = achieved GFLOP/s / that peak; "
+      "`roofline_fraction` = roofline bound / measured kernel time (1 = at the roof).\n\n")
     w(md_table(tables.efficiency_table(rows)))
     if figs["roofline"]:
         w(f"\n![roofline]({figs['roofline']})\n")

@@ -63,7 +63,11 @@ def row(variant="mlra4", scope="kernel", tp=1, context=1024, kernel_us=100.0, al
     layered = scope != "kernel"
     ar = (allreduce_us if allreduce_us is not None else (10.0 if tp > 1 else 0.0)) if layered else None
     step = step_us if step_us is not None else kernel_us + (ar or 0.0)
-    roof = max(kbytes / (CALIB["calib_read_gbs"] * 1e3), kflops / (CALIB["calib_sgemm_gflops"] * 1e3))
+    # The harness's roofline_us: compute peak max(sgemm, FMA), sgemm alone when FMA is empty;
+    # with CALIB max(40, 50) = 50 GFLOP/s. Calibration columns given in `over` count.
+    cal = {**CALIB, **{k: v for k, v in over.items() if k in CALIB}}
+    peak = max(float(v) for v in (cal["calib_sgemm_gflops"], cal["calib_fma_gflops"]) if v not in ("", None))
+    roof = max(kbytes / (cal["calib_read_gbs"] * 1e3), kflops / (peak * 1e3))
     r = dict(schema_version=2, run_id=run_id, harness_version="0.1.0", git_rev="abc1234", host=host,
              mpi_library="Open MPI v4.1.4", world_size=tp * dp, date_utc=date, **CALIB, variant=variant,
              scope=scope, tp=tp, dp=dp, tp_group=tp_group, context=context, batch=batch, n_layer=n_layer,

@@ -70,3 +70,28 @@ def test_local_preset_fits_allreduce():
     assert hw.ar_latency_us == pytest.approx(2.0)
     assert hw.ar_bandwidth_gbs == pytest.approx(5.0)
     assert (hw.bandwidth_gbs, hw.peak_gflops) == (10.0, 40.0)
+
+
+def test_local_preset_peak_is_max_of_sgemm_and_fma():
+    # The harness's roofline peak per row is max(calib_sgemm_gflops, calib_fma_gflops); the
+    # preset takes the median of that over rows. Rows: max(40, 90) = 90, max(40, 90) = 90,
+    # max(40, 30) = 40 → median 90 (the median of sgemm alone would be 40).
+    base = dict(tp=1, allreduce_bytes_per_step=0, allreduce_count_per_step=0, allreduce_us_median=float("nan"),
+                calib_read_gbs=10.0, calib_triad_gbs=8.0, calib_sgemm_gflops=40.0)
+    rows = pd.DataFrame([dict(base, calib_fma_gflops=f) for f in (90.0, 90.0, 30.0)])
+    assert model.compute_peak_gflops(rows).tolist() == [90.0, 90.0, 40.0]
+    hw = model.local_preset(rows)
+    assert hw.peak_gflops == 90.0
+    assert hw.ridge == pytest.approx(90.0 / 10.0)
+    assert "max(calib_sgemm_gflops, calib_fma_gflops)" in hw.source
+
+
+def test_compute_peak_falls_back_to_sgemm_when_fma_is_missing():
+    # An empty FMA figure (NaN), or no calib_fma_gflops column at all: the peak is sgemm.
+    rows = pd.DataFrame([dict(calib_sgemm_gflops=40.0, calib_fma_gflops=float("nan")),
+                         dict(calib_sgemm_gflops=40.0, calib_fma_gflops=50.0)])
+    assert model.compute_peak_gflops(rows).tolist() == [40.0, 50.0]   # max(40, –) = 40; max(40, 50) = 50
+    assert model.compute_peak_gflops(rows[["calib_sgemm_gflops"]]).tolist() == [40.0, 40.0]
+    base = dict(tp=1, allreduce_bytes_per_step=0, allreduce_count_per_step=0, allreduce_us_median=float("nan"),
+                calib_read_gbs=10.0, calib_triad_gbs=8.0, calib_sgemm_gflops=40.0, calib_fma_gflops=float("nan"))
+    assert model.local_preset(pd.DataFrame([base])).peak_gflops == 40.0

@@ -39,7 +39,13 @@ def test_full_report(tmp_path):
     assert "arXiv 2603.02188" in text
     # Which peak and which inner loops produced the rows (schema 2).
     assert "kernel ISA (`kernel_isa`): avx512; FMA peak loop (`calib_fma_width`): avx512" in text
-    assert "FMA loop 50.00 GFLOP/s (avx512). Kernel inner loops: avx512." in text
+    # Section 5: the peak is max(sgemm 40, FMA 50) = 50 GFLOP/s, ridge 50/10 = 5 FLOP/byte.
+    assert ("compute peak 50.00 GFLOP/s = max(calib_sgemm_gflops, calib_fma_gflops) per row, as in the harness's "
+            "`roofline_us` (sgemm 40.00, FMA loop 50.00 GFLOP/s (avx512)); ridge 5.00 FLOP/byte. "
+            "Kernel inner loops: avx512.") in text
+    assert "| % peak |" in text and "% sgemm" not in text
+    # Section 8: the local preset's peak and where it comes from.
+    assert "| local | 10 | 50 | 5 |" in text and "max(calib_sgemm_gflops, calib_fma_gflops) (median over rows)" in text
     # The paper's 2M row: MLRA-4 model 240.4 µs vs 308.2 measured; MLA/MLRA-4 paper 874.2/308.2 = 2.84
     assert "| 2M | 2097152 |" in text and "| 240.4 | 308.2 |" in text and "| 2.84 |" in text
     for name in FIGURES:

@@ -59,18 +59,46 @@ def test_latency_speedup_throughput(tmp_path):
 def test_efficiency(tmp_path):
     # MLRA-4 t=4, L=1024, bf16: bytes 1024·384 = 393216, FLOPs 1024·64·640 = 41943040, kernel 100 µs
     #   GB/s = 393216/100 µs/1e3 = 3.93216; GFLOP/s = 419.43; FLOP/B = 106.67
-    #   roofline = max(393216/1e4, 41943040/4e4) = 1048.576 µs → fraction 10.48576 (synthetic, too fast)
+    #   peak = max(sgemm 40, FMA 50) = 50 GFLOP/s (synth.CALIB)
+    #   roofline = max(393216/1e4, 41943040/5e4) = max(39.3216, 838.8608) = 838.8608 µs
+    #   → fraction 838.8608/100 = 8.388608 (synthetic, too fast)
     eff = tables.efficiency_table(load(tmp_path, [synth.row("mlra4", tp=4, kernel_us=100.0)])).iloc[0]
     assert eff["GB/s"] == pytest.approx(3.93216)
     assert eff["GFLOP/s"] == pytest.approx(419.43040)
     assert eff["FLOP/byte"] == pytest.approx(106.6667, abs=1e-3)
-    assert eff["% read BW"] == pytest.approx(39.3216)
-    assert eff["roofline_fraction"] == pytest.approx(10.48576)
-    assert eff["bound"] == "compute"  # 106.7 > ridge 40/10 = 4
+    assert eff["% read BW"] == pytest.approx(100 * 3.93216 / 10)       # 39.3216
+    assert eff["% peak"] == pytest.approx(100 * 419.4304 / 50)         # 838.8608
+    assert eff["roofline_fraction"] == pytest.approx(838.8608 / 100)   # 8.388608
+    assert eff["bound"] == "compute"  # 106.7 > ridge 50/10 = 5
     assert eff["check"] == "**faster than the measured roof**"
     bad = synth.row("mla", kernel_us=2e5, achieved_gbs=99.0)  # true rate 1024·1152 B / 2e5 µs = 0.0059 GB/s
     eff = tables.efficiency_table(load(tmp_path, [bad])).iloc[0]
     assert eff["check"] == "GB/s ≠ bytes/time (0.005898)"
+
+
+def test_efficiency_peak_is_the_fma_figure_when_it_exceeds_sgemm(tmp_path):
+    # The row of test_efficiency (419.4304 GFLOP/s, 106.67 FLOP/B) on a machine whose FMA loop
+    # reaches 2000 GFLOP/s, sgemm 40: peak = max(40, 2000) = 2000, as in the harness's roofline_us.
+    #   % peak = 100·419.4304/2000 = 20.97152 (against sgemm it would be 1048.576)
+    #   ridge = 2000/10 = 200 FLOP/B > 106.67 → bandwidth-bound (against sgemm: 4 → compute)
+    #   roofline = max(393216/1e4, 41943040/2e6) = max(39.3216, 20.97152) = 39.3216 µs → fraction 0.393216
+    eff = tables.efficiency_table(load(tmp_path, [synth.row("mlra4", tp=4, kernel_us=100.0,
+                                                            calib_fma_gflops=2000.0)])).iloc[0]
+    assert eff["% peak"] == pytest.approx(100 * 419.4304 / 2000)
+    assert eff["bound"] == "bandwidth"
+    assert eff["roofline_fraction"] == pytest.approx(39.3216 / 100)
+    assert eff["check"] == "ok"
+
+
+def test_efficiency_peak_falls_back_to_sgemm_without_fma(tmp_path):
+    # An empty calib_fma_gflops: peak = sgemm 40.
+    #   % peak = 100·419.4304/40 = 1048.576; ridge 40/10 = 4 < 106.67 → compute-bound
+    #   roofline = max(393216/1e4, 41943040/4e4) = 1048.576 µs → fraction 10.48576
+    eff = tables.efficiency_table(load(tmp_path, [synth.row("mlra4", tp=4, kernel_us=100.0,
+                                                            calib_fma_gflops="")])).iloc[0]
+    assert eff["% peak"] == pytest.approx(100 * 419.4304 / 40)
+    assert eff["bound"] == "compute"
+    assert eff["roofline_fraction"] == pytest.approx(1048.576 / 100)
 
 
 def test_scaling_and_allreduce_share(tmp_path):
