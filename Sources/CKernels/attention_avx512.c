@@ -5,30 +5,8 @@
 #include "CKernels.h"
 
 #if defined(__x86_64__)
-#include <immintrin.h>
 #include <math.h>
-
-#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"), always_inline)) static inline
-#define AVX512_ENTRY __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
-
-// exp(x) for the softmax: Cephes' expf (range reduction x = n·ln2 + r, degree-6
-// polynomial on r), 2ⁿ applied by VSCALEFPS. Same algorithm and error (≤ 2 ulp on
-// [−87, 88]) as fastExp in VectorMath.swift.
-AVX512 __m512 exp512(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    __m512 y = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_scalef_ps(y, n);
-}
+#include "avx512_common.h"
 
 // ---- Scores: S[t][h0 .. h0 + 16·HV) for tokens t0 .. t0 + TB ----------------------
 // Accumulators HV × TB (≤ 24 of the 32 zmm registers); per column: HV vector loads
@@ -194,13 +172,13 @@ AVX512 void values_tile(const mlra_tile_group *g, const float *rows, long ld, in
     }
 }
 
-AVX512_ENTRY void mlra_avx512_group_tile(const mlra_tile_group *g, const float *rows, long ld, int n) {
+AVX512_FN void mlra_avx512_group_tile(const mlra_tile_group *g, const float *rows, long ld, int n) {
     scores_tile(g, rows, ld, n);
     softmax_tile(g, n);
     values_tile(g, rows, ld, n);
 }
 
-AVX512_ENTRY void mlra_avx512_bf16_to_f32(const uint16_t *src, float *dst, long count) {
+AVX512_FN void mlra_avx512_bf16_to_f32(const uint16_t *src, float *dst, long count) {
     long i = 0;
     for (; i + 16 <= count; i += 16) {
         const __m512i x = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(src + i)));
@@ -212,7 +190,7 @@ AVX512_ENTRY void mlra_avx512_bf16_to_f32(const uint16_t *src, float *dst, long 
     }
 }
 
-AVX512_ENTRY void mlra_avx512_f16_to_f32(const uint16_t *src, float *dst, long count) {
+AVX512_FN void mlra_avx512_f16_to_f32(const uint16_t *src, float *dst, long count) {
     long i = 0;
     for (; i + 16 <= count; i += 16)
         _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + i))));

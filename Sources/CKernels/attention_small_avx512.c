@@ -7,15 +7,12 @@
 #include "CKernels.h"
 
 #if defined(__x86_64__)
-#include <immintrin.h>
 #include <math.h>
+#include "avx512_common.h"
 
 // Without software prefetches the loops ran ~10× slower on a cold cache (GQA 8 heads
 // d128 bf16 32K, 1 thread: 7.1–10.5 ms instead of 0.8–1.0): the hardware prefetchers
 // do not follow their strided reads. See small_group for how the requests are spread.
-
-#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"), always_inline)) static inline
-#define AVX512_FN __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 
 enum { F32 = 0, F16 = 1, BF16 = 2 };
 
@@ -31,22 +28,6 @@ AVX512 __m512 load16(const void *p, long i, int dtype, __mmask16 m) {
 
 AVX512 __mmask16 first(int k) { return k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << k) - 1u); }
 
-// Same polynomial as exp512 in attention_avx512.c / fastExp in VectorMath.swift.
-AVX512 __m512 exp16(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    __m512 y = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_scalef_ps(y, n);
-}
 
 // Lane L of the result = sum of the 16 lanes of v[L] (a transposing halving tree:
 // 256-bit halves, 128-bit quarters, then pairs and single lanes inside quarters).
@@ -316,11 +297,11 @@ AVX512 void small_group(const mlra_small_group *g, const void *rows, const int d
         const __m512 old = _mm512_permutexvar_ps(head, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), live, g->row_max));
         const __m512 now = _mm512_max_ps(old, top);
         const __mmask16 seen = _mm512_cmp_ps_mask(old, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ);
-        const __m512 cv = _mm512_maskz_mov_ps(seen, exp16(_mm512_sub_ps(old, now)));
+        const __m512 cv = _mm512_maskz_mov_ps(seen, exp512(_mm512_sub_ps(old, now)));
         __m512 sum = _mm512_setzero_ps();
         for (int v = 0; v < vectors; v++) {
             const __m512 e = _mm512_maskz_mov_ps(v == vectors - 1 ? lastValid : 0xFFFF,
-                                                 exp16(_mm512_sub_ps(_mm512_loadu_ps(g->scores + v * 16), now)));
+                                                 exp512(_mm512_sub_ps(_mm512_loadu_ps(g->scores + v * 16), now)));
             _mm512_storeu_ps(g->scores + v * 16, e);
             sum = _mm512_add_ps(sum, e);
         }
