@@ -240,9 +240,9 @@ AVX512 void small_group(const mlra_small_group *g, const void *rows, const int d
     const int heads = g->heads, dk = g->key_w + g->rope_w;
     const int hp = heads <= 2 ? 2 : heads <= 4 ? 4 : heads <= 8 ? 8 : 16;
     const int tb = 16 / hp;
-    // Queries padded with zero heads to hp (2, 4 heads), or as head pairs (8, 16 heads);
-    // at most 16 × (dk + 14) floats on the stack.
-    float qpad[16 * (dk + 14)];
+    // Queries padded with zero heads to hp (2, 4 heads), or as head pairs (8, 16 heads):
+    // at most 16 × (dk + 14) floats (each segment padded to whole 8-column chunks).
+    float *qpad = g->queries;
     if (hp >= 8) prepare_pairs(g, hp, qpad);
     else for (int i = 0; i < hp * dk; i++) qpad[i] = i < heads * dk ? g->q[i] : 0.0f;
     float corr[16];

@@ -51,6 +51,7 @@ typedef struct {
     int key_off, key_w, rope_off, rope_w, value_off, dv;
     float *row_max, *row_sum, *acc;   // [heads], [heads], [heads][dv]
     float *scores;          // scratch: MLRA_SMALL_SCORES floats
+    float *queries;         // scratch: 16 · (key_w + rope_w + 14) floats (the queries, padded / paired)
 } mlra_small_group;
 
 /// Rows per sub-tile of mlra_avx512_small_group, and its score scratch (floats).

@@ -107,7 +107,7 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
             plans = .allocate(capacity: groups.count)
             planCapacity = groups.count
         }
-        var heads = 0, q = 0, o = 0, anyGEMM = false, prepared = 0, widestPadded = 0, anySwiftSIMD = false
+        var heads = 0, q = 0, o = 0, anyGEMM = false, prepared = 0, widestPadded = 0, anySwiftSIMD = false, smallQueries = 0
         for (k, g) in groups.enumerated() {
             precondition(g.keyOffset + g.keyWidth <= w && g.ropeOffset + g.ropeWidth <= w && g.valueOffset + g.valueWidth <= w,
                          "kernel group \(k) reaches past the cache row width \(w)")
@@ -126,7 +126,9 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
             heads += g.heads; q += g.heads * g.queryWidth; o += g.heads * g.valueWidth
             switch path {
             case .avx512Tile: prepared += padded * g.queryWidth; widestPadded = max(widestPadded, padded)
-            case .avx512Small: prepared += g.heads * g.queryWidth
+            case .avx512Small:
+                prepared += g.heads * g.queryWidth
+                smallQueries = max(smallQueries, 16 * (g.queryWidth + 14))
             case .sgemm, .swiftSIMD: break
             }
         }
@@ -135,7 +137,7 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
             s.reserve(tileElements: cache.dtype == .f32 || !anyGEMM ? 0 : tile * w,
                       subTileElements: cache.dtype == .f32 || anyGEMM || !anySwiftSIMD ? 0 : min(simdTile, tile) * w,
                       scores: max(heads * tile, widestPadded * tile, MLRA_SMALL_SCORES),
-                      heads: max(heads, widestPadded), outputs: o)
+                      heads: max(heads, widestPadded), outputs: o, smallQueries: smallQueries)
         }
         job = Job(storage: UnsafeRawPointer(cache.storage), dtype: cache.dtype, width: w, length: length,
                   groupCount: groups.count, heads: heads, scale: scale, queries: queries, anyGEMM: anyGEMM)
@@ -303,7 +305,8 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
             q: preparedQueries + p.preparedBase, heads: Int32(g.heads),
             key_off: Int32(g.keyOffset), key_w: Int32(g.keyWidth), rope_off: Int32(g.ropeOffset), rope_w: Int32(g.ropeWidth),
             value_off: Int32(g.valueOffset), dv: Int32(g.valueWidth),
-            row_max: s.rowMax + p.headBase, row_sum: s.rowSum + p.headBase, acc: s.acc + p.outBase, scores: s.scores)
+            row_max: s.rowMax + p.headBase, row_sum: s.rowSum + p.headBase, acc: s.acc + p.outBase, scores: s.scores,
+            queries: s.smallQueries)
         let code: Int32 = switch dtype { case .f32: 0; case .f16: 1; case .bf16: 2 }
         mlra_avx512_small_group(&desc, rows, code, w, n)
     }
@@ -474,13 +477,15 @@ private final class ThreadScratch {
     private(set) var acc = UnsafeMutablePointer<Float>.allocate(capacity: 16)
     /// AVX-512 path: per padded head, e^(old max − new max) of the current tile.
     private(set) var correction = UnsafeMutablePointer<Float>.allocate(capacity: 16)
-    private var capacities = [16, 16, 16, 16, 16, 16, 16]
+    /// AVX-512 small-group path: its padded or paired queries.
+    private(set) var smallQueries = UnsafeMutablePointer<Float>.allocate(capacity: 16)
+    private var capacities = [16, 16, 16, 16, 16, 16, 16, 16]
     private(set) var outputCount = 0
     var sink: Float = 0
     /// Where the SIMD path's prefetches of the previous tile stopped.
     var prefetchedUpTo: UnsafeRawPointer? = nil
 
-    func reserve(tileElements: Int, subTileElements: Int, scores scoreCount: Int, heads: Int, outputs: Int) {
+    func reserve(tileElements: Int, subTileElements: Int, scores scoreCount: Int, heads: Int, outputs: Int, smallQueries queryCount: Int) {
         outputCount = outputs
         grow(&tileRows, 0, tileElements)
         grow(&subTile, 5, subTileElements)
@@ -489,6 +494,7 @@ private final class ThreadScratch {
         grow(&rowSum, 3, heads)
         grow(&acc, 4, outputs)
         grow(&correction, 6, heads)
+        grow(&smallQueries, 7, queryCount)
     }
 
     private func grow(_ p: inout UnsafeMutablePointer<Float>, _ slot: Int, _ count: Int) {
@@ -498,7 +504,7 @@ private final class ThreadScratch {
         capacities[slot] = count
     }
 
-    deinit { [tileRows, subTile, scores, rowMax, rowSum, acc, correction].forEach { $0.deallocate() } }
+    deinit { [tileRows, subTile, scores, rowMax, rowSum, acc, correction, smallQueries].forEach { $0.deallocate() } }
 }
 
 // MARK: - Vector helpers (Swift SIMD, 16 lanes)
