@@ -27,9 +27,10 @@ struct BenchCommand: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Rotate cache sets spanning ≥ 4 × LLC (default on).") var coldCache = true
     @Option(help: "tiled or plain.") var kernel: KernelChoice = .tiled
     @Option(help: "Rows per tile of the tiled kernel.") var tile = TiledAttentionKernel.defaultTile
-    @Option(help: "Inner loops of the tiled kernel's large groups: avx512 or portable (default: the fastest this CPU runs).")
+    @Option(help: "Inner loops of the tiled kernel: avx512 or portable (default: the fastest this CPU runs).")
     var isa: KernelISA = .detected
-    @Option(name: .customLong("simd-max-heads"), help: "Groups with at most this many heads take the Swift SIMD path (0: sgemm only).")
+    @Option(name: .customLong("simd-max-heads"),
+            help: "Groups with at most this many heads take a small-group path (AVX-512 for 2–16 heads, else Swift SIMD); 0: large-group loops only.")
     var simdMaxHeads = TiledAttentionKernel.defaultSIMDMaxHeads
     @Option(name: .customLong("simd-tile"), help: "Rows per sub-tile of the SIMD path.") var simdTile = TiledAttentionKernel.defaultSIMDTile
     @Option(help: "Calibration JSON from 'mlra calibrate --format json' (default: a quick calibration now).")

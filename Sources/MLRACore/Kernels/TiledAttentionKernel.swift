@@ -27,7 +27,8 @@ import CKernels
 ///     softmax vectorised over heads;
 ///   * AVX-512 small-group path (`isa` avx512, groups of 2 … `simdMaxHeads` heads,
 ///     CKernels/attention_small_avx512.c): dot products along the key columns reduced
-///     16 scores at a time, f16/bf16 converted in registers once per element; it walks
+///     16 (2–4 heads) or 32 (8–16 heads) scores at a time, f16/bf16 converted in
+///     registers once per element, prefetches spread through the loops; it walks
 ///     the thread's whole row range itself in sub-tiles of MLRA_SMALL_SUBTILE rows;
 /// - when every group takes the Swift SIMD path (`workSIMD`), the loops swap: sub-tiles
 ///   outside, groups inside, so each sub-tile is read/converted once for all groups
