@@ -17,7 +17,7 @@ final class BadInputTests: XCTestCase {
         var d = Data()
         withUnsafeBytes(of: (length ?? UInt64(json.utf8.count)).littleEndian) { d.append(contentsOf: $0) }
         d.append(Data(json.utf8)); d.append(data)
-        FileManager.default.createFile(atPath: dir.path(name), contents: d)
+        XCTAssertTrue(FileManager.default.createFile(atPath: dir.path(name), contents: d), "test file not written")
         return dir.path(name)
     }
 
@@ -28,8 +28,8 @@ final class BadInputTests: XCTestCase {
         let zeros = Data(count: bytes)
         var full = Data(); withUnsafeBytes(of: UInt64(good.utf8.count).littleEndian) { full.append(contentsOf: $0) }
         full.append(Data(good.utf8)); full.append(zeros)
-        FileManager.default.createFile(atPath: dir.path("trunc-\(tensor)"), contents: full.prefix(full.count - 5))
-        FileManager.default.createFile(atPath: dir.path("empty-\(tensor)"), contents: Data())
+        XCTAssertTrue(FileManager.default.createFile(atPath: dir.path("trunc-\(tensor)"), contents: full.prefix(full.count - 5)), "test file not written")
+        XCTAssertTrue(FileManager.default.createFile(atPath: dir.path("empty-\(tensor)"), contents: Data()), "test file not written")
         return [
             (dir.path("missing-\(tensor)"), "no such file"),
             (dir.path("empty-\(tensor)"), "shorter than the 8-byte header length"),
@@ -225,7 +225,7 @@ final class BadInputTests: XCTestCase {
         let w = dir.path("w.safetensors")
         XCTAssertEqual(try CLI.run(["weights", "--config", layer, "--seed", "2", "--output", w]).status, 0)
         let bytes = try Data(contentsOf: URL(fileURLWithPath: w))
-        FileManager.default.createFile(atPath: w, contents: bytes.prefix(bytes.count - 100))
+        XCTAssertTrue(FileManager.default.createFile(atPath: w, contents: bytes.prefix(bytes.count - 100)), "test file not written")
         let f = try CLI.mpirun(2, ["forward", "--config", layer, "--weights", w, "--input", input, "--prefill", "1",
                                    "--output", dir.path("y.safetensors")], timeout: 60)
         assertCleanError(f, contains: "lie outside")

@@ -39,7 +39,7 @@ final class ConfigTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         func write(_ s: String) -> String {
             let p = dir.appendingPathComponent("c.json").path
-            FileManager.default.createFile(atPath: p, contents: Data(s.utf8))
+            XCTAssertTrue(FileManager.default.createFile(atPath: p, contents: Data(s.utf8)), "test file not written")
             return p
         }
         var p = write("{not json")
