@@ -187,20 +187,6 @@ QK_PAIRS(16)
 
 // The queries of 8 or 16 heads as head pairs (h, h + 4) of 8-column chunks per segment,
 // zero past each segment's width and past the group's heads; returns floats written.
-AVX512 void prepare_pairs(const mlra_small_group *g, int hp, float *qpair) {
-    const int dk = g->key_w + g->rope_w;
-    float *o = qpair;
-    for (int seg = 0; seg < 2; seg++) {
-        const int width = seg == 0 ? g->key_w : g->rope_w, q0 = seg == 0 ? 0 : g->key_w;
-        for (int c = 0; c < width; c += 8)
-            for (int p = 0; p < hp / 2; p++)
-                for (int half = 0; half < 2; half++) {
-                    const int h = 8 * (p / 4) + p % 4 + 4 * half;
-                    for (int e = 0; e < 8; e++, o++)
-                        *o = h < g->heads && c + e < width ? g->q[h * dk + q0 + c + e] : 0.0f;
-                }
-    }
-}
 
 // acc[h][c ..] for heads h0 .. h0 + HB, columns in blocks of CB vectors: rescale by the
 // correction, then += Σ_t P[t][h]·V[t] over the sub-tile's m rows.
@@ -240,11 +226,7 @@ AVX512 void small_group(const mlra_small_group *g, const void *rows, const int d
     const int heads = g->heads, dk = g->key_w + g->rope_w;
     const int hp = heads <= 2 ? 2 : heads <= 4 ? 4 : heads <= 8 ? 8 : 16;
     const int tb = 16 / hp;
-    // Queries padded with zero heads to hp (2, 4 heads), or as head pairs (8, 16 heads):
-    // at most 16 × (dk + 14) floats (each segment padded to whole 8-column chunks).
-    float *qpad = g->queries;
-    if (hp >= 8) prepare_pairs(g, hp, qpad);
-    else for (int i = 0; i < hp * dk; i++) qpad[i] = i < heads * dk ? g->q[i] : 0.0f;
+    const float *qpad = g->q;   // laid out by mlra_small_prepare
     float corr[16];
     const __mmask16 live = first(heads);
     // Bytes of a row the group reads, for prefetching the next sub-tile.
@@ -340,7 +322,40 @@ void mlra_avx512_small_group(const mlra_small_group *g, const void *rows, int dt
     }
 }
 
-#else
+#endif
+
+// Heads padded to 2, 4, 8 or 16 lanes.
+static int padded_heads(int heads) { return heads <= 2 ? 2 : heads <= 4 ? 4 : heads <= 8 ? 8 : 16; }
+
+long mlra_small_prepared_count(int heads, int key_w, int rope_w) {
+    const int hp = padded_heads(heads);
+    if (hp < 8) return (long)hp * (key_w + rope_w);
+    return (long)hp * 8 * ((key_w + 7) / 8 + (rope_w + 7) / 8);
+}
+
+// 2 or 4 heads: [hp][dk], zero heads past `heads`. 8 or 16 heads: head pairs
+// (h, h + 4) of 8-column chunks per segment, as qk_pairs reads them: per chunk, per
+// pair, 8 columns of head h then 8 of head h + 4; zero past each segment's width.
+void mlra_small_prepare(const float *q, float scale, int heads, int key_w, int rope_w, float *out) {
+    const int hp = padded_heads(heads), dk = key_w + rope_w;
+    if (hp < 8) {
+        for (long i = 0; i < (long)hp * dk; i++) out[i] = i < (long)heads * dk ? scale * q[i] : 0.0f;
+        return;
+    }
+    float *o = out;
+    for (int seg = 0; seg < 2; seg++) {
+        const int width = seg == 0 ? key_w : rope_w, q0 = seg == 0 ? 0 : key_w;
+        for (int c = 0; c < width; c += 8)
+            for (int p = 0; p < hp / 2; p++)
+                for (int half = 0; half < 2; half++) {
+                    const int h = 8 * (p / 4) + p % 4 + 4 * half;
+                    for (int e = 0; e < 8; e++, o++)
+                        *o = h < heads && c + e < width ? scale * q[(long)h * dk + q0 + c + e] : 0.0f;
+                }
+    }
+}
+
+#if !defined(__x86_64__)
 void mlra_avx512_small_group(const mlra_small_group *g, const void *rows, int dtype, long ld, long n) {
     (void)g; (void)rows; (void)dtype; (void)ld; (void)n; __builtin_trap();
 }

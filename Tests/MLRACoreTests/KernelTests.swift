@@ -134,6 +134,35 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Small AVX-512 groups that share the RoPE columns (MLRA-4, 4 blocks of 4 heads on one
+    /// rank) take the rows in chunks, all groups per chunk; chunks of 64 rows here, so
+    /// lengths cross several. GQA groups (columns of their own) do not share.
+    func testAVX512SmallGroupsSharingColumnsInChunks() throws {
+        try XCTSkipUnless(KernelISA.avx512.isSupported, "this CPU does not run AVX-512")
+        let layout = try Shapes.latent(.mlra4, h: 4, dc: 64, dn: 8, dr: 4).layout()
+        let shard = try layout.shard(tp: 1, rank: 0)
+        let groups = layout.kernelGroups(for: shard)
+        XCTAssertEqual(groups.count, 4)
+        XCTAssertTrue(TiledAttentionKernel.shareColumns(groups))
+        let gqa = try Shapes.grouped(.gqa, h: 8, dh: 16, group: 2).layout()
+        XCTAssertFalse(TiledAttentionKernel.shareColumns(gqa.kernelGroups(for: try gqa.shard(tp: 1, rank: 0))))
+        let width = layout.cacheWidth(units: shard.units.count)
+        for dtype in StorageDType.allCases {
+            let cache = KVCache(dtype: dtype, width: width, capacity: 300)
+            let seed = SeededInit(seed: 4), key = seed.nameKey("cache")
+            cache.fill(toLength: 300) { j, c in 2 * seed.uniform(nameKey: key, index: j * width + c) }
+            let q = randomInput(tokens: 1, width: groups.totalQueryCount, seed: 8).map { 3 * $0 }
+            for length in [1, 63, 64, 65, 129, 300] {
+                let ref = run(PlainAttentionKernel(), cache, length, groups, layout.softmaxScale, q)
+                for threads in [1, 2] {
+                    let kernel = TiledAttentionKernel(threads: threads, isa: .avx512, sharedChunkBytes: 1)
+                    assertClose(run(kernel, cache, length, groups, layout.softmaxScale, q), ref.map(Double.init),
+                                atol: Self.atol, rtol: Self.rtol, "shared columns \(dtype) threads \(threads) L \(length)")
+                }
+            }
+        }
+    }
+
     /// A kernel object reused across calls with different group sets and widths stays correct.
     func testKernelReuseAcrossShapes() throws {
         let kernel = TiledAttentionKernel(threads: 2, tile: 4, simdMaxHeads: 3)   // groups on both paths

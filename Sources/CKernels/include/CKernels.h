@@ -46,13 +46,19 @@ void mlra_avx512_group_tile(const mlra_tile_group *g, const float *rows, long ld
 /// any storage type, f16/bf16 converted in registers once per element. Same
 /// online-softmax contract as mlra_tile_group.
 typedef struct {
-    const float *q;         // [heads][key_w + rope_w]: queries times the scale
+    const float *q;         // the queries times the scale, laid out by mlra_small_prepare
     int heads;              // 2 ... 16
     int key_off, key_w, rope_off, rope_w, value_off, dv;
     float *row_max, *row_sum, *acc;   // [heads], [heads], [heads][dv]
     float *scores;          // scratch: MLRA_SMALL_SCORES floats
-    float *queries;         // scratch: 16 · (key_w + rope_w + 14) floats (the queries, padded / paired)
 } mlra_small_group;
+
+/// Floats mlra_small_prepare writes for a group of `heads` heads.
+long mlra_small_prepared_count(int heads, int key_w, int rope_w);
+/// The group's queries q [heads][key_w + rope_w], times `scale`, laid out for
+/// mlra_avx512_small_group (heads padded; for 8 or 16 heads, in head pairs). Once per
+/// step, so that the loops can be called on any number of row ranges.
+void mlra_small_prepare(const float *q, float scale, int heads, int key_w, int rope_w, float *out);
 
 /// Rows per sub-tile of mlra_avx512_small_group, and its score scratch (floats).
 enum { MLRA_SMALL_SUBTILE = 64, MLRA_SMALL_SCORES = (MLRA_SMALL_SUBTILE + 16) * 16 };

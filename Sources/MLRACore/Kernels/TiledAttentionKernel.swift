@@ -52,6 +52,8 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
     public let tile: Int
     /// Which inner loops run (`KernelISA`).
     public let isa: KernelISA
+    /// Small AVX-512 groups that share columns take the rows in chunks of this many bytes.
+    public let sharedChunkBytes: Int
     private let pool: WorkerPool
     /// AVX-512 path: per group, its queries as [DK][heads rounded up to 16], times the scale.
     /// AVX-512 small groups: their queries times the scale.
@@ -79,7 +81,8 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
 
     public init(threads: Int, tile: Int = TiledAttentionKernel.defaultTile,
                 simdMaxHeads: Int = TiledAttentionKernel.defaultSIMDMaxHeads,
-                simdTile: Int = TiledAttentionKernel.defaultSIMDTile, isa: KernelISA = .detected) {
+                simdTile: Int = TiledAttentionKernel.defaultSIMDTile, isa: KernelISA = .detected,
+                sharedChunkBytes: Int = TiledAttentionKernel.defaultSharedChunkBytes) {
         precondition(isa.isSupported, "kernel ISA \(isa) is not supported by this CPU")
         precondition(threads >= 1, "kernel threads must be at least 1, got \(threads)")
         precondition(tile >= 1, "kernel tile must be at least 1 row, got \(tile)")
@@ -89,6 +92,7 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
         self.simdMaxHeads = simdMaxHeads
         self.simdTile = simdTile
         self.isa = isa
+        self.sharedChunkBytes = sharedChunkBytes
         pool = WorkerPool(parts: threads)
         scratch = (0..<threads).map { _ in ThreadScratch() }
         plans = .allocate(capacity: 1)
@@ -108,7 +112,7 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
             plans = .allocate(capacity: groups.count)
             planCapacity = groups.count
         }
-        var heads = 0, q = 0, o = 0, anyGEMM = false, prepared = 0, widestPadded = 0, anySwiftSIMD = false, smallQueries = 0
+        var heads = 0, q = 0, o = 0, anyGEMM = false, prepared = 0, widestPadded = 0, anySwiftSIMD = false
         for (k, g) in groups.enumerated() {
             precondition(g.keyOffset + g.keyWidth <= w && g.ropeOffset + g.ropeWidth <= w && g.valueOffset + g.valueWidth <= w,
                          "kernel group \(k) reaches past the cache row width \(w)")
@@ -128,8 +132,7 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
             switch path {
             case .avx512Tile: prepared += padded * g.queryWidth; widestPadded = max(widestPadded, padded)
             case .avx512Small:
-                prepared += g.heads * g.queryWidth
-                smallQueries = max(smallQueries, 16 * (g.queryWidth + 14))
+                prepared += mlra_small_prepared_count(Int32(g.heads), Int32(g.keyWidth), Int32(g.ropeWidth))
             case .sgemm, .swiftSIMD: break
             }
         }
@@ -138,10 +141,11 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
             s.reserve(tileElements: cache.dtype == .f32 || !anyGEMM ? 0 : tile * w,
                       subTileElements: cache.dtype == .f32 || anyGEMM || !anySwiftSIMD ? 0 : min(simdTile, tile) * w,
                       scores: max(heads * tile, widestPadded * tile, MLRA_SMALL_SCORES),
-                      heads: max(heads, widestPadded), outputs: o, smallQueries: smallQueries)
+                      heads: max(heads, widestPadded), outputs: o)
         }
         job = Job(storage: UnsafeRawPointer(cache.storage), dtype: cache.dtype, width: w, length: length,
-                  groupCount: groups.count, heads: heads, scale: scale, queries: queries, anyGEMM: anyGEMM)
+                  groupCount: groups.count, heads: heads, scale: scale, queries: queries, anyGEMM: anyGEMM,
+                  sharedColumns: !anyGEMM && groups.count > 1 && TiledAttentionKernel.shareColumns(groups))
         pool.run(self)
         merge(heads: heads, groupCount: groups.count, out: out)
     }
@@ -157,12 +161,22 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
         s.acc.update(repeating: 0, count: s.outputCount)
         s.prefetchedUpTo = nil
         if !j.anyGEMM {
-            // Every group on a small-group path: each AVX-512 group walks the whole range
-            // itself (its columns are its own); the Swift SIMD groups share sub-tiles.
-            for k in 0..<j.groupCount where plans[k].path == .avx512Small {
-                processSmallAVX512(plans[k], rows: j.storage + start * w * j.dtype.bytes, dtype: j.dtype, count: end - start,
-                                   width: w, state: s)
+            // Every group on a small-group path. AVX-512 groups with columns of their own
+            // (GQA) each walk the whole range, one stream per group; groups that share
+            // columns (the RoPE key of an MLA-family shard of several blocks) take the
+            // range in chunks, all groups per chunk, so a shared column is read from
+            // memory once per step (the chunk stays in L2 for the next group).
+            let rowBytes = w * j.dtype.bytes
+            let chunk = j.sharedColumns ? max(MLRA_SMALL_SUBTILE, sharedChunkBytes / max(rowBytes, 1)) : end - start
+            var row0 = start
+            while row0 < end {
+                let n = min(chunk, end - row0)
+                for k in 0..<j.groupCount where plans[k].path == .avx512Small {
+                    processSmallAVX512(plans[k], rows: j.storage + row0 * rowBytes, dtype: j.dtype, count: n, width: w, state: s)
+                }
+                row0 += n
             }
+            // The Swift SIMD groups share sub-tiles.
             if (0..<j.groupCount).contains(where: { plans[$0].path == .swiftSIMD }) {
                 workSIMD(start: start, end: end, state: s)
             }
@@ -253,6 +267,24 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
         }
     }
 
+    /// Whether two of the groups read a common column (key, RoPE or value).
+    public static func shareColumns(_ groups: [KernelGroup]) -> Bool {
+        func spans(_ g: KernelGroup) -> [Range<Int>] {
+            [g.keyOffset..<(g.keyOffset + g.keyWidth), g.ropeOffset..<(g.ropeOffset + g.ropeWidth),
+             g.valueOffset..<(g.valueOffset + g.valueWidth)].filter { !$0.isEmpty }
+        }
+        for a in groups.indices {
+            for b in groups.indices where b > a {
+                for x in spans(groups[a]) where spans(groups[b]).contains(where: { $0.overlaps(x) }) { return true }
+            }
+        }
+        return false
+    }
+
+    /// Bytes of stored rows per chunk when small AVX-512 groups share columns: well
+    /// inside a 1 MB L2, so the chunk is still there for the chunk's last group.
+    public static let defaultSharedChunkBytes = 256 << 10
+
     /// Rows of `width` f32 elements that fit in 32 KB, a multiple of 4, at least 4.
     static func l1SubTileRows(width: Int) -> Int {
         max(4, 32768 / (max(width, 1) * 4) / 4 * 4)
@@ -273,7 +305,7 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
 
     /// The AVX-512 groups' queries times the scale: large groups transposed as
     /// qt[c][h], heads padded with zeros to a multiple of 16 (one vector of lanes per
-    /// 16 heads); small groups as they are, [h][c].
+    /// 16 heads); small groups as `mlra_small_prepare` lays them out.
     private func prepareQueries(groupCount: Int, count: Int, scale: Float, queries: UnsafePointer<Float>) {
         if count > preparedCapacity {
             preparedQueries.deallocate()
@@ -290,7 +322,7 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
                     for c in 0..<dk { out[c * hp + h] = scale * q[h * dk + c] }
                 }
             case .avx512Small:
-                for i in 0..<(p.group.heads * dk) { out[i] = scale * q[i] }
+                mlra_small_prepare(q, scale, Int32(p.group.heads), Int32(p.group.keyWidth), Int32(p.group.ropeWidth), out)
             case .sgemm, .swiftSIMD: break
             }
         }
@@ -306,8 +338,7 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
             q: preparedQueries + p.preparedBase, heads: Int32(g.heads),
             key_off: Int32(g.keyOffset), key_w: Int32(g.keyWidth), rope_off: Int32(g.ropeOffset), rope_w: Int32(g.ropeWidth),
             value_off: Int32(g.valueOffset), dv: Int32(g.valueWidth),
-            row_max: s.rowMax + p.headBase, row_sum: s.rowSum + p.headBase, acc: s.acc + p.outBase, scores: s.scores,
-            queries: s.smallQueries)
+            row_max: s.rowMax + p.headBase, row_sum: s.rowSum + p.headBase, acc: s.acc + p.outBase, scores: s.scores)
         let code: Int32 = switch dtype { case .f32: 0; case .f16: 1; case .bf16: 2 }
         mlra_avx512_small_group(&desc, rows, code, w, n)
     }
@@ -465,6 +496,8 @@ private struct Job {
     var scale: Float = 1
     var queries = UnsafePointer<Float>(bitPattern: 64)!
     var anyGEMM = true
+    /// Some columns are read by more than one group (the shared RoPE key).
+    var sharedColumns = false
 }
 
 /// One thread's scratch: a converted tile, its scores and its partial softmax state.
@@ -478,15 +511,13 @@ private final class ThreadScratch {
     private(set) var acc = UnsafeMutablePointer<Float>.allocate(capacity: 16)
     /// AVX-512 path: per padded head, e^(old max − new max) of the current tile.
     private(set) var correction = UnsafeMutablePointer<Float>.allocate(capacity: 16)
-    /// AVX-512 small-group path: its padded or paired queries.
-    private(set) var smallQueries = UnsafeMutablePointer<Float>.allocate(capacity: 16)
-    private var capacities = [16, 16, 16, 16, 16, 16, 16, 16]
+    private var capacities = [16, 16, 16, 16, 16, 16, 16]
     private(set) var outputCount = 0
     var sink: Float = 0
     /// Where the SIMD path's prefetches of the previous tile stopped.
     var prefetchedUpTo: UnsafeRawPointer? = nil
 
-    func reserve(tileElements: Int, subTileElements: Int, scores scoreCount: Int, heads: Int, outputs: Int, smallQueries queryCount: Int) {
+    func reserve(tileElements: Int, subTileElements: Int, scores scoreCount: Int, heads: Int, outputs: Int) {
         outputCount = outputs
         grow(&tileRows, 0, tileElements)
         grow(&subTile, 5, subTileElements)
@@ -495,7 +526,6 @@ private final class ThreadScratch {
         grow(&rowSum, 3, heads)
         grow(&acc, 4, outputs)
         grow(&correction, 6, heads)
-        grow(&smallQueries, 7, queryCount)
     }
 
     private func grow(_ p: inout UnsafeMutablePointer<Float>, _ slot: Int, _ count: Int) {
@@ -505,7 +535,7 @@ private final class ThreadScratch {
         capacities[slot] = count
     }
 
-    deinit { [tileRows, subTile, scores, rowMax, rowSum, acc, correction, smallQueries].forEach { $0.deallocate() } }
+    deinit { [tileRows, subTile, scores, rowMax, rowSum, acc, correction].forEach { $0.deallocate() } }
 }
 
 // MARK: - Vector helpers (Swift SIMD, 16 lanes)
