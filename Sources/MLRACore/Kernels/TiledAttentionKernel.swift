@@ -165,7 +165,12 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
             // (GQA) each walk the whole range, one stream per group; groups that share
             // columns (the RoPE key of an MLA-family shard of several blocks) take the
             // range in chunks, all groups per chunk, so a shared column is read from
-            // memory once per step (the chunk stays in L2 for the next group).
+            // memory once per step (the chunk stays in L2 for the next group). Measured
+            // both ways, 1 thread, medians: GQA 64 heads on 8 KV heads 8K, streams 3.1 ms
+            // f32 / 2.2 ms bf16 vs chunks 4.7 / 2.9; MLRA-4 8 heads (4 blocks) 32K,
+            // chunks 6.5–6.9 / 4.3 ms vs streams 7.6–7.8 / 4.9. (MHA's lone heads stay on
+            // the Swift path, which shares sub-tiles: through these loops MHA 8 heads d64
+            // 32K took 13 ms f32 / 10 ms bf16 instead of 4.5.)
             let rowBytes = w * j.dtype.bytes
             let chunk = j.sharedColumns ? max(MLRA_SMALL_SUBTILE, sharedChunkBytes / max(rowBytes, 1)) : end - start
             var row0 = start
