@@ -1,8 +1,9 @@
 #!/bin/sh
 # Print the sweep CSV header that docs/csv-schema.md defines, as one
-# comma-separated line, in the document's column order.
+# comma-separated line, in the document's column order; with --version, the
+# schema version from the document's title ("# Sweep CSV schema (version N)").
 #
-#   tests/slurm/schema_header.sh [path/to/csv-schema.md]
+#   tests/slurm/schema_header.sh [--version] [path/to/csv-schema.md]
 #
 # The schema document is the single source of truth: the e2e test compares
 # the CSVs' first line with this output, and the stand-in sweep writes it.
@@ -11,8 +12,15 @@
 # columns.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
+want=header
+if [ "${1:-}" = --version ]; then want=version; shift; fi
 doc=${1:-$here/../../docs/csv-schema.md}
 [ -r "$doc" ] || { echo "schema_header: cannot read $doc" >&2; exit 2; }
+if [ "$want" = version ]; then
+  v=$(sed -n '1s/.*(version \([0-9][0-9]*\)).*/\1/p' "$doc")
+  [ -n "$v" ] || { echo "schema_header: no version in the title of $doc" >&2; exit 1; }
+  echo "$v"; exit 0
+fi
 awk '
   /^## / && seen { exit }                 # the next section ends the table
   /^\| *column *\|/ { seen = 1; next }    # the table header row

@@ -292,9 +292,7 @@ show_logs() { # on failure: the job logs and daemon log tails
 }
 
 SCHEMA_HEADER=$("$HERE/schema_header.sh" "$REPO/docs/csv-schema.md") || die "cannot read the schema from docs/csv-schema.md"
-# The version in the document's title: "# Sweep CSV schema (version N)".
-SCHEMA_VERSION=$(sed -n '1s/.*(version \([0-9][0-9]*\)).*/\1/p' "$REPO/docs/csv-schema.md")
-[ -n "$SCHEMA_VERSION" ] || die "cannot read the schema version from docs/csv-schema.md's title"
+SCHEMA_VERSION=$("$HERE/schema_header.sh" --version "$REPO/docs/csv-schema.md") || die "cannot read the schema version from docs/csv-schema.md's title"
 
 # csv_check FILE EXPECTED_ROWS -> checks, prints the problems; writes FILE.keys
 # (one configuration key per row, sorted) for comparisons.
@@ -303,19 +301,7 @@ csv_check() {
   if [ ! -s "$f" ]; then echo "missing or empty"; return 1; fi
   if [ "$(head -n 1 "$f")" != "$SCHEMA_HEADER" ]; then echo "header differs from docs/csv-schema.md"; return 1; fi
   if [ -n "$(tail -c 1 "$f")" ]; then echo "last row has no newline (partial row)"; return 1; fi
-  problems=$(awk -v want="$want" -v keys="$f.keys" -v version="$SCHEMA_VERSION" '
-    function csvsplit(line, f,   n, i, c, q, cur) {
-      n = 0; cur = ""; q = 0
-      for (i = 1; i <= length(line); i++) {
-        c = substr(line, i, 1)
-        if (q) { if (c == "\"") { if (substr(line, i + 1, 1) == "\"") { cur = cur c; i++ } else q = 0 } else cur = cur c }
-        else if (c == "\"") q = 1
-        else if (c == ",") { f[++n] = cur; cur = "" }
-        else cur = cur c
-      }
-      f[++n] = cur
-      return q ? -1 : n
-    }
+  problems=$(awk -v want="$want" -v keys="$f.keys" -v version="$SCHEMA_VERSION" -f "$HERE/csv.awk" -f /dev/stdin "$f" <<'AWK'
     NR == 1 { nh = csvsplit($0, h); for (i = 1; i <= nh; i++) col[h[i]] = i; next }
     {
       rows++
@@ -329,7 +315,8 @@ csv_check() {
       print k | ("sort > \"" keys "\"")
     }
     END { if (want != "" && rows != want) printf "%d rows, expected %d\n", rows, want }
-  ' "$f")
+AWK
+)
   if [ -n "$problems" ]; then printf '%s\n' "$problems" | head -n 10; return 1; fi
   return 0
 }

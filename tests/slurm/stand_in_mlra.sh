@@ -58,7 +58,7 @@ world=${OMPI_COMM_WORLD_SIZE:-1}
 [ "$rank" = 0 ] || exit 0
 
 header=$("$here/schema_header.sh")
-schema_version=$(sed -n '1s/.*(version \([0-9][0-9]*\)).*/\1/p' "$here/../../docs/csv-schema.md")
+schema_version=$("$here/schema_header.sh" --version)
 sample_header="run_id,variant,scope,tp,tp_group,context,batch,n_head,kv_lora_rank,kv_dtype,threads,timing_mode,step_index,step_us,kernel_us,allreduce_us"
 IFS=, read -r -a cols <<<"$header"
 
@@ -68,22 +68,12 @@ declare -A done_keys=()
 if [ -s "$out" ]; then
   first=$(head -n 1 "$out")
   [ "$first" = "$header" ] || { echo "stand_in_mlra: $out has another header; refusing to append" >&2; exit 65; }
-  while IFS= read -r k; do done_keys[$k]=1; done < <(awk '
-    function csvsplit(line, f,   n, i, c, q, cur) {
-      n = 0; cur = ""; q = 0
-      for (i = 1; i <= length(line); i++) {
-        c = substr(line, i, 1)
-        if (q) { if (c == "\"") { if (substr(line, i + 1, 1) == "\"") { cur = cur c; i++ } else q = 0 } else cur = cur c }
-        else if (c == "\"") q = 1
-        else if (c == ",") { f[++n] = cur; cur = "" }
-        else cur = cur c
-      }
-      f[++n] = cur; return n
-    }
+  while IFS= read -r k; do done_keys[$k]=1; done < <(awk -f "$here/csv.awk" -f /dev/stdin "$out" <<'AWK'
     NR == 1 { n = csvsplit($0, h); for (i = 1; i <= n; i++) col[h[i]] = i; next }
     { csvsplit($0, f)
       print f[col["variant"]] "|" f[col["scope"]] "|" f[col["tp"]] "|" f[col["tp_group"]] "|" f[col["context"]] "|" f[col["kv_dtype"]] }
-  ' "$out")
+AWK
+)
 else
   mkdir -p "$(dirname "$out")"
   printf '%s\n' "$header" >"$out"
