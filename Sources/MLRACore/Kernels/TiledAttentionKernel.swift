@@ -145,7 +145,8 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
         }
         job = Job(storage: UnsafeRawPointer(cache.storage), dtype: cache.dtype, width: w, length: length,
                   groupCount: groups.count, heads: heads, scale: scale, queries: queries, anyGEMM: anyGEMM,
-                  sharedColumns: !anyGEMM && groups.count > 1 && TiledAttentionKernel.shareColumns(groups))
+                  sharedColumns: !anyGEMM && groups.count > 1 && TiledAttentionKernel.shareColumns(groups),
+                  anySwiftSIMD: anySwiftSIMD)
         pool.run(self)
         merge(heads: heads, groupCount: groups.count, out: out)
     }
@@ -182,7 +183,7 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
                 row0 += n
             }
             // The Swift SIMD groups share sub-tiles.
-            if (0..<j.groupCount).contains(where: { plans[$0].path == .swiftSIMD }) {
+            if j.anySwiftSIMD {
                 workSIMD(start: start, end: end, state: s)
             }
             return
@@ -272,15 +273,20 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
         }
     }
 
-    /// Whether two of the groups read a common column (key, RoPE or value).
+    /// Whether two of the groups read a common column (key, RoPE or value). Called
+    /// per step: no allocation.
     public static func shareColumns(_ groups: [KernelGroup]) -> Bool {
-        func spans(_ g: KernelGroup) -> [Range<Int>] {
-            [g.keyOffset..<(g.keyOffset + g.keyWidth), g.ropeOffset..<(g.ropeOffset + g.ropeWidth),
-             g.valueOffset..<(g.valueOffset + g.valueWidth)].filter { !$0.isEmpty }
+        func overlap(_ a: Int, _ n: Int, _ b: Int, _ m: Int) -> Bool { n > 0 && m > 0 && a < b + m && b < a + n }
+        func overlap(_ o: Int, _ n: Int, _ g: KernelGroup) -> Bool {
+            overlap(o, n, g.keyOffset, g.keyWidth) || overlap(o, n, g.ropeOffset, g.ropeWidth)
+                || overlap(o, n, g.valueOffset, g.valueWidth)
         }
         for a in groups.indices {
+            let g = groups[a]
             for b in groups.indices where b > a {
-                for x in spans(groups[a]) where spans(groups[b]).contains(where: { $0.overlaps(x) }) { return true }
+                let h = groups[b]
+                if overlap(g.keyOffset, g.keyWidth, h) || overlap(g.ropeOffset, g.ropeWidth, h)
+                    || overlap(g.valueOffset, g.valueWidth, h) { return true }
             }
         }
         return false
@@ -503,6 +509,8 @@ private struct Job {
     var anyGEMM = true
     /// Some columns are read by more than one group (the shared RoPE key).
     var sharedColumns = false
+    /// Some group takes the Swift SIMD path.
+    var anySwiftSIMD = false
 }
 
 /// One thread's scratch: a converted tile, its scores and its partial softmax state.
