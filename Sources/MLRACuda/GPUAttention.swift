@@ -165,9 +165,20 @@ public final class GPUAttention {
         return 2 * rows * (dk + 8) + 2 * stages * tile * (scols + 8) + 4 * rows * (tile + 4) + 2 * rows * (tile + 8) + 12 * rows
     }
 
-    static func plan(device: CUDADevice, heads: Int, keyWidth: Int, ropeWidth: Int, valueWidth: Int, valueIsKey: Bool,
-                     offsets: [Int], groupIndices: [Int], table: DeviceBuffer, rowWidth: Int, dtype: StorageDType,
-                     maxBatch: Int, maxLength: Int, tuning: GPUTuning) throws -> GroupClass {
+    /// What the kernel for one class is compiled with and launched as, before any device work.
+    public struct LaunchShape {
+        public let path: GPUKernelPath
+        public let defines: [(String, Int)]
+        public let tile: Int, stages: Int, headsPerBlock: Int, sharedBytes: Int, threads: Int
+        public var flags: [String] { path == .plain ? [] : ["--use_fast_math"] }
+        public var functionName: String { path == .mma ? "decode_mma" : path == .f32 ? "decode_f32" : "decode_plain" }
+    }
+
+    /// Chooses the path, tile, stages and warp split for a class within `sharedBudget` bytes
+    /// of shared memory per block (the device's opt-in limit).
+    public static func launchShape(heads: Int, keyWidth: Int, ropeWidth: Int, valueWidth: Int, valueIsKey: Bool,
+                                   offsets: [Int], rowWidth: Int, dtype: StorageDType, sharedBudget: Int,
+                                   tuning: GPUTuning) throws -> LaunchShape {
         let elem = dtype == .bf16 ? 0 : dtype == .f16 ? 1 : 2
         let base: [(String, Int)] = [("ELEM", elem), ("GROUP_HEADS", heads), ("KEY_W", keyWidth), ("ROPE_W", ropeWidth),
                                      ("VAL_W", valueWidth), ("ROW_W", rowWidth)]
@@ -179,56 +190,57 @@ public final class GPUAttention {
                                + "column offsets that are multiples of 8 (\(heads) heads, key \(keyWidth), rope \(ropeWidth), value \(valueWidth), row \(rowWidth))")
         }
         if path == .f32 && dtype != .f32 { throw HarnessError("the f32 kernel needs an f32 cache (this one is \(dtype))") }
-
-        let compiler = KernelCompiler.shared
-        let arch = device.arch
-        var defines = base
-        var tile = 0, stages = 0, headsPerBlock = heads, shared = 0, threads = 256
-        var fast = true
+        let threads = 256
         switch path {
         case .plain:
-            fast = false
+            return LaunchShape(path: .plain, defines: base, tile: 0, stages: 0, headsPerBlock: 1, sharedBytes: 0, threads: threads)
         case .mma:
             // Heads per block: all of the group's, up to 64 (beyond that the value accumulators
             // leave the registers); MT is a power of two so that the softmax's threads per row are too.
-            headsPerBlock = min(heads, 64)
+            let headsPerBlock = min(heads, 64)
             var mt = 1
             while mt * 16 < headsPerBlock { mt *= 2 }
-            let budget = device.sharedPerBlockOptin
-            var chosen: (tile: Int, stages: Int, split: (sWM: Int, oWM: Int))? = nil
             for t in tuning.tile.map({ [$0] }) ?? [64, 32, 16] {
                 guard t % 16 == 0, let split = mmaWarpSplit(mt: mt, tile: t, valueWidth: valueWidth), 256 % (mt * 16) == 0,
                       (t / (256 / (mt * 16))) % 2 == 0 else { continue }
                 for s in tuning.stages.map({ [$0] }) ?? [3, 2] where s >= 2 {
-                    if mmaSharedBytes(mt: mt, keyWidth: keyWidth, ropeWidth: ropeWidth, valueWidth: valueWidth,
-                                      valueIsKey: valueIsKey, tile: t, stages: s) <= budget {
-                        chosen = (t, s, split); break
-                    }
+                    let shared = mmaSharedBytes(mt: mt, keyWidth: keyWidth, ropeWidth: ropeWidth, valueWidth: valueWidth,
+                                                valueIsKey: valueIsKey, tile: t, stages: s)
+                    guard shared <= sharedBudget else { continue }
+                    let defines = base + [("FAST_MMA", 1), ("HEADS", headsPerBlock), ("MT", mt), ("TN", t), ("STAGES", s),
+                                          ("NWARPS", warps), ("S_WM", split.sWM), ("O_WM", split.oWM), ("VAL_IS_KEY", valueIsKey ? 1 : 0)]
+                    return LaunchShape(path: .mma, defines: defines, tile: t, stages: s, headsPerBlock: headsPerBlock,
+                                       sharedBytes: shared, threads: threads)
                 }
-                if chosen != nil { break }
             }
-            guard let c = chosen else {
-                throw HarnessError("no tile of the tensor-core kernel fits \(heads) heads × key \(keyWidth)+\(ropeWidth), value \(valueWidth) "
-                                   + "in \(budget / 1024) KiB of shared memory" + (tuning.tile.map { " with --gpu-tile \($0)" } ?? ""))
-            }
-            tile = c.tile; stages = c.stages
-            shared = mmaSharedBytes(mt: mt, keyWidth: keyWidth, ropeWidth: ropeWidth, valueWidth: valueWidth,
-                                    valueIsKey: valueIsKey, tile: tile, stages: stages)
-            defines += [("FAST_MMA", 1), ("HEADS", headsPerBlock), ("MT", mt), ("TN", tile), ("STAGES", stages),
-                        ("NWARPS", warps), ("S_WM", c.split.sWM), ("O_WM", c.split.oWM), ("VAL_IS_KEY", valueIsKey ? 1 : 0)]
+            throw HarnessError("no tile of the tensor-core kernel fits \(heads) heads × key \(keyWidth)+\(ropeWidth), value \(valueWidth) "
+                               + "in \(sharedBudget / 1024) KiB of shared memory" + (tuning.tile.map { " with --gpu-tile \($0)" } ?? ""))
         case .f32:
-            headsPerBlock = min(heads, 16)
-            tile = tuning.tile ?? 32
+            let headsPerBlock = min(heads, 16)
+            let tile = tuning.tile ?? 32
             let dk = keyWidth + ropeWidth
-            shared = 4 * (headsPerBlock * dk + tile * (dk + valueWidth + 1) + headsPerBlock * tile + 3 * headsPerBlock)
-            guard shared <= device.sharedPerBlockOptin else {
+            let shared = 4 * (headsPerBlock * dk + tile * (dk + valueWidth + 1) + headsPerBlock * tile + 3 * headsPerBlock)
+            guard shared <= sharedBudget else {
                 throw HarnessError("the f32 kernel's tile of \(tile) rows × \(dk + valueWidth) columns does not fit in shared memory")
             }
-            defines += [("FAST_F32", 1), ("HB", headsPerBlock), ("TN", tile), ("NTHREADS", threads)]
+            return LaunchShape(path: .f32, defines: base + [("FAST_F32", 1), ("HB", headsPerBlock), ("TN", tile), ("NTHREADS", threads)],
+                               tile: tile, stages: 0, headsPerBlock: headsPerBlock, sharedBytes: shared, threads: threads)
         }
-        let flags = fast ? ["--use_fast_math"] : []
-        let main = try compiler.function(path == .mma ? "decode_mma" : path == .f32 ? "decode_f32" : "decode_plain",
-                                         in: .decodeAttention, arch: arch, defines: defines, flags: flags)
+    }
+
+    static func plan(device: CUDADevice, heads: Int, keyWidth: Int, ropeWidth: Int, valueWidth: Int, valueIsKey: Bool,
+                     offsets: [Int], groupIndices: [Int], table: DeviceBuffer, rowWidth: Int, dtype: StorageDType,
+                     maxBatch: Int, maxLength: Int, tuning: GPUTuning) throws -> GroupClass {
+        let shape = try launchShape(heads: heads, keyWidth: keyWidth, ropeWidth: ropeWidth, valueWidth: valueWidth,
+                                    valueIsKey: valueIsKey, offsets: offsets, rowWidth: rowWidth, dtype: dtype,
+                                    sharedBudget: device.sharedPerBlockOptin, tuning: tuning)
+        let compiler = KernelCompiler.shared
+        let arch = device.arch
+        let path = shape.path, defines = shape.defines, tile = shape.tile, stages = shape.stages
+        let headsPerBlock = shape.headsPerBlock, shared = shape.sharedBytes, threads = shape.threads
+        let fast = path != .plain
+        let flags = shape.flags
+        let main = try compiler.function(shape.functionName, in: .decodeAttention, arch: arch, defines: defines, flags: flags)
         let combine = try compiler.function("decode_combine", in: .decodeAttention, arch: arch, defines: defines, flags: flags)
         if shared > 48 * 1024 { try main.setMaxDynamicShared(shared) }
 

@@ -14,26 +14,39 @@ public enum GPUValidation {
     /// Rows a CPU check covers: several tiles and splits, short enough for the CPU plain kernel.
     public static let cpuCheckRows = 1031
 
-    /// The timed kernel over the first `rows` tokens of every sequence of cache set 0,
-    /// against MLRACore's PlainAttentionKernel on CPU caches filled from the same seeded
-    /// values; the device cache's bytes are compared with the CPU cache's first.
+    /// The timed kernel (or `kernel`) over the first `rows` tokens of every sequence of
+    /// cache set 0, against MLRACore's PlainAttentionKernel on CPU caches filled from the
+    /// same seeded values; the device cache's bytes are compared with the CPU cache's first.
     public static func againstCPU(_ w: GPUKernelWorkload, rows: Int = cpuCheckRows, kernel: GPUAttention? = nil) throws -> Result {
         let lens = w.lengths.map { min($0, rows) }
-        let tol = Tolerance.gpuKernelAgreement(cache: w.dtype)
-        let what = "GPU \(kernel?.summary ?? w.attention.summary) vs CPU plain kernel, first \(lens.max()!) rows"
+        let k = kernel ?? w.attention
+        let what = "GPU \(k.summary) vs CPU plain kernel, first \(lens.max()!) rows"
+        let reference: [Double]
+        do { reference = try cpuReference(w, lengths: lens) } catch let e as HarnessError {
+            return Result(what: what, maxError: .infinity, violation: e.message)
+        }
+        return compare(what, try outputs(w, k, lengths: lens), reference, Tolerance.gpuKernelAgreement(cache: w.dtype))
+    }
+
+    /// `kernel`'s outputs over the first `lengths` rows of set 0, outputs poisoned first.
+    public static func outputs(_ w: GPUKernelWorkload, _ kernel: GPUAttention, lengths: [Int]) throws -> [Float] {
         try w.poisonOutputs()
-        try w.launch(kernel ?? w.attention, set: 0, lengths: lens)
-        let gpu = try w.outputs()
+        try w.launch(kernel, set: 0, lengths: lengths)
+        return try w.outputs()
+    }
+
+    /// The CPU plain kernel's outputs over the same first `lengths` rows of set 0; throws
+    /// when the device cache's bytes differ from the CPU cache's.
+    public static func cpuReference(_ w: GPUKernelWorkload, lengths: [Int]) throws -> [Double] {
         var reference = [Double]()
         let qn = w.groups.totalQueryCount, on = w.groups.totalOutputCount
-        for (s, len) in lens.enumerated() {
+        for (s, len) in lengths.enumerated() {
             let cache = w.cpuCache(set: 0, sequence: s, rows: len)
             let device = try w.downloadRows(set: 0, sequence: s, rows: len)
             let host = Array(UnsafeRawBufferPointer(start: cache.storage, count: len * cache.rowBytes))
             if device != host {
                 let i = zip(device, host).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(device.count, host.count)
-                return Result(what: what, maxError: .infinity,
-                              violation: "the device cache of sequence \(s) differs from the CPU cache at byte \(i)")
+                throw HarnessError("the device cache of sequence \(s) differs from the CPU cache at byte \(i)")
             }
             var out = [Float](repeating: 0, count: on)
             w.queries.withUnsafeBufferPointer { q in
@@ -42,7 +55,7 @@ public enum GPUValidation {
             }
             reference += out.map(Double.init)
         }
-        return compare(what, gpu, reference, tol)
+        return reference
     }
 
     /// The timed kernel against the device reference (decode_plain) at the full lengths,
@@ -61,7 +74,7 @@ public enum GPUValidation {
                        Tolerance.gpuKernelAgreement(cache: w.dtype))
     }
 
-    static func compare(_ what: String, _ x: [Float], _ ref: [Double], _ tol: Tolerance) -> Result {
+    public static func compare(_ what: String, _ x: [Float], _ ref: [Double], _ tol: Tolerance) -> Result {
         let v = tol.firstViolation(x, ref)
         return Result(what: what, maxError: v?.maxError ?? Tolerance.maxError(x, ref),
                       violation: v.map { "\($0) with atol \(tol.atol), rtol \(tol.rtol)" })
