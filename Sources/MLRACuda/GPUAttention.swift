@@ -4,7 +4,11 @@ import MLRACore
 
 /// Which device kernel runs a class of groups.
 public enum GPUKernelPath: String, CaseIterable, Sendable {
-    /// bf16/f16 caches on tensor cores (decode_mma).
+    /// bf16/f16 caches on tensor cores, scores and softmax in each warp's registers
+    /// (decode_warps): groups whose value accumulators fit in a warp (value width ≤ 128).
+    case warps
+    /// bf16/f16 caches on tensor cores, scores through shared memory (decode_mma): any
+    /// aligned group, the wide latents of MLA and GLA-2 included.
     case mma
     /// f32 caches on CUDA cores (decode_f32).
     case f32
@@ -18,8 +22,9 @@ public struct GPUTuning: Equatable, Sendable {
     public var stages: Int?
     public var splits: Int?
     public var path: GPUKernelPath?
-    public init(tile: Int? = nil, stages: Int? = nil, splits: Int? = nil, path: GPUKernelPath? = nil) {
-        self.tile = tile; self.stages = stages; self.splits = splits; self.path = path
+    public var warps: Int?
+    public init(tile: Int? = nil, stages: Int? = nil, splits: Int? = nil, path: GPUKernelPath? = nil, warps: Int? = nil) {
+        self.tile = tile; self.stages = stages; self.splits = splits; self.path = path; self.warps = warps
     }
 }
 
@@ -57,7 +62,7 @@ public final class GPUAttention {
 
         public var description: String {
             "\(path) \(heads)h×(\(keyWidth)+\(ropeWidth))→\(valueWidth)"
-                + (path == .plain ? "" : " tile \(tile)" + (path == .mma ? "×\(stages) stages" : "") + ", \(splits) split(s) of \(chunk), "
+                + (path == .plain ? "" : " tile \(tile)" + (path == .f32 ? "" : "×\(stages) stages") + ", \(threads / 32) warps, \(splits) split(s) of \(chunk), "
                     + "\(headsPerBlock) heads/block, \(sharedBytes / 1024) KiB shared, \(blocksPerSM) block(s)/SM")
         }
     }
@@ -122,7 +127,7 @@ public final class GPUAttention {
                 args.add(scale).add(c.scratch!.pointer).add(Int32(maxLength))
                 try c.main.launch(grid: (c.heads, groupsInClass, batch), block: c.threads, stream: device.stream, args)
                 continue
-            case .mma, .f32:
+            case .mma, .f32, .warps:
                 args.add(scale * log2e).add(Int32(c.splits)).add(Int32(c.chunk))
                     .add(c.partialML?.pointer ?? 0).add(c.partialAcc?.pointer ?? 0)
                 let headBlocks = (c.heads + c.headsPerBlock - 1) / c.headsPerBlock
@@ -171,7 +176,7 @@ public final class GPUAttention {
         public let defines: [(String, Int)]
         public let tile: Int, stages: Int, headsPerBlock: Int, sharedBytes: Int, threads: Int
         public var flags: [String] { path == .plain ? [] : ["--use_fast_math"] }
-        public var functionName: String { path == .mma ? "decode_mma" : path == .f32 ? "decode_f32" : "decode_plain" }
+        public var functionName: String { "decode_\(path.rawValue)" }
     }
 
     /// Chooses the path, tile, stages and warp split for a class within `sharedBudget` bytes
@@ -184,8 +189,14 @@ public final class GPUAttention {
                                      ("VAL_W", valueWidth), ("ROW_W", rowWidth)]
         let aligned = keyWidth % 16 == 0 && ropeWidth % 16 == 0 && valueWidth % 16 == 0 && rowWidth % 8 == 0
             && offsets.allSatisfy { $0 % 8 == 0 }
-        let path = tuning.path ?? (dtype == .f32 ? .f32 : aligned ? .mma : .plain)
-        if path == .mma && (dtype == .f32 || !aligned) {
+        // The warp-register kernel holds DK/16·4 query and DV/8·4 accumulator registers per thread.
+        let warpFits = (keyWidth + ropeWidth) / 16 * 4 + valueWidth / 8 * 4 <= 112
+        let path = tuning.path ?? (dtype == .f32 ? .f32 : !aligned ? .plain : warpFits ? .warps : .mma)
+        if path == .warps && !warpFits {
+            throw HarnessError("the warp-register kernel holds at most 112 query + accumulator registers per thread; "
+                               + "key \(keyWidth)+\(ropeWidth), value \(valueWidth) need more (use --gpu-kernel mma)")
+        }
+        if (path == .mma || path == .warps) && (dtype == .f32 || !aligned) {
             throw HarnessError("the tensor-core kernel needs a 16-bit cache, widths that are multiples of 16 and "
                                + "column offsets that are multiples of 8 (\(heads) heads, key \(keyWidth), rope \(ropeWidth), value \(valueWidth), row \(rowWidth))")
         }
@@ -194,6 +205,29 @@ public final class GPUAttention {
         switch path {
         case .plain:
             return LaunchShape(path: .plain, defines: base, tile: 0, stages: 0, headsPerBlock: 1, sharedBytes: 0, threads: threads)
+        case .warps:
+            let headsPerBlock = min(heads, 64)
+            var mt = 1
+            while mt * 16 < headsPerBlock { mt *= 2 }
+            let nwarps = tuning.warps ?? max(4, mt)
+            guard nwarps % mt == 0, nwarps <= 16 else {
+                throw HarnessError("--gpu-warps \(nwarps) must be a multiple of the \(mt) head tiles, at most 16")
+            }
+            let wsplit = nwarps / mt
+            let dk = keyWidth + ropeWidth
+            let srow = dk + (valueIsKey ? 0 : valueWidth) + 8
+            for t in tuning.tile.map({ [$0] }) ?? [64, 128, 32] where t % (16 * wsplit) == 0 {
+                for s in tuning.stages.map({ [$0] }) ?? [3, 2] {
+                    let shared = max(2 * s * t * srow, 4 * wsplit * mt * 16 * (2 + valueWidth))
+                    guard shared <= sharedBudget else { continue }
+                    let defines = base + [("FAST_WARP", 1), ("HEADS", headsPerBlock), ("MT", mt), ("TN", t), ("STAGES", s),
+                                          ("NWARPS", nwarps), ("VAL_IS_KEY", valueIsKey ? 1 : 0)]
+                    return LaunchShape(path: .warps, defines: defines, tile: t, stages: s, headsPerBlock: headsPerBlock,
+                                       sharedBytes: shared, threads: 32 * nwarps)
+                }
+            }
+            throw HarnessError("no tile of the warp-register kernel fits \(heads) heads × key \(dk), value \(valueWidth) "
+                               + "in \(sharedBudget / 1024) KiB of shared memory with \(nwarps) warps")
         case .mma:
             // Heads per block: all of the group's, up to 64 (beyond that the value accumulators
             // leave the registers); MT is a power of two so that the softmax's threads per row are too.

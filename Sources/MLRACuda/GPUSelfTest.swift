@@ -67,7 +67,14 @@ public enum GPUSelfTest {
                                                  scale: layout.softmaxScale, maxBatch: lengths.count, maxLength: w.maxLength,
                                                  tuning: GPUTuning(path: .plain))
                     let tol = Tolerance.gpuKernelAgreement(cache: dtype)
-                    for k in [w.attention, plain] {
+                    var kernels = [w.attention, plain]
+                    // Groups the warp-register kernel takes are checked on the shared-memory kernel too.
+                    if w.attention.classes.contains(where: { $0.path == .warps }) {
+                        kernels.append(try GPUAttention(device: device, groups: w.groups, rowWidth: w.width, dtype: dtype,
+                                                        scale: layout.softmaxScale, maxBatch: lengths.count, maxLength: w.maxLength,
+                                                        tuning: GPUTuning(splits: splits, path: .mma)))
+                    }
+                    for k in kernels {
                         let out = try GPUValidation.outputs(w, k, lengths: lengths)
                         let r = Row(name: c.name, dtype: dtype, lengths: lengths, kernel: k.summary,
                                     result: GPUValidation.compare("\(k.summary)", out, reference, tol))

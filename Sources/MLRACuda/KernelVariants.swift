@@ -16,7 +16,7 @@ public enum KernelVariants {
             let groups = layout.kernelGroups(for: shard)
             let width = layout.cacheWidth(units: shard.units.count)
             for dtype in StorageDType.allCases {
-                for path in [nil, GPUKernelPath.plain] {
+                for path in [nil, GPUKernelPath.mma, .plain] {
                     for g in groups {
                         guard let shape = try? GPUAttention.launchShape(
                             heads: g.heads, keyWidth: g.keyWidth, ropeWidth: g.ropeWidth, valueWidth: g.valueWidth,

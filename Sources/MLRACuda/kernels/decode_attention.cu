@@ -421,6 +421,244 @@ decode_mma(const u64 *__restrict__ caches, const int *__restrict__ lengths, cons
 }
 #endif  // FAST_MMA
 
+#ifdef FAST_WARP
+// ---------------------------------------------------------------------------------
+// decode_warps: bf16/f16 caches on tensor cores for groups whose value accumulators fit
+// in one warp's registers (value width ≤ 128: MLRA-4, GQA, MQA, MHA). FlashAttention-2's
+// decode layout: warp w owns head tile w mod MT and every WSPLIT-th slice of WT tokens
+// of each tile, with its own online softmax (max, sum, accumulator) in registers; the
+// scores never leave the registers (the score accumulator is the A operand of P·V), so
+// a tile costs one barrier, for the shared stage. The WSPLIT states of a head tile are
+// merged once per block at the end. Queries are loaded into registers once.
+// Extra macros: HEADS, MT, TN, STAGES, NWARPS (= MT·WSPLIT), VAL_IS_KEY.
+// ---------------------------------------------------------------------------------
+#define WSPLIT (NWARPS / MT)
+#define WT (TN / WSPLIT)             // tokens of a tile per warp (a multiple of 16)
+#define NTHREADS (NWARPS * 32)
+#define SCOLS (DK + (VAL_IS_KEY ? 0 : DV))
+#define SROW (SCOLS + 8)
+#define VCOL0 (VAL_IS_KEY ? 0 : DK)
+#define HBLK ((GROUP_HEADS + HEADS - 1) / HEADS)
+#define MROWS (MT * 16)
+#if ELEM == 0
+#define MMA_TYPE "bf16"
+#else
+#define MMA_TYPE "f16"
+#endif
+
+__device__ __forceinline__ u32 pack2(float lo, float hi) {
+    u32 r;
+#if ELEM == 0
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+#else
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+#endif
+    return r;
+}
+__device__ __forceinline__ u32 smem_addr(const void *p) { return (u32)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+__device__ __forceinline__ void ldmatrix_x4(u32 &r0, u32 &r1, u32 &r2, u32 &r3, const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(u32 &r0, u32 &r1, u32 &r2, u32 &r3, const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void mma16816(float *c, const u32 *a, u32 b0, u32 b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." MMA_TYPE "." MMA_TYPE ".f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void load_tile(u16 *tile, const u16 *rows, int start, int end, int key_off, int rope_off,
+                                          int val_off) {
+    constexpr int CHUNKS = SCOLS / 8;
+    for (int i = threadIdx.x; i < TN * CHUNKS; i += NTHREADS) {
+        const int r = i / CHUNKS, c = (i % CHUNKS) * 8;
+        const int token = start + r;
+        const bool valid = token < end;
+        const int col = c < KEY_W ? key_off + c : c < DK ? rope_off + (c - KEY_W) : val_off + (c - DK);
+        cp_async16(tile + r * SROW + c, rows + (u64)(valid ? token : start) * ROW_W + col, valid);
+    }
+}
+
+#ifndef MIN_BLOCKS
+#define MIN_BLOCKS 1
+#endif
+extern "C" __global__ void __launch_bounds__(NTHREADS, MIN_BLOCKS)
+decode_warps(const u64 *__restrict__ caches, const int *__restrict__ lengths, const int *__restrict__ gtab, int groups,
+             const float *__restrict__ q, int QN, float *__restrict__ out, int ON, float scale_log2, int splits, int chunk,
+             float *__restrict__ part_ml, float *__restrict__ part_acc) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    u16 *tiles = (u16 *)smem;  // [STAGES][TN][SROW]; reused at the end for the warps' merge
+
+    const int g = blockIdx.x / HBLK, h0 = (blockIdx.x % HBLK) * HEADS, split = blockIdx.y, b = blockIdx.z;
+    const int nh = min(HEADS, GROUP_HEADS - h0);
+    const int *t = gtab + 5 * g;
+    const int key_off = t[0], rope_off = t[1], val_off = t[2];
+    const int len = lengths[b];
+    const int start = split * chunk, end = min(len, start + chunk);
+    const u64 pidx = (((u64)b * groups + g) * GROUP_HEADS + h0) * (u64)splits + split;
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int mt = warp % MT, ws = warp / MT;
+    const int gr = lane / 4, qc = lane % 4;  // fragment row (and row + 8), column pair
+
+    if (start >= end) {
+        for (int h = tid; h < nh; h += NTHREADS) {
+            part_ml[2 * (pidx + (u64)h * splits)] = NEG_INF;
+            part_ml[2 * (pidx + (u64)h * splits) + 1] = 0.0f;
+        }
+        return;
+    }
+    const u16 *rows = (const u16 *)caches[b];
+    const int ntiles = (end - start + TN - 1) / TN;
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+        if (s < ntiles) load_tile(tiles + s * TN * SROW, rows, start + s * TN, end, key_off, rope_off, val_off);
+        cp_async_commit();
+    }
+
+    // Queries of rows mt·16 + gr (+8) as A fragments, straight from global memory.
+    u32 qf[DK / 16][4];
+    {
+        const float *qg = q + (u64)b * QN + t[3] + (u64)h0 * DK;
+        const int r0 = mt * 16 + gr, r1 = r0 + 8;
+#pragma unroll
+        for (int kk = 0; kk < DK / 16; kk++) {
+            const int c0 = kk * 16 + qc * 2, c1 = c0 + 8;
+            qf[kk][0] = r0 < nh ? pack2(qg[r0 * DK + c0], qg[r0 * DK + c0 + 1]) : 0u;
+            qf[kk][1] = r1 < nh ? pack2(qg[r1 * DK + c0], qg[r1 * DK + c0 + 1]) : 0u;
+            qf[kk][2] = r0 < nh ? pack2(qg[r0 * DK + c1], qg[r0 * DK + c1 + 1]) : 0u;
+            qf[kk][3] = r1 < nh ? pack2(qg[r1 * DK + c1], qg[r1 * DK + c1 + 1]) : 0u;
+        }
+    }
+    float o[DV / 8][4];
+#pragma unroll
+    for (int j = 0; j < DV / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+    float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;  // rows gr and gr + 8 (l: this thread's share)
+
+    for (int tile_i = 0; tile_i < ntiles; tile_i++) {
+        {
+            const int next = tile_i + STAGES - 1;
+            if (next < ntiles)
+                load_tile(tiles + (next % STAGES) * TN * SROW, rows, start + next * TN, end, key_off, rope_off, val_off);
+            cp_async_commit();
+        }
+        cp_async_wait<STAGES - 1>();
+        __syncthreads();
+        const u16 *tile = tiles + (tile_i % STAGES) * TN * SROW + ws * WT * SROW;  // this warp's tokens
+        const int tok0 = start + tile_i * TN + ws * WT;
+
+        float sc[WT / 8][4];
+#pragma unroll
+        for (int j = 0; j < WT / 8; j++) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < DK / 16; kk++) {
+#pragma unroll
+            for (int j = 0; j < WT / 8; j += 2) {
+                u32 b0, b1, b2, b3;  // n-tiles j and j+1: tokens 8j.., k halves
+                ldmatrix_x4(b0, b1, b2, b3, tile + (j * 8 + (lane / 16) * 8 + lane % 8) * SROW + kk * 16 + ((lane / 8) & 1) * 8);
+                mma16816(sc[j], qf[kk], b0, b1);
+                mma16816(sc[j + 1], qf[kk], b2, b3);
+            }
+        }
+        // Online softmax on the fragments (log2 domain); the 4 threads of a quad share a row.
+        float mx0 = NEG_INF, mx1 = NEG_INF;
+#pragma unroll
+        for (int j = 0; j < WT / 8; j++) {
+            const int tok = tok0 + j * 8 + qc * 2;
+            sc[j][0] = tok < end ? sc[j][0] * scale_log2 : NEG_INF;
+            sc[j][1] = tok + 1 < end ? sc[j][1] * scale_log2 : NEG_INF;
+            sc[j][2] = tok < end ? sc[j][2] * scale_log2 : NEG_INF;
+            sc[j][3] = tok + 1 < end ? sc[j][3] * scale_log2 : NEG_INF;
+            mx0 = fmaxf(mx0, fmaxf(sc[j][0], sc[j][1]));
+            mx1 = fmaxf(mx1, fmaxf(sc[j][2], sc[j][3]));
+        }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1)); mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1)); mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
+        // A slice past the end with nothing before it keeps m = −inf: weights 0, no NaN.
+        const float base0 = n0 == NEG_INF ? 0.0f : n0, base1 = n1 == NEG_INF ? 0.0f : n1;
+        const float a0 = exp2f(m0 - base0), a1 = exp2f(m1 - base1);
+        m0 = n0; m1 = n1;
+        l0 *= a0; l1 *= a1;
+#pragma unroll
+        for (int j = 0; j < DV / 8; j++) { o[j][0] *= a0; o[j][1] *= a0; o[j][2] *= a1; o[j][3] *= a1; }
+        u32 pf[WT / 16][4];
+#pragma unroll
+        for (int j = 0; j < WT / 8; j++) {
+            const float p0 = exp2f(sc[j][0] - base0), p1 = exp2f(sc[j][1] - base0);
+            const float p2 = exp2f(sc[j][2] - base1), p3 = exp2f(sc[j][3] - base1);
+            l0 += p0 + p1; l1 += p2 + p3;
+            pf[j / 2][(j % 2) * 2 + 0] = pack2(p0, p1);
+            pf[j / 2][(j % 2) * 2 + 1] = pack2(p2, p3);
+        }
+        // O += P·V over this warp's WT tokens.
+#pragma unroll
+        for (int kk = 0; kk < WT / 16; kk++) {
+#pragma unroll
+            for (int j = 0; j < DV / 8; j += 2) {
+                u32 b0, b1, b2, b3;
+                ldmatrix_x4_trans(b0, b1, b2, b3, tile + (kk * 16 + (lane % 8) + ((lane / 8) & 1) * 8) * SROW + VCOL0 + j * 8 + (lane / 16) * 8);
+                mma16816(o[j], pf[kk], b0, b1);
+                mma16816(o[j + 1], pf[kk], b2, b3);
+            }
+        }
+        __syncthreads();  // the next iteration's load overwrites a stage
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+
+    // Merge the WSPLIT warps of each head tile: rows' m and l, then the accumulators.
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    float *mrg_m = (float *)smem;                    // [WSPLIT][MROWS]
+    float *mrg_l = mrg_m + WSPLIT * MROWS;           // [WSPLIT][MROWS]
+    float *mrg_o = mrg_l + WSPLIT * MROWS;           // [WSPLIT][MROWS][DV]
+    const int r0 = mt * 16 + gr;
+    if (qc == 0) {
+        mrg_m[ws * MROWS + r0] = m0; mrg_m[ws * MROWS + r0 + 8] = m1;
+        mrg_l[ws * MROWS + r0] = l0; mrg_l[ws * MROWS + r0 + 8] = l1;
+    }
+#pragma unroll
+    for (int j = 0; j < DV / 8; j++) {
+        const int c = j * 8 + qc * 2;
+        float *d0 = mrg_o + ((u64)ws * MROWS + r0) * DV + c, *d1 = d0 + 8 * DV;
+        d0[0] = o[j][0]; d0[1] = o[j][1]; d1[0] = o[j][2]; d1[1] = o[j][3];
+    }
+    __syncthreads();
+    for (int i = tid; i < nh * DV; i += NTHREADS) {
+        const int h = i / DV, c = i % DV;
+        float M = NEG_INF;
+#pragma unroll
+        for (int w = 0; w < WSPLIT; w++) M = fmaxf(M, mrg_m[w * MROWS + h]);
+        const float base = M == NEG_INF ? 0.0f : M;
+        float L = 0.0f, acc = 0.0f;
+#pragma unroll
+        for (int w = 0; w < WSPLIT; w++) {
+            const float wgt = exp2f(mrg_m[w * MROWS + h] - base);
+            L += wgt * mrg_l[w * MROWS + h];
+            acc += wgt * mrg_o[((u64)w * MROWS + h) * DV + c];
+        }
+        if (splits == 1) {
+            out[(u64)b * ON + t[4] + (h0 + h) * DV + c] = acc / L;
+        } else {
+            part_acc[(pidx + (u64)h * splits) * DV + c] = acc;
+            if (c == 0) {
+                part_ml[2 * (pidx + (u64)h * splits)] = M;
+                part_ml[2 * (pidx + (u64)h * splits) + 1] = L;
+            }
+        }
+    }
+}
+#endif  // FAST_WARP
+
 #ifdef FAST_F32
 // ---------------------------------------------------------------------------------
 // decode_f32: f32 caches on CUDA cores, same split-KV contract as decode_mma.
