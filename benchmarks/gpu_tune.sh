@@ -29,5 +29,8 @@ for shape in "mla:--variant mla --heads 64 --tp 1" "gla2:--variant gla2 --heads 
     for t in 16 32 64; do for s in 2 3; do
         run "$name mma tile $t stages $s" "${flags[@]}" --gpu-kernel mma --gpu-tile $t --gpu-stages $s
     done; done
+    for t in 16 32; do for s in 2 3 4; do
+        run "$name mma 32 heads/block tile $t stages $s" "${flags[@]}" --gpu-kernel mma --gpu-heads-per-block 32 --gpu-tile $t --gpu-stages $s
+    done; done
 done
 rm -f "$cal"

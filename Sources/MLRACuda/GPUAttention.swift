@@ -23,8 +23,11 @@ public struct GPUTuning: Equatable, Sendable {
     public var splits: Int?
     public var path: GPUKernelPath?
     public var warps: Int?
-    public init(tile: Int? = nil, stages: Int? = nil, splits: Int? = nil, path: GPUKernelPath? = nil, warps: Int? = nil) {
+    public var headsPerBlock: Int?
+    public init(tile: Int? = nil, stages: Int? = nil, splits: Int? = nil, path: GPUKernelPath? = nil, warps: Int? = nil,
+                headsPerBlock: Int? = nil) {
         self.tile = tile; self.stages = stages; self.splits = splits; self.path = path; self.warps = warps
+        self.headsPerBlock = headsPerBlock
     }
 }
 
@@ -206,7 +209,7 @@ public final class GPUAttention {
         case .plain:
             return LaunchShape(path: .plain, defines: base, tile: 0, stages: 0, headsPerBlock: 1, sharedBytes: 0, threads: threads)
         case .warps:
-            let headsPerBlock = min(heads, 64)
+            let headsPerBlock = min(heads, tuning.headsPerBlock ?? 64)
             var mt = 1
             while mt * 16 < headsPerBlock { mt *= 2 }
             let nwarps = tuning.warps ?? max(4, mt)
@@ -231,7 +234,7 @@ public final class GPUAttention {
         case .mma:
             // Heads per block: all of the group's, up to 64 (beyond that the value accumulators
             // leave the registers); MT is a power of two so that the softmax's threads per row are too.
-            let headsPerBlock = min(heads, 64)
+            let headsPerBlock = min(heads, tuning.headsPerBlock ?? 64)
             var mt = 1
             while mt * 16 < headsPerBlock { mt *= 2 }
             for t in tuning.tile.map({ [$0] }) ?? [64, 32, 16] {
