@@ -11,8 +11,9 @@ common=(--head-dim 128 --rope-dim 64 --kv-rank 512 --kv-dtype bf16 --context "$L
 run() {  # label, flags...
     local label=$1; shift
     local out; out=$("$mlra" bench --device cuda "${common[@]}" "$@" 2>&1) || { printf '%-44s failed: %s\n' "$label" "${out##*$'\n'}"; return; }
-    awk -F, -v l="$label" 'NR==1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
-        { printf "%-44s %9.1f us  %6.3f of read BW  %s\n", l, $c["graph_us_median"], $c["read_bw_fraction"], $c["kernel"] }' <<< "$out"
+    python3 -c 'import csv, sys
+r = next(csv.DictReader(sys.stdin))
+print("%-44s %9.1f us  %6.3f of read BW  %s" % (sys.argv[1], float(r["graph_us_median"]), float(r["read_bw_fraction"]), r["kernel"]))' "$label" <<< "$out"
 }
 printf 'context %s, bf16, batch 1\n' "$L"
 for shape in "mlra4:--variant mlra4 --heads 64 --tp 4" "gqa:--variant gqa --heads 64 --kv-heads 8 --tp 8"; do

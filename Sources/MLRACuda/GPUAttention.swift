@@ -212,15 +212,22 @@ public final class GPUAttention {
             let headsPerBlock = min(heads, tuning.headsPerBlock ?? 64)
             var mt = 1
             while mt * 16 < headsPerBlock { mt *= 2 }
-            let nwarps = tuning.warps ?? max(4, mt)
+            // Defaults measured on an H200 at 512K tokens (benchmarks/gpu_tune.sh; docs/gpu-kernels.md):
+            // MLRA-4's 64 heads (4 head tiles) run best with 8 warps, tile 128, 2 stages (121.8 µs
+            // against 136.8 with 4 warps, tile 64, 3 stages); GQA's 8 heads with 4 warps, tile 128,
+            // 2 stages (97.0 µs against 125.5 with tile 64, 3 stages).
+            let nwarps = tuning.warps ?? (mt >= 2 ? 8 : 4)
             guard nwarps % mt == 0, nwarps <= 16 else {
                 throw HarnessError("--gpu-warps \(nwarps) must be a multiple of the \(mt) head tiles, at most 16")
             }
             let wsplit = nwarps / mt
             let dk = keyWidth + ropeWidth
             let srow = dk + (valueIsKey ? 0 : valueWidth) + 8
-            for t in tuning.tile.map({ [$0] }) ?? [64, 128, 32] where t % (16 * wsplit) == 0 {
-                for s in tuning.stages.map({ [$0] }) ?? [3, 2] {
+            guard tuning.tile.map({ $0 % (16 * wsplit) == 0 }) ?? true else {
+                throw HarnessError("--gpu-tile \(tuning.tile!) must be a multiple of 16 × \(wsplit) (the warps that share a head tile)")
+            }
+            for t in tuning.tile.map({ [$0] }) ?? [128, 64, 32] where t % (16 * wsplit) == 0 {
+                for s in tuning.stages.map({ [$0] }) ?? [2, 3] {
                     let shared = max(2 * s * t * srow, 4 * wsplit * mt * 16 * (2 + valueWidth))
                     guard shared <= sharedBudget else { continue }
                     let defines = base + [("FAST_WARP", 1), ("HEADS", headsPerBlock), ("MT", mt), ("TN", t), ("STAGES", s),
