@@ -141,7 +141,8 @@ public final class GPUAttention {
                 let comb = KernelArguments()
                 comb.add(c.partialML!.pointer).add(c.partialAcc!.pointer).add(c.table.pointer).add(Int32(groupsInClass))
                     .add(Int32(c.splits)).add(out.pointer).add(Int32(outputCount))
-                try c.combine.launch(grid: (c.heads, groupsInClass, batch), block: 128, stream: device.stream, comb)
+                try c.combine.launch(grid: (c.heads * ((c.valueWidth + 31) / 32), groupsInClass, batch), block: 256,
+                                     stream: device.stream, comb)
             }
         }
     }
@@ -151,6 +152,8 @@ public final class GPUAttention {
     // MARK: - Choosing the launch
 
     static let warps = 8
+    /// decode_combine's COMBINE_MAX_SPLITS (its shared weight array).
+    static let combineMaxSplits = 1024
 
     /// The mma kernel's warp split for `mt` 16-row tiles, or nil when none fits:
     /// score phase S_WM warps along heads, value phase O_WM, within register budget.
@@ -308,7 +311,7 @@ public final class GPUAttention {
         let blocksPerSplit = maxBatch * groupIndices.count * headBlocks
         let tiles = (maxLength + tile - 1) / tile
         var splits = tuning.splits ?? max(1, (device.smCount * blocksPerSM + blocksPerSplit - 1) / blocksPerSplit)
-        splits = max(1, min(splits, tiles))
+        splits = max(1, min(splits, tiles, combineMaxSplits))
         let chunk = ((tiles + splits - 1) / splits) * tile
         splits = (maxLength + chunk - 1) / chunk
         var ml: DeviceBuffer? = nil, acc: DeviceBuffer? = nil

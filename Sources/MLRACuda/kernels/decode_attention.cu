@@ -102,27 +102,44 @@ extern "C" __global__ void decode_plain(const u64 *__restrict__ caches, const in
 // decode_combine: merges the splits of every (head, group, sequence):
 //   M = max_s m_s;  out = Σ_s 2^(m_s−M)·acc_s / Σ_s 2^(m_s−M)·l_s
 // Splits past a sequence's end left m = −inf, l = 0 and weigh nothing.
+// Block (head · column block, group, sequence), 256 threads: lane = one of 32 columns,
+// warp = every 8th split, so that many independent loads are in flight (the partial
+// states sit in the L2; a thread walking all splits alone was latency-bound).
 // ---------------------------------------------------------------------------------
-extern "C" __global__ void decode_combine(const float *__restrict__ part_ml, const float *__restrict__ part_acc,
-                                          const int *__restrict__ gtab, int groups, int splits,
-                                          float *__restrict__ out, int ON) {
-    const int h = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
+#define COMBINE_MAX_SPLITS 1024
+#define COMBINE_CB ((DV + 31) / 32)
+extern "C" __global__ void __launch_bounds__(256)
+decode_combine(const float *__restrict__ part_ml, const float *__restrict__ part_acc, const int *__restrict__ gtab,
+               int groups, int splits, float *__restrict__ out, int ON) {
+    __shared__ float weight[COMBINE_MAX_SPLITS];
+    __shared__ float red[8][33];
+    const int h = blockIdx.x / COMBINE_CB, c = (blockIdx.x % COMBINE_CB) * 32 + threadIdx.x % 32;
+    const int g = blockIdx.y, b = blockIdx.z, warp = threadIdx.x / 32;
     const u64 base = (((u64)b * groups + g) * GROUP_HEADS + h) * (u64)splits;
     float M = NEG_INF;
-    for (int s = 0; s < splits; s++) M = fmaxf(M, part_ml[2 * (base + s)]);
+    for (int s = threadIdx.x; s < splits; s += 256) M = fmaxf(M, part_ml[2 * (base + s)]);
+    M = block_reduce(M, true, &red[0][0]);
     float L = 0.0f;
-    for (int s = 0; s < splits; s++) {
-        float m = part_ml[2 * (base + s)];
-        L += (m == NEG_INF) ? 0.0f : exp2f(m - M) * part_ml[2 * (base + s) + 1];
+    for (int s = threadIdx.x; s < splits; s += 256) {
+        const float m = part_ml[2 * (base + s)];
+        const float w = m == NEG_INF ? 0.0f : exp2f(m - M);
+        weight[s] = w;
+        L += w * part_ml[2 * (base + s) + 1];
     }
-    float *o = out + (u64)b * ON + gtab[5 * g + 4] + h * DV;
-    for (int c = threadIdx.x; c < DV; c += blockDim.x) {
-        float acc = 0.0f;
-        for (int s = 0; s < splits; s++) {
-            float m = part_ml[2 * (base + s)];
-            if (m != NEG_INF) acc += exp2f(m - M) * part_acc[(base + s) * DV + c];
-        }
-        o[c] = acc / L;
+    L = block_reduce(L, false, &red[0][0]);  // its barriers also publish weight[]
+    __syncthreads();
+    float acc = 0.0f;
+    if (c < DV) {
+#pragma unroll 4
+        for (int s = warp; s < splits; s += 8) acc += weight[s] * part_acc[(base + s) * DV + c];
+    }
+    red[warp][threadIdx.x % 32] = acc;
+    __syncthreads();
+    if (warp == 0 && c < DV) {
+        float sum = 0.0f;
+#pragma unroll
+        for (int w = 0; w < 8; w++) sum += red[w][threadIdx.x];
+        out[(u64)b * ON + gtab[5 * g + 4] + h * DV + c] = sum / L;
     }
 }
 
