@@ -86,7 +86,7 @@ def load_sweeps(patterns: list[str]) -> Loaded:
                             f"(this reader knows {', '.join(KNOWN_SCHEMA_VERSIONS)}); skipped")
         frames.append(df[~wrong])
     if not frames or all(f.empty for f in frames):
-        raise InputError("no usable rows in " + ", ".join(paths))
+        raise InputError("no usable rows in " + ", ".join(paths), warnings)
     df = pd.concat(frames, ignore_index=True)
     for col in TEXT_COLUMNS + NUMERIC_COLUMNS:
         if col not in df.columns:
@@ -104,7 +104,7 @@ def load_sweeps(patterns: list[str]) -> Loaded:
         warnings.append(f"{df.at[i, '_file']}:{df.at[i, '_line']}: validation={df.at[i, 'validation']!r}; row skipped")
     df = df[~failed]
     if df.empty:
-        raise InputError("no usable rows in " + ", ".join(paths))
+        raise InputError("no usable rows in " + ", ".join(paths), warnings)
 
     # Exact duplicates (the same file given twice, a Slurm array writing one row twice).
     data_cols = [c for c in df.columns if not c.startswith("_")]

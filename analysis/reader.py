@@ -20,7 +20,12 @@ import pandas as pd
 
 
 class InputError(Exception):
-    """A path that does not exist, or nothing usable at all."""
+    """A path that does not exist, or nothing usable at all. `warnings` are those
+    collected before, which say why nothing was usable."""
+
+    def __init__(self, message: str, warnings: list[str] | None = None):
+        super().__init__(message)
+        self.warnings = list(warnings or [])
 
 
 # After this many bad lines in one file the rest are counted, not listed: a file that
