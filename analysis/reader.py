@@ -31,6 +31,8 @@ class InputError(Exception):
 # After this many bad lines in one file the rest are counted, not listed: a file that
 # is not a CSV at all must not bury the report and the terminal under warnings.
 MAX_LINE_WARNINGS = 20
+# A sweep row is under 2 KiB (64 fields); a "line" beyond this is no CSV row.
+MAX_LINE_BYTES = 1 << 20
 
 # The largest magnitude a cell may hold. Above 2^53 a float64 no longer holds every
 # integer, so a count or byte size is no longer exact, and no time, rate or size this
@@ -105,7 +107,17 @@ def read_table(path: str, warnings: list[str]) -> pd.DataFrame | None:
 
     with f:
         try:
-            for lineno, raw in enumerate(f, 1):
+            lineno = 0
+            while raw := f.readline(MAX_LINE_BYTES + 1):
+                lineno += 1
+                if len(raw) > MAX_LINE_BYTES:
+                    # Not a row of any sweep (/dev/zero, a binary blob): reading on could
+                    # take unbounded memory for one line, so the file ends here.
+                    warnings.append(f"{path}:{lineno}: line longer than {MAX_LINE_BYTES} bytes; "
+                                    f"rest of the file skipped")
+                    if header is None:
+                        return None
+                    break
                 if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
                     raw = raw[len(codecs.BOM_UTF8):]
                 raw = raw.rstrip(b"\n")

@@ -209,3 +209,42 @@ def test_any_column_may_hold_any_hostile_value(tmp_path, value):
     loaded = merge.load_sweeps([p])
     assert len(loaded.rows) > 0 and all("\n" not in w for w in loaded.warnings)
     report.build(loaded, str(tmp_path / "r"))
+
+
+def test_an_endless_line_ends_the_file_not_the_memory(tmp_path):
+    rows = [synth.row("mla", context=L) for L in (1024, 2048, 4096)]
+    lines = lines_of(synth.write_csv(tmp_path / "g.csv", rows))
+    p = tmp_path / "long.csv"
+    p.write_text("".join(lines[:3]) + "1," * (1 << 20) + "\n" + lines[3])
+    got = merge.load_sweeps([str(p)])
+    assert got.warnings == [f"{p}:4: line longer than {1 << 20} bytes; rest of the file skipped"]
+    assert sorted(got.rows["context"]) == [1024, 2048]
+    r = run("/dev/zero", "--out", str(tmp_path / "r"))   # no newline ever: read 1 MiB, then stop
+    assert r.returncode == 1 and r.stderr.splitlines() == [
+        f"analysis: warning: /dev/zero:1: line longer than {1 << 20} bytes; rest of the file skipped",
+        "analysis: error: no usable rows in /dev/zero"], r.stderr
+
+
+def test_samples_refuse_impossible_times_and_keep_the_rest(tmp_path):
+    rows = synth.sweep()[::6]
+    good = synth.write_csv(tmp_path / "good.csv", rows)
+    r = rows[0]
+    step_us = ["100", "0", "101", "-5", "inf", "1e300", "102", "103"]
+    lines = [",".join(merge.SAMPLES_COLUMNS)] + [
+        ",".join(str(x) for x in [r["run_id"], r["variant"], r["scope"], r["tp"], 0, r["context"], r["batch"],
+                                  r["n_head"], r["kv_lora_rank"], r["kv_dtype"], 1, "concurrent", i, t, 100.0, ""])
+        for i, t in enumerate(step_us)]
+    lines.insert(4, '"x')   # line 5, after the samples 100, 0, 101
+    s = tmp_path / "samples.csv"
+    s.write_text("\n".join(lines) + "\n")
+    got = merge.load_samples([str(s)])
+    assert got.warnings == [f"{s}:5: not a CSV line (unexpected end of data); line skipped",
+                            f"{s}:3: step_us='0' is not above 0; row skipped",
+                            f"{s}:6: step_us='-5' is not above 0; row skipped",
+                            f"{s}:7: step_us='inf' is not finite; row skipped",
+                            f"{s}:8: step_us='1e300' is beyond 9007199254740992; row skipped"], got.warnings
+    assert got.rows["step_us"].tolist() == [100, 101, 102, 103]
+    cli = run(good, "--samples", str(s), "--out", str(tmp_path / "r"))
+    assert cli.returncode == 0, cli.stderr
+    assert all(l.startswith("analysis: warning:") for l in cli.stderr.splitlines()), cli.stderr
+    assert (tmp_path / "r" / "latency_distributions.png").exists()
