@@ -248,3 +248,17 @@ def test_samples_refuse_impossible_times_and_keep_the_rest(tmp_path):
     assert cli.returncode == 0, cli.stderr
     assert all(l.startswith("analysis: warning:") for l in cli.stderr.splitlines()), cli.stderr
     assert (tmp_path / "r" / "latency_distributions.png").exists()
+
+
+def test_a_refused_all_reduce_size_leaves_the_fit_to_the_complete_rows(tmp_path):
+    rows = synth.sweep()
+    i = next(i for i, r in enumerate(rows) if r["scope"] == "layer" and r["tp"] == 2)
+    rows[i] = dict(rows[i], allreduce_bytes_per_step="x")
+    p = synth.write_csv(tmp_path / "ar.csv", rows)
+    r = run(p, "--out", str(tmp_path / "r"))
+    assert r.returncode == 0, r.stderr
+    # Before: NaN reached LAPACK, which printed "** On entry to DLASCL ..." (or the fit raised).
+    assert r.stderr.splitlines() == [f"analysis: warning: {p}:{i + 2}: allreduce_bytes_per_step='x' is not a number; "
+                                     "cell left empty"], r.stderr
+    n_fit = sum(1 for r_ in rows if r_["scope"] == "layer" and r_["tp"] > 1) - 1
+    assert f"all-reduce α, β fitted to {n_fit} measured rows" in (tmp_path / "r" / "report.md").read_text()
