@@ -262,3 +262,26 @@ def test_a_refused_all_reduce_size_leaves_the_fit_to_the_complete_rows(tmp_path)
                                      "cell left empty"], r.stderr
     n_fit = sum(1 for r_ in rows if r_["scope"] == "layer" and r_["tp"] > 1) - 1
     assert f"all-reduce α, β fitted to {n_fit} measured rows" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_many_bad_lines_are_counted_after_twenty(tmp_path):
+    lines = lines_of(synth.write_csv(tmp_path / "g.csv", [synth.row("mla", context=L) for L in (1024, 2048)]))
+    p = tmp_path / "noisy.csv"
+    p.write_text(lines[0] + lines[1] + "1,2\n" * 25 + lines[2])
+    got = merge.load_sweeps([str(p)])
+    assert len(got.rows) == 2
+    assert [w.split(": ", 1)[0] for w in got.warnings[:20]] == [f"{p}:{n}" for n in range(3, 23)]
+    assert got.warnings[20:] == [f"{p}: 5 more bad line(s) skipped, not listed"]
+
+
+@pytest.mark.parametrize("over", [
+    dict(calib_read_gbs="", calib_triad_gbs="", calib_sgemm_gflops="", calib_fma_gflops=""),   # no calibration
+    dict(date_utc="yesterday"),                                                               # no date
+])
+def test_stderr_is_one_line_warnings_only(tmp_path, over):
+    """numpy and pandas warnings (empty medians, unparsable dates) are about cells already
+    named in a warning; they must not add multi-line Python warnings to stderr."""
+    p = synth.write_csv(tmp_path / "c.csv", [dict(r, **over) for r in synth.sweep()[::6]])
+    r = run(p, "--out", str(tmp_path / "r"))
+    assert r.returncode == 0, r.stderr
+    assert all(l.startswith("analysis: warning: ") for l in r.stderr.splitlines()), r.stderr
