@@ -54,7 +54,7 @@ def test_existing_file_name_with_glob_characters_is_taken_literally(tmp_path):
     ("step_us_median", "nan", "is not a number", "row skipped"),
     ("tp", "0", "is below 1", "row skipped"),
     ("tp", "1.5", "is not a whole number", "row skipped"),
-    ("context", "99999999999999999999", "is beyond", "row skipped"),
+    ("context", "99999999999999999999", "is beyond 9007199254740992", "row skipped"),   # 2^53
     ("kernel_us_median", "0", "is not above 0", "cell left empty"),
     ("achieved_gbs", "inf", "is not finite", "cell left empty"),
     ("allreduce_us_median", "-1", "is negative", "cell left empty"),
@@ -65,8 +65,7 @@ def test_impossible_values_are_refused_naming_file_line_and_column(tmp_path, col
             synth.row("mla", context=4096)]
     p = synth.write_csv(tmp_path / "v.csv", rows)
     got = merge.load_sweeps([p])
-    assert got.warnings == [f"{p}:3: {col}={value!r} {why}; {outcome}"] or \
-        (why == "is beyond" and got.warnings[0].startswith(f"{p}:3: {col}={value!r} is beyond")), got.warnings
+    assert got.warnings == [f"{p}:3: {col}={value!r} {why}; {outcome}"], got.warnings
     if outcome == "row skipped":
         assert sorted(got.rows["context"]) == [1024, 4096]
     else:
@@ -87,7 +86,6 @@ def test_zero_times_are_refused_not_a_matplotlib_traceback(tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     err = r.stderr.splitlines()
     assert err[-1] == f"analysis: error: no usable rows in {zero}", r.stderr
-    assert f"analysis: warning: {zero}:2: step_us_median=0 is not above 0; row skipped" not in err  # repr of a str
     assert f"analysis: warning: {zero}:2: step_us_median='0' is not above 0; row skipped" in err, r.stderr
     # Beside usable rows the zero ones are warnings, and the report is written.
     good = synth.write_csv(tmp_path / "good.csv", rows)
@@ -171,10 +169,10 @@ def test_hostile_bytes_cost_only_their_line(tmp_path, case, warning):
 
 
 @pytest.mark.parametrize("case, warning", [
-    ("header_only", "header only, no rows"),
-    ("duplicate_column", "header names column(s) 'variant' twice, skipped"),
-    ("blank_lines", "empty, skipped"),
-    ("unbalanced_header", "header is not a CSV line"),
+    ("header_only", ": header only, no rows"),
+    ("duplicate_column", ": header names column(s) 'variant' twice, skipped"),
+    ("blank_lines", ": empty, skipped"),
+    ("unbalanced_header", ":1: header is not a CSV line (unexpected end of data), file skipped"),
 ])
 def test_unusable_files_are_one_warning_then_one_error_line(tmp_path, case, warning):
     header = ",".join(synth.COLUMNS)
@@ -188,9 +186,7 @@ def test_unusable_files_are_one_warning_then_one_error_line(tmp_path, case, warn
     p.write_text(text)
     r = run(str(p), "--out", str(tmp_path / "r"))
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
-    assert r.stderr.splitlines() == [f"analysis: warning: {p}: {warning}" if not warning.startswith("header is")
-                                     else r.stderr.splitlines()[0], f"analysis: error: no usable rows in {p}"]
-    assert warning in r.stderr
+    assert r.stderr.splitlines() == [f"analysis: warning: {p}{warning}", f"analysis: error: no usable rows in {p}"]
     assert not (tmp_path / "r").exists()
 
 
