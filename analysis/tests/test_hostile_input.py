@@ -281,3 +281,14 @@ def test_stderr_is_one_line_warnings_only(tmp_path, over):
     r = run(p, "--out", str(tmp_path / "r"))
     assert r.returncode == 0, r.stderr
     assert all(l.startswith("analysis: warning: ") for l in r.stderr.splitlines()), r.stderr
+
+
+def test_a_newline_in_a_file_name_does_not_split_a_warning(tmp_path):
+    good = synth.write_csv(tmp_path / "good.csv", synth.sweep()[::6])
+    odd = tmp_path / "a\nb.csv"
+    odd.write_text("a,b\n1,2\n")
+    r = run(good, str(odd), "--out", str(tmp_path / "r"))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [f"analysis: warning: {tmp_path}/a b.csv: not a sweep CSV "
+                                     "(no schema_version column in the first line), skipped"], r.stderr
+    assert "a b.csv: not a sweep CSV" in (tmp_path / "r" / "report.md").read_text()
