@@ -40,14 +40,16 @@ MAX_LINE_BYTES = 1 << 20
 # products of several columns far from float overflow.
 MAX_MAGNITUDE = 2.0 ** 53
 
-# What each numeric column can physically be (docs/csv-schema.md). A value outside
+# What each numeric column can physically be (docs/csv-schema.md; every numeric
+# column the loaders convert must be in exactly one set, a test checks). A value outside
 # its range is refused like a malformed one: a zero time gives infinite rates, a zero
 # TP degree or bandwidth divides by zero, a fractional head count is no configuration.
 #   integer >= 1: counts of ranks, tokens, sequences, layers, heads, threads, steps
 AT_LEAST_ONE = {"world_size", "tp", "dp", "context", "batch", "n_layer", "n_embd", "n_head", "head_dim",
-                "threads", "timed_steps"}
+                "threads", "calib_threads", "timed_steps"}
 #   integer >= 0: indices, widths that are 0 for one family, element and byte counts
 COUNT = {"tp_group", "rope_dim", "kv_lora_rank", "q_lora_rank", "block_width", "kv_heads",
+         "intermediate_size", "vocab_size",
          "kv_elems_per_token", "kv_bytes_per_token", "kv_bytes_per_rank", "kernel_bytes_per_step",
          "kernel_flops_per_step", "weight_bytes_per_rank", "allreduce_bytes_per_step",
          "allreduce_count_per_step", "warmup_steps", "step_index"}

@@ -292,3 +292,14 @@ def test_a_newline_in_a_file_name_does_not_split_a_warning(tmp_path):
     assert r.stderr.splitlines() == [f"analysis: warning: {tmp_path}/a b.csv: not a sweep CSV "
                                      "(no schema_version column in the first line), skipped"], r.stderr
     assert "a b.csv: not a sweep CSV" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_every_numeric_column_has_exactly_one_range():
+    """A column added to the loaders must say what values it can hold, or it would be
+    taken unchecked (inf, negative) as before."""
+    from analysis import reader
+    sets = [reader.AT_LEAST_ONE, reader.COUNT, reader.POSITIVE, reader.NON_NEGATIVE]
+    samples_numeric = [c for c in merge.SAMPLES_COLUMNS if c not in ("run_id", "variant", "scope", "kv_dtype",
+                                                                     "timing_mode")]
+    for col in merge.NUMERIC_COLUMNS + samples_numeric:
+        assert sum(col in s for s in sets) == 1, col
