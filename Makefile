@@ -33,8 +33,10 @@ run: build
 test: build test-swift test-analysis test-slurm
 
 # The suites are XCTest; Swift Testing is off so its empty "0 tests" summary is not the last word.
+# MLRA_NVRTC: NVRTC from the venv (scripts/setup.sh), for the GPU kernels' compile check.
 test-swift:
-	$(SWIFT) test $(BUILD_FLAGS) --disable-swift-testing
+	MLRA_NVRTC="$$(ls -d $(CURDIR)/.venv/lib/python3*/site-packages/nvidia/cu13/lib | head -1)" \
+	    $(SWIFT) test $(BUILD_FLAGS) --disable-swift-testing
 
 test-analysis:
 	.venv/bin/python -m pytest analysis/tests -q

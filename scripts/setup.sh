@@ -33,3 +33,13 @@ if [ -f analysis/requirements.txt ]; then
         echo "$want" > "$stamp"
     fi
 fi
+
+# NVRTC for the GPU kernels' compile check (no GPU needed): the version on the GPU nodes,
+# from PyPI into the same venv. `make test` points MLRA_NVRTC at its lib folder.
+stamp=.venv/.nvrtc.sha
+want=$(sha256sum scripts/nvrtc-requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "setup: installing NVRTC into .venv" >&2
+    .venv/bin/pip install -q --disable-pip-version-check -r scripts/nvrtc-requirements.txt
+    echo "$want" > "$stamp"
+fi

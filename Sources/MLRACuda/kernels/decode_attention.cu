@@ -101,8 +101,8 @@ extern "C" __global__ void decode_plain(const u64 *__restrict__ caches, const in
 // ---------------------------------------------------------------------------------
 // decode_combine: merges the splits of every (head, group, sequence):
 //   M = max_s m_s;  out = Σ_s 2^(m_s−M)·acc_s / Σ_s 2^(m_s−M)·l_s
-// Splits past a sequence's end left m = −inf, l = 0 and weigh nothing.
-// Block (head · column block, group, sequence), 256 threads: lane = one of 32 columns,
+// Splits past a sequence's end left m = −inf, l = 0 and weigh nothing; their
+// accumulators are never read. Block (head · column block, group, sequence), 256 threads: lane = one of 32 columns,
 // warp = every 8th split, so that many independent loads are in flight (the partial
 // states sit in the L2; a thread walking all splits alone was latency-bound).
 // ---------------------------------------------------------------------------------
@@ -131,7 +131,11 @@ decode_combine(const float *__restrict__ part_ml, const float *__restrict__ part
     float acc = 0.0f;
     if (c < DV) {
 #pragma unroll 4
-        for (int s = warp; s < splits; s += 8) acc += weight[s] * part_acc[(base + s) * DV + c];
+        for (int s = warp; s < splits; s += 8) {
+            // An empty split never wrote its accumulator (whatever the buffer holds, NaN included).
+            const float w = weight[s];
+            if (w != 0.0f) acc += w * part_acc[(base + s) * DV + c];
+        }
     }
     red[warp][threadIdx.x % 32] = acc;
     __syncthreads();

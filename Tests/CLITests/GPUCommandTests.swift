@@ -1,0 +1,58 @@
+import Foundation
+import XCTest
+
+/// The GPU backend's bad input on a machine without a GPU (CI): one `mlra: error:` line
+/// naming what is missing, every rank exits; NVRTC found from the venv, or a clear line
+/// naming where it looked and how to point at it.
+final class GPUCommandTests: XCTestCase {
+    var hasGPU: Bool { FileManager.default.fileExists(atPath: "/dev/nvidia0") }
+
+    /// NVRTC from the project's venv (scripts/setup.sh installs it; `make test` exports MLRA_NVRTC).
+    var nvrtc: String? {
+        if let p = ProcessInfo.processInfo.environment["MLRA_NVRTC"], !p.isEmpty { return p }
+        let venv = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent(".venv/lib")
+        let pythons = (try? FileManager.default.contentsOfDirectory(atPath: venv.path)) ?? []
+        return pythons.map { venv.appendingPathComponent("\($0)/site-packages/nvidia/cu13/lib").path }
+            .first { FileManager.default.fileExists(atPath: $0) }
+    }
+
+    func testDeviceCudaWithoutAGPUIsOneLine() throws {
+        try XCTSkipIf(hasGPU, "this machine has a GPU")
+        let shape = ["--variant", "mlra4", "--heads", "4", "--head-dim", "16", "--rope-dim", "16", "--kv-rank", "64", "--context", "64"]
+        for args in [["bench", "--device", "cuda"] + shape, ["calibrate", "--device", "cuda"], ["selftest", "--device", "cuda"]] {
+            assertCleanError(try CLI.run(args), contains: "--device cuda: no NVIDIA driver")
+        }
+        assertCleanError(try CLI.run(["bench", "--gpu-tile", "64"] + shape), contains: "need --device cuda")
+        assertCleanError(try CLI.run(["bench", "--device", "cuda", "--gpu-tile", "40"] + shape), contains: "multiple of 16")
+    }
+
+    func testForwardOnCudaUnderMPIEveryRankExits() throws {
+        try XCTSkipIf(hasGPU, "this machine has a GPU")
+        let dir = try TempDir()
+        let config = dir.write("c.json", #"{"variant": "mlra4", "n_embd": 32, "n_head": 4, "q_lora_rank": 16, "kv_lora_rank": 32, "qk_nope_head_dim": 16, "qk_rope_head_dim": 16}"#)
+        // x [3, 32] F32 safetensors, built by the harness's own writer via `mlra weights`? A small file by hand:
+        let n = 3 * 32
+        let header = #"{"x": {"dtype": "F32", "shape": [3, 32], "data_offsets": [0, \#(4 * n)]}}"#
+        var data = Data()
+        withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { data.append(contentsOf: $0) }
+        data.append(Data(header.utf8))
+        for i in 0..<n { withUnsafeBytes(of: Float(i % 7) * 0.1) { data.append(contentsOf: $0) } }
+        XCTAssertTrue(FileManager.default.createFile(atPath: dir.path("x.safetensors"), contents: data))
+        let r = try CLI.mpirun(2, ["forward", "--config", config, "--input", dir.path("x.safetensors"), "--prefill", "1",
+                                   "--output", dir.path("y.safetensors"), "--device", "cuda"], timeout: 120)
+        assertCleanError(r, contains: "no NVIDIA driver")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path("y.safetensors")))
+    }
+
+    func testKernelsCompileAndABadNVRTCPathIsOneLine() throws {
+        let path = try XCTUnwrap(nvrtc, "NVRTC not in .venv: run scripts/setup.sh")
+        let ok = try CLI.run(["kernels", "--arch", "sm_90a"], environment: ["MLRA_NVRTC": path], timeout: 600)
+        XCTAssertEqual(ok.status, 0, ok.stdout + ok.stderr)
+        XCTAssertTrue(ok.stdout.contains(" passed, 0 failed"), ok.stdout)
+        XCTAssertFalse(ok.stdout.contains("WARN"), ok.stdout)
+        let bad = try CLI.run(["kernels"], environment: ["MLRA_NVRTC": "/nonexistent/nvrtc"])
+        assertCleanError(bad, contains: "NVRTC not found (tried /nonexistent/nvrtc)")
+        XCTAssertTrue(bad.stderr.contains("MLRA_NVRTC"), bad.stderr)
+    }
+}

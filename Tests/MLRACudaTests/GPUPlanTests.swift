@@ -1,0 +1,101 @@
+import Foundation
+import MLRACore
+@testable import MLRACuda
+import XCTest
+
+/// The GPU backend's host-side decisions, checked without a GPU: the roofline of GPU rows
+/// from a given calibration, the launch shape each variant's groups get, the shared-memory
+/// budget, and calibration files refused like any input.
+final class GPUPlanTests: XCTestCase {
+    let h200 = GPUCalibration(gpuName: "test", gpuUUID: "GPU-0", gpuPCIBusId: "0000:00:00.0", driverVersion: "580",
+                              smClockMHz: 1980, memoryClockMHz: 3201, readGBs: 4000, copyGBs: 3800, tensorTFlops: 640,
+                              fmaTFlops: 60, l2Bytes: 60 << 20, arrayBytes: 4 << 30)
+
+    func testRooflineUsesTensorPeakFor16BitAndFMAPeakForF32() {
+        // MLRA-4 at TP 4, 512K tokens: 201326592 bytes, 21474836480 FLOPs (SPEC §5).
+        let bytes = 201_326_592.0, flops = 21_474_836_480.0
+        XCTAssertEqual(h200.rooflineSeconds(bytes: bytes, flops: flops, cache: .bf16), bytes / 4000e9, accuracy: 1e-12)
+        XCTAssertTrue(h200.memoryBound(bytes: bytes, flops: flops, cache: .bf16))
+        // f32 doubles the bytes but runs on CUDA cores: 21.5 GFLOP / 60 TFLOP/s = 358 µs > 402 MB / 4 TB/s = 101 µs.
+        XCTAssertEqual(h200.rooflineSeconds(bytes: 2 * bytes, flops: flops, cache: .f32), flops / 60e12, accuracy: 1e-12)
+        XCTAssertFalse(h200.memoryBound(bytes: 2 * bytes, flops: flops, cache: .f32))
+    }
+
+    func testCalibrationFilesAreValidated() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gpu-cal-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let good = dir.appendingPathComponent("good.json")
+        try JSONEncoder().encode(h200).write(to: good)
+        XCTAssertEqual(try GPUCalibration.load(path: good.path), h200)
+        var bad = h200
+        bad.readGBs = 0
+        let zero = dir.appendingPathComponent("zero.json")
+        try JSONEncoder().encode(bad).write(to: zero)
+        XCTAssertThrowsError(try GPUCalibration.load(path: zero.path)) { XCTAssertTrue("\($0)".contains("positive")) }
+        let cpu = dir.appendingPathComponent("cpu.json")
+        try Data(#"{"threads": 1, "readGBs": 10}"#.utf8).write(to: cpu)
+        XCTAssertThrowsError(try GPUCalibration.load(path: cpu.path)) { XCTAssertTrue("\($0)".contains("--device cuda")) }
+    }
+
+    func shape(_ config: AttentionConfig, tp: Int, dtype: StorageDType = .bf16, budget: Int = 227 * 1024,
+               tuning: GPUTuning = GPUTuning()) throws -> GPUAttention.LaunchShape {
+        let layout = try config.layout()
+        let shard = try layout.shard(tp: tp, rank: 0)
+        let g = layout.kernelGroups(for: shard)[0]
+        return try GPUAttention.launchShape(heads: g.heads, keyWidth: g.keyWidth, ropeWidth: g.ropeWidth, valueWidth: g.valueWidth,
+                                            valueIsKey: g.valueOffset == g.keyOffset, offsets: [g.keyOffset, g.ropeOffset, g.valueOffset],
+                                            rowWidth: layout.cacheWidth(units: shard.units.count), dtype: dtype,
+                                            sharedBudget: budget, tuning: tuning)
+    }
+
+    func latent(_ v: VariantName) -> AttentionConfig {
+        AttentionConfig(variant: v, nEmbd: 64 * 128, nHead: 64, qLoraRank: 512, kvLoraRank: 512, qkNopeHeadDim: 128, qkRopeHeadDim: 64)
+    }
+
+    func testEachPaperShapeGetsTheMeasuredLaunch() throws {
+        let mlra4 = try shape(latent(.mlra4), tp: 4)
+        XCTAssertEqual([mlra4.path.rawValue, "\(mlra4.tile)", "\(mlra4.stages)", "\(mlra4.threads)"], ["warps", "128", "2", "256"])
+        let mla = try shape(latent(.mla), tp: 1)
+        XCTAssertEqual([mla.path.rawValue, "\(mla.tile)", "\(mla.stages)"], ["mma", "32", "3"])
+        XCTAssertLessThanOrEqual(mla.sharedBytes, 227 * 1024)
+        let gla2 = try shape(latent(.gla2), tp: 2)
+        XCTAssertEqual([gla2.path.rawValue, "\(gla2.tile)"], ["mma", "64"])
+        let gqa = try shape(AttentionConfig(variant: .gqa, nEmbd: 64 * 128, nHead: 64, headDim: 128, groupSize: 8), tp: 8)
+        XCTAssertEqual([gqa.path.rawValue, "\(gqa.tile)", "\(gqa.threads)"], ["warps", "128", "128"])
+        XCTAssertEqual(try shape(latent(.mlra4), tp: 4, dtype: .f32).path, .f32)
+        // Head dims that are not multiples of 16 take the device reference on 16-bit caches.
+        let odd = AttentionConfig(variant: .gqa, nEmbd: 6 * 40, nHead: 6, headDim: 40, groupSize: 3)
+        XCTAssertEqual(try shape(odd, tp: 1).path, .plain)
+        XCTAssertThrowsError(try shape(odd, tp: 1, tuning: GPUTuning(path: .mma))) { XCTAssertTrue("\($0)".contains("multiples of 16")) }
+    }
+
+    func testSharedMemoryBudgetIsHonoured() throws {
+        // On an A100's 163 KiB MLA still fits (2 stages), and nothing chosen exceeds the budget.
+        let mla = try shape(latent(.mla), tp: 1, budget: KernelVariants.sharedBudget)
+        XCTAssertLessThanOrEqual(mla.sharedBytes, KernelVariants.sharedBudget)
+        XCTAssertThrowsError(try shape(latent(.mla), tp: 1, budget: 32 * 1024)) { XCTAssertTrue("\($0)".contains("shared memory")) }
+        XCTAssertThrowsError(try shape(latent(.mla), tp: 1, tuning: GPUTuning(path: .warps))) { XCTAssertTrue("\($0)".contains("registers")) }
+    }
+
+    func testCacheSetsSpanFourTimesTheL2() {
+        XCTAssertEqual(GPUKernelWorkload.cacheSets(setBytes: 100 << 20, l2Bytes: 60 << 20, cold: true), 3)
+        XCTAssertEqual(GPUKernelWorkload.cacheSets(setBytes: 4 << 30, l2Bytes: 60 << 20, cold: true), 1)
+        XCTAssertEqual(GPUKernelWorkload.cacheSets(setBytes: 1 << 20, l2Bytes: 60 << 20, cold: false), 1)
+    }
+
+    /// Every kernel source compiles with NVRTC for sm_80 and sm_90a at every shape the
+    /// self-test uses, with no warnings (NVRTC from the project's venv in CI: no GPU needed).
+    func testKernelSourcesCompileWithoutWarnings() throws {
+        let compiler = KernelCompiler.shared
+        try compiler.load()
+        for arch in ["sm_80", "sm_90a"] {
+            for (source, defines) in KernelVariants.all {
+                let flags = defines.contains { $0.0.hasPrefix("FAST_") } ? ["--use_fast_math"] : []
+                let (cubin, log) = try compiler.compile(source, arch: arch, defines: defines, flags: flags)
+                XCTAssertFalse(cubin.isEmpty)
+                XCTAssertEqual(log, "", "\(arch) \(source.rawValue) \(defines)")
+            }
+        }
+    }
+}
