@@ -1,6 +1,11 @@
 import Foundation
 import MLRACore
 
+/// One line of a calibration table (CPU and GPU alike): name, value, note.
+public func calibrationTableLine(_ name: String, _ value: Double, _ note: String) -> String {
+    name.padding(toLength: 22, withPad: " ", startingAt: 0) + String(format: "%10.1f", value) + note
+}
+
 /// The GPU's roofline, measured on the bound device (kernels/calibrate.cu): read-only and
 /// copy streaming bandwidth over arrays far beyond the L2 (copy counts bytes read plus
 /// written), the bf16 tensor-core peak of an mma.sync loop (the instruction the decode
@@ -99,9 +104,7 @@ public struct GPUCalibration: Codable, Sendable, Equatable {
 
     /// Fixed-width lines, units in the names.
     public func tableLines() -> [String] {
-        let line = { (name: String, value: Double, note: String) in
-            name.padding(toLength: 22, withPad: " ", startingAt: 0) + String(format: "%10.1f", value) + note
-        }
+        let line = calibrationTableLine
         return [
             line("read_GBs", readGBs, "   (read-only stream, \(arrayBytes >> 20) MiB)"),
             line("copy_GBs", copyGBs, "   (bytes read + written)"),

@@ -29,12 +29,7 @@ struct CalibrateCommand: ParsableCommand {
     func run() throws {
         if device == .cuda { return try runReportingErrors { try runCUDA() } }
         let c = Calibration.measure(threads: threads, quick: quick)
-        if format == .json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(c), as: UTF8.self))
-            return
-        }
+        if format == .json { return try printJSON(c) }
         print("mlra \(HarnessVersion.string) calibrate: threads \(c.threads), \(quick ? "quick" : "full") mode, OpenBLAS core \(c.blasCore)")
         print(c.tableLines().joined(separator: "\n"))
     }
@@ -45,23 +40,23 @@ extension CalibrateCommand {
         let local = CUDADevice.localRankFromEnvironment()
         let gpu = try CUDADevice(localRank: local.rank, localSize: local.size)
         let c = try GPUCalibration.measure(device: gpu, quick: quick)
-        if format == .json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(c), as: UTF8.self))
-            return
-        }
+        if format == .json { return try printJSON(c) }
         print("mlra \(HarnessVersion.string) calibrate: \(gpu.summary), \(quick ? "quick" : "full") mode")
         print(c.tableLines().joined(separator: "\n"))
     }
 }
 
+/// What --calibration reads back: sorted keys, one value per line.
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
 extension Calibration {
     /// Fixed-width lines, units in the names.
     func tableLines() -> [String] {
-        let line = { (name: String, value: Double, note: String) in
-            name.padding(toLength: 22, withPad: " ", startingAt: 0) + String(format: "%10.1f", value) + note
-        }
+        let line = calibrationTableLine
         return [
             line("read_GBs", readGBs, ""),
             line("triad_GBs", triadGBs, ""),

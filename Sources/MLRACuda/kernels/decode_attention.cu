@@ -147,36 +147,19 @@ decode_combine(const float *__restrict__ part_ml, const float *__restrict__ part
     }
 }
 
-#ifdef FAST_MMA
+#if defined(FAST_MMA) || defined(FAST_WARP)
 // ---------------------------------------------------------------------------------
-// decode_mma: bf16/f16 caches on tensor cores (mma.sync m16n8k16, f32 accumulate).
-// Per block: the group's queries (HEADS rows, padded to MT·16) in shared memory once;
-// then tiles of TN tokens stream through STAGES shared buffers by cp.async (16-byte
-// copies; only the key, rope and value columns of a row). Per tile:
-//   1. S = Q·Kᵀ   [MT·16, TN]: warps split S_WM along heads × the rest along tokens
-//   2. online softmax per head row (rescale factor alpha, running m and l)
-//   3. O += P·V   [MT·16, DV]: warps split O_WM along heads × the rest along columns;
-//      O stays in registers for the whole split.
-// Extra macros: HEADS, MT, TN, STAGES, NWARPS, S_WM, O_WM, VAL_IS_KEY (value columns = key columns).
+// What the two tensor-core kernels share: the block's shape, PTX wrappers (cp.async,
+// ldmatrix, mma.sync m16n8k16), and the tile loader. HEADS: heads per block (≤
+// GROUP_HEADS; a group's heads take HBLK blocks, so that the accumulators fit in
+// registers); MT: 16-row tiles, a power of two ≥ HEADS/16.
 // ---------------------------------------------------------------------------------
-// HEADS: heads per block (≤ GROUP_HEADS; a group's heads take HBLK blocks, so that the
-// accumulators fit in registers); MT: 16-row tiles, a power of two ≥ HEADS/16.
 #define HBLK ((GROUP_HEADS + HEADS - 1) / HEADS)
 #define MROWS (MT * 16)
 #define NTHREADS (NWARPS * 32)
 #define SCOLS (DK + (VAL_IS_KEY ? 0 : DV))  // columns of a row kept in shared memory
 #define SROW (SCOLS + 8)                    // padded by 16 bytes against bank conflicts
-#define QROW (DK + 8)
-#define SSTRIDE (TN + 4)
-#define PSTRIDE (TN + 8)
-#define VCOL0 (VAL_IS_KEY ? 0 : DK)
-#define S_WN (NWARPS / S_WM)
-#define S_MT (MT / S_WM)           // m-tiles per warp, score phase
-#define S_NT (TN / 8 / S_WN)       // n-tiles (8 tokens) per warp, score phase
-#define O_WN (NWARPS / O_WM)
-#define O_MT (MT / O_WM)           // m-tiles per warp, value phase
-#define O_NT (DV / 8 / O_WN)       // n-tiles (8 columns) per warp, value phase
-#define TPR (NTHREADS / MROWS)     // threads per head row in the softmax
+#define VCOL0 (VAL_IS_KEY ? 0 : DK)         // first value column in shared memory
 
 #if ELEM == 0
 #define MMA_TYPE "bf16"
@@ -215,11 +198,11 @@ __device__ __forceinline__ void ldmatrix_x4_trans(u32 &r0, u32 &r1, u32 &r2, u32
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(smem_addr(p)));
 }
-__device__ __forceinline__ void mma16816(float *c, u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+__device__ __forceinline__ void mma16816(float *c, const u32 *a, u32 b0, u32 b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." MMA_TYPE "." MMA_TYPE ".f32 "
                  "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 // Source column of shared-memory column `c` (a multiple of 8).
@@ -240,6 +223,50 @@ __device__ __forceinline__ void load_tile(u16 *tile, const u16 *rows, int start,
         cp_async16(tile + r * SROW + c, src, valid);
     }
 }
+
+// The first STAGES-1 tiles of a split, in flight before the block does anything else.
+__device__ __forceinline__ void prefetch_tiles(u16 *tiles, const u16 *rows, int start, int end, int ntiles, int key_off,
+                                               int rope_off, int val_off) {
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+        if (s < ntiles) load_tile(tiles + s * TN * SROW, rows, start + s * TN, end, key_off, rope_off, val_off);
+        cp_async_commit();
+    }
+}
+
+// A split past its sequence's end: a partial state that weighs nothing (its accumulator
+// is never read, decode_combine).
+__device__ __forceinline__ void empty_split(float *part_ml, u64 pidx, int splits, int nh) {
+    for (int h = threadIdx.x; h < nh; h += NTHREADS) {
+        part_ml[2 * (pidx + (u64)h * splits)] = NEG_INF;
+        part_ml[2 * (pidx + (u64)h * splits) + 1] = 0.0f;
+    }
+}
+#endif  // FAST_MMA || FAST_WARP
+
+#ifdef FAST_MMA
+// ---------------------------------------------------------------------------------
+// decode_mma: bf16/f16 caches on tensor cores (mma.sync m16n8k16, f32 accumulate).
+// Per block: the group's queries (HEADS rows, padded to MT·16) in shared memory once;
+// then tiles of TN tokens stream through STAGES shared buffers by cp.async (16-byte
+// copies; only the key, rope and value columns of a row). Per tile:
+//   1. S = Q·Kᵀ   [MT·16, TN]: warps split S_WM along heads × the rest along tokens
+//   2. online softmax per head row (rescale factor alpha, running m and l)
+//   3. O += P·V   [MT·16, DV]: warps split O_WM along heads × the rest along columns;
+//      O stays in registers for the whole split.
+// Extra macros: HEADS, MT, TN, STAGES, NWARPS, S_WM, O_WM, VAL_IS_KEY (value columns = key columns).
+// ---------------------------------------------------------------------------------
+#define QROW (DK + 8)
+#define SSTRIDE (TN + 4)
+#define PSTRIDE (TN + 8)
+#define S_WN (NWARPS / S_WM)
+#define S_MT (MT / S_WM)           // m-tiles per warp, score phase
+#define S_NT (TN / 8 / S_WN)       // n-tiles (8 tokens) per warp, score phase
+#define O_WN (NWARPS / O_WM)
+#define O_MT (MT / O_WM)           // m-tiles per warp, value phase
+#define O_NT (DV / 8 / O_WN)       // n-tiles (8 columns) per warp, value phase
+#define TPR (NTHREADS / MROWS)     // threads per head row in the softmax
+
 
 extern "C" __global__ void __launch_bounds__(NTHREADS, 1)
 decode_mma(const u64 *__restrict__ caches, const int *__restrict__ lengths, const int *__restrict__ gtab, int groups,
@@ -263,22 +290,12 @@ decode_mma(const u64 *__restrict__ caches, const int *__restrict__ lengths, cons
     const u64 pidx = (((u64)b * groups + g) * GROUP_HEADS + h0) * (u64)splits + split;
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
 
-    if (start >= end) {  // past this sequence's end: a partial state that weighs nothing
-        for (int h = tid; h < nh; h += NTHREADS) {
-            part_ml[2 * (pidx + (u64)h * splits)] = NEG_INF;
-            part_ml[2 * (pidx + (u64)h * splits) + 1] = 0.0f;
-        }
-        return;
-    }
+    if (start >= end) return empty_split(part_ml, pidx, splits, nh);
     const u16 *rows = (const u16 *)caches[b];
     const int ntiles = (end - start + TN - 1) / TN;
 
-    // Prefetch the first STAGES-1 tiles, then queries (converted to 16 bits) while they fly.
-#pragma unroll
-    for (int s = 0; s < STAGES - 1; s++) {
-        if (s < ntiles) load_tile(tiles + s * TN * SROW, rows, start + s * TN, end, key_off, rope_off, val_off);
-        cp_async_commit();
-    }
+    // The first tiles, then the queries (converted to 16 bits) while they fly.
+    prefetch_tiles(tiles, rows, start, end, ntiles, key_off, rope_off, val_off);
     const float *qg = q + (u64)b * QN + t[3] + (u64)h0 * DK;
     for (int i = tid; i < MROWS * DK; i += NTHREADS) {
         const int r = i / DK, c = i % DK;
@@ -327,7 +344,7 @@ decode_mma(const u64 *__restrict__ caches, const int *__restrict__ lengths, cons
                 u32 b0, b1;
                 ldmatrix_x2(b0, b1, tile + (nt * 8 + lane % 8) * SROW + kk * 16 + ((lane / 8) & 1) * 8);
 #pragma unroll
-                for (int i = 0; i < S_MT; i++) mma16816(sacc[i][j], a[i][0], a[i][1], a[i][2], a[i][3], b0, b1);
+                for (int i = 0; i < S_MT; i++) mma16816(sacc[i][j], a[i], b0, b1);
             }
         }
 #pragma unroll
@@ -401,8 +418,8 @@ decode_mma(const u64 *__restrict__ caches, const int *__restrict__ lengths, cons
                 ldmatrix_x4_trans(b0, b1, b2, b3, tile + (kk * 16 + (lane % 8) + ((lane / 8) & 1) * 8) * SROW + col + (lane / 16) * 8);
 #pragma unroll
                 for (int i = 0; i < O_MT; i++) {
-                    mma16816(o[i][j], a[i][0], a[i][1], a[i][2], a[i][3], b0, b1);
-                    mma16816(o[i][j + 1], a[i][0], a[i][1], a[i][2], a[i][3], b2, b3);
+                    mma16816(o[i][j], a[i], b0, b1);
+                    mma16816(o[i][j + 1], a[i], b2, b3);
                 }
             }
         }
@@ -446,8 +463,8 @@ decode_mma(const u64 *__restrict__ caches, const int *__restrict__ lengths, cons
 // ---------------------------------------------------------------------------------
 // decode_warps: bf16/f16 caches on tensor cores for groups whose value accumulators fit
 // in one warp's registers (value width ≤ 128: MLRA-4, GQA, MQA, MHA). FlashAttention-2's
-// decode layout: warp w owns head tile w mod MT and every WSPLIT-th slice of WT tokens
-// of each tile, with its own online softmax (max, sum, accumulator) in registers; the
+// decode layout: warp w owns head tile w mod MT and slice w / MT of WT tokens of
+// each tile, with its own online softmax (max, sum, accumulator) in registers; the
 // scores never leave the registers (the score accumulator is the A operand of P·V), so
 // a tile costs one barrier, for the shared stage. The WSPLIT states of a head tile are
 // merged once per block at the end. Queries are loaded into registers once.
@@ -455,64 +472,8 @@ decode_mma(const u64 *__restrict__ caches, const int *__restrict__ lengths, cons
 // ---------------------------------------------------------------------------------
 #define WSPLIT (NWARPS / MT)
 #define WT (TN / WSPLIT)             // tokens of a tile per warp (a multiple of 16)
-#define NTHREADS (NWARPS * 32)
-#define SCOLS (DK + (VAL_IS_KEY ? 0 : DV))
-#define SROW (SCOLS + 8)
-#define VCOL0 (VAL_IS_KEY ? 0 : DK)
-#define HBLK ((GROUP_HEADS + HEADS - 1) / HEADS)
-#define MROWS (MT * 16)
-#if ELEM == 0
-#define MMA_TYPE "bf16"
-#else
-#define MMA_TYPE "f16"
-#endif
 
-__device__ __forceinline__ u32 pack2(float lo, float hi) {
-    u32 r;
-#if ELEM == 0
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-#else
-    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-#endif
-    return r;
-}
-__device__ __forceinline__ u32 smem_addr(const void *p) { return (u32)__cvta_generic_to_shared(p); }
-__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-__device__ __forceinline__ void ldmatrix_x4(u32 &r0, u32 &r1, u32 &r2, u32 &r3, const void *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(smem_addr(p)));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(u32 &r0, u32 &r1, u32 &r2, u32 &r3, const void *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(smem_addr(p)));
-}
-__device__ __forceinline__ void mma16816(float *c, const u32 *a, u32 b0, u32 b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." MMA_TYPE "." MMA_TYPE ".f32 "
-                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ void load_tile(u16 *tile, const u16 *rows, int start, int end, int key_off, int rope_off,
-                                          int val_off) {
-    constexpr int CHUNKS = SCOLS / 8;
-    for (int i = threadIdx.x; i < TN * CHUNKS; i += NTHREADS) {
-        const int r = i / CHUNKS, c = (i % CHUNKS) * 8;
-        const int token = start + r;
-        const bool valid = token < end;
-        const int col = c < KEY_W ? key_off + c : c < DK ? rope_off + (c - KEY_W) : val_off + (c - DK);
-        cp_async16(tile + r * SROW + c, rows + (u64)(valid ? token : start) * ROW_W + col, valid);
-    }
-}
-
-#ifndef MIN_BLOCKS
-#define MIN_BLOCKS 1
-#endif
-extern "C" __global__ void __launch_bounds__(NTHREADS, MIN_BLOCKS)
+extern "C" __global__ void __launch_bounds__(NTHREADS)
 decode_warps(const u64 *__restrict__ caches, const int *__restrict__ lengths, const int *__restrict__ gtab, int groups,
              const float *__restrict__ q, int QN, float *__restrict__ out, int ON, float scale_log2, int splits, int chunk,
              float *__restrict__ part_ml, float *__restrict__ part_acc) {
@@ -530,20 +491,10 @@ decode_warps(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
     const int mt = warp % MT, ws = warp / MT;
     const int gr = lane / 4, qc = lane % 4;  // fragment row (and row + 8), column pair
 
-    if (start >= end) {
-        for (int h = tid; h < nh; h += NTHREADS) {
-            part_ml[2 * (pidx + (u64)h * splits)] = NEG_INF;
-            part_ml[2 * (pidx + (u64)h * splits) + 1] = 0.0f;
-        }
-        return;
-    }
+    if (start >= end) return empty_split(part_ml, pidx, splits, nh);
     const u16 *rows = (const u16 *)caches[b];
     const int ntiles = (end - start + TN - 1) / TN;
-#pragma unroll
-    for (int s = 0; s < STAGES - 1; s++) {
-        if (s < ntiles) load_tile(tiles + s * TN * SROW, rows, start + s * TN, end, key_off, rope_off, val_off);
-        cp_async_commit();
-    }
+    prefetch_tiles(tiles, rows, start, end, ntiles, key_off, rope_off, val_off);
 
     // Queries of rows mt·16 + gr (+8) as A fragments, straight from global memory.
     u32 qf[DK / 16][4];
