@@ -38,6 +38,10 @@ public final class SweepDriver {
     var metadata: [String: String] = [:]
     var results: AppendOnlyCSV?
     var samplesFile: AppendOnlyCSV?
+    /// Held by rank 0 from before it reads the outputs until the run ends.
+    var locks: [RunLock] = []
+    /// --calibration, loaded (on rank 0) with the other inputs, before any output is touched.
+    var calibrationFile: Calibration?
     let started = MPI.wtime()
 
     public init(spec: SweepSpec, options: SweepOptions, world: Communicator) {
@@ -50,6 +54,7 @@ public final class SweepDriver {
     }
 
     public func run() throws -> SweepSummary {
+        defer { locks.forEach { $0.release() } }   // however the run ends; a killed run's flock dies with it
         let all = try world.collectively { try spec.configurations(worldSize: world.size) }
         try world.collectively {
             guard options.arrayCount >= 1, options.arrayTask >= 0, options.arrayTask < options.arrayCount else {
@@ -61,21 +66,7 @@ public final class SweepDriver {
         // Rank 0 owns the files; resuming skips configurations already present.
         let doneText = try world.collectively { () throws -> String in
             guard world.rank == 0 else { return "" }
-            // Check both paths before creating either file, so a refusal leaves nothing behind.
-            try checkWritable(options.out)
-            if let s = options.samples { try checkWritable(s) }
-            let existed = FileManager.default.fileExists(atPath: options.out)
-            results = try AppendOnlyCSV(path: options.out, columns: ResultsSchema.columns)
-            do {
-                if let s = options.samples { samplesFile = try AppendOnlyCSV(path: s, columns: ResultsSchema.sampleColumns) }
-            } catch {
-                if !existed { try? FileManager.default.removeItem(atPath: options.out) }   // leave no header-only file behind
-                throw error
-            }
-            let keys = AppendOnlyCSV.readRows(path: options.out).map { row in
-                SweepConfig.keyColumns.map { "\($0)=\(row[$0] ?? "")" }.joined(separator: " ")
-            }
-            return keys.joined(separator: "\n")
+            return try openOutputs().joined(separator: "\n")
         }
         let done = Set(world.broadcast(doneText).split(separator: "\n").map(String.init))
 
@@ -103,6 +94,30 @@ public final class SweepDriver {
         return summary
     }
 
+    /// Rank 0: checks every input, then locks, repairs and opens the outputs; returns
+    /// the resume keys already in --out. Nothing is modified until everything that
+    /// could refuse the run has been checked: --calibration, both paths (and that they
+    /// differ), the locks, both files' headers. (Only the lock files are created first:
+    /// the headers must be read under the lock.)
+    func openOutputs() throws -> [String] {
+        if let path = options.calibrationPath { calibrationFile = try Calibration.load(path: path) }
+        try checkWritable(options.out)
+        if let s = options.samples {
+            try checkWritable(s)
+            if sameFile(options.out, s) {
+                throw HarnessError("--out and --samples are the same file (\(s)); give the samples a file of their own")
+            }
+        }
+        locks = try ([options.out] + (options.samples.map { [$0] } ?? [])).map { try RunLock(for: $0) }
+        for lock in locks { if let dead = lock.takenOverFrom { progress("\(lock.path): taken over from a run that ended without releasing it (\(dead))") } }
+        let outInfo = try AppendOnlyCSV.inspect(path: options.out, columns: ResultsSchema.columns)
+        let samplesInfo = try options.samples.map { try AppendOnlyCSV.inspect(path: $0, columns: ResultsSchema.sampleColumns) }
+        results = try AppendOnlyCSV(outInfo)
+        let committed = outInfo.rows.map { row in SweepConfig.keyColumns.map { "\($0)=\(row[$0] ?? "")" }.joined(separator: " ") }
+        samplesFile = try samplesInfo.map(AppendOnlyCSV.init)
+        return committed
+    }
+
     /// Calibrations, one per thread count the sweep uses (rank 0 measures while the
     /// others sleep; a `--calibration` file serves every row and says its own thread
     /// count), the timing mode, and the run's metadata columns — all decided on rank 0
@@ -111,8 +126,7 @@ public final class SweepDriver {
         let calText = try world.collectively { () throws -> String in
             guard world.rank == 0 else { return "" }
             var cals = [String: Calibration]()
-            if let path = options.calibrationPath {
-                let cal = try Calibration.load(path: path)
+            if let cal = calibrationFile {
                 for t in threadCounts { cals["\(t)"] = cal }
             } else {
                 for t in threadCounts {
@@ -133,6 +147,13 @@ public final class SweepDriver {
             "git_rev": world.broadcast(world.rank == 0 ? gitRevision() : ""), "mpi_library": MPI.libraryVersion,
             "world_size": "\(world.size)",
         ]
+    }
+
+    func sameFile(_ a: String, _ b: String) -> Bool {
+        var sa = stat(), sb = stat()
+        if stat(a, &sa) == 0, stat(b, &sb) == 0 { return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino }
+        func norm(_ p: String) -> String { URL(fileURLWithPath: p).standardizedFileURL.resolvingSymlinksInPath().path }
+        return norm(a) == norm(b)
     }
 
     /// The calibration of a configuration's thread count (the roofline its row is held to).
@@ -282,8 +303,14 @@ public final class SweepDriver {
         }
         try world.collectively {
             guard world.rank == 0 else { return }
-            try samplesFile?.append(sampleRows)   // samples first: a row in the results means its samples are on disk
-            try results!.append(rows)
+            // Samples first, rows last: a row in the results means its samples are on disk.
+            // If the rows cannot be written, the samples just written are cut off again.
+            let samplesStart = try samplesFile?.size()
+            try samplesFile?.append(sampleRows)
+            do { try results!.append(rows) } catch {
+                if let samplesFile, let samplesStart { try? samplesFile.truncate(to: samplesStart, why: "the samples of an unwritten row") }
+                throw error
+            }
         }
         let median = world.broadcast(rows.first?["step_us_median"] ?? "0")
         return (Double(median) ?? 0) / 1e6
