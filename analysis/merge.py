@@ -1,4 +1,4 @@
-"""Read sweep CSVs and raw samples files, validate them against schema 2 (or 1)
+"""Read sweep CSVs and raw samples files, validate them against schema 3 (or 2, 1)
 and merge them. Nothing here fails on bad input: every unusable file or row becomes
 a warning (printed to stderr by the CLI and listed in the report). Only a path
 that does not exist is fatal (`InputError`)."""
@@ -12,18 +12,20 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-SCHEMA_VERSION = 2
-# Versions this reader takes: schema 1 lacks only the columns of SINCE_SCHEMA_2,
-# which stay empty for its rows.
-KNOWN_SCHEMA_VERSIONS = ("1", "2")
+SCHEMA_VERSION = 3
+# Versions this reader takes: schema 1 lacks the columns of SINCE_SCHEMA_2 and
+# SINCE_SCHEMA_3, schema 2 those of SINCE_SCHEMA_3; they stay empty for its rows.
+KNOWN_SCHEMA_VERSIONS = ("1", "2", "3")
 SINCE_SCHEMA_2 = ["calib_fma_width", "kernel_isa"]
+SINCE_SCHEMA_3 = ["config_id", "array_task", "array_count", "calib_source", "seed"]
 
 TEXT_COLUMNS = [
     "run_id", "harness_version", "git_rev", "host", "mpi_library", "date_utc",
     "calib_fma_width", "variant", "scope", "kv_dtype", "kernel_isa", "timing_mode", "cold_cache", "validation",
+    "config_id", "calib_source", "seed",   # seed is text: a 64-bit seed does not survive a float
 ]
 NUMERIC_COLUMNS = [
-    "world_size", "calib_read_gbs", "calib_triad_gbs", "calib_sgemm_gflops", "calib_fma_gflops",
+    "world_size", "array_task", "array_count", "calib_read_gbs", "calib_triad_gbs", "calib_sgemm_gflops", "calib_fma_gflops",
     "tp", "dp", "tp_group", "context", "batch", "n_layer", "n_embd", "n_head", "head_dim",
     "rope_dim", "kv_lora_rank", "block_width", "kv_heads", "threads",
     "kv_elems_per_token", "kv_bytes_per_token", "kv_bytes_per_rank", "kernel_bytes_per_step",
@@ -157,6 +159,8 @@ def load_sweeps(patterns: list[str]) -> Loaded:
         absent = [c for c in TEXT_COLUMNS + NUMERIC_COLUMNS if c not in df.columns]
         if (version == "1").all():   # schema 1 never had these
             absent = [c for c in absent if c not in SINCE_SCHEMA_2]
+        if version.isin(["1", "2"]).all():   # nor schema 2 these
+            absent = [c for c in absent if c not in SINCE_SCHEMA_3]
         if absent:
             warnings.append(f"{path}: missing column(s) {', '.join(absent)}; treated as empty")
         wrong = ~version.isin(KNOWN_SCHEMA_VERSIONS)
@@ -170,6 +174,7 @@ def load_sweeps(patterns: list[str]) -> Loaded:
     for col in TEXT_COLUMNS + NUMERIC_COLUMNS:
         if col not in df.columns:
             df[col] = ""
+        df[col] = df[col].fillna("")   # a column only some files have (a newer schema) is empty in the others
     df = _coerce(df, NUMERIC_COLUMNS, REQUIRED_COLUMNS, warnings)
     df["variant"] = df["variant"].str.strip().str.lower()
     df["scope"] = df["scope"].str.strip().str.lower()

@@ -4,13 +4,15 @@ import MLRACore
 /// The sweep's CSV (schema in docs/csv-schema.md; this list is the one source
 /// of the column order, and a test holds the document to it).
 public enum ResultsSchema {
-    public static let version = "2"
+    public static let version = "3"
     public static let columns = [
-        "schema_version", "run_id", "harness_version", "git_rev", "host", "mpi_library", "world_size", "date_utc",
+        "schema_version", "run_id", "config_id", "harness_version", "git_rev", "host", "mpi_library", "world_size",
+        "array_task", "array_count", "date_utc",
         "calib_threads", "calib_read_gbs", "calib_triad_gbs", "calib_sgemm_gflops", "calib_fma_gflops", "calib_fma_width",
+        "calib_source",
         "variant", "scope", "tp", "dp", "tp_group", "context", "batch", "n_layer", "n_embd", "n_head", "head_dim",
         "rope_dim", "kv_lora_rank", "q_lora_rank", "block_width", "kv_heads", "intermediate_size", "vocab_size", "kv_dtype",
-        "threads", "kernel_isa", "timing_mode", "cold_cache",
+        "threads", "kernel_isa", "timing_mode", "cold_cache", "seed",
         "kv_elems_per_token", "kv_bytes_per_token", "kv_bytes_per_rank", "kernel_bytes_per_step", "kernel_flops_per_step",
         "weight_bytes_per_rank", "allreduce_bytes_per_step", "allreduce_count_per_step",
         "validation", "validation_max_err", "warmup_steps", "timed_steps", "timer_resolution_us",
@@ -19,7 +21,7 @@ public enum ResultsSchema {
         "tokens_per_s", "achieved_gbs", "achieved_gflops", "roofline_us", "roofline_fraction",
     ]
     public static let sampleColumns = [
-        "run_id", "variant", "scope", "tp", "tp_group", "context", "batch", "n_head", "kv_lora_rank", "kv_dtype",
+        "run_id", "config_id", "variant", "scope", "tp", "tp_group", "context", "batch", "n_head", "kv_lora_rank", "kv_dtype",
         "threads", "timing_mode", "step_index", "step_us", "kernel_us", "allreduce_us",
     ]
 }
