@@ -40,13 +40,20 @@ REQUIRED_COLUMNS = [
     "schema_version", "date_utc", "variant", "scope", "tp", "dp", "tp_group", "context",
     "batch", "n_layer", "n_head", "kv_dtype", "step_us_median",
 ]
-# What identifies a measured configuration: two rows that agree on all of these
-# are reruns of one measurement, and only the latest (date_utc) is kept.
-CONFIG_KEY = [
-    "host", "world_size", "variant", "scope", "tp", "dp", "tp_group", "context", "batch",
-    "n_layer", "n_embd", "n_head", "head_dim", "rope_dim", "kv_lora_rank", "block_width",
-    "kv_heads", "kv_dtype", "threads", "timing_mode", "cold_cache",
-]
+RESUME_KEY_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "resume-key.txt")
+
+
+def read_resume_key(path: str = RESUME_KEY_FILE) -> list[str]:
+    """The harness's resume key (docs/resume-key.txt, held to the Swift definition by a test)."""
+    with open(path, encoding="utf-8") as f:
+        return [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+# What identifies a measured configuration: the harness's resume key, per TP group
+# (one row each), and per host (the same configuration on two machines is two
+# measurements). Two rows that agree on all of these are reruns of one measurement,
+# and only the latest (date_utc) is kept.
+CONFIG_KEY = read_resume_key() + ["tp_group", "host"]
 SAMPLES_COLUMNS = [
     "run_id", "variant", "scope", "tp", "tp_group", "context", "batch", "n_head",
     "kv_lora_rank", "kv_dtype", "threads", "timing_mode", "step_index", "step_us",
@@ -175,6 +182,8 @@ def load_sweeps(patterns: list[str]) -> Loaded:
         if col not in df.columns:
             df[col] = ""
         df[col] = df[col].fillna("")   # a column only some files have (a newer schema) is empty in the others
+    for col in CONFIG_KEY:   # key columns the reader does not otherwise use (q_lora_rank, ...): compared as text
+        df[col] = df[col].fillna("").astype(str).str.strip() if col in df.columns else ""
     df = _coerce(df, NUMERIC_COLUMNS, REQUIRED_COLUMNS, warnings)
     df["variant"] = df["variant"].str.strip().str.lower()
     df["scope"] = df["scope"].str.strip().str.lower()
@@ -206,7 +215,7 @@ def load_sweeps(patterns: list[str]) -> Loaded:
     rerun = df.duplicated(subset=key, keep="last")
     if rerun.any():
         notes.append(f"dropped {int(rerun.sum())} older rerun(s) of a configuration already measured "
-                     "(same host and configuration columns); kept the latest by date_utc")
+                     "(same host and resume-key columns); kept the latest by date_utc")
     df = df[~rerun].drop(columns="_date").sort_values(["scope", "variant", "tp", "context", "batch"], kind="stable")
     df = df.reset_index(drop=True)
     df["dtype_bytes"] = df["kv_dtype"].map(DTYPE_BYTES)
