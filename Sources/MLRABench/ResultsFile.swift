@@ -55,8 +55,10 @@ public final class AppendOnlyCSV {
     }
 
     /// Reads `path` and decides how to open it; modifies nothing. Throws for a file
-    /// that cannot be read or whose header is not exactly `columns`.
-    public static func inspect(path: String, columns: [String]) throws -> Inspection {
+    /// that cannot be read or whose header is not exactly `columns`. `wantRows: false`
+    /// skips parsing the rows (a samples file has one per timed step: millions of
+    /// dictionaries that nobody reads).
+    public static func inspect(path: String, columns: [String], wantRows: Bool = true) throws -> Inspection {
         let header = Array(columns.joined(separator: ",").utf8)
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
@@ -75,7 +77,7 @@ public final class AppendOnlyCSV {
         }
         guard Array(bytes[..<firstNewline]) == header else { throw otherSchema(path, bytes) }
         let complete = bytes.lastIndex(of: 10)! + 1   // bytes after the last newline are a torn row
-        let rows = parseRows(bytes[..<complete], columns: columns)
+        let rows = wantRows ? parseRows(bytes[..<complete], columns: columns) : []
         return Inspection(path: path, columns: columns, rows: rows, repair: complete == bytes.count ? .none : .cut(to: complete))
     }
 

@@ -117,7 +117,7 @@ public final class SweepDriver {
         locks = try ([options.out] + (options.samples.map { [$0] } ?? [])).map { try RunLock(for: $0) }
         for lock in locks { if let dead = lock.takenOverFrom { progress("\(lock.path): taken over from a run that ended without releasing it (\(dead))") } }
         let outInfo = try AppendOnlyCSV.inspect(path: options.out, columns: ResultsSchema.columns)
-        let samplesInfo = try options.samples.map { try AppendOnlyCSV.inspect(path: $0, columns: ResultsSchema.sampleColumns) }
+        let samplesInfo = try options.samples.map { try AppendOnlyCSV.inspect(path: $0, columns: ResultsSchema.sampleColumns, wantRows: false) }
         // A file holds one share of one array shape. Resuming a task file with another
         // shape would measure again what the file's own shape gave to another task
         // file, and the merge would see one configuration twice.
