@@ -56,9 +56,9 @@ final class ResumeKeyTests: XCTestCase {
             XCTAssertGreaterThan(try sweep(n, args, calibration: c ?? cal), 0, "\(what) must be measured again")
         }
         // dp changes with the world size at a fixed tp: the world-size row above has dp 1.
-        XCTAssertEqual(Set(rows(out).map { $0["dp"]! }), ["1", "2"])
+        XCTAssertEqual(Set(rows(out).map { $0["dp"] ?? "" }), ["1", "2"])
         // Every row is one key once, and the row records every setting of the key.
-        let keys = rows(out).map { SweepConfig.key(row: $0) + " tp_group=\($0["tp_group"]!)" }
+        let keys = rows(out).map { SweepConfig.key(row: $0) + " tp_group=\($0["tp_group"] ?? "")" }
         XCTAssertEqual(Set(keys).count, keys.count)
         for row in rows(out) {
             for column in SweepConfig.keyColumns { XCTAssertFalse(row[column]?.isEmpty ?? true, "\(column) must be recorded") }
@@ -81,7 +81,7 @@ final class ResumeKeyTests: XCTestCase {
         let grid = with(base, "--tp", "1,2")
         let r = try CLI.mpirun(2, ["sweep", "--out", out, "--calibration", cal, "--array-task", "0", "--array-count", "2"] + grid)
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertEqual(Set(rows(out).map { "\($0["array_task"]!)/\($0["array_count"]!)" }), ["0/2"])
+        XCTAssertEqual(Set(rows(out).map { "\($0["array_task"] ?? "")/\($0["array_count"] ?? "")" }), ["0/2"])
         let before = try Data(contentsOf: URL(fileURLWithPath: out))
         assertCleanError(try CLI.mpirun(2, ["sweep", "--out", out, "--calibration", cal, "--array-task", "0", "--array-count", "1"] + grid),
                          contains: "holds rows of array task 0 of 2")
@@ -112,8 +112,8 @@ final class ResumeKeyTests: XCTestCase {
         let r = try CLI.mpirun(2, ["sweep", "--out", out, "--samples", samples, "--calibration", cal] + grid.filter { $0 != "--quiet" })
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stderr.contains("cut off 6 samples"), r.stderr)
-        let ids = rows(out).map { "\($0["run_id"]!) \($0["config_id"]!)" }
-        let sampleIDs = rows(samples).map { "\($0["run_id"]!) \($0["config_id"]!)" }
+        let ids = rows(out).map { "\($0["run_id"] ?? "") \($0["config_id"] ?? "")" }
+        let sampleIDs = rows(samples).map { "\($0["run_id"] ?? "") \($0["config_id"] ?? "")" }
         XCTAssertEqual(rows(out).count, 2 * 2)
         XCTAssertEqual(sampleIDs.count, rows(out).count * 3, "3 samples per row, no more")
         XCTAssertTrue(Set(sampleIDs).isSubset(of: Set(ids)), "every sample belongs to a row")
