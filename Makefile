@@ -52,7 +52,7 @@ dist: setup
 	$(SWIFT) build $(BUILD_FLAGS) --static-swift-stdlib --product mlra --scratch-path .build-static
 	rm -rf $(DIST) && mkdir -p $(DIST)/bin
 	cp .build-static/release/mlra $(DIST)/bin/mlra && strip $(DIST)/bin/mlra
-	cp -r jobs benchmarks analysis README.md $(DIST)/
+	cp -r jobs benchmarks analysis docs README.md $(DIST)/
 	rm -rf $(DIST)/analysis/tests $(DIST)/analysis/__pycache__
 	tar -C dist -czf $(DIST).tar.gz $(notdir $(DIST))
 	@echo "dist: $(DIST).tar.gz"

@@ -1,4 +1,4 @@
-"""Read sweep CSVs and raw samples files, validate them against schema 2 (or 1)
+"""Read sweep CSVs and raw samples files, validate them against schema 3 (or 2, 1)
 and merge them. Nothing here fails on bad input: every unusable file or row becomes
 a warning (printed to stderr by the CLI and listed in the report). Only a path
 that does not exist is fatal (`InputError`). Files, lines and cells are read by
@@ -6,21 +6,25 @@ that does not exist is fatal (`InputError`). Files, lines and cells are read by
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from .reader import InputError, expand_paths, read_table, to_numbers  # noqa: F401 (InputError: merge's API)
 
-SCHEMA_VERSION = 2
-# Versions this reader takes: schema 1 lacks only the columns of SINCE_SCHEMA_2,
-# which stay empty for its rows.
-KNOWN_SCHEMA_VERSIONS = ("1", "2")
+SCHEMA_VERSION = 3
+# Versions this reader takes: schema 1 lacks the columns of SINCE_SCHEMA_2 and
+# SINCE_SCHEMA_3, schema 2 those of SINCE_SCHEMA_3; they stay empty for its rows.
+KNOWN_SCHEMA_VERSIONS = ("1", "2", "3")
 SINCE_SCHEMA_2 = ["calib_fma_width", "kernel_isa"]
+SINCE_SCHEMA_3 = ["config_id", "array_task", "array_count", "calib_source", "seed"]
 
 TEXT_COLUMNS = [
     "run_id", "harness_version", "git_rev", "host", "mpi_library", "date_utc",
     "calib_fma_width", "variant", "scope", "kv_dtype", "kernel_isa", "timing_mode", "cold_cache", "validation",
+    "config_id", "calib_source", "seed",   # seed is text: a 64-bit seed does not survive a float
+    "array_task", "array_count",           # which Slurm array task wrote a row: labels, not measurements
 ]
 NUMERIC_COLUMNS = [
     "world_size", "calib_read_gbs", "calib_triad_gbs", "calib_sgemm_gflops", "calib_fma_gflops",
@@ -38,13 +42,20 @@ REQUIRED_COLUMNS = [
     "schema_version", "date_utc", "variant", "scope", "tp", "dp", "tp_group", "context",
     "batch", "n_layer", "n_head", "kv_dtype", "step_us_median",
 ]
-# What identifies a measured configuration: two rows that agree on all of these
-# are reruns of one measurement, and only the latest (date_utc) is kept.
-CONFIG_KEY = [
-    "host", "world_size", "variant", "scope", "tp", "dp", "tp_group", "context", "batch",
-    "n_layer", "n_embd", "n_head", "head_dim", "rope_dim", "kv_lora_rank", "block_width",
-    "kv_heads", "kv_dtype", "threads", "timing_mode", "cold_cache",
-]
+RESUME_KEY_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "resume-key.txt")
+
+
+def read_resume_key(path: str = RESUME_KEY_FILE) -> list[str]:
+    """The harness's resume key (docs/resume-key.txt, held to the Swift definition by a test)."""
+    with open(path, encoding="utf-8") as f:
+        return [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+# What identifies a measured configuration: the harness's resume key, per TP group
+# (one row each), and per host (the same configuration on two machines is two
+# measurements). Two rows that agree on all of these are reruns of one measurement,
+# and only the latest (date_utc) is kept.
+CONFIG_KEY = read_resume_key() + ["tp_group", "host"]
 SAMPLES_COLUMNS = [
     "run_id", "variant", "scope", "tp", "tp_group", "context", "batch", "n_head",
     "kv_lora_rank", "kv_dtype", "threads", "timing_mode", "step_index", "step_us",
@@ -78,6 +89,8 @@ def load_sweeps(patterns: list[str]) -> Loaded:
         absent = [c for c in TEXT_COLUMNS + NUMERIC_COLUMNS if c not in df.columns]
         if (version == "1").all():   # schema 1 never had these
             absent = [c for c in absent if c not in SINCE_SCHEMA_2]
+        if version.isin(["1", "2"]).all():   # nor schema 2 these
+            absent = [c for c in absent if c not in SINCE_SCHEMA_3]
         if absent:
             warnings.append(f"{path}: missing column(s) {', '.join(absent)}; treated as empty")
         wrong = ~version.isin(KNOWN_SCHEMA_VERSIONS)
@@ -91,6 +104,9 @@ def load_sweeps(patterns: list[str]) -> Loaded:
     for col in TEXT_COLUMNS + NUMERIC_COLUMNS:
         if col not in df.columns:
             df[col] = ""
+        df[col] = df[col].fillna("")   # a column only some files have (a newer schema) is empty in the others
+    for col in CONFIG_KEY:   # key columns the reader does not otherwise use (q_lora_rank, ...): compared as text
+        df[col] = df[col].fillna("").astype(str).str.strip() if col in df.columns else ""
     df = to_numbers(df, NUMERIC_COLUMNS, REQUIRED_COLUMNS, warnings)
     df["variant"] = df["variant"].str.strip().str.lower()
     df["scope"] = df["scope"].str.strip().str.lower()
@@ -122,7 +138,7 @@ def load_sweeps(patterns: list[str]) -> Loaded:
     rerun = df.duplicated(subset=key, keep="last")
     if rerun.any():
         notes.append(f"dropped {int(rerun.sum())} older rerun(s) of a configuration already measured "
-                     "(same host and configuration columns); kept the latest by date_utc")
+                     "(same host and resume-key columns); kept the latest by date_utc")
     df = df[~rerun].drop(columns="_date").sort_values(["scope", "variant", "tp", "context", "batch"], kind="stable")
     df = df.reset_index(drop=True)
     df["dtype_bytes"] = df["kv_dtype"].map(DTYPE_BYTES)

@@ -7,9 +7,16 @@
 #   an input with another header (another schema version, another tool) is
 #   refused and nothing is written.
 # - The header is written once; rows keep their input order; a row that is
-#   an exact duplicate of an earlier one (the same file merged twice, a
-#   task rerun) is dropped. Rows that differ in any cell are both kept:
-#   two measurements of the same configuration are data, not duplicates.
+#   an exact duplicate of an earlier one (the same file merged twice) is
+#   dropped.
+# - Sweep CSVs (their header has the resume-key columns of
+#   docs/resume-key.txt and tp_group): two different rows of one
+#   configuration (the same resume key and TP group) are refused, naming
+#   both files and lines: they come from task files of two array shapes
+#   (an array of 4, then a rerun with 2) or from two runs of one grid, and
+#   keeping both would count a configuration twice. Rows of different array
+#   shapes (column array_count) are refused for the same reason. Raw
+#   samples files have no such key and are merged as they are.
 # - A row whose number of fields differs from the header's (a partial or
 #   corrupt line) is refused with its file and line number. Fields may be
 #   quoted ("a, b"), as RFC 4180 allows.
@@ -19,6 +26,10 @@
 set -eu
 
 me=merge_csv
+# The resume key's columns, written once for the harness, this script and the analysis.
+keyfile=${MLRA_RESUME_KEY:-$(dirname "$0")/../docs/resume-key.txt}
+[ -r "$keyfile" ] || { echo "$me: cannot read the resume key $keyfile" >&2; exit 1; }
+keys=$(grep -v '^[[:space:]]*#' "$keyfile" | tr -s ' \n' '  ')
 usage() { echo "usage: $0 OUT.csv IN1.csv [IN2.csv ...]" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 out=$1
@@ -47,7 +58,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 (umask 022 && : >"$tmp")
 
-awk -v me="$me" '
+awk -v me="$me" -v keys="$keys tp_group" '
   # Number of fields in a CSV line, honouring "quoted, fields" and "" escapes.
   # Returns -1 when a quote is left open (a cut-off line).
   function nfields(line,   n, i, c, q) {
@@ -59,8 +70,32 @@ awk -v me="$me" '
     }
     return q ? -1 : n
   }
+  # Splits a CSV line into f[1..n] (quotes removed, "" unescaped); returns n.
+  function csvsplit(line, f,   n, i, c, q, cur) {
+    n = 0; q = 0; cur = ""
+    for (i = 1; i <= length(line); i++) {
+      c = substr(line, i, 1)
+      if (q) {
+        if (c == "\"" && substr(line, i + 1, 1) == "\"") { cur = cur c; i++ }
+        else if (c == "\"") q = 0
+        else cur = cur c
+      } else if (c == "\"") q = 1
+      else if (c == ",") { f[++n] = cur; cur = "" }
+      else cur = cur c
+    }
+    f[++n] = cur
+    return n
+  }
   FNR == 1 {
-    if (NR == 1) { want = nfields($0); print; }
+    if (NR == 1) {
+      want = nfields($0); print
+      sub(/\r$/, "")
+      n = csvsplit($0, h)
+      for (i = 1; i <= n; i++) col[h[i]] = i
+      nk = split(keys, kn, " "); keyed = 1
+      for (i = 1; i <= nk; i++) if (!(kn[i] in col)) keyed = 0
+      shapecol = ("array_count" in col) ? col["array_count"] : 0
+    }
     next
   }
   {
@@ -75,7 +110,25 @@ awk -v me="$me" '
       printf "%s: %s line %d has %d fields, the header has %d (a partial row?); refusing to merge.\n", me, FILENAME, FNR, n, want > "/dev/stderr"
       bad = 1; exit 1
     }
-    if (!seen[$0]++) { print; kept++ } else dropped++
+    if (seen[$0]++) { dropped++; next }
+    if (keyed || shapecol) csvsplit($0, f)
+    if (shapecol) {
+      if (shape == "") { shape = f[shapecol]; shapefrom = FILENAME }
+      else if (f[shapecol] != shape) {
+        printf "%s: %s line %d is from an array of %s tasks, %s from an array of %s (array_count): task files of two array shapes; refusing to merge. Merge the files of one array only.\n", me, FILENAME, FNR, f[shapecol], shapefrom, shape > "/dev/stderr"
+        bad = 1; exit 1
+      }
+    }
+    if (keyed) {
+      k = ""
+      for (i = 1; i <= nk; i++) k = k SUBSEP f[col[kn[i]]]
+      if (k in where) {
+        printf "%s: %s line %d measures the same configuration (resume key and tp_group) as %s; refusing to merge two measurements of one configuration. Merge the files of one array only.\n", me, FILENAME, FNR, where[k] > "/dev/stderr"
+        bad = 1; exit 1
+      }
+      where[k] = FILENAME " line " FNR
+    }
+    print; kept++
   }
   END {
     if (bad) exit 1

@@ -4,13 +4,15 @@ import MLRACore
 /// The sweep's CSV (schema in docs/csv-schema.md; this list is the one source
 /// of the column order, and a test holds the document to it).
 public enum ResultsSchema {
-    public static let version = "2"
+    public static let version = "3"
     public static let columns = [
-        "schema_version", "run_id", "harness_version", "git_rev", "host", "mpi_library", "world_size", "date_utc",
+        "schema_version", "run_id", "config_id", "harness_version", "git_rev", "host", "mpi_library", "world_size",
+        "array_task", "array_count", "date_utc",
         "calib_threads", "calib_read_gbs", "calib_triad_gbs", "calib_sgemm_gflops", "calib_fma_gflops", "calib_fma_width",
+        "calib_source",
         "variant", "scope", "tp", "dp", "tp_group", "context", "batch", "n_layer", "n_embd", "n_head", "head_dim",
         "rope_dim", "kv_lora_rank", "q_lora_rank", "block_width", "kv_heads", "intermediate_size", "vocab_size", "kv_dtype",
-        "threads", "kernel_isa", "timing_mode", "cold_cache",
+        "threads", "kernel_isa", "timing_mode", "cold_cache", "seed",
         "kv_elems_per_token", "kv_bytes_per_token", "kv_bytes_per_rank", "kernel_bytes_per_step", "kernel_flops_per_step",
         "weight_bytes_per_rank", "allreduce_bytes_per_step", "allreduce_count_per_step",
         "validation", "validation_max_err", "warmup_steps", "timed_steps", "timer_resolution_us",
@@ -19,82 +21,175 @@ public enum ResultsSchema {
         "tokens_per_s", "achieved_gbs", "achieved_gflops", "roofline_us", "roofline_fraction",
     ]
     public static let sampleColumns = [
-        "run_id", "variant", "scope", "tp", "tp_group", "context", "batch", "n_head", "kv_lora_rank", "kv_dtype",
+        "run_id", "config_id", "variant", "scope", "tp", "tp_group", "context", "batch", "n_head", "kv_lora_rank", "kv_dtype",
         "threads", "timing_mode", "step_index", "step_us", "kernel_us", "allreduce_us",
     ]
 }
 
-/// An append-only CSV that never holds a partial row: each call writes whole
-/// lines with one write(2) and fsync, so a job killed at any moment leaves only
-/// complete rows. Opening an existing file checks its header against the schema
-/// (refusing another schema), drops a torn last line left by a crash, and
-/// returns the rows already present (for resume).
+/// An append-only CSV that never holds a partial row. Opening is two steps, so
+/// that a run can check every input before it modifies any file: `inspect` reads
+/// the file's bytes and decides (refusing a header that is not exactly the
+/// schema's, finding a torn last line) without writing anything; `init(_:)` then
+/// applies the repair and opens the file for appending. Everything works on bytes,
+/// never on decoded text, so invalid UTF-8 in one row cannot move a cut point.
 public final class AppendOnlyCSV {
     public let path: String
     public let columns: [String]
     private let fd: Int32
 
-    public init(path: String, columns: [String]) throws {
-        self.path = path
-        self.columns = columns
-        let header = columns.joined(separator: ",")
-        var existing = ""
-        if FileManager.default.fileExists(atPath: path) {
-            guard let data = FileManager.default.contents(atPath: path) else { throw HarnessError("\(path): cannot read") }
-            existing = String(decoding: data, as: UTF8.self)
+    /// What `inspect` found in a file, and what opening it will do.
+    public struct Inspection {
+        public let path: String
+        public let columns: [String]
+        /// The complete rows already present (for resume), header excluded.
+        public let rows: [[String: String]]
+        let repair: Repair
+    }
+
+    enum Repair: Equatable {
+        case writeHeader          // absent or empty file
+        case none                 // ends with a complete line
+        case cut(to: Int)         // a torn last row: keep the first `to` bytes
+        case finishHeader         // exactly the header, its newline missing
+        case rewriteHeader        // a torn header (a prefix of it, no newline): ours, cut short
+    }
+
+    /// Reads `path` and decides how to open it; modifies nothing. Throws for a file
+    /// that cannot be read or whose header is not exactly `columns`. `wantRows: false`
+    /// skips parsing the rows (a samples file has one per timed step: millions of
+    /// dictionaries that nobody reads).
+    public static func inspect(path: String, columns: [String], wantRows: Bool = true) throws -> Inspection {
+        let header = Array(columns.joined(separator: ",").utf8)
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            return Inspection(path: path, columns: columns, rows: [], repair: .writeHeader)
         }
-        if !existing.isEmpty {
-            let firstLine = existing.prefix { $0 != "\n" }
-            guard firstLine == header else {
-                throw HarnessError("\(path) has another schema (its header differs from this harness's schema \(ResultsSchema.version)"
-                                   + Self.schemaNote(existing) + "); write to a new file")
+        guard !isDir.boolValue else { throw HarnessError("\(path) is a folder, not a file") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw HarnessError("\(path): cannot read") }
+        let bytes = [UInt8](data)
+        if bytes.isEmpty { return Inspection(path: path, columns: columns, rows: [], repair: .writeHeader) }
+        guard let firstNewline = bytes.firstIndex(of: 10) else {
+            if bytes == header { return Inspection(path: path, columns: columns, rows: [], repair: .finishHeader) }
+            if bytes.count < header.count, Array(header.prefix(bytes.count)) == bytes {
+                return Inspection(path: path, columns: columns, rows: [], repair: .rewriteHeader)
             }
+            throw otherSchema(path, bytes)
         }
-        let flags = O_WRONLY | O_CREAT | O_APPEND
-        fd = open(path, flags, 0o644)
-        guard fd >= 0 else { throw HarnessError("\(path): cannot open for writing (\(String(cString: strerror(errno))))") }
-        if existing.isEmpty {
+        guard Array(bytes[..<firstNewline]) == header else { throw otherSchema(path, bytes) }
+        let complete = bytes.lastIndex(of: 10)! + 1   // bytes after the last newline are a torn row
+        let rows = wantRows ? parseRows(bytes[..<complete], columns: columns) : []
+        return Inspection(path: path, columns: columns, rows: rows, repair: complete == bytes.count ? .none : .cut(to: complete))
+    }
+
+    static func otherSchema(_ path: String, _ bytes: [UInt8]) -> HarnessError {
+        HarnessError("\(path) has another schema (its header differs from this harness's schema \(ResultsSchema.version)"
+                     + schemaNote(bytes) + "); the file is left unchanged; write to a new file")
+    }
+
+    /// Opens an inspected file for appending, after applying its repair (cut a torn
+    /// last row, write or finish the header), each step synced to disk.
+    public init(_ inspection: Inspection) throws {
+        path = inspection.path
+        columns = inspection.columns
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw HarnessError("\(path): cannot open for writing (\(errnoText(errno)))") }
+        let header = columns.joined(separator: ",")
+        switch inspection.repair {
+        case .none: break
+        case .writeHeader:
             try write(lines: [header])
-        } else if !existing.hasSuffix("\n") {
-            // A torn last line (a crash mid-write on a filesystem without atomic appends): cut it off.
-            let keep = existing.utf8.count - (existing.split(separator: "\n", omittingEmptySubsequences: false).last?.utf8.count ?? 0)
-            guard ftruncate(fd, off_t(keep)) == 0 else { throw HarnessError("\(path): cannot truncate a partial last row") }
+            let code = fsyncFolder(folderOf(path))   // the new file's name must survive a crash too
+            guard code == 0 else { throw HarnessError("\(path): fsync of its folder failed (\(errnoText(code)))") }
+        case .finishHeader: try write(bytes: [10])
+        case .rewriteHeader: try truncate(to: 0, why: "a torn header"); try write(lines: [header])
+        case .cut(let keep): try truncate(to: off_t(keep), why: "a partial last row")
         }
+    }
+
+    /// `inspect` then `init(_:)`, for callers with nothing else to check first.
+    public convenience init(path: String, columns: [String]) throws {
+        try self.init(Self.inspect(path: path, columns: columns))
     }
 
     deinit { close(fd) }
 
+    /// The file's size in bytes: where the next append starts.
+    public func size() throws -> off_t {
+        let end = lseek(fd, 0, SEEK_END)
+        guard end >= 0 else { throw HarnessError("\(path): cannot find its end (\(errnoText(errno)))") }
+        return end
+    }
+
+    /// Cuts the file back to `size` bytes and syncs it.
+    public func truncate(to size: off_t, why: String) throws {
+        guard ftruncate(fd, size) == 0 else { throw HarnessError("\(path): cannot cut off \(why) (\(errnoText(errno)))") }
+        guard fsync(fd) == 0 else { throw HarnessError("\(path): fsync after cutting off \(why) failed (\(errnoText(errno)))") }
+    }
+
     /// ", the file's rows are schema N" when the file's first row says so, else "".
-    static func schemaNote(_ text: String) -> String {
-        let lines = text.split(maxSplits: 2, omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+    static func schemaNote(_ bytes: [UInt8]) -> String {
+        let lines = bytes.split(separator: 10, maxSplits: 2, omittingEmptySubsequences: false)
         guard lines.count > 2 else { return "" }   // no complete first row
-        let header = parseCSVLine(String(lines[0])), first = parseCSVLine(String(lines[1]))
+        let header = parseCSVLine(String(decoding: lines[0], as: UTF8.self)), first = parseCSVLine(String(decoding: lines[1], as: UTF8.self))
         guard let i = header.firstIndex(of: "schema_version"), i < first.count, !first[i].isEmpty,
               first[i] != ResultsSchema.version else { return "" }
         return ", the file's rows are schema \(first[i])"
     }
 
-    /// Rows of the file as column → value, skipping the header.
-    public static func readRows(path: String) -> [[String: String]] {
-        guard let data = FileManager.default.contents(atPath: path) else { return [] }
-        let text = String(decoding: data, as: UTF8.self)
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
-        if !text.hasSuffix("\n"), !lines.isEmpty { lines.removeLast() }   // torn last line
-        guard let header = lines.first?.split(separator: ",", omittingEmptySubsequences: false).map(String.init) else { return [] }
-        return lines.dropFirst().compactMap { line in
-            let fields = parseCSVLine(line)
-            guard fields.count == header.count else { return nil }
-            return Dictionary(uniqueKeysWithValues: zip(header, fields))
+    /// Complete lines after the header, as column → value; lines whose field count
+    /// differs from the header's are not rows. Split on the newline byte, so a
+    /// malformed UTF-8 sequence stays inside its own line.
+    static func parseRows(_ bytes: ArraySlice<UInt8>, columns: [String]) -> [[String: String]] {
+        bytes.split(separator: 10, omittingEmptySubsequences: true).dropFirst().compactMap { line in
+            let fields = parseCSVLine(String(decoding: line, as: UTF8.self))
+            guard fields.count == columns.count else { return nil }
+            return Dictionary(uniqueKeysWithValues: zip(columns, fields))
         }
     }
 
-    /// Appends complete lines in a single write and syncs them to disk.
+    /// Rows of the file as column → value, skipping the header and a torn last line.
+    public static func readRows(path: String) -> [[String: String]] {
+        guard let data = FileManager.default.contents(atPath: path) else { return [] }
+        let bytes = [UInt8](data)
+        guard let complete = bytes.lastIndex(of: 10).map({ $0 + 1 }), let nl = bytes.firstIndex(of: 10) else { return [] }
+        let header = parseCSVLine(String(decoding: bytes[..<nl], as: UTF8.self))
+        return parseRows(bytes[..<complete], columns: header)
+    }
+
+    /// Cuts off the longest run of complete rows at the end of the file for which
+    /// `orphan` holds (samples whose configuration's result row never made it to
+    /// disk); returns how many were cut.
+    public func dropTrailingRows(where orphan: ([String: String]) -> Bool) throws -> Int {
+        guard let data = FileManager.default.contents(atPath: path) else { throw HarnessError("\(path): cannot read") }
+        let bytes = [UInt8](data)
+        var end = bytes.count, dropped = 0
+        while end > 0, bytes[end - 1] == 10 {
+            let start = bytes[..<(end - 1)].lastIndex(of: 10).map { $0 + 1 } ?? 0
+            guard start > 0 else { break }   // the header
+            let fields = parseCSVLine(String(decoding: bytes[start..<(end - 1)], as: UTF8.self))
+            guard fields.count == columns.count, orphan(Dictionary(uniqueKeysWithValues: zip(columns, fields))) else { break }
+            end = start
+            dropped += 1
+        }
+        if dropped > 0 { try truncate(to: off_t(end), why: "\(dropped) rows without a result row") }
+        return dropped
+    }
+
+    /// Appends complete lines in one write and syncs them to disk. If any part fails
+    /// (a full disk, a quota, an I/O error, fsync), the file is cut back to where
+    /// this append started, so it never keeps part of what was asked.
     public func write(lines: [String]) throws {
-        let text = lines.map { $0 + "\n" }.joined()
-        let bytes = Array(text.utf8)
-        let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
-        guard n == bytes.count else { throw HarnessError("\(path): write failed (\(String(cString: strerror(errno))))") }
-        fsync(fd)
+        try write(bytes: Array(lines.map { $0 + "\n" }.joined().utf8))
+    }
+
+    func write(bytes: [UInt8]) throws {
+        let start = try size()   // O_APPEND and the run's lock: nobody else appends, so this is where ours begins
+        var code = writeAll(fd, bytes), what = "write"
+        if code == 0, fsync(fd) != 0 { code = errno; what = "fsync" }
+        guard code != 0 else { return }
+        let restored = ftruncate(fd, start) == 0 && fsync(fd) == 0
+        throw HarnessError("\(path): cannot append: \(what) failed (\(errnoText(code))); "
+                           + (restored ? "the file was cut back to its last whole row" : "cutting the file back to \(start) bytes also failed (\(errnoText(errno)))"))
     }
 
     public func append(_ rows: [[String: String]]) throws {

@@ -38,6 +38,10 @@ public final class SweepDriver {
     var metadata: [String: String] = [:]
     var results: AppendOnlyCSV?
     var samplesFile: AppendOnlyCSV?
+    /// Held by rank 0 from before it reads the outputs until the run ends.
+    var locks: [RunLock] = []
+    /// --calibration, loaded (on rank 0) with the other inputs, before any output is touched.
+    var calibrationFile: Calibration?
     let started = MPI.wtime()
 
     public init(spec: SweepSpec, options: SweepOptions, world: Communicator) {
@@ -50,6 +54,7 @@ public final class SweepDriver {
     }
 
     public func run() throws -> SweepSummary {
+        defer { locks.forEach { $0.release() } }   // however the run ends; a killed run's flock dies with it
         let all = try world.collectively { try spec.configurations(worldSize: world.size) }
         try world.collectively {
             guard options.arrayCount >= 1, options.arrayTask >= 0, options.arrayTask < options.arrayCount else {
@@ -61,28 +66,20 @@ public final class SweepDriver {
         // Rank 0 owns the files; resuming skips configurations already present.
         let doneText = try world.collectively { () throws -> String in
             guard world.rank == 0 else { return "" }
-            // Check both paths before creating either file, so a refusal leaves nothing behind.
-            try checkWritable(options.out)
-            if let s = options.samples { try checkWritable(s) }
-            let existed = FileManager.default.fileExists(atPath: options.out)
-            results = try AppendOnlyCSV(path: options.out, columns: ResultsSchema.columns)
-            do {
-                if let s = options.samples { samplesFile = try AppendOnlyCSV(path: s, columns: ResultsSchema.sampleColumns) }
-            } catch {
-                if !existed { try? FileManager.default.removeItem(atPath: options.out) }   // leave no header-only file behind
-                throw error
-            }
-            let keys = AppendOnlyCSV.readRows(path: options.out).map { row in
-                SweepConfig.keyColumns.map { "\($0)=\(row[$0] ?? "")" }.joined(separator: " ")
-            }
-            return keys.joined(separator: "\n")
+            return try openOutputs().joined(separator: "\n")
         }
         let done = Set(world.broadcast(doneText).split(separator: "\n").map(String.init))
 
         try prepareMetadata(threadCounts: Array(Set(mine.map(\.threads))).sorted())
+        // The run-wide settings that are part of the resume key, now that every rank agreed on them.
+        let configs = mine.map { c in
+            var c = c
+            c.seed = options.seed; c.isolated = isolate; c.calibSource = metadata["calib_source"]!
+            return c
+        }
         var summary = SweepSummary()
-        let total = mine.count
-        for (i, config) in mine.enumerated() {
+        let total = configs.count
+        for (i, config) in configs.enumerated() {
             let stop = world.allReduce(Double(sweepStopRequested), max: true)
             if stop > 0 {
                 summary.interrupted = true
@@ -103,6 +100,48 @@ public final class SweepDriver {
         return summary
     }
 
+    /// Rank 0: checks every input, then locks, repairs and opens the outputs; returns
+    /// the resume keys already in --out. Nothing is modified until everything that
+    /// could refuse the run has been checked: --calibration, both paths (and that they
+    /// differ), the locks, both files' headers. (Only the lock files are created first:
+    /// the headers must be read under the lock.)
+    func openOutputs() throws -> [String] {
+        if let path = options.calibrationPath { calibrationFile = try Calibration.load(path: path) }
+        try checkWritable(options.out)
+        if let s = options.samples {
+            try checkWritable(s)
+            if sameFile(options.out, s) {
+                throw HarnessError("--out and --samples are the same file (\(s)); give the samples a file of their own")
+            }
+        }
+        locks = try ([options.out] + (options.samples.map { [$0] } ?? [])).map { try RunLock(for: $0) }
+        for lock in locks { if let dead = lock.takenOverFrom { progress("\(lock.path): taken over from a run that ended without releasing it (\(dead))") } }
+        let outInfo = try AppendOnlyCSV.inspect(path: options.out, columns: ResultsSchema.columns)
+        let samplesInfo = try options.samples.map { try AppendOnlyCSV.inspect(path: $0, columns: ResultsSchema.sampleColumns, wantRows: false) }
+        // A file holds one share of one array shape. Resuming a task file with another
+        // shape would measure again what the file's own shape gave to another task
+        // file, and the merge would see one configuration twice.
+        for row in outInfo.rows where row["array_count"] != "\(options.arrayCount)" || row["array_task"] != "\(options.arrayTask)" {
+            let task = row["array_task"] ?? "", count = row["array_count"] ?? ""
+            throw HarnessError("\(options.out) holds rows of array task \(task) of \(count) (columns array_task, array_count), "
+                               + "this run is task \(options.arrayTask) of \(options.arrayCount); resume it with "
+                               + "--array-task \(task) --array-count \(count), or write to a new file")
+        }
+        results = try AppendOnlyCSV(outInfo)
+        if let samplesInfo {
+            let file = try AppendOnlyCSV(samplesInfo)
+            samplesFile = file
+            // Samples are written before their rows; a run killed between the two left
+            // samples with no row (always the file's last ones: one run at a time, and
+            // a failed row cuts its samples off). Cut them off now, so a configuration's
+            // samples and rows are on disk together or not at all.
+            let linked = Set(outInfo.rows.map { "\($0["run_id"] ?? "") \($0["config_id"] ?? "")" })
+            let cut = try file.dropTrailingRows { !linked.contains("\($0["run_id"] ?? "") \($0["config_id"] ?? "")") }
+            if cut > 0 { progress("\(file.path): cut off \(cut) samples of a configuration whose row was never written") }
+        }
+        return outInfo.rows.map(SweepConfig.key(row:))
+    }
+
     /// Calibrations, one per thread count the sweep uses (rank 0 measures while the
     /// others sleep; a `--calibration` file serves every row and says its own thread
     /// count), the timing mode, and the run's metadata columns — all decided on rank 0
@@ -111,8 +150,7 @@ public final class SweepDriver {
         let calText = try world.collectively { () throws -> String in
             guard world.rank == 0 else { return "" }
             var cals = [String: Calibration]()
-            if let path = options.calibrationPath {
-                let cal = try Calibration.load(path: path)
+            if let cal = calibrationFile {
                 for t in threadCounts { cals["\(t)"] = cal }
             } else {
                 for t in threadCounts {
@@ -128,11 +166,32 @@ public final class SweepDriver {
         calibrations = Dictionary(uniqueKeysWithValues: decoded.compactMap { k, v in Int(k).map { ($0, v) } })
         isolate = world.broadcast(world.rank == 0 ? (localIsolationVerdict ? "1" : "0") : "") == "1"
         let runId = world.broadcast(world.rank == 0 ? String(UInt64.random(in: 0...UInt64.max), radix: 16) : "")
+        let calibSource = world.broadcast(world.rank == 0 ? try calibrationSource() : "")
         metadata = [
             "schema_version": ResultsSchema.version, "run_id": runId, "harness_version": HarnessVersion.string,
             "git_rev": world.broadcast(world.rank == 0 ? gitRevision() : ""), "mpi_library": MPI.libraryVersion,
-            "world_size": "\(world.size)",
+            "world_size": "\(world.size)", "calib_source": calibSource,
+            "array_task": "\(options.arrayTask)", "array_count": "\(options.arrayCount)",
         ]
+    }
+
+    /// The calibration's identity (column calib_source, part of the resume key: the
+    /// roofline columns are computed from it): "measured" by this run (each run's
+    /// measurement differs a little, but it is the same procedure), or "file:" and a
+    /// hash of the --calibration file's values (not its bytes: reformatting the JSON
+    /// does not change the calibration).
+    func calibrationSource() throws -> String {
+        guard let cal = calibrationFile else { return options.quickCalibration ? "measured-quick" : "measured" }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return "file:" + fnv1aHex([UInt8](try encoder.encode(cal)))
+    }
+
+    func sameFile(_ a: String, _ b: String) -> Bool {
+        var sa = stat(), sb = stat()
+        if stat(a, &sa) == 0, stat(b, &sb) == 0 { return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino }
+        func norm(_ p: String) -> String { URL(fileURLWithPath: p).standardizedFileURL.resolvingSymlinksInPath().path }
+        return norm(a) == norm(b)
     }
 
     /// The calibration of a configuration's thread count (the roofline its row is held to).
@@ -190,7 +249,7 @@ public final class SweepDriver {
     func measure(_ c: SweepConfig) throws -> Double {
         let layout = try c.attentionConfig.layout()
         let cost = try DecodeCost(layout, tp: c.tp, dtype: c.dtype)
-        let mode: TimingMode = c.isDeviceShare ? .deviceShare : (isolate ? .isolated : .concurrent)
+        let mode = c.timingMode
         let g: TPGroups? = c.isDeviceShare ? nil : try groups(tp: c.tp)
         let active = c.isDeviceShare ? world.rank == 0 : g!.replica < c.replicas
         let tpRank = g?.tpRank ?? 0
@@ -261,7 +320,7 @@ public final class SweepDriver {
             rowJSON = String(decoding: try JSONEncoder().encode(row), as: UTF8.self)
             if options.samples != nil {
                 sampleLines = samples.step.indices.map { k in
-                    ["run_id": metadata["run_id"]!, "variant": c.variant.rawValue, "scope": c.scope.rawValue, "tp": "\(c.tp)",
+                    ["run_id": metadata["run_id"]!, "config_id": c.configID, "variant": c.variant.rawValue, "scope": c.scope.rawValue, "tp": "\(c.tp)",
                      "tp_group": "\(g?.replica ?? 0)", "context": "\(c.context)", "batch": "\(c.batch)", "n_head": "\(c.heads)",
                      "kv_lora_rank": "\(c.kvRank)", "kv_dtype": c.dtype.rawValue, "threads": "\(c.threads)", "timing_mode": mode.rawValue,
                      "step_index": "\(k)", "step_us": fmt(samples.step[k] * 1e6), "kernel_us": fmt(samples.kernel[k] * 1e6),
@@ -282,8 +341,14 @@ public final class SweepDriver {
         }
         try world.collectively {
             guard world.rank == 0 else { return }
-            try samplesFile?.append(sampleRows)   // samples first: a row in the results means its samples are on disk
-            try results!.append(rows)
+            // Samples first, rows last: a row in the results means its samples are on disk.
+            // If the rows cannot be written, the samples just written are cut off again.
+            let samplesStart = try samplesFile?.size()
+            try samplesFile?.append(sampleRows)
+            do { try results!.append(rows) } catch {
+                if let samplesFile, let samplesStart { try? samplesFile.truncate(to: samplesStart, why: "the samples of an unwritten row") }
+                throw error
+            }
         }
         let median = world.broadcast(rows.first?["step_us_median"] ?? "0")
         return (Double(median) ?? 0) / 1e6
@@ -310,11 +375,11 @@ public final class SweepDriver {
         row["calib_sgemm_gflops"] = fmt(cal.sgemmGFlops); row["calib_fma_gflops"] = fmt(cal.fmaGFlops)
         row["calib_fma_width"] = cal.fmaWidth
         row["host"] = MPI.processorName
-        for (k, v) in c.keyFields { row[k] = v }
+        for (k, v) in c.keyFields { row[k] = v }   // the key's columns, seed, timing_mode and calib_source among them
+        row["config_id"] = c.configID
         let latent = layoutBlockWidth(c)
         row["dp"] = "\(c.isDeviceShare ? 1 : c.replicas)"; row["tp_group"] = "\(group)"; row["block_width"] = "\(latent)"
         row["kernel_isa"] = kernelISA.rawValue
-        row["timing_mode"] = mode.rawValue; row["cold_cache"] = c.coldCache ? "true" : "false"
         row["kv_elems_per_token"] = "\(cost.kvElemsPerToken)"; row["kv_bytes_per_token"] = "\(cost.kvBytesPerToken)"
         row["kv_bytes_per_rank"] = "\(cost.kvBytesPerToken * c.context * seqs * c.nLayer)"
         row["kernel_bytes_per_step"] = "\(bytes)"; row["kernel_flops_per_step"] = "\(flops)"

@@ -177,6 +177,12 @@ public struct SweepConfig: Sendable {
     public let nLayer: Int, intermediateSize: Int, vocabSize: Int
     public let warmup: Int, steps: Int, coldCache: Bool
     public let worldSize: Int
+    /// Run-wide settings that change what is measured, set by the driver once the
+    /// ranks agreed on them (the weights' seed; isolated timing, from --isolate; the
+    /// calibration the roofline columns are computed from, `calib_source`).
+    public var seed: UInt64 = 0
+    public var isolated = false
+    public var calibSource = ""
 
     /// The layer config (authors' keys) this configuration runs.
     public var attentionConfig: AttentionConfig {
@@ -215,26 +221,56 @@ public struct SweepConfig: Sendable {
         return nil
     }
 
-    /// The columns that identify a configuration in the CSV (resume key), in schema order.
-    /// Every setting that changes what is measured is here; settings that do not apply
-    /// to a configuration (q_lora_rank for the GQA family, model sizes outside model
-    /// scope) are 0, so configurations differing only in them are one configuration.
-    public var keyFields: [(String, String)] {
-        [("variant", variant.rawValue), ("scope", scope.rawValue), ("tp", "\(tp)"), ("context", "\(context)"),
-         ("batch", "\(batch)"), ("n_layer", "\(nLayer)"), ("n_embd", "\(nEmbd)"), ("n_head", "\(heads)"),
-         ("head_dim", "\(headDim)"), ("rope_dim", "\(ropeDim)"), ("kv_lora_rank", "\(kvRank)"),
-         ("q_lora_rank", "\(variant.isLatent ? qLoraRank : 0)"), ("kv_heads", "\(kvHeads)"),
-         ("intermediate_size", "\(scope == .model ? intermediateSize : 0)"), ("vocab_size", "\(scope == .model ? vocabSize : 0)"),
-         ("kv_dtype", dtype.rawValue), ("threads", "\(threads)"), ("cold_cache", coldCache ? "true" : "false"),
-         ("warmup_steps", "\(warmup)"), ("timed_steps", "\(steps)")]
-    }
+    /// The resume key: the CSV columns that identify a measurement, and how each is
+    /// computed from a configuration. This list is the one definition of the key:
+    /// resume compares it, the samples file links to it (`configID`), and
+    /// docs/resume-key.txt, which the merge script and the analysis read, is held to
+    /// it by a test. Every setting that can change a value in a row is here: the grid
+    /// point; the job's world size and dp (with tp and batch they fix how the batch is
+    /// split); the timing mode (--isolate); the weights' seed; warm-up and timed steps;
+    /// the cold cache; the calibration the roofline columns come from. Not here: the
+    /// output paths and the Slurm array shape (they decide where a row goes, not what
+    /// it holds), and the machine (host, CPU, harness build), which every row records
+    /// beside its numbers: resuming on another node of the same kind is the point of
+    /// resuming. Settings that do not apply to a configuration (q_lora_rank for the GQA
+    /// family, model sizes outside model scope) are 0, so configurations differing only
+    /// in them are one configuration.
+    static let keyDefinition: [(column: String, value: @Sendable (SweepConfig) -> String)] = [
+        ("world_size", { "\($0.worldSize)" }), ("calib_source", { $0.calibSource }),
+        ("variant", { $0.variant.rawValue }), ("scope", { $0.scope.rawValue }),
+        ("tp", { "\($0.tp)" }), ("dp", { "\($0.replicas)" }), ("context", { "\($0.context)" }), ("batch", { "\($0.batch)" }),
+        ("n_layer", { "\($0.nLayer)" }), ("n_embd", { "\($0.nEmbd)" }), ("n_head", { "\($0.heads)" }),
+        ("head_dim", { "\($0.headDim)" }), ("rope_dim", { "\($0.ropeDim)" }), ("kv_lora_rank", { "\($0.kvRank)" }),
+        ("q_lora_rank", { "\($0.variant.isLatent ? $0.qLoraRank : 0)" }), ("kv_heads", { "\($0.kvHeads)" }),
+        ("intermediate_size", { "\($0.scope == .model ? $0.intermediateSize : 0)" }),
+        ("vocab_size", { "\($0.scope == .model ? $0.vocabSize : 0)" }),
+        ("kv_dtype", { $0.dtype.rawValue }), ("threads", { "\($0.threads)" }), ("timing_mode", { $0.timingMode.rawValue }),
+        ("cold_cache", { $0.coldCache ? "true" : "false" }), ("seed", { "\($0.seed)" }),
+        ("warmup_steps", { "\($0.warmup)" }), ("timed_steps", { "\($0.steps)" }),
+    ]
 
-    public var key: String { keyFields.map { "\($0.0)=\($0.1)" }.joined(separator: " ") }
+    /// The resume key's CSV columns, in order.
+    public static let keyColumns = keyDefinition.map(\.column)
 
-    /// The CSV columns of `keyFields`, in order.
-    public static let keyColumns = ["variant", "scope", "tp", "context", "batch", "n_layer", "n_embd", "n_head", "head_dim",
-                                    "rope_dim", "kv_lora_rank", "q_lora_rank", "kv_heads", "intermediate_size", "vocab_size",
-                                    "kv_dtype", "threads", "cold_cache", "warmup_steps", "timed_steps"]
+    /// The resume key's columns with this configuration's values.
+    public var keyFields: [(String, String)] { Self.keyDefinition.map { ($0.column, $0.value(self)) } }
+
+    public var key: String { Self.key(keyFields) }
+
+    /// The key of a CSV row, comparable with `key`.
+    public static func key(row: [String: String]) -> String { key(keyColumns.map { ($0, row[$0] ?? "") }) }
+
+    static func key(_ fields: [(String, String)]) -> String { fields.map { "\($0.0)=\($0.1)" }.joined(separator: " ") }
+
+    /// A short stable id of the key that links a configuration's
+    /// samples to its row.
+    public var configID: String { Self.configID(key: key) }
+
+    public static func configID(key: String) -> String { fnv1aHex(Array(key.utf8)) }
+
+    /// How this configuration is timed: one device's share on rank 0, or the group's
+    /// ranks in turn (isolated), or all at once.
+    public var timingMode: TimingMode { isDeviceShare ? .deviceShare : (isolated ? .isolated : .concurrent) }
 
     /// A short description for progress lines.
     public var label: String {
@@ -244,3 +280,12 @@ public struct SweepConfig: Sendable {
 }
 
 func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+
+/// FNV-1a, 64 bits, as 16 hex digits: a short stable id of some bytes (not a
+/// cryptographic hash; it only has to tell honest inputs apart).
+public func fnv1aHex(_ bytes: [UInt8]) -> String {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+    let hex = String(h, radix: 16)
+    return String(repeating: "0", count: 16 - hex.count) + hex
+}

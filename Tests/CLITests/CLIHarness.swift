@@ -20,6 +20,9 @@ enum CLI {
     }
 
     static var mlra: String {
+        // MLRA_EXECUTABLE runs the tests against another build (e.g. the commit before
+        // a fix, to see a new test fail there).
+        if let other = ProcessInfo.processInfo.environment["MLRA_EXECUTABLE"], !other.isEmpty { return other }
         let candidate = productsDirectory.appendingPathComponent("mlra").path
         if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
         // `swift test` on Linux runs the bundle from the products folder; fall back to a search upward.

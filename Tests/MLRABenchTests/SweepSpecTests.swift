@@ -114,7 +114,7 @@ final class SweepSpecTests: XCTestCase {
     /// A sweep CSV of schema 1 (no calib_fma_width, kernel_isa) is refused on resume,
     /// and the error names both versions; the file is left as it was.
     func testResumingASchema1CSVIsRefusedNamingBothVersions() throws {
-        XCTAssertEqual(ResultsSchema.version, "2")
+        XCTAssertEqual(ResultsSchema.version, "3")
         let fmaAt = try XCTUnwrap(ResultsSchema.columns.firstIndex(of: "calib_fma_width"))
         let isaAt = try XCTUnwrap(ResultsSchema.columns.firstIndex(of: "kernel_isa"))
         XCTAssertEqual(ResultsSchema.columns[fmaAt - 1], "calib_fma_gflops")
@@ -127,7 +127,7 @@ final class SweepSpecTests: XCTestCase {
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try AppendOnlyCSV(path: path, columns: ResultsSchema.columns)) {
             let message = ($0 as? HarnessError)?.message ?? ""
-            XCTAssertTrue(message.contains("has another schema (its header differs from this harness's schema 2, the file's rows are schema 1)"),
+            XCTAssertTrue(message.contains("has another schema (its header differs from this harness's schema 3, the file's rows are schema 1)"),
                           message)
         }
         XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), text)

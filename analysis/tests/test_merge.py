@@ -36,7 +36,7 @@ def test_malformed_inputs_warn_and_keep_the_rest(tmp_path, capsys):
     bad_rows = synth.write_csv(tmp_path / "bad_rows.csv", [
         synth.row("gqa", step_us_median="fast"),            # malformed required value
         synth.row("gla2", achieved_gbs="n/a"),              # malformed optional value: kept, cell empty
-        synth.row("mlra2", schema_version=3),               # another schema
+        synth.row("mlra2", schema_version=99),               # another schema
         dict(synth.row("mha"), kv_dtype="fp8"),             # unknown dtype
     ])
     missing = synth.write_csv(tmp_path / "missing.csv", [synth.row("mqa")],
@@ -51,7 +51,7 @@ def test_malformed_inputs_warn_and_keep_the_rest(tmp_path, capsys):
     assert cli.main(["report", *files, "--out", str(out)]) == 0
     err = capsys.readouterr().err
     for needle in ["'fast' is not a number; row skipped", "'n/a' is not a number; cell left empty",
-                   "schema_version='3'", "kv_dtype='fp8' unknown", "missing required column(s) step_us_median",
+                   "schema_version='99'", "kv_dtype='fp8' unknown", "missing required column(s) step_us_median",
                    "binary.csv: not a readable text CSV", "notes.txt: not a sweep CSV",
                    "ragged.csv:2: 3 fields"]:
         assert needle in err, needle

@@ -184,35 +184,6 @@ public struct SafeTensorsFile {
     }
 }
 
-/// Fails early, before any work, when `path` cannot be written: its folder must
-/// exist and be writable.
-public func checkWritable(_ path: String) throws {
-    let dir = (path as NSString).deletingLastPathComponent
-    let folder = dir.isEmpty ? "." : dir
-    var isDir: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDir) else {
-        throw HarnessError("\(path): folder '\(folder)' does not exist")
-    }
-    guard isDir.boolValue else { throw HarnessError("\(path): '\(folder)' is not a folder") }
-    guard FileManager.default.isWritableFile(atPath: folder) else {
-        throw HarnessError("\(path): folder '\(folder)' is not writable")
-    }
-}
-
-/// Writes `data` to a temporary file beside `path` and renames it into place.
-public func writeAtomically(_ data: Data, to path: String) throws {
-    let url = URL(fileURLWithPath: path)
-    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-    do {
-        try data.write(to: tmp)
-        if FileManager.default.fileExists(atPath: path) { _ = try FileManager.default.replaceItemAt(url, withItemAt: tmp) }
-        else { try FileManager.default.moveItem(at: tmp, to: url) }
-    } catch {
-        try? FileManager.default.removeItem(at: tmp)
-        throw HarnessError("\(path): cannot write (\(error.localizedDescription))")
-    }
-}
-
 public enum SafeTensors {
     /// NaN or Inf never becomes a result: refuse with the first bad index.
     public static func checkFinite(_ values: [Float], what: String) throws {
