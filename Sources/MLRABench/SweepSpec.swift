@@ -281,11 +281,8 @@ public struct SweepConfig: Sendable {
 
 func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
 
-/// FNV-1a, 64 bits, as 16 hex digits: a short stable id of some bytes (not a
-/// cryptographic hash; it only has to tell honest inputs apart).
+/// MLRACore's fnv1a64 as 16 hex digits: a short stable id of some bytes.
 public func fnv1aHex(_ bytes: [UInt8]) -> String {
-    var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
-    let hex = String(h, radix: 16)
+    let hex = String(fnv1a64(bytes), radix: 16)
     return String(repeating: "0", count: 16 - hex.count) + hex
 }

@@ -147,9 +147,3 @@ public final class KernelCompiler: @unchecked Sendable {
 func nvrtcMessage(_ r: nvrtcResult) -> String {
     mlra_cuda.nvrtcGetErrorString?(r).map { String(cString: $0) } ?? "NVRTC error \(r)"
 }
-
-func fnv1a64(_ bytes: [UInt8]) -> UInt64 {
-    var h: UInt64 = 0xCBF2_9CE4_8422_2325
-    for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
-    return h
-}

@@ -27,9 +27,7 @@ public struct SeededInit: Sendable {
 
     public func nameKey(_ name: String) -> UInt64 {
         // FNV-1a over the UTF-8 name, then mixed with the seed.
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        for byte in name.utf8 { h = (h ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
-        return splitMix64(h ^ splitMix64(seed))
+        splitMix64(fnv1a64(Array(name.utf8)) ^ splitMix64(seed))
     }
 
     /// The box `ranges` of the tensor `name` of full shape `shape`.
@@ -46,6 +44,14 @@ public struct SeededInit: Sendable {
         forEachIndex(in: box, shape: shape) { data.append(offset + scale * uniform(nameKey: key, index: $0)) }
         return Tensor(shape: box.map(\.count), data: data)
     }
+}
+
+/// FNV-1a, 64 bits: a short stable hash of some bytes (names, resume keys, kernel
+/// sources); not cryptographic, it only has to tell honest inputs apart.
+public func fnv1a64<S: Sequence>(_ bytes: S) -> UInt64 where S.Element == UInt8 {
+    var h: UInt64 = 0xCBF2_9CE4_8422_2325
+    for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
+    return h
 }
 
 @inline(__always)
