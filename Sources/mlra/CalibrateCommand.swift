@@ -19,12 +19,10 @@ struct CalibrateCommand: ParsableCommand {
     @Option(help: "table or json (json is what 'mlra bench --calibration' reads).")
     var format: CalibrateFormat = .table
 
-    func validate() throws {
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
-    }
+    func validate() throws { try validateThreads(threads) }
 
     func run() throws {
-        let c = Calibration.measure(threads: threads, quick: quick)
+        let c = try Calibration.measure(threads: threads, quick: quick)
         if format == .json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -82,7 +82,7 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
     public init(threads: Int, tile: Int = TiledAttentionKernel.defaultTile,
                 simdMaxHeads: Int = TiledAttentionKernel.defaultSIMDMaxHeads,
                 simdTile: Int = TiledAttentionKernel.defaultSIMDTile, isa: KernelISA = .detected,
-                sharedChunkBytes: Int = TiledAttentionKernel.defaultSharedChunkBytes) {
+                sharedChunkBytes: Int = TiledAttentionKernel.defaultSharedChunkBytes) throws {
         precondition(isa.isSupported, "kernel ISA \(isa) is not supported by this CPU")
         precondition(threads >= 1, "kernel threads must be at least 1, got \(threads)")
         precondition(tile >= 1, "kernel tile must be at least 1 row, got \(tile)")
@@ -93,7 +93,7 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
         self.simdTile = simdTile
         self.isa = isa
         self.sharedChunkBytes = sharedChunkBytes
-        pool = WorkerPool(parts: threads)
+        pool = try WorkerPool(parts: threads)
         scratch = (0..<threads).map { _ in ThreadScratch() }
         plans = .allocate(capacity: 1)
         // Our threads are the parallelism; OpenBLAS threads inside a tile would fight them.

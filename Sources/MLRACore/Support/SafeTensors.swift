@@ -100,7 +100,7 @@ public struct SafeTensorsFile {
 
     /// A name from the file as it may appear in a one-line message: control
     /// characters escaped, at most 120 characters.
-    static func printable(_ s: String) -> String {
+    public static func printable(_ s: String) -> String {
         var out = ""
         for u in s.unicodeScalars {
             if u.properties.generalCategory == .control || u == "\u{2028}" || u == "\u{2029}" {
@@ -121,9 +121,16 @@ public struct SafeTensorsFile {
         return out
     }
 
+    /// The header entry of tensor `name` (dtype, shape, bytes), read without touching its data,
+    /// so callers can check what loading it would cost first.
+    public func entry(_ name: String) throws -> Entry {
+        guard let e = entries[name] else { throw HarnessError("\(path): missing tensor '\(Self.printable(name))'") }
+        return e
+    }
+
     /// The tensor `name` converted to f32, checked against `expectedShape` when given.
     public func tensor(_ name: String, expectedShape: [Int]? = nil) throws -> Tensor {
-        guard let e = entries[name] else { throw HarnessError("\(path): missing tensor '\(Self.printable(name))'") }
+        let e = try entry(name)
         if let expected = expectedShape, expected != e.shape {
             throw HarnessError("\(path): tensor '\(Self.printable(name))' has shape \(e.shape), expected \(expected)")
         }
