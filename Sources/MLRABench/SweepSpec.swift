@@ -73,36 +73,24 @@ public struct SweepSpec: Codable, Sendable {
 
     public static func load(path: String) throws -> SweepSpec {
         guard let data = FileManager.default.contents(atPath: path) else { throw HarnessError("\(path): cannot read spec file") }
-        if let json = try? JSONSerialization.jsonObject(with: data) { try checkKeys(json, path: path) }
-        do { return try JSONDecoder().decode(SweepSpec.self, from: data) } catch DecodingError.keyNotFound(let key, _) {
-            throw HarnessError("\(path): spec is missing key '\(key.stringValue)'")
-        } catch DecodingError.typeMismatch(_, let ctx), DecodingError.valueNotFound(_, let ctx) {
-            throw HarnessError("\(path): spec key '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type")
-        } catch DecodingError.dataCorrupted(let ctx) where !ctx.codingPath.isEmpty {
-            throw HarnessError("\(path): spec key '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has an invalid value")
-        } catch {
-            if (try? JSONSerialization.jsonObject(with: data)) != nil {
-                throw HarnessError("\(path): spec is JSON but holds a value its key cannot take (for example a number beyond a 64-bit integer)")
-            }
-            throw HarnessError("\(path): spec is not valid JSON")
-        }
+        return try StrictJSON.decode(SweepSpec.self, from: data, path: path, kind: "spec", check: { try checkKeys($0, path: path) })
     }
 
     /// The decoder ignores keys it does not know, so a misspelt key ("variant",
     /// "context") would silently run the defaults: every key of the spec, of
     /// "defaults" and of each grid must be one the format defines.
-    static func checkKeys(_ json: Any, path: String) throws {
-        guard let root = json as? [String: Any] else { return }   // the decoder reports the wrong type
+    static func checkKeys(_ tree: StrictJSON.Value, path: String) throws {
+        guard let root = tree.members else { return }   // the decoder reports the wrong type
         let known = Grid.CodingKeys.allCases.map(\.rawValue)
-        func check(_ object: [String: Any], _ where_: String, _ allowed: [String]) throws {
-            if let key = object.keys.sorted().first(where: { !allowed.contains($0) }) {
-                throw HarnessError("\(path): spec key '\(where_)\(SafeTensorsFile.printable(key))' is unknown; the keys are \(allowed.joined(separator: ", "))")
+        func check(_ members: [StrictJSON.Member], _ prefix: String, _ allowed: [String]) throws {
+            if let key = members.map(\.key).first(where: { !allowed.contains($0) }) {
+                throw HarnessError("\(path): spec key '\(prefix)\(SafeTensorsFile.printable(key))' is unknown; the keys are \(allowed.joined(separator: ", "))")
             }
         }
         try check(root, "", ["defaults", "grids"])
-        if let defaults = root["defaults"] as? [String: Any] { try check(defaults, "defaults.", known) }
-        for (i, grid) in (root["grids"] as? [Any] ?? []).enumerated() {
-            if let grid = grid as? [String: Any] { try check(grid, "grids.\(i).", known) }
+        if let defaults = tree["defaults"]?.members { try check(defaults, "defaults.", known) }
+        if case .array(let grids)? = tree["grids"] {
+            for (i, grid) in grids.enumerated() { if let g = grid.members { try check(g, "grids.\(i).", known) } }
         }
     }
 

@@ -207,3 +207,56 @@ public enum StrictJSON {
         }
     }
 }
+
+extension StrictJSON {
+    /// Reads a harness input file of `kind` ("config", "spec") as `T`; every failure is
+    /// one line naming the file and the key: bad syntax, a key given twice (the decoder
+    /// would keep the last), a number that is not an integer (every number of a config
+    /// or spec is one; the decoder's own message for 4.5 was "not valid JSON"), a key
+    /// missing or of the wrong type. `check` sees the parsed tree first (unknown keys);
+    /// `integerKeys` limits the integer rule to these top-level keys (nil: every number);
+    /// `invalidValue` may phrase a refused value at a coding path.
+    public static func decode<T: Decodable>(_ type: T.Type, from data: Data, path: String, kind: String,
+                                            check: (Value) throws -> Void = { _ in }, integerKeys: [String]? = nil,
+                                            invalidValue: ([String]) -> String? = { _ in nil }) throws -> T {
+        let tree: Value
+        do { tree = try parse(data) } catch let e as ParseError {
+            if let key = e.duplicateKey {
+                throw HarnessError("\(path): \(kind) key '\(dotted(e.path + [key]))' appears twice")
+            }
+            throw HarnessError("\(path): \(kind) is not valid JSON")
+        }
+        try check(tree)
+        let checked = integerKeys.map { keys in Value.object((tree.members ?? []).filter { keys.contains($0.key) }) } ?? tree
+        if let (at, text) = firstNonInteger(checked, at: []) {
+            let beyond = Double(text).map { $0 == $0.rounded() } ?? false
+            throw HarnessError("\(path): \(kind) key '\(dotted(at))' " + (beyond ? "is \(text), a number beyond a 64-bit integer" : "must be an integer, got \(text)"))
+        }
+        do { return try JSONDecoder().decode(T.self, from: data) } catch DecodingError.keyNotFound(let key, _) {
+            throw HarnessError("\(path): \(kind) is missing key '\(key.stringValue)'")
+        } catch DecodingError.typeMismatch(_, let ctx), DecodingError.valueNotFound(_, let ctx) {
+            throw HarnessError("\(path): \(kind) key '\(dotted(ctx.codingPath.map(\.stringValue)))' has the wrong type")
+        } catch DecodingError.dataCorrupted(let ctx) where !ctx.codingPath.isEmpty {
+            let at = ctx.codingPath.map(\.stringValue)
+            throw HarnessError("\(path): " + (invalidValue(at) ?? "\(kind) key '\(dotted(at))' has an invalid value"))
+        } catch {
+            throw HarnessError("\(path): \(kind) holds a value its key cannot take")
+        }
+    }
+
+    /// The first number (depth first, file order) that is not an integer in Int's range, with its path.
+    static func firstNonInteger(_ v: Value, at path: [String]) -> ([String], String)? {
+        switch v {
+        case .number(let text): return v.integer == nil ? (path, text) : nil
+        case .array(let items):
+            for (i, item) in items.enumerated() { if let found = firstNonInteger(item, at: path + ["\(i)"]) { return found } }
+        case .object(let members):
+            for m in members { if let found = firstNonInteger(m.value, at: path + [m.key]) { return found } }
+        default: break
+        }
+        return nil
+    }
+
+    /// A key path as messages print it ("grids.0.variants"), control characters escaped.
+    static func dotted(_ path: [String]) -> String { SafeTensorsFile.printable(path.joined(separator: ".")) }
+}

@@ -37,7 +37,7 @@ public struct AttentionConfig: Codable, Equatable, Sendable {
     public var intermediateSize: Int?
     public var vocabSize: Int?
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case variant, nEmbd = "n_embd", nHead = "n_head"
         case qLoraRank = "q_lora_rank", kvLoraRank = "kv_lora_rank"
         case qkNopeHeadDim = "qk_nope_head_dim", qkRopeHeadDim = "qk_rope_head_dim"
@@ -60,21 +60,10 @@ public struct AttentionConfig: Codable, Equatable, Sendable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw HarnessError("\(path): cannot read config file")
         }
-        let config: AttentionConfig
-        do {
-            config = try JSONDecoder().decode(AttentionConfig.self, from: data)
-        } catch DecodingError.keyNotFound(let key, _) {
-            throw HarnessError("\(path): config is missing key '\(key.stringValue)'")
-        } catch DecodingError.typeMismatch(_, let ctx), DecodingError.valueNotFound(_, let ctx) {
-            throw HarnessError("\(path): config key '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type")
-        } catch DecodingError.dataCorrupted(let ctx) {
-            if ctx.codingPath.first?.stringValue == "variant" {
-                throw HarnessError("\(path): unknown variant; expected one of \(VariantName.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            throw HarnessError("\(path): config is not valid JSON")
-        } catch {
-            throw HarnessError("\(path): config is not valid JSON")
-        }
+        let variants = "expected one of \(VariantName.allCases.map(\.rawValue).joined(separator: ", "))"
+        // Only the keys read here must be integers: a checkpoint's config may carry others (rms_norm_eps 1e-6).
+        let config = try StrictJSON.decode(AttentionConfig.self, from: data, path: path, kind: "config",
+                                           integerKeys: CodingKeys.allCases.map(\.rawValue), invalidValue: { $0 == ["variant"] ? "unknown variant; \(variants)" : nil })
         // Absurd sizes are refused here, before any size product can overflow an Int
         // or a per-layer loop runs for ever (the checks of `layout()` come later).
         let sizes: [(String, Int?, Int)] = [
