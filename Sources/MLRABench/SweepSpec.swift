@@ -46,6 +46,9 @@ public struct SweepSpec: Codable, Sendable {
 
         public init() {}
 
+        /// The keys a grid (or "defaults") may have, as the spec file spells them.
+        public static let keys = CodingKeys.allCases.map(\.rawValue)
+
         /// Every key from `self`, else from `base`.
         public func over(_ base: Grid) -> Grid {
             var g = self
@@ -81,7 +84,7 @@ public struct SweepSpec: Codable, Sendable {
     /// "defaults" and of each grid must be one the format defines.
     static func checkKeys(_ tree: StrictJSON.Value, path: String) throws {
         guard let root = tree.members else { return }   // the decoder reports the wrong type
-        let known = Grid.CodingKeys.allCases.map(\.rawValue)
+        let known = Grid.keys
         func check(_ members: [StrictJSON.Member], _ prefix: String, _ allowed: [String]) throws {
             if let key = members.map(\.key).first(where: { !allowed.contains($0) }) {
                 throw HarnessError("\(path): spec key '\(prefix)\(SafeTensorsFile.printable(key))' is unknown; the keys are \(allowed.joined(separator: ", "))")
@@ -169,7 +172,7 @@ public struct SweepSpec: Codable, Sendable {
         }
         // Absurd values are refused before any size product can overflow an Int.
         let limits: [(String, [Int], Int)] = [
-            ("tp", g.tp!, 1 << 12), ("contexts", g.contexts!, 1 << 40), ("kv_ranks", g.kvRanks!, 1 << 24), ("heads", g.heads!, 1 << 20),
+            ("tp", g.tp!, maxTPDegree), ("contexts", g.contexts!, 1 << 40), ("kv_ranks", g.kvRanks!, 1 << 24), ("heads", g.heads!, 1 << 20),
             ("batch", g.batch!, 1 << 20), ("head_dim", [g.headDim!], 1 << 20),
             ("rope_dim", [g.ropeDim!], 1 << 20), ("q_lora_rank", [g.qLoraRank!], 1 << 24), ("kv_heads", [g.kvHeads!], 1 << 20),
             ("n_embd", g.nEmbd.map { [$0] } ?? [], 1 << 24), ("n_layer", [g.nLayer!], 1 << 12),

@@ -103,13 +103,14 @@ struct BenchCommand: ParsableCommand {
     }
 
     private func layerConfig() throws -> AttentionConfig {
+        let nEmbd = try CheckedSize.product([heads, headDim], "--heads × --head-dim")
         if variant.isLatent {
-            return AttentionConfig(variant: variant, nEmbd: heads * headDim, nHead: heads, qLoraRank: kvRank,
+            return AttentionConfig(variant: variant, nEmbd: nEmbd, nHead: heads, qLoraRank: kvRank,
                                    kvLoraRank: kvRank, qkNopeHeadDim: headDim, qkRopeHeadDim: ropeDim)
         }
         let kv = kvHeads ?? (variant == .mqa ? 1 : heads)
         guard kv >= 1, heads % kv == 0 else { throw HarnessError("--heads \(heads) is not divisible by --kv-heads \(kv)") }
-        return AttentionConfig(variant: variant, nEmbd: heads * headDim, nHead: heads, headDim: headDim, groupSize: heads / kv)
+        return AttentionConfig(variant: variant, nEmbd: nEmbd, nHead: heads, headDim: headDim, groupSize: heads / kv)
     }
 }
 

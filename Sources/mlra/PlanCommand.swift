@@ -44,7 +44,7 @@ struct PlanCommand: ParsableCommand {
             for (v, n) in [("--heads", heads), ("--head-dim", headDim), ("--rope-dim", ropeDim), ("--kv-rank", kvRank),
                            ("--q-rank", qRank), ("--kv-heads", kvHeads), ("--context", context)] { try requirePositive(n, v) }
             let shapes = PlanShape(heads: heads, headDim: headDim, ropeDim: ropeDim, kvRank: kvRank, qRank: qRank,
-                                   kvHeads: kvHeads, nEmbd: nEmbd ?? heads * headDim)
+                                   kvHeads: kvHeads, nEmbd: try nEmbd ?? CheckedSize.product([heads, headDim], "--heads × --head-dim"))
             var table = TextTable(columns: ["variant", "tp", "kv_elems_per_token", "kv_per_token_in_head_dims",
                                             "kv_bytes_per_token", "kernel_flops_per_token", "kernel_bytes_per_step",
                                             "kernel_flops_per_step", "weight_bytes_per_rank", "allreduce_bytes_per_step", "note"])
