@@ -167,9 +167,7 @@ public struct SweepSpec: Codable, Sendable {
             throw HarnessError("grid \(index): '\(name)' is \(v); it must be at least 1")
         }
         guard g.warmup! >= 0 else { throw HarnessError("grid \(index): 'warmup' must be at least 0") }
-        for t in g.threads! where t > maxThreads {
-            throw HarnessError("grid \(index): 'threads' has \(t), more than the \(maxThreads) cores of this node; at most one kernel thread per core is supported")
-        }
+        for t in g.threads! { try WorkerPool.checkThreads(t, "grid \(index): 'threads'", cores: maxThreads) }
         // Absurd values are refused before any size product can overflow an Int.
         let limits: [(String, [Int], Int)] = [
             ("tp", g.tp!, maxTPDegree), ("contexts", g.contexts!, 1 << 40), ("kv_ranks", g.kvRanks!, 1 << 24), ("heads", g.heads!, 1 << 20),

@@ -54,7 +54,11 @@ struct SweepCommand: ParsableCommand {
     func run() throws {
         installStopHandlers()
         try runParallel { world in
-            let spec = try world.collectively { try resolvedSpec(worldSize: world.size) }
+            let spec = try world.collectively { () throws -> SweepSpec in
+                // Every input is checked before the driver creates or resumes any file.
+                if let calibration { _ = try Calibration.load(path: calibration) }
+                return try resolvedSpec(worldSize: world.size)
+            }
             if printSpec {
                 if world.rank == 0 { print(spec.json()) }
                 return

@@ -17,6 +17,14 @@ final class UnboundedInputTests: XCTestCase {
     func testSizeProductsThatOverflowGiveOneLineNamingTheValue() throws {
         let dir = try TempDir()
         assertCleanError(try CLI.run(["plan", "--context", "100000000000000"], timeout: 60), contains: "context 100000000000000")
+        assertCleanError(try CLI.run(["plan", "--heads", "4611686018427387904"], timeout: 60), contains: "4611686018427387904 × 128")
+        assertCleanError(try CLI.run(["bench", "--variant", "gqa", "--context", "64", "--heads", "4", "--kv-heads", "4",
+                                      "--head-dim", "4611686018427387904"], timeout: 60), contains: "4 × 4611686018427387904")
+        assertCleanError(try CLI.run(["plan", "--kv-rank", "4611686018427387904"], timeout: 60), contains: "'kv_lora_rank' is 4611686018427387904")
+        // A TP degree of 2^62 built a plan per rank (a hang); it is now a row refused by name.
+        let tp = try CLI.run(["plan", "--variants", "mla", "--tp", "4611686018427387904"], timeout: 60)
+        XCTAssertEqual(tp.status, 0, tp.stderr)
+        XCTAssertTrue(tp.stdout.contains("TP degree 4611686018427387904 is beyond the largest supported, 4096"), tp.stdout)
         // 2^40 tokens of a 4096-layer model: the cache's byte count alone exceeds an Int.
         let deep = dir.write("deep.json", #"{"variant": "mla", "n_embd": 64, "n_head": 4, "q_lora_rank": 16, "kv_lora_rank": 512, "qk_nope_head_dim": 16, "qk_rope_head_dim": 64, "n_layer": 4096, "intermediate_size": 48, "vocab_size": 40}"#)
         let tokens = "\(1 << 40)"
@@ -64,7 +72,7 @@ final class UnboundedInputTests: XCTestCase {
         }
         assertCleanError(try CLI.run(["sweep", "--out", dir.path("s.csv"), "--calibration", calibration(dir)] + smallSweep
                                      + ["--threads", "1,100000"], timeout: 60),
-                         contains: "'threads' has 100000, more than the \(cores) cores of this node")
+                         contains: "'threads' 100000 is more than the \(cores) cores of this node")
     }
 
     /// A thread the system refuses (here: each thread's stack, sized by `ulimit -s`,
@@ -72,9 +80,11 @@ final class UnboundedInputTests: XCTestCase {
     /// error line; now it is one line naming pthread_create's reason.
     func testAThreadTheSystemRefusesIsOneLine() throws {
         guard WorkerPool.coresOnline >= 2 else { throw XCTSkip("needs --threads 2, so at least 2 cores") }
-        let script = "ulimit -v 4000000 && ulimit -s 3000000 && exec \"$0\" \"$@\""
+        // A thread's stack as large as the whole address space allowed can never be mapped.
+        let script = "ulimit -v 1500000 && ulimit -s 1500000 && exec \"$0\" \"$@\""
+        let dir = try TempDir()
         let r = try CLI.run(["-c", script, CLI.mlra, "bench", "--variant", "mla", "--context", "64", "--heads", "4", "--threads", "2",
-                             "--calibration", calibration(try TempDir())],
+                             "--calibration", calibration(dir)],
                             executable: "/bin/sh", timeout: 60, environment: ["OPENBLAS_NUM_THREADS": "1"])
         assertCleanError(r, contains: "cannot start kernel thread 2 of 2: pthread_create failed")
     }

@@ -60,7 +60,7 @@ final class SweepSpecLimitTests: XCTestCase {
     func testThreadCountsAreBoundedByTheCores() throws {
         var g = SweepSpec.Grid(); g.variants = [.mla]; g.threads = [1, 3]
         XCTAssertEqual(message { _ = try SweepSpec(grids: [g]).configurations(worldSize: 1, maxThreads: 2) },
-                       "grid 0: 'threads' has 3, more than the 2 cores of this node; at most one kernel thread per core is supported")
+                       "grid 0: 'threads' 3 is more than the 2 cores of this node; at most one kernel thread per core is supported")
         XCTAssertEqual(try SweepSpec(grids: [g]).configurations(worldSize: 1, maxThreads: 3).count, 2)
     }
 

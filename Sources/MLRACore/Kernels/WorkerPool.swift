@@ -79,10 +79,10 @@ public final class WorkerPool: @unchecked Sendable {
     /// `--threads` and a sweep's thread counts: at least 1 and at most the node's cores.
     /// More threads than cores only time the scheduler, and an unbounded count once
     /// used up the machine's process IDs.
-    public static func checkThreads(_ n: Int, _ what: String) throws {
+    public static func checkThreads(_ n: Int, _ what: String, cores: Int = coresOnline) throws {
         guard n >= 1 else { throw HarnessError("\(what) must be at least 1, got \(n)") }
-        guard n <= coresOnline else {
-            throw HarnessError("\(what) \(n) is more than the \(coresOnline) cores of this node; at most one kernel thread per core is supported")
+        guard n <= cores else {
+            throw HarnessError("\(what) \(n) is more than the \(cores) cores of this node; at most one kernel thread per core is supported")
         }
     }
 
