@@ -175,7 +175,7 @@ public struct SweepSpec: Codable, Sendable {
             ("rope_dim", [g.ropeDim!], 1 << 20), ("q_lora_rank", [g.qLoraRank!], 1 << 24), ("kv_heads", [g.kvHeads!], 1 << 20),
             ("n_embd", g.nEmbd.map { [$0] } ?? [], 1 << 24), ("n_layer", [g.nLayer!], 1 << 12),
             ("intermediate_size", [g.intermediateSize!], 1 << 26), ("vocab_size", [g.vocabSize!], 1 << 26),
-            ("warmup", [g.warmup!], 1 << 20), ("steps", [g.steps!], 1 << 20),
+            ("warmup", [g.warmup!], TimingProtocol.maxSteps), ("steps", [g.steps!], TimingProtocol.maxSteps),
         ]
         for (name, list, limit) in limits { for v in list where v > limit {
             throw HarnessError("grid \(index): '\(name)' has \(v); the largest supported value is \(limit)")

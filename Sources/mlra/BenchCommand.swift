@@ -45,6 +45,10 @@ struct BenchCommand: ParsableCommand {
                        (steps, "--steps"), (tile, "--tile"), (simdTile, "--simd-tile")] where v < 1 {
             throw ValidationError("\(n) must be at least 1, got \(v)")
         }
+        for (v, n, limit) in [(tile, "--tile", TiledAttentionKernel.maxTile), (simdTile, "--simd-tile", TiledAttentionKernel.maxTile),
+                              (steps, "--steps", TimingProtocol.maxSteps), (warmup, "--warmup", TimingProtocol.maxSteps)] where v > limit {
+            throw ValidationError("\(n) \(v) is beyond the largest supported value, \(limit)")
+        }
         guard simdMaxHeads >= 0 else { throw ValidationError("--simd-max-heads must be at least 0, got \(simdMaxHeads)") }
         guard warmup >= 0 else { throw ValidationError("--warmup must be at least 0, got \(warmup)") }
         if let rank, rank < 0 || rank >= tp { throw ValidationError("--rank \(rank) must lie in 0..<\(tp) (--tp)") }

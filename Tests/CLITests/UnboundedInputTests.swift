@@ -21,6 +21,12 @@ final class UnboundedInputTests: XCTestCase {
         assertCleanError(try CLI.run(["bench", "--variant", "gqa", "--context", "64", "--heads", "4", "--kv-heads", "4",
                                       "--head-dim", "4611686018427387904"], timeout: 60), contains: "4 × 4611686018427387904")
         assertCleanError(try CLI.run(["plan", "--kv-rank", "4611686018427387904"], timeout: 60), contains: "'kv_lora_rank' is 4611686018427387904")
+        // bench's loop counts and tile sizes: a hang, an exhausted allocator, an overflow in the scratch size.
+        for flag in ["--steps", "--warmup", "--tile", "--simd-tile"] {
+            let r = try CLI.run(["bench", "--variant", "mla", "--context", "64", "--heads", "4", flag, "4611686018427387904"], timeout: 60)
+            assertCleanError(r, contains: "\(flag) 4611686018427387904 is beyond the largest supported value")
+            XCTAssertEqual(r.status, 64, "a usage error")
+        }
         // A TP degree of 2^62 built a plan per rank (a hang); it is now a row refused by name.
         let tp = try CLI.run(["plan", "--variants", "mla", "--tp", "4611686018427387904"], timeout: 60)
         XCTAssertEqual(tp.status, 0, tp.stderr)

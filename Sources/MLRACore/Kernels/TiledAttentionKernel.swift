@@ -65,6 +65,9 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
     /// tile 64 0.448, 128 0.461, 256 0.474, 512 0.473 (before the softmax fixes);
     /// after them 128 0.597, 256 0.640; GQA 8 heads f32: 128 0.209, 256 0.216.
     public static let defaultTile = 256
+    /// Largest tile (or SIMD sub-tile) a caller may ask for: per-thread scratch is
+    /// sized by tile × row width, which must stay far from an Int overflow.
+    public static let maxTile = 1 << 16
     public static let defaultSIMDMaxHeads = 16
     public static let defaultSIMDTile = 32
 
