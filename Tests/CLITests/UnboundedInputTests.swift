@@ -129,6 +129,19 @@ final class UnboundedInputTests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(start), 10, "refused from the header, before reading the data")
     }
 
+    /// `weights` for a config near the 2^40-parameter limit generated tensors until the
+    /// machine ran out of memory; it is refused from the parameter count first.
+    func testWeightsRefusesAModelThatCannotFit() throws {
+        let dir = try TempDir()
+        let config = dir.write("w.json", #"{"variant": "mla", "n_embd": 1048576, "n_head": 64, "q_lora_rank": 16384, "kv_lora_rank": 512, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64}"#)
+        let start = Date()
+        let r = try CLI.run(["weights", "--config", config, "--seed", "1", "--output", dir.path("w.safetensors")], timeout: 60)
+        assertCleanError(r, contains: "weights needs")
+        XCTAssertTrue(r.stderr.contains("GiB are available"), r.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 10)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path("w.safetensors")))
+    }
+
     /// `--context -5` said "Missing value for '--context'" (ArgumentParser reads -5 as a
     /// flag); the value now reaches the command's own check, which names the problem.
     func testNegativeIntegerFlagsSayWhatIsWrong() throws {
