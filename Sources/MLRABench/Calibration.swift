@@ -78,10 +78,11 @@ public struct Calibration: Codable, Sendable, Equatable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw HarnessError("\(path): cannot read calibration file")
         }
-        let cal: Calibration
-        do { cal = try JSONDecoder().decode(Calibration.self, from: data) } catch {
-            throw HarnessError("\(path): not a calibration JSON from this version's 'mlra calibrate --format json' (re-run it)")
-        }
+        // Strict like every input: no key twice, counts written as integers; a file from an
+        // older version (no fmaWidth) or any other damage asks for a fresh calibration.
+        let cal = try StrictJSON.decode(Calibration.self, from: data, path: path, kind: "calibration",
+                                        integerKeys: ["threads", "llcBytes", "arrayBytes"],
+                                        hint: " (re-run 'mlra calibrate --format json')")
         try cal.validate(path: path)
         return cal
     }

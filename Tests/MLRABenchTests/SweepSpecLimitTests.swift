@@ -87,5 +87,19 @@ final class SweepSpecLimitTests: XCTestCase {
         XCTAssertTrue(load { $0.triadGBs = 0 }.contains("'triadGBs' is 0.0"))
         XCTAssertTrue(load { $0.fmaGFlops = 0 }.contains("'fmaGFlops' is 0.0"))
         XCTAssertTrue(load { $0.fmaWidth = "avx9" }.contains("'fmaWidth' is 'avx9'"))
+        // Strict JSON: a key given twice, a count written as a fraction, an older file without fmaWidth.
+        func raw(_ text: String) -> String {
+            _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+            return message { _ = try Calibration.load(path: path) }
+        }
+        let json = String(decoding: try JSONEncoder().encode(good), as: UTF8.self)
+        XCTAssertEqual(raw(json.replacingOccurrences(of: "{", with: #"{"llcBytes": 1,"#)),
+                       "\(path): calibration key 'llcBytes' appears twice (re-run 'mlra calibrate --format json')")
+        XCTAssertEqual(raw(json.replacingOccurrences(of: #""threads":1"#, with: #""threads":1.5"#)),
+                       "\(path): calibration key 'threads' must be an integer, got 1.5 (re-run 'mlra calibrate --format json')")
+        var old = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        old["fmaWidth"] = nil
+        XCTAssertEqual(raw(String(decoding: try JSONSerialization.data(withJSONObject: old), as: UTF8.self)),
+                       "\(path): calibration is missing key 'fmaWidth' (re-run 'mlra calibrate --format json')")
     }
 }

@@ -215,10 +215,21 @@ extension StrictJSON {
     /// or spec is one; the decoder's own message for 4.5 was "not valid JSON"), a key
     /// missing or of the wrong type. `check` sees the parsed tree first (unknown keys);
     /// `integerKeys` limits the integer rule to these top-level keys (nil: every number);
-    /// `invalidValue` may phrase a refused value at a coding path.
+    /// `invalidValue` may phrase a refused value at a coding path; `hint` ends every message.
     public static func decode<T: Decodable>(_ type: T.Type, from data: Data, path: String, kind: String,
                                             check: (Value) throws -> Void = { _ in }, integerKeys: [String]? = nil,
-                                            invalidValue: ([String]) -> String? = { _ in nil }) throws -> T {
+                                            invalidValue: ([String]) -> String? = { _ in nil }, hint: String = "") throws -> T {
+        do {
+            return try decodeStrictly(type, from: data, path: path, kind: kind, check: check, integerKeys: integerKeys,
+                                      invalidValue: invalidValue)
+        } catch let e as HarnessError where !hint.isEmpty {
+            throw HarnessError(e.message + hint)
+        }
+    }
+
+    static func decodeStrictly<T: Decodable>(_ type: T.Type, from data: Data, path: String, kind: String,
+                                             check: (Value) throws -> Void, integerKeys: [String]?,
+                                             invalidValue: ([String]) -> String?) throws -> T {
         let tree: Value
         do { tree = try parse(data) } catch let e as ParseError {
             if let key = e.duplicateKey {
