@@ -14,7 +14,7 @@ MPIRUN := mpirun -n $(RANKS) --oversubscribe --bind-to none
 # The revision recorded in every CSV row (git_rev), "-dirty" when the tree has changes.
 export MLRA_GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
-.PHONY: setup build run demo test test-swift test-analysis test-slurm clean
+.PHONY: setup build run demo test test-swift test-analysis test-slurm dist clean
 
 setup:
 	@bash scripts/setup.sh
@@ -42,5 +42,18 @@ test-analysis:
 test-slurm:
 	bash tests/slurm/slurm_e2e.sh
 
+# A relocatable tarball for nodes without Swift (GPU nodes): a statically linked
+# (--static-swift-stdlib), stripped mlra, the job scripts, the benchmarks and the analysis.
+# What the node needs is in README.md ("Running where Swift is not installed").
+DIST := dist/mlra-$(MLRA_GIT_REV)-linux-$(shell uname -m)
+dist: setup
+	$(SWIFT) build $(BUILD_FLAGS) --static-swift-stdlib --product mlra --scratch-path .build-static
+	rm -rf $(DIST) && mkdir -p $(DIST)/bin
+	cp .build-static/release/mlra $(DIST)/bin/mlra && strip $(DIST)/bin/mlra
+	cp -r jobs benchmarks analysis README.md $(DIST)/
+	rm -rf $(DIST)/analysis/tests $(DIST)/analysis/__pycache__
+	tar -C dist -czf $(DIST).tar.gz $(notdir $(DIST))
+	@echo "dist: $(DIST).tar.gz"
+
 clean:
-	rm -rf .build $(RESULTS) report
+	rm -rf .build .build-static dist $(RESULTS) report

@@ -33,14 +33,22 @@ let package = Package(
         // time from CPUID, so one binary serves nodes with and without AVX-512 (C: Swift
         // has no per-function target attribute). See include/CKernels.h.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        // CUDA driver, NVRTC and NVML declared here and opened with dlopen at run time:
+        // building needs no CUDA, and one binary serves CPU and GPU nodes.
+        .target(name: "CCuda", linkerSettings: [.linkedLibrary("dl")]),
         // Math, variants, caches, kernels, safetensors. No MPI.
         .target(name: "MLRACore", dependencies: ["CBLAS", "CKernels"], swiftSettings: coreSwiftSettings),
         // Communicator, tensor-parallel plans at run time, sharded layer and model.
         .target(name: "MLRAParallel", dependencies: ["MLRACore", "CMPI"]),
+        // The GPU backend: device binding, NVRTC-compiled decode kernels (kernels/*.cu,
+        // embedded in the binary), device caches, GPU calibration. No MPI.
+        .target(name: "MLRACuda", dependencies: ["MLRACore", "CCuda"],
+                resources: [.embedInCode("kernels/decode_attention.cu"), .embedInCode("kernels/calibrate.cu"),
+                            .embedInCode("kernels/cache_fill.cu")]),
         // Timing protocol, statistics, calibration, CSV, sweep driver.
-        .target(name: "MLRABench", dependencies: ["MLRAParallel", "MLRACore", "CBLAS"]),
+        .target(name: "MLRABench", dependencies: ["MLRAParallel", "MLRACore", "MLRACuda", "CBLAS"]),
         .executableTarget(name: "mlra", dependencies: [
-            "MLRABench", "MLRAParallel", "MLRACore",
+            "MLRABench", "MLRAParallel", "MLRACore", "MLRACuda",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Tolerance assertions and inputs shared by the test targets.

@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 
 from . import merge, report
 
 
+def say(kind: str, text: str) -> None:
+    """One line on stderr, `analysis: warning: …` or `analysis: error: …`. A newline in
+    the text (a file name may hold one) must not start a line of its own."""
+    print(f"analysis: {kind}: " + " ".join(str(text).splitlines()), file=sys.stderr)
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A Python warning in the CLI's format: one line, never a source excerpt."""
+    say("warning", f"{category.__name__}: {message} ({os.path.basename(filename)}:{lineno})")
+
+
 def main(argv: list[str] | None = None) -> int:
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_line
+        # numpy's RuntimeWarnings (median of an all-empty column, 0/0) come from cells the
+        # reader has already refused with a warning naming them; the tables show "–".
+        warnings.simplefilter("ignore", RuntimeWarning)
+        # pandas says this when a date_utc cell is not ISO-8601; merge names that cell.
+        warnings.filterwarnings("ignore", message="Could not infer format", category=UserWarning)
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis", description="Sweep CSVs → Markdown report with figures.")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("report", help="write report.md and PNG figures")
@@ -20,14 +44,16 @@ def main(argv: list[str] | None = None) -> int:
         loaded = merge.load_sweeps(a.csv)
         samples = merge.load_samples(a.samples) if a.samples else None
     except merge.InputError as e:
-        print(f"analysis: error: {e}", file=sys.stderr)
+        for w in e.warnings:   # why nothing was usable, then the one error line
+            say("warning", w)
+        say("error", str(e))
         return 1
     for w in loaded.warnings + (samples.warnings if samples else []):
-        print(f"analysis: warning: {w}", file=sys.stderr)
+        say("warning", w)
     try:
         path = report.build(loaded, a.out, samples)
     except OSError as e:
-        print(f"analysis: error: {a.out}: cannot write the report ({e.strerror or e})", file=sys.stderr)
+        say("error", f"{a.out}: cannot write the report ({e.strerror or e})")
         return 1
     print(f"analysis: wrote {path} ({len(loaded.rows)} rows from {len(loaded.files)} file(s))")
     return 0

@@ -8,6 +8,9 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
+# Labels carry text from the CSVs (variant, scope, FMA width); with mathtext on, a `$`
+# in them is parsed as TeX and a malformed one raises at savefig. No label here uses TeX.
+matplotlib.rcParams["text.parse_math"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 import numpy as np  # noqa: E402
@@ -90,7 +93,10 @@ def cache_traffic_vs_tp(rows: pd.DataFrame, out_dir: str) -> str | None:
 
 
 def roofline(rows: pd.DataFrame, out_dir: str) -> str | None:
-    df = rows[(rows["kernel_bytes_per_step"] > 0) & rows["achieved_gflops"].notna()]
+    # Both axes are logarithmic: a point needs a positive intensity and rate (a kernel
+    # with 0 FLOPs has none to plot).
+    df = rows[(rows["kernel_bytes_per_step"] > 0) & (rows["kernel_flops_per_step"] > 0)
+              & (rows["achieved_gflops"] > 0)]
     if df.empty:
         return None
     ai = df["kernel_flops_per_step"] / df["kernel_bytes_per_step"]

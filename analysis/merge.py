@@ -1,16 +1,16 @@
 """Read sweep CSVs and raw samples files, validate them against schema 2 (or 1)
 and merge them. Nothing here fails on bad input: every unusable file or row becomes
 a warning (printed to stderr by the CLI and listed in the report). Only a path
-that does not exist is fatal (`InputError`)."""
+that does not exist is fatal (`InputError`). Files, lines and cells are read by
+`reader`."""
 
 from __future__ import annotations
 
-import csv
-import glob
-import os
 from dataclasses import dataclass, field
 
 import pandas as pd
+
+from .reader import InputError, expand_paths, read_table, to_numbers  # noqa: F401 (InputError: merge's API)
 
 SCHEMA_VERSION = 2
 # Versions this reader takes: schema 1 lacks only the columns of SINCE_SCHEMA_2,
@@ -53,10 +53,6 @@ SAMPLES_COLUMNS = [
 DTYPE_BYTES = {"f32": 4, "f16": 2, "bf16": 2}
 
 
-class InputError(Exception):
-    """A path that does not exist, or nothing usable at all."""
-
-
 @dataclass
 class Loaded:
     rows: pd.DataFrame
@@ -65,88 +61,13 @@ class Loaded:
     files: list[str] = field(default_factory=list)
 
 
-def expand_paths(patterns: list[str]) -> list[str]:
-    """Expand globs the shell did not (quoted, or on shells without globbing)."""
-    paths = []
-    for p in patterns:
-        if any(ch in p for ch in "*?["):
-            hits = sorted(glob.glob(p))
-            if not hits:
-                raise InputError(f"no file matches {p}")
-            paths += hits
-        elif not os.path.exists(p):
-            raise InputError(f"{p}: no such file")
-        else:
-            paths.append(p)
-    return paths
-
-
-def _read_raw(path: str, warnings: list[str]) -> pd.DataFrame | None:
-    """One file as strings, with `_file` and `_line` columns, or None (warned)."""
-    if os.path.isdir(path):
-        warnings.append(f"{path}: is a directory, skipped")
-        return None
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            lines = [ln for ln in f.read().splitlines()]
-    except (UnicodeDecodeError, OSError) as e:
-        warnings.append(f"{path}: not a readable text CSV ({type(e).__name__}), skipped")
-        return None
-    numbered = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip() and not ln.startswith("#")]
-    if not numbered:
-        warnings.append(f"{path}: empty, skipped")
-        return None
-    records = list(csv.reader([ln for _, ln in numbered]))
-    header = [h.strip() for h in records[0]]
-    if "schema_version" not in header and "step_us" not in header:
-        warnings.append(f"{path}: not a sweep CSV (no schema_version column in the first line), skipped")
-        return None
-    out = []
-    for (lineno, _), rec in zip(numbered[1:], records[1:]):
-        if len(rec) != len(header):
-            warnings.append(f"{path}:{lineno}: {len(rec)} fields, header has {len(header)}; row skipped")
-            continue
-        out.append(dict(zip(header, rec), _file=path, _line=lineno))
-    if not out:
-        warnings.append(f"{path}: header only, no rows")
-        return None
-    return pd.DataFrame(out, columns=header + ["_file", "_line"])
-
-
-def _coerce(df: pd.DataFrame, numeric: list[str], required: list[str], warnings: list[str]) -> pd.DataFrame:
-    """Numeric columns to floats; drop rows whose required cells are empty or malformed."""
-    bad = pd.Series(False, index=df.index)
-    for col in numeric:
-        if col not in df.columns:
-            continue
-        text = df[col].astype(str).str.strip()
-        num = pd.to_numeric(text.where(text != ""), errors="coerce")
-        malformed = num.isna() & (text != "")
-        for i in df.index[malformed]:
-            where = f"{df.at[i, '_file']}:{df.at[i, '_line']}"
-            if col in required:
-                warnings.append(f"{where}: {col}={text[i]!r} is not a number; row skipped")
-            else:
-                warnings.append(f"{where}: {col}={text[i]!r} is not a number; cell left empty")
-        if col in required:
-            bad |= num.isna()
-        df[col] = num
-    for col in required:
-        if col in df.columns and col not in numeric:
-            empty = df[col].astype(str).str.strip() == ""
-            for i in df.index[empty & ~bad]:
-                warnings.append(f"{df.at[i, '_file']}:{df.at[i, '_line']}: {col} is empty; row skipped")
-            bad |= empty
-    return df[~bad]
-
-
 def load_sweeps(patterns: list[str]) -> Loaded:
     paths = expand_paths(patterns)
     warnings: list[str] = []
     notes: list[str] = []
     frames = []
     for path in paths:
-        df = _read_raw(path, warnings)
+        df = read_table(path, warnings)
         if df is None:
             continue
         missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
@@ -165,12 +86,12 @@ def load_sweeps(patterns: list[str]) -> Loaded:
                             f"(this reader knows {', '.join(KNOWN_SCHEMA_VERSIONS)}); skipped")
         frames.append(df[~wrong])
     if not frames or all(f.empty for f in frames):
-        raise InputError("no usable rows in " + ", ".join(paths))
+        raise InputError("no usable rows in " + ", ".join(paths), warnings)
     df = pd.concat(frames, ignore_index=True)
     for col in TEXT_COLUMNS + NUMERIC_COLUMNS:
         if col not in df.columns:
             df[col] = ""
-    df = _coerce(df, NUMERIC_COLUMNS, REQUIRED_COLUMNS, warnings)
+    df = to_numbers(df, NUMERIC_COLUMNS, REQUIRED_COLUMNS, warnings)
     df["variant"] = df["variant"].str.strip().str.lower()
     df["scope"] = df["scope"].str.strip().str.lower()
     df["kv_dtype"] = df["kv_dtype"].str.strip().str.lower()
@@ -183,7 +104,7 @@ def load_sweeps(patterns: list[str]) -> Loaded:
         warnings.append(f"{df.at[i, '_file']}:{df.at[i, '_line']}: validation={df.at[i, 'validation']!r}; row skipped")
     df = df[~failed]
     if df.empty:
-        raise InputError("no usable rows in " + ", ".join(paths))
+        raise InputError("no usable rows in " + ", ".join(paths), warnings)
 
     # Exact duplicates (the same file given twice, a Slurm array writing one row twice).
     data_cols = [c for c in df.columns if not c.startswith("_")]
@@ -215,7 +136,7 @@ def load_samples(patterns: list[str]) -> Loaded:
     warnings: list[str] = []
     frames = []
     for path in paths:
-        df = _read_raw(path, warnings)
+        df = read_table(path, warnings)
         if df is None:
             continue
         missing = [c for c in SAMPLES_COLUMNS if c not in df.columns]
@@ -228,7 +149,7 @@ def load_samples(patterns: list[str]) -> Loaded:
     df = pd.concat(frames, ignore_index=True)
     numeric = ["tp", "tp_group", "context", "batch", "n_head", "kv_lora_rank", "threads",
                "step_index", "step_us", "kernel_us", "allreduce_us"]
-    df = _coerce(df, numeric, ["tp", "context", "step_us"], warnings)
+    df = to_numbers(df, numeric, ["tp", "context", "step_us"], warnings)
     df["variant"] = df["variant"].str.strip().str.lower()
     data_cols = [c for c in df.columns if not c.startswith("_")]
     df = df[~df.duplicated(subset=data_cols)].reset_index(drop=True)

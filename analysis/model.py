@@ -68,7 +68,9 @@ def local_preset(rows: pd.DataFrame) -> Hardware:
     triad = float(rows["calib_triad_gbs"].median())
     alpha, beta = 1.0, triad if np.isfinite(triad) and triad > 0 else bw
     src = f"calib_read_gbs and {PEAK_SOURCE} (median over rows)"
-    ar = rows[(rows["tp"] > 1) & rows["allreduce_us_median"].notna() & (rows["allreduce_count_per_step"] > 0)]
+    # Only complete rows: an empty (refused) cell would make the least-squares fit NaN.
+    ar = rows[(rows["tp"] > 1) & rows["allreduce_us_median"].notna() & (rows["allreduce_count_per_step"] > 0)
+              & rows["allreduce_bytes_per_step"].notna()]
     if len(ar) >= 3:
         ring = 2 * (ar["tp"] - 1) / ar["tp"] * ar["allreduce_bytes_per_step"]
         a = np.column_stack([ar["allreduce_count_per_step"], ring / 1e3])  # bytes/1e3 per (GB/s) → µs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from datetime import datetime, timezone
 
@@ -20,12 +21,31 @@ def load_paper() -> tuple[pd.DataFrame, pd.DataFrame]:
     return lat, kv
 
 
+# Text from the CSVs (host names, variant and file names, warnings quoting cells) is
+# written into Markdown; these characters would make structure there: a table cell
+# boundary, HTML, a link or a code span. Backslash first, so an escape in the input
+# cannot undo ours. Emphasis (`*`, `_`) is left alone: it cannot leave its cell, `_`
+# is in every column name, and the report's own cells use `**`.
+MD_ESCAPES = [("\\", "\\\\"), ("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("|", "\\|"),
+              ("[", "\\["), ("]", "\\]"), ("`", "\\`")]
+
+
+def md_text(text) -> str:
+    """Any text as inert Markdown on one line (see MD_ESCAPES)."""
+    s = " ".join(str(text).splitlines())
+    for a, b in MD_ESCAPES:
+        s = s.replace(a, b)
+    return s
+
+
 def fmt(x) -> str:
     if isinstance(x, str):
-        return x.replace("|", "\\|").replace("\n", " ")
-    if x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA:
+        return md_text(x)
+    if x is None or x is pd.NA or (isinstance(x, numbers.Real) and math.isnan(x)):
         return "–"
-    if isinstance(x, (int,)) or (isinstance(x, float) and x.is_integer() and abs(x) < 1e15):
+    if not isinstance(x, numbers.Real):   # no table should hold one; shown, never a crash
+        return md_text(x)
+    if isinstance(x, numbers.Integral) or (float(x).is_integer() and abs(x) < 1e15):
         return f"{int(x)}"
     if abs(x) >= 1000:
         return f"{x:.0f}"
@@ -40,7 +60,7 @@ def distinct(rows: pd.DataFrame, col: str, empty: str = "–") -> str:
     if col not in rows.columns:
         return empty
     vals = sorted({str(v).strip() for v in rows[col].dropna()} - {"", "nan"})
-    return ", ".join(vals) or empty
+    return md_text(", ".join(vals)) or empty
 
 
 def gflops(x: float) -> str:
@@ -51,7 +71,7 @@ def gflops(x: float) -> str:
 def md_table(df: pd.DataFrame) -> str:
     if df.empty:
         return "_no rows_\n"
-    head = "| " + " | ".join(str(c) for c in df.columns) + " |"
+    head = "| " + " | ".join(md_text(c) for c in df.columns) + " |"   # pivot columns carry variant names
     sep = "|" + "|".join("---" for _ in df.columns) + "|"
     body = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join([head, sep, *body]) + "\n"
@@ -83,27 +103,28 @@ def build(loaded: Loaded, out_dir: str, samples: Loaded | None = None) -> str:
     w(f"Generated {datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')} from "
       f"{len(loaded.files)} file(s), {len(raw)} usable row(s) "
       f"({len(rows)} configuration(s) after collapsing TP groups).\n")
-    hosts = ", ".join(sorted(map(str, raw["host"].dropna().unique())))
-    revs = ", ".join(sorted(map(str, raw["git_rev"].dropna().unique())))
-    vers = ", ".join(sorted(map(str, raw["harness_version"].dropna().unique())))
-    mpis = "; ".join(sorted(map(str, raw["mpi_library"].dropna().unique())))
+    hosts = md_text(", ".join(sorted(map(str, raw["host"].dropna().unique()))))
+    revs = md_text(", ".join(sorted(map(str, raw["git_rev"].dropna().unique()))))
+    vers = md_text(", ".join(sorted(map(str, raw["harness_version"].dropna().unique()))))
+    mpis = md_text("; ".join(sorted(map(str, raw["mpi_library"].dropna().unique()))))
     w(f"- hosts: {hosts or '–'}\n- harness: {vers or '–'} (git {revs or '–'})\n- MPI: {mpis or '–'}\n"
-      f"- timing modes: {', '.join(sorted(map(str, raw['timing_mode'].unique())))}; "
-      f"cold cache: {', '.join(sorted(map(str, raw['cold_cache'].unique())))}\n"
+      f"- timing modes: {md_text(', '.join(sorted(map(str, raw['timing_mode'].unique()))))}; "
+      f"cold cache: {md_text(', '.join(sorted(map(str, raw['cold_cache'].unique()))))}\n"
       f"- kernel ISA (`kernel_isa`): {distinct(raw, 'kernel_isa', '– (schema-1 rows)')}; "
       f"FMA peak loop (`calib_fma_width`): {distinct(raw, 'calib_fma_width', '– (schema-1 rows)')}\n")
     w("\n## Input\n")
-    w("Files: " + ", ".join(f"`{f}`" for f in loaded.files) + "\n")
+    # File names as escaped text, not code spans: a backtick in a name would end the span.
+    w("Files: " + ", ".join(md_text(f) for f in loaded.files) + "\n")
     if samples is not None:
-        w("\nSamples files: " + ", ".join(f"`{f}`" for f in samples.files) + f" ({len(smp)} samples)\n")
+        w("\nSamples files: " + ", ".join(md_text(f) for f in samples.files) + f" ({len(smp)} samples)\n")
     for n in loaded.notes:
-        w(f"- {n}\n")
+        w(f"- {md_text(n)}\n")
     if rows["groups"].max() > 1:
         w("- configurations measured by several TP groups (dp > 1) are shown as the median over groups\n")
     if warnings:
         w(f"\n**{len(warnings)} warning(s): rows or files that could not be used in full**\n\n")
         for x in warnings:
-            w(f"- ⚠ {x}\n")
+            w(f"- ⚠ {md_text(x)}\n")
     else:
         w("\nNo warnings: every row was usable.\n")
 

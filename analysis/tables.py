@@ -89,8 +89,13 @@ def kv_table(rows: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
 
 def _shape(r) -> str:
     if r["variant"] in model.GROUPED:
-        return f"n_kv={int(r['kv_heads'])} d_h={int(r['head_dim'])}"
-    return f"d_c={int(r['kv_lora_rank'])} d_l={int(r['block_width'])} d_r={int(r['rope_dim'])}"
+        return f"n_kv={_whole(r['kv_heads'])} d_h={_whole(r['head_dim'])}"
+    return f"d_c={_whole(r['kv_lora_rank'])} d_l={_whole(r['block_width'])} d_r={_whole(r['rope_dim'])}"
+
+
+def _whole(x) -> str:
+    """A count for a label; "–" for an empty cell (the reader leaves refused values empty)."""
+    return "–" if pd.isna(x) else str(int(x))
 
 
 def column_label(v: str, tp, kv_heads=None) -> str:
@@ -222,7 +227,8 @@ def crossover_table(rows: pd.DataFrame, presets: list[model.Hardware]) -> pd.Dat
     """Heads per branch at which MLA (one d_c block) and an MLRA-4 block (d_c/4) turn
     compute-bound, for the CSV's latent shape and dtypes (or the paper's, if none)."""
     lat = rows[rows["variant"].isin(model.LATENT)]
-    shapes = lat[["kv_lora_rank", "rope_dim", "kv_dtype", "dtype_bytes"]].drop_duplicates()
+    # A shape with an empty (refused) cell has no crossover to compute.
+    shapes = lat[["kv_lora_rank", "rope_dim", "kv_dtype", "dtype_bytes"]].dropna().drop_duplicates()
     if shapes.empty:
         shapes = pd.DataFrame([dict(kv_lora_rank=512, rope_dim=64, kv_dtype="bf16", dtype_bytes=2)])
     recs = []

@@ -20,4 +20,6 @@ static inline int mlra_max_library_version_string(void) { return MPI_MAX_LIBRARY
 static inline int mlra_max_processor_name(void) { return MPI_MAX_PROCESSOR_NAME; }
 static inline MPI_Status *mlra_status_ignore(void) { return MPI_STATUS_IGNORE; }
 static inline MPI_Request mlra_request_null(void) { return MPI_REQUEST_NULL; }
+static inline int mlra_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
+static inline MPI_Info mlra_info_null(void) { return MPI_INFO_NULL; }
 #endif

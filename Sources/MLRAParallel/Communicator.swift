@@ -37,6 +37,18 @@ public final class Communicator: TPCollectives {
         return Communicator(out!)
     }
 
+    /// This rank's place among the ranks of its node (MPI_Comm_split_type shared memory):
+    /// what binds a rank to a GPU.
+    public func nodeLocal() -> (rank: Int, size: Int) {
+        var node: MPI_Comm? = mlra_comm_null()
+        MPI.check(MPI_Comm_split_type(comm, mlra_comm_type_shared(), Int32(rank), mlra_info_null(), &node), "MPI_Comm_split_type")
+        var r: Int32 = 0, s: Int32 = 0
+        MPI.check(MPI_Comm_rank(node!, &r), "MPI_Comm_rank")
+        MPI.check(MPI_Comm_size(node!, &s), "MPI_Comm_size")
+        MPI_Comm_free(&node)
+        return (Int(r), Int(s))
+    }
+
     public func barrier() { MPI.check(MPI_Barrier(comm), "MPI_Barrier") }
 
     /// A barrier that sleeps while it waits (MPI_Ibarrier + MPI_Test every

@@ -36,6 +36,10 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Calibration JSON from 'mlra calibrate --format json' (default: a quick calibration now).")
     var calibration: String?
     @Option(help: "table or csv.") var format: OutputFormat = .table
+    @OptionGroup var gpu: GPUOptions
+    @Flag(name: .customLong("full-check"), inversion: .prefixedNo,
+          help: "With --device cuda, also check the kernel against the device reference at the full context (default on).")
+    var fullCheck = true
 
     enum KernelChoice: String, ExpressibleByArgument, CaseIterable { case tiled, plain }
 
@@ -57,6 +61,7 @@ struct BenchCommand: ParsableCommand {
     }
 
     func run() throws {
+        if gpu.device == .cuda { return try runReportingErrors { try runCUDA() } }
         try runReportingErrors {
             let layout = try layerConfig().layout()
             let rank = try self.rank ?? KernelWorkload.busiestRank(layout, tp: tp)
@@ -106,7 +111,7 @@ struct BenchCommand: ParsableCommand {
         }
     }
 
-    private func layerConfig() throws -> AttentionConfig {
+    func layerConfig() throws -> AttentionConfig {
         let nEmbd = try CheckedSize.product([heads, headDim], "--heads × --head-dim")
         if variant.isLatent {
             return AttentionConfig(variant: variant, nEmbd: nEmbd, nHead: heads, qLoraRank: kvRank,

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MLRABench
 import MLRACore
+import MLRACuda
 
 /// What `mlra calibrate` can print (json is what --calibration reads).
 enum CalibrateFormat: String, ExpressibleByArgument, CaseIterable { case table, json }
@@ -18,10 +19,13 @@ struct CalibrateCommand: ParsableCommand {
     var quick = false
     @Option(help: "table or json (json is what 'mlra bench --calibration' reads).")
     var format: CalibrateFormat = .table
+    @Option(help: "cpu or cuda (cuda: this process's GPU: bandwidth, tensor-core and FMA peaks).")
+    var device: DeviceKind = .cpu
 
     func validate() throws { try validateThreads(threads) }
 
     func run() throws {
+        if device == .cuda { return try runReportingErrors { try runCUDA() } }
         let c = try Calibration.measure(threads: threads, quick: quick)
         if format == .json {
             let encoder = JSONEncoder()
@@ -30,6 +34,22 @@ struct CalibrateCommand: ParsableCommand {
             return
         }
         print("mlra \(HarnessVersion.string) calibrate: threads \(c.threads), \(quick ? "quick" : "full") mode, OpenBLAS core \(c.blasCore)")
+        print(c.tableLines().joined(separator: "\n"))
+    }
+}
+
+extension CalibrateCommand {
+    func runCUDA() throws {
+        let local = CUDADevice.localRankFromEnvironment()
+        let gpu = try CUDADevice(localRank: local.rank, localSize: local.size)
+        let c = try GPUCalibration.measure(device: gpu, quick: quick)
+        if format == .json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(c), as: UTF8.self))
+            return
+        }
+        print("mlra \(HarnessVersion.string) calibrate: \(gpu.summary), \(quick ? "quick" : "full") mode")
         print(c.tableLines().joined(separator: "\n"))
     }
 }

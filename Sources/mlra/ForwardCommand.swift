@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MLRACore
+import MLRACuda
 
 /// `mlra forward`: the file contract for checking the harness against another
 /// implementation. x [T, n_embd] in, y [T, n_embd] out; positions 0 ..< T0 go
@@ -14,6 +15,7 @@ struct ForwardCommand: ParsableCommand {
     var config: String
     @OptionGroup var weightOptions: WeightOptions
     @OptionGroup var kernelOptions: KernelOptions
+    @OptionGroup var gpu: GPUOptions
     @Option(help: "safetensors file holding tensor 'x' [T, n_embd] (F32).")
     var input: String
     @Option(help: "Positions 0..<T0 go through prefill; later ones through decode steps.")
@@ -59,8 +61,15 @@ struct ForwardCommand: ParsableCommand {
             }
             let tokens = x.shape[0]
             let cache = shard.makeCache(dtype: kvDtype, capacity: tokens)
+            // --device cuda: the attention kernel on this rank's GPU (node-local rank mod GPUs).
+            let cudaKernel = try world.collectively { () throws -> CUDAAttentionKernel? in
+                guard gpu.device == .cuda else { return nil }
+                let local = world.nodeLocal()
+                return CUDAAttentionKernel(device: try CUDADevice(localRank: local.rank, localSize: local.size), tuning: gpu.tuning)
+            }
             let y = runSequence(shard, x: x.data, tokens: tokens, prefill: prefill, cache: cache,
-                                kernel: try kernelOptions.make(), collectives: world)
+                                kernel: try cudaKernel ?? kernelOptions.make(), collectives: world)
+            try world.collectively { if let e = cudaKernel?.failure { throw e } }
             let report = RunStats(world: world, cacheRowBytes: cache.rowBytes, cacheAllocatedBytes: cache.allocatedBytes)
             try world.collectively {
                 try SafeTensors.checkFinite(y, what: "output y")

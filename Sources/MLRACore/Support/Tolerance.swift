@@ -19,6 +19,18 @@ public struct Tolerance: Sendable, Equatable {
     /// Two f32 kernels over the same cache that differ only in summation order.
     public static let kernelAgreement = Tolerance(atol: 1e-5, rtol: 1e-4)
 
+    /// A GPU kernel against the CPU plain kernel (or the device reference) on the same
+    /// cache: the tensor-core kernel rounds the queries and the softmax weights to the
+    /// cache's 16-bit type before multiplying (as FlashAttention does), which f32
+    /// kernels never do; the f32 GPU kernel differs only in summation order and exp2.
+    public static func gpuKernelAgreement(cache dtype: StorageDType) -> Tolerance {
+        switch dtype {
+        case .f32: Tolerance(atol: 2e-5, rtol: 2e-4)
+        case .f16: Tolerance(atol: 5e-4, rtol: 5e-3)
+        case .bf16: Tolerance(atol: 3e-3, rtol: 2e-2)
+        }
+    }
+
     /// The worst violation, or nil when every element is within tolerance.
     public func firstViolation(_ x: [Float], _ ref: [Double]) -> Violation? {
         guard x.count == ref.count else { return Violation(index: -1, value: .nan, reference: .nan, maxError: .infinity) }

@@ -1,0 +1,117 @@
+// CUDA driver API, NVRTC and NVML entry points, declared here and loaded at run time
+// with dlopen, so that `mlra` builds with no CUDA headers or libraries (CI has none)
+// and one binary runs on CPU nodes and GPU nodes alike. Only the types and entry
+// points the harness calls are declared; the ABI is CUDA's (cuda.h, nvrtc.h, nvml.h),
+// using the versioned symbols (_v2) that cuda.h maps its names to.
+#ifndef MLRA_CCUDA_H
+#define MLRA_CCUDA_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef int CUresult;            // CUDA_SUCCESS = 0
+typedef int CUdevice;
+typedef uint64_t CUdeviceptr;
+typedef struct CUctx_st *CUcontext;
+typedef struct CUmod_st *CUmodule;
+typedef struct CUfunc_st *CUfunction;
+typedef struct CUstream_st *CUstream;
+typedef struct CUevent_st *CUevent;
+typedef struct CUgraph_st *CUgraph;
+typedef struct CUgraphExec_st *CUgraphExec;
+typedef struct { char bytes[16]; } CUuuid;
+typedef int nvrtcResult;         // NVRTC_SUCCESS = 0
+typedef struct _nvrtcProgram *nvrtcProgram;
+typedef int nvmlReturn_t;        // NVML_SUCCESS = 0
+typedef struct nvmlDevice_st *nvmlDevice_t;
+
+// cuDeviceGetAttribute values (cuda.h CUdevice_attribute).
+enum {
+    MLRA_CU_ATTR_CLOCK_RATE_KHZ = 13,
+    MLRA_CU_ATTR_SM_COUNT = 16,
+    MLRA_CU_ATTR_MEMORY_CLOCK_RATE_KHZ = 36,
+    MLRA_CU_ATTR_GLOBAL_MEMORY_BUS_WIDTH = 37,
+    MLRA_CU_ATTR_L2_CACHE_SIZE = 38,
+    MLRA_CU_ATTR_CC_MAJOR = 75,
+    MLRA_CU_ATTR_CC_MINOR = 76,
+    MLRA_CU_ATTR_MAX_SHARED_PER_BLOCK_OPTIN = 97,
+    MLRA_CU_ATTR_MAX_SHARED_PER_SM = 81,
+};
+enum { MLRA_CU_FUNC_ATTR_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8 };
+enum { MLRA_CU_STREAM_NON_BLOCKING = 1, MLRA_CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1 };
+enum { MLRA_NVML_CLOCK_SM = 1, MLRA_NVML_CLOCK_MEM = 2 };
+enum { MLRA_CUDA_ERROR_OUT_OF_MEMORY = 2, MLRA_CUDA_ERROR_NO_DEVICE = 100 };
+
+/// Every entry point, NULL until loaded. Swift calls them as `mlra_cuda.cuInit!(0)`.
+typedef struct {
+    CUresult (*cuInit)(unsigned int flags);
+    CUresult (*cuDriverGetVersion)(int *version);
+    CUresult (*cuGetErrorString)(CUresult error, const char **str);
+    CUresult (*cuGetErrorName)(CUresult error, const char **str);
+    CUresult (*cuDeviceGetCount)(int *count);
+    CUresult (*cuDeviceGet)(CUdevice *device, int ordinal);
+    CUresult (*cuDeviceGetName)(char *name, int len, CUdevice dev);
+    CUresult (*cuDeviceGetUuid)(CUuuid *uuid, CUdevice dev);
+    CUresult (*cuDeviceGetPCIBusId)(char *pciBusId, int len, CUdevice dev);
+    CUresult (*cuDeviceGetAttribute)(int *value, int attrib, CUdevice dev);
+    CUresult (*cuDeviceTotalMem)(size_t *bytes, CUdevice dev);
+    CUresult (*cuDevicePrimaryCtxRetain)(CUcontext *ctx, CUdevice dev);
+    CUresult (*cuCtxSetCurrent)(CUcontext ctx);
+    CUresult (*cuCtxSynchronize)(void);
+    CUresult (*cuMemGetInfo)(size_t *free, size_t *total);
+    CUresult (*cuMemAlloc)(CUdeviceptr *dptr, size_t bytes);
+    CUresult (*cuMemFree)(CUdeviceptr dptr);
+    CUresult (*cuMemcpyHtoD)(CUdeviceptr dst, const void *src, size_t bytes);
+    CUresult (*cuMemcpyDtoH)(void *dst, CUdeviceptr src, size_t bytes);
+    CUresult (*cuMemcpyDtoD)(CUdeviceptr dst, CUdeviceptr src, size_t bytes);
+    CUresult (*cuMemsetD8)(CUdeviceptr dst, unsigned char value, size_t count);
+    CUresult (*cuModuleLoadData)(CUmodule *module, const void *image);
+    CUresult (*cuModuleUnload)(CUmodule module);
+    CUresult (*cuModuleGetFunction)(CUfunction *fn, CUmodule module, const char *name);
+    CUresult (*cuFuncSetAttribute)(CUfunction fn, int attrib, int value);
+    CUresult (*cuFuncGetAttribute)(int *value, int attrib, CUfunction fn);
+    CUresult (*cuLaunchKernel)(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                               unsigned sharedBytes, CUstream stream, void **params, void **extra);
+    CUresult (*cuStreamCreate)(CUstream *stream, unsigned int flags);
+    CUresult (*cuStreamSynchronize)(CUstream stream);
+    CUresult (*cuStreamBeginCapture)(CUstream stream, int mode);
+    CUresult (*cuStreamEndCapture)(CUstream stream, CUgraph *graph);
+    CUresult (*cuGraphInstantiateWithFlags)(CUgraphExec *exec, CUgraph graph, unsigned long long flags);
+    CUresult (*cuGraphLaunch)(CUgraphExec exec, CUstream stream);
+    CUresult (*cuGraphExecDestroy)(CUgraphExec exec);
+    CUresult (*cuGraphDestroy)(CUgraph graph);
+    CUresult (*cuEventCreate)(CUevent *event, unsigned int flags);
+    CUresult (*cuEventRecord)(CUevent event, CUstream stream);
+    CUresult (*cuEventSynchronize)(CUevent event);
+    CUresult (*cuEventElapsedTime)(float *ms, CUevent start, CUevent end);
+
+    nvrtcResult (*nvrtcVersion)(int *major, int *minor);
+    const char *(*nvrtcGetErrorString)(nvrtcResult result);
+    nvrtcResult (*nvrtcCreateProgram)(nvrtcProgram *prog, const char *src, const char *name, int numHeaders,
+                                      const char *const *headers, const char *const *includeNames);
+    nvrtcResult (*nvrtcCompileProgram)(nvrtcProgram prog, int numOptions, const char *const *options);
+    nvrtcResult (*nvrtcGetProgramLogSize)(nvrtcProgram prog, size_t *size);
+    nvrtcResult (*nvrtcGetProgramLog)(nvrtcProgram prog, char *log);
+    nvrtcResult (*nvrtcGetCUBINSize)(nvrtcProgram prog, size_t *size);
+    nvrtcResult (*nvrtcGetCUBIN)(nvrtcProgram prog, char *cubin);
+    nvrtcResult (*nvrtcDestroyProgram)(nvrtcProgram *prog);
+
+    nvmlReturn_t (*nvmlInit)(void);
+    nvmlReturn_t (*nvmlDeviceGetHandleByPciBusId)(const char *pciBusId, nvmlDevice_t *device);
+    nvmlReturn_t (*nvmlDeviceGetClockInfo)(nvmlDevice_t device, int type, unsigned int *clockMHz);
+    nvmlReturn_t (*nvmlSystemGetDriverVersion)(char *version, unsigned int length);
+} mlra_cuda_api;
+
+extern mlra_cuda_api mlra_cuda;
+
+/// Opens libcuda.so.1 and resolves the driver entry points. 0 on success; otherwise
+/// writes one sentence into `err`.
+int mlra_cuda_load_driver(char *err, size_t errlen);
+/// Opens NVRTC: `path` (a file, or a folder holding libnvrtc.so.*) when not NULL/empty,
+/// else libnvrtc.so.13, .12, .so from the library path. Preloads the builtins library
+/// beside it, so a pip wheel's copy works without LD_LIBRARY_PATH. On success writes
+/// the path it opened into `opened`.
+int mlra_cuda_load_nvrtc(const char *path, char *opened, size_t openedlen, char *err, size_t errlen);
+/// Opens NVML (libnvidia-ml.so.1) for clock readings; optional, 0 on success.
+int mlra_cuda_load_nvml(void);
+
+#endif

@@ -1,0 +1,123 @@
+// Loads the CUDA driver, NVRTC and NVML with dlopen (see include/CCuda.h for why).
+#define _GNU_SOURCE
+#include "CCuda.h"
+#include <dlfcn.h>
+#include <link.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+mlra_cuda_api mlra_cuda;
+
+// The versioned symbol first (cuda.h maps e.g. cuMemAlloc to cuMemAlloc_v2; every
+// _v2 resolved here has the signature declared in CCuda.h), then the plain one.
+static void *resolve(void *lib, const char *name) {
+    char v2[96];
+    snprintf(v2, sizeof v2, "%s_v2", name);
+    void *p = dlsym(lib, v2);
+    return p ? p : dlsym(lib, name);
+}
+
+#define RESOLVE(lib, field) do { \
+        *(void **)&mlra_cuda.field = resolve(lib, #field); \
+        if (!mlra_cuda.field) { snprintf(err, errlen, "%s lacks %s (driver too old?)", libname, #field); return 1; } \
+    } while (0)
+
+int mlra_cuda_load_driver(char *err, size_t errlen) {
+    if (mlra_cuda.cuInit) return 0;
+    const char *libname = "libcuda.so.1";
+    void *lib = dlopen(libname, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        snprintf(err, errlen, "no NVIDIA driver: cannot open %s (%s)", libname, dlerror());
+        return 1;
+    }
+    RESOLVE(lib, cuInit); RESOLVE(lib, cuDriverGetVersion); RESOLVE(lib, cuGetErrorString); RESOLVE(lib, cuGetErrorName);
+    RESOLVE(lib, cuDeviceGetCount); RESOLVE(lib, cuDeviceGet); RESOLVE(lib, cuDeviceGetName); RESOLVE(lib, cuDeviceGetUuid);
+    RESOLVE(lib, cuDeviceGetPCIBusId); RESOLVE(lib, cuDeviceGetAttribute); RESOLVE(lib, cuDeviceTotalMem);
+    RESOLVE(lib, cuDevicePrimaryCtxRetain); RESOLVE(lib, cuCtxSetCurrent); RESOLVE(lib, cuCtxSynchronize);
+    RESOLVE(lib, cuMemGetInfo); RESOLVE(lib, cuMemAlloc); RESOLVE(lib, cuMemFree); RESOLVE(lib, cuMemcpyHtoD);
+    RESOLVE(lib, cuMemcpyDtoH); RESOLVE(lib, cuMemcpyDtoD); RESOLVE(lib, cuMemsetD8); RESOLVE(lib, cuModuleLoadData);
+    RESOLVE(lib, cuModuleUnload); RESOLVE(lib, cuModuleGetFunction); RESOLVE(lib, cuFuncSetAttribute);
+    RESOLVE(lib, cuFuncGetAttribute); RESOLVE(lib, cuLaunchKernel); RESOLVE(lib, cuStreamCreate);
+    RESOLVE(lib, cuStreamSynchronize); RESOLVE(lib, cuStreamBeginCapture); RESOLVE(lib, cuStreamEndCapture);
+    RESOLVE(lib, cuGraphInstantiateWithFlags); RESOLVE(lib, cuGraphLaunch); RESOLVE(lib, cuGraphExecDestroy);
+    RESOLVE(lib, cuGraphDestroy); RESOLVE(lib, cuEventCreate); RESOLVE(lib, cuEventRecord);
+    RESOLVE(lib, cuEventSynchronize); RESOLVE(lib, cuEventElapsedTime);
+    return 0;
+}
+
+static int is_dir(const char *p) { struct stat st; return stat(p, &st) == 0 && S_ISDIR(st.st_mode); }
+
+// NVRTC loads its builtins (libnvrtc-builtins.so.M.m) by soname at compile time; a
+// copy already loaded with that soname is found without LD_LIBRARY_PATH.
+static void preload_builtins(const char *nvrtc_path) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", nvrtc_path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) return;
+    *slash = 0;
+    static const char *names[] = {"libnvrtc-builtins.so.13.0", "libnvrtc-builtins.so.12.9", "libnvrtc-builtins.so.12.8",
+                                  "libnvrtc-builtins.so.12.6", "libnvrtc-builtins.so.12.4", "libnvrtc-builtins.so"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        if (dlopen(p, RTLD_NOW | RTLD_GLOBAL)) return;
+    }
+}
+
+int mlra_cuda_load_nvrtc(const char *path, char *opened, size_t openedlen, char *err, size_t errlen) {
+    if (mlra_cuda.nvrtcCompileProgram) return 0;
+    static const char *sonames[] = {"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"};
+    void *lib = NULL;
+    char tried[2048] = "";
+    char candidate[4200];
+    for (size_t i = 0; i < sizeof sonames / sizeof *sonames && !lib; i++) {
+        if (path && *path) {
+            if (is_dir(path)) snprintf(candidate, sizeof candidate, "%s/%s", path, sonames[i]);
+            else if (i == 0) snprintf(candidate, sizeof candidate, "%s", path);
+            else break;
+        } else {
+            snprintf(candidate, sizeof candidate, "%s", sonames[i]);
+        }
+        lib = dlopen(candidate, RTLD_NOW | RTLD_LOCAL);
+        if (!lib) {
+            size_t n = strlen(tried);
+            snprintf(tried + n, sizeof tried - n, "%s%s", n ? ", " : "", candidate);
+        }
+    }
+    if (!lib) {
+        snprintf(err, errlen, "NVRTC not found (tried %s%s); point MLRA_NVRTC at libnvrtc.so.13 or its folder "
+                 "(a CUDA toolkit's lib64, or pip's nvidia-cuda-nvrtc: site-packages/nvidia/cu13/lib)",
+                 tried, (path && *path) ? "" : " on the library path");
+        return 1;
+    }
+    // The real file, so that its folder (for the builtins) is known.
+    struct link_map *map = NULL;
+    if (dlinfo(lib, RTLD_DI_LINKMAP, &map) == 0 && map && map->l_name && *map->l_name) {
+        snprintf(opened, openedlen, "%s", map->l_name);
+        preload_builtins(map->l_name);
+    } else {
+        snprintf(opened, openedlen, "%s", candidate);
+    }
+    const char *libname = opened;
+    RESOLVE(lib, nvrtcVersion); RESOLVE(lib, nvrtcGetErrorString); RESOLVE(lib, nvrtcCreateProgram);
+    RESOLVE(lib, nvrtcCompileProgram); RESOLVE(lib, nvrtcGetProgramLogSize); RESOLVE(lib, nvrtcGetProgramLog);
+    RESOLVE(lib, nvrtcGetCUBINSize); RESOLVE(lib, nvrtcGetCUBIN); RESOLVE(lib, nvrtcDestroyProgram);
+    return 0;
+}
+
+int mlra_cuda_load_nvml(void) {
+    if (mlra_cuda.nvmlDeviceGetClockInfo) return 0;
+    void *lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) return 1;
+    *(void **)&mlra_cuda.nvmlInit = resolve(lib, "nvmlInit");
+    *(void **)&mlra_cuda.nvmlDeviceGetHandleByPciBusId = resolve(lib, "nvmlDeviceGetHandleByPciBusId");
+    *(void **)&mlra_cuda.nvmlDeviceGetClockInfo = dlsym(lib, "nvmlDeviceGetClockInfo");
+    *(void **)&mlra_cuda.nvmlSystemGetDriverVersion = dlsym(lib, "nvmlSystemGetDriverVersion");
+    if (!mlra_cuda.nvmlInit || !mlra_cuda.nvmlDeviceGetHandleByPciBusId || !mlra_cuda.nvmlDeviceGetClockInfo
+        || mlra_cuda.nvmlInit() != 0) {
+        mlra_cuda.nvmlDeviceGetClockInfo = NULL;
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,328 @@
+import CCuda
+import Foundation
+import MLRACore
+
+/// Which device kernel runs a class of groups.
+public enum GPUKernelPath: String, CaseIterable, Sendable {
+    /// bf16/f16 caches on tensor cores, scores and softmax in each warp's registers
+    /// (decode_warps): groups whose value accumulators fit in a warp (value width ≤ 128).
+    case warps
+    /// bf16/f16 caches on tensor cores, scores through shared memory (decode_mma): any
+    /// aligned group, the wide latents of MLA and GLA-2 included.
+    case mma
+    /// f32 caches on CUDA cores (decode_f32).
+    case f32
+    /// The device-side reference (decode_plain): any dtype, any shape, slow.
+    case plain
+}
+
+/// Overrides of the chosen launch shape (nil: chosen from the device and the shape).
+public struct GPUTuning: Equatable, Sendable {
+    public var tile: Int?
+    public var stages: Int?
+    public var splits: Int?
+    public var path: GPUKernelPath?
+    public var warps: Int?
+    public var headsPerBlock: Int?
+    public init(tile: Int? = nil, stages: Int? = nil, splits: Int? = nil, path: GPUKernelPath? = nil, warps: Int? = nil,
+                headsPerBlock: Int? = nil) {
+        self.tile = tile; self.stages = stages; self.splits = splits; self.path = path; self.warps = warps
+        self.headsPerBlock = headsPerBlock
+    }
+}
+
+/// The decode attention of one rank's kernel groups on the GPU, for a batch of up to
+/// `maxBatch` sequences of up to `maxLength` tokens (MLRACore's AttentionKernel
+/// contract: queries [B][Σ heads·(DK)], outputs [B][Σ heads·DV], in group order).
+///
+/// Groups of equal shape form a class and share one compiled kernel and one launch;
+/// a class's groups are told apart by a small device table of column offsets.
+/// Per class one launch of the split-KV kernel, then (with more than one split) one
+/// launch of the combine kernel.
+public final class GPUAttention {
+    public let device: CUDADevice
+    public let dtype: StorageDType
+    public let rowWidth: Int
+    public let scale: Float
+    public let maxBatch: Int, maxLength: Int
+    public let queryCount: Int, outputCount: Int
+    public private(set) var classes: [GroupClass] = []
+
+    /// Groups of one shape and the launch chosen for them.
+    public struct GroupClass {
+        public let heads: Int, keyWidth: Int, ropeWidth: Int, valueWidth: Int, valueIsKey: Bool
+        public let groupIndices: [Int]
+        public let path: GPUKernelPath
+        public let tile: Int, stages: Int, splits: Int, chunk: Int
+        public let headsPerBlock: Int
+        public let sharedBytes: Int
+        public let threads: Int
+        public let blocksPerSM: Int
+        let main: CUDAFunction
+        let combine: CUDAFunction
+        let table: DeviceBuffer
+        let partialML: DeviceBuffer?, partialAcc: DeviceBuffer?, scratch: DeviceBuffer?
+
+        public var description: String {
+            "\(path) \(heads)h×(\(keyWidth)+\(ropeWidth))→\(valueWidth)"
+                + (path == .plain ? "" : " tile \(tile)" + (path == .f32 ? "" : "×\(stages) stages") + ", \(threads / 32) warps, \(splits) split(s) of \(chunk), "
+                    + "\(headsPerBlock) heads/block, \(sharedBytes / 1024) KiB shared, \(blocksPerSM) block(s)/SM")
+        }
+    }
+
+    public init(device: CUDADevice, groups: [KernelGroup], rowWidth: Int, dtype: StorageDType, scale: Float,
+                maxBatch: Int, maxLength: Int, tuning: GPUTuning = GPUTuning()) throws {
+        self.device = device; self.dtype = dtype; self.rowWidth = rowWidth; self.scale = scale
+        self.maxBatch = maxBatch; self.maxLength = maxLength
+        queryCount = groups.totalQueryCount
+        outputCount = groups.totalOutputCount
+
+        // Column offsets and query/output offsets of every group.
+        var rows = [[Int32]]()
+        var q = 0, o = 0
+        for g in groups {
+            rows.append([g.keyOffset, g.ropeOffset, g.valueOffset, q, o].map { Int32($0) })
+            q += g.heads * g.queryWidth
+            o += g.heads * g.valueWidth
+        }
+        struct Key: Hashable { let h, k, r, v: Int; let vk: Bool }
+        var order = [Key](), members = [Key: [Int]]()
+        for (i, g) in groups.enumerated() {
+            let key = Key(h: g.heads, k: g.keyWidth, r: g.ropeWidth, v: g.valueWidth,
+                          vk: g.valueOffset == g.keyOffset && g.valueWidth <= g.keyWidth)
+            if members[key] == nil { order.append(key) }
+            members[key, default: []].append(i)
+        }
+        for key in order {
+            let idx = members[key]!
+            let table = try DeviceBuffer(bytes: idx.count * 5 * 4, what: "the group table")
+            try table.upload(idx.flatMap { rows[$0] })
+            let offsets = idx.flatMap { [groups[$0].keyOffset, groups[$0].ropeOffset, groups[$0].valueOffset] }
+            classes.append(try Self.plan(device: device, heads: key.h, keyWidth: key.k, ropeWidth: key.r, valueWidth: key.v,
+                                         valueIsKey: key.vk, offsets: offsets, groupIndices: idx, table: table,
+                                         rowWidth: rowWidth, dtype: dtype, maxBatch: maxBatch, maxLength: maxLength,
+                                         tuning: tuning))
+        }
+    }
+
+    /// Device bytes this object holds (tables, partial states, reference scratch).
+    public var deviceBytes: Int {
+        classes.reduce(0) { $0 + $1.table.bytes + ($1.partialML?.bytes ?? 0) + ($1.partialAcc?.bytes ?? 0) + ($1.scratch?.bytes ?? 0) }
+    }
+
+    /// Device bytes of partial states for these shapes, before any allocation (memory checks).
+    public static func predictedPartialBytes(groups: [KernelGroup], maxBatch: Int, splits: Int) -> Int {
+        groups.reduce(0) { $0 + maxBatch * $1.heads * splits * ($1.valueWidth + 2) * 4 }
+    }
+
+    /// Launches every class on `device.stream`: caches is a device table of B row pointers
+    /// (u64), lengths B ints; q and out as in the class comment.
+    public func launch(caches: DeviceBuffer, lengths: DeviceBuffer, batch: Int, q: DeviceBuffer, out: DeviceBuffer) throws {
+        precondition(batch <= maxBatch)
+        let log2e: Float = 1.4426950408889634
+        for c in classes {
+            let groupsInClass = c.groupIndices.count
+            let args = KernelArguments()
+            args.add(caches.pointer).add(lengths.pointer).add(c.table.pointer).add(Int32(groupsInClass))
+                .add(q.pointer).add(Int32(queryCount)).add(out.pointer).add(Int32(outputCount))
+            switch c.path {
+            case .plain:
+                args.add(scale).add(c.scratch!.pointer).add(Int32(maxLength))
+                try c.main.launch(grid: (c.heads, groupsInClass, batch), block: c.threads, stream: device.stream, args)
+                continue
+            case .mma, .f32, .warps:
+                args.add(scale * log2e).add(Int32(c.splits)).add(Int32(c.chunk))
+                    .add(c.partialML?.pointer ?? 0).add(c.partialAcc?.pointer ?? 0)
+                let headBlocks = (c.heads + c.headsPerBlock - 1) / c.headsPerBlock
+                try c.main.launch(grid: (groupsInClass * headBlocks, c.splits, batch), block: c.threads, shared: c.sharedBytes,
+                                  stream: device.stream, args)
+            }
+            if c.splits > 1 {
+                let comb = KernelArguments()
+                comb.add(c.partialML!.pointer).add(c.partialAcc!.pointer).add(c.table.pointer).add(Int32(groupsInClass))
+                    .add(Int32(c.splits)).add(out.pointer).add(Int32(outputCount))
+                try c.combine.launch(grid: (c.heads * ((c.valueWidth + 31) / 32), groupsInClass, batch), block: 256,
+                                     stream: device.stream, comb)
+            }
+        }
+    }
+
+    public var summary: String { classes.map(\.description).joined(separator: "; ") }
+
+    // MARK: - Choosing the launch
+
+    static let warps = 8
+    /// decode_combine's COMBINE_MAX_SPLITS (its shared weight array).
+    static let combineMaxSplits = 1024
+
+    /// The mma kernel's warp split for `mt` 16-row tiles, or nil when none fits:
+    /// score phase S_WM warps along heads, value phase O_WM, within register budget.
+    static func mmaWarpSplit(mt: Int, tile: Int, valueWidth: Int) -> (sWM: Int, oWM: Int)? {
+        let nw = warps
+        let sWM = [8, 4, 2, 1].first { $0 <= mt && mt % $0 == 0 && nw % $0 == 0 && (tile / 8) % (nw / $0) == 0 }
+        let oWM = [1, 2, 4, 8].first { w in
+            guard mt % w == 0, nw % w == 0, (valueWidth / 8) % (nw / w) == 0 else { return false }
+            let nt = valueWidth / 8 / (nw / w)
+            return nt % 2 == 0 && (mt / w) * nt * 4 <= 128
+        }
+        guard let s = sWM, let o = oWM else { return nil }
+        return (s, o)
+    }
+
+    static func mmaSharedBytes(mt: Int, keyWidth: Int, ropeWidth: Int, valueWidth: Int, valueIsKey: Bool, tile: Int, stages: Int) -> Int {
+        let dk = keyWidth + ropeWidth
+        let rows = mt * 16
+        let scols = dk + (valueIsKey ? 0 : valueWidth)
+        return 2 * rows * (dk + 8) + 2 * stages * tile * (scols + 8) + 4 * rows * (tile + 4) + 2 * rows * (tile + 8) + 12 * rows
+    }
+
+    /// What the kernel for one class is compiled with and launched as, before any device work.
+    public struct LaunchShape {
+        public let path: GPUKernelPath
+        public let defines: [(String, Int)]
+        public let tile: Int, stages: Int, headsPerBlock: Int, sharedBytes: Int, threads: Int
+        public var flags: [String] { path == .plain ? [] : ["--use_fast_math"] }
+        public var functionName: String { "decode_\(path.rawValue)" }
+    }
+
+    /// Chooses the path, tile, stages and warp split for a class within `sharedBudget` bytes
+    /// of shared memory per block (the device's opt-in limit).
+    public static func launchShape(heads: Int, keyWidth: Int, ropeWidth: Int, valueWidth: Int, valueIsKey: Bool,
+                                   offsets: [Int], rowWidth: Int, dtype: StorageDType, sharedBudget: Int,
+                                   tuning: GPUTuning) throws -> LaunchShape {
+        let elem = dtype == .bf16 ? 0 : dtype == .f16 ? 1 : 2
+        let base: [(String, Int)] = [("ELEM", elem), ("GROUP_HEADS", heads), ("KEY_W", keyWidth), ("ROPE_W", ropeWidth),
+                                     ("VAL_W", valueWidth), ("ROW_W", rowWidth)]
+        let aligned = keyWidth % 16 == 0 && ropeWidth % 16 == 0 && valueWidth % 16 == 0 && rowWidth % 8 == 0
+            && offsets.allSatisfy { $0 % 8 == 0 }
+        // The warp-register kernel holds DK/16·4 query and DV/8·4 accumulator registers per thread.
+        let warpFits = (keyWidth + ropeWidth) / 16 * 4 + valueWidth / 8 * 4 <= 112
+        let path = tuning.path ?? (dtype == .f32 ? .f32 : !aligned ? .plain : warpFits ? .warps : .mma)
+        if path == .warps && !warpFits {
+            throw HarnessError("the warp-register kernel holds at most 112 query + accumulator registers per thread; "
+                               + "key \(keyWidth)+\(ropeWidth), value \(valueWidth) need more (use --gpu-kernel mma)")
+        }
+        if (path == .mma || path == .warps) && (dtype == .f32 || !aligned) {
+            throw HarnessError("the tensor-core kernel needs a 16-bit cache, widths that are multiples of 16 and "
+                               + "column offsets that are multiples of 8 (\(heads) heads, key \(keyWidth), rope \(ropeWidth), value \(valueWidth), row \(rowWidth))")
+        }
+        if path == .f32 && dtype != .f32 { throw HarnessError("the f32 kernel needs an f32 cache (this one is \(dtype))") }
+        let threads = 256
+        switch path {
+        case .plain:
+            return LaunchShape(path: .plain, defines: base, tile: 0, stages: 0, headsPerBlock: 1, sharedBytes: 0, threads: threads)
+        case .warps:
+            let headsPerBlock = min(heads, tuning.headsPerBlock ?? 64)
+            var mt = 1
+            while mt * 16 < headsPerBlock { mt *= 2 }
+            // Defaults measured on an H200 at 512K tokens (benchmarks/gpu_tune.sh; docs/gpu-kernels.md):
+            // MLRA-4's 64 heads (4 head tiles) run best with 8 warps, tile 128, 2 stages (121.8 µs
+            // against 136.8 with 4 warps, tile 64, 3 stages); GQA's 8 heads with 4 warps, tile 128,
+            // 2 stages (97.0 µs against 125.5 with tile 64, 3 stages).
+            let nwarps = tuning.warps ?? (mt >= 2 ? 8 : 4)
+            guard nwarps % mt == 0, nwarps <= 16 else {
+                throw HarnessError("--gpu-warps \(nwarps) must be a multiple of the \(mt) head tiles, at most 16")
+            }
+            let wsplit = nwarps / mt
+            let dk = keyWidth + ropeWidth
+            let srow = dk + (valueIsKey ? 0 : valueWidth) + 8
+            guard tuning.tile.map({ $0 % (16 * wsplit) == 0 }) ?? true else {
+                throw HarnessError("--gpu-tile \(tuning.tile!) must be a multiple of 16 × \(wsplit) (the warps that share a head tile)")
+            }
+            for t in tuning.tile.map({ [$0] }) ?? [128, 64, 32] where t % (16 * wsplit) == 0 {
+                for s in tuning.stages.map({ [$0] }) ?? [2, 3] {
+                    let shared = max(2 * s * t * srow, 4 * wsplit * mt * 16 * (2 + valueWidth))
+                    guard shared <= sharedBudget else { continue }
+                    let defines = base + [("FAST_WARP", 1), ("HEADS", headsPerBlock), ("MT", mt), ("TN", t), ("STAGES", s),
+                                          ("NWARPS", nwarps), ("VAL_IS_KEY", valueIsKey ? 1 : 0)]
+                    return LaunchShape(path: .warps, defines: defines, tile: t, stages: s, headsPerBlock: headsPerBlock,
+                                       sharedBytes: shared, threads: 32 * nwarps)
+                }
+            }
+            throw HarnessError("no tile of the warp-register kernel fits \(heads) heads × key \(dk), value \(valueWidth) "
+                               + "in \(sharedBudget / 1024) KiB of shared memory with \(nwarps) warps")
+        case .mma:
+            // Heads per block: all of the group's, up to 64 (beyond that the value accumulators
+            // leave the registers); MT is a power of two so that the softmax's threads per row are too.
+            let headsPerBlock = min(heads, tuning.headsPerBlock ?? 64)
+            var mt = 1
+            while mt * 16 < headsPerBlock { mt *= 2 }
+            for t in tuning.tile.map({ [$0] }) ?? [64, 32, 16] {
+                guard t % 16 == 0, let split = mmaWarpSplit(mt: mt, tile: t, valueWidth: valueWidth), 256 % (mt * 16) == 0,
+                      (t / (256 / (mt * 16))) % 2 == 0 else { continue }
+                for s in tuning.stages.map({ [$0] }) ?? [3, 2] where s >= 2 {
+                    let shared = mmaSharedBytes(mt: mt, keyWidth: keyWidth, ropeWidth: ropeWidth, valueWidth: valueWidth,
+                                                valueIsKey: valueIsKey, tile: t, stages: s)
+                    guard shared <= sharedBudget else { continue }
+                    let defines = base + [("FAST_MMA", 1), ("HEADS", headsPerBlock), ("MT", mt), ("TN", t), ("STAGES", s),
+                                          ("NWARPS", warps), ("S_WM", split.sWM), ("O_WM", split.oWM), ("VAL_IS_KEY", valueIsKey ? 1 : 0)]
+                    return LaunchShape(path: .mma, defines: defines, tile: t, stages: s, headsPerBlock: headsPerBlock,
+                                       sharedBytes: shared, threads: threads)
+                }
+            }
+            throw HarnessError("no tile of the tensor-core kernel fits \(heads) heads × key \(keyWidth)+\(ropeWidth), value \(valueWidth) "
+                               + "in \(sharedBudget / 1024) KiB of shared memory" + (tuning.tile.map { " with --gpu-tile \($0)" } ?? ""))
+        case .f32:
+            let headsPerBlock = min(heads, 16)
+            let tile = tuning.tile ?? 32
+            let dk = keyWidth + ropeWidth
+            let shared = 4 * (headsPerBlock * dk + tile * (dk + valueWidth + 1) + headsPerBlock * tile + 3 * headsPerBlock)
+            guard shared <= sharedBudget else {
+                throw HarnessError("the f32 kernel's tile of \(tile) rows × \(dk + valueWidth) columns does not fit in shared memory")
+            }
+            return LaunchShape(path: .f32, defines: base + [("FAST_F32", 1), ("HB", headsPerBlock), ("TN", tile), ("NTHREADS", threads)],
+                               tile: tile, stages: 0, headsPerBlock: headsPerBlock, sharedBytes: shared, threads: threads)
+        }
+    }
+
+    static func plan(device: CUDADevice, heads: Int, keyWidth: Int, ropeWidth: Int, valueWidth: Int, valueIsKey: Bool,
+                     offsets: [Int], groupIndices: [Int], table: DeviceBuffer, rowWidth: Int, dtype: StorageDType,
+                     maxBatch: Int, maxLength: Int, tuning: GPUTuning) throws -> GroupClass {
+        let shape = try launchShape(heads: heads, keyWidth: keyWidth, ropeWidth: ropeWidth, valueWidth: valueWidth,
+                                    valueIsKey: valueIsKey, offsets: offsets, rowWidth: rowWidth, dtype: dtype,
+                                    sharedBudget: device.sharedPerBlockOptin, tuning: tuning)
+        let compiler = KernelCompiler.shared
+        let arch = device.arch
+        let path = shape.path, defines = shape.defines, tile = shape.tile, stages = shape.stages
+        let headsPerBlock = shape.headsPerBlock, shared = shape.sharedBytes, threads = shape.threads
+        let fast = path != .plain
+        let flags = shape.flags
+        let main = try compiler.function(shape.functionName, in: .decodeAttention, arch: arch, defines: defines, flags: flags)
+        let combine = try compiler.function("decode_combine", in: .decodeAttention, arch: arch, defines: defines, flags: flags)
+        if shared > 48 * 1024 { try main.setMaxDynamicShared(shared) }
+
+        guard fast else {
+            let scratchBytes = maxBatch * groupIndices.count * heads * maxLength * 4
+            try device.checkFits(bytes: scratchBytes, what: "the reference kernel's scores")
+            let scratch = try DeviceBuffer(bytes: scratchBytes, what: "the reference kernel's scores")
+            return GroupClass(heads: heads, keyWidth: keyWidth, ropeWidth: ropeWidth, valueWidth: valueWidth, valueIsKey: valueIsKey,
+                              groupIndices: groupIndices, path: .plain, tile: 0, stages: 0, splits: 1, chunk: maxLength,
+                              headsPerBlock: 1, sharedBytes: 0, threads: threads, blocksPerSM: 1, main: main, combine: combine,
+                              table: table, partialML: nil, partialAcc: nil, scratch: scratch)
+        }
+
+        // Split-KV: enough blocks to fill every SM once at the kernel's occupancy, no split shorter than a tile.
+        var regs: Int32 = 0
+        _ = mlra_cuda.cuFuncGetAttribute!(&regs, 4 /* CU_FUNC_ATTRIBUTE_NUM_REGS */, main.function)
+        let byRegs = 65536 / max(1, Int(regs) * threads)
+        let bySmem = device.sharedPerSM / (shared + 1024)
+        let blocksPerSM = max(1, min(byRegs, bySmem, 8))
+        let headBlocks = (heads + headsPerBlock - 1) / headsPerBlock
+        let blocksPerSplit = maxBatch * groupIndices.count * headBlocks
+        let tiles = (maxLength + tile - 1) / tile
+        var splits = tuning.splits ?? max(1, (device.smCount * blocksPerSM + blocksPerSplit - 1) / blocksPerSplit)
+        splits = max(1, min(splits, tiles, combineMaxSplits))
+        let chunk = ((tiles + splits - 1) / splits) * tile
+        splits = (maxLength + chunk - 1) / chunk
+        var ml: DeviceBuffer? = nil, acc: DeviceBuffer? = nil
+        if splits > 1 {
+            let states = maxBatch * groupIndices.count * heads * splits
+            ml = try DeviceBuffer(bytes: states * 2 * 4, what: "split-KV partial states")
+            acc = try DeviceBuffer(bytes: states * valueWidth * 4, what: "split-KV partial accumulators")
+        }
+        return GroupClass(heads: heads, keyWidth: keyWidth, ropeWidth: ropeWidth, valueWidth: valueWidth, valueIsKey: valueIsKey,
+                          groupIndices: groupIndices, path: path, tile: tile, stages: stages, splits: splits, chunk: chunk,
+                          headsPerBlock: headsPerBlock, sharedBytes: shared, threads: threads, blocksPerSM: blocksPerSM,
+                          main: main, combine: combine, table: table, partialML: ml, partialAcc: acc, scratch: nil)
+    }
+}

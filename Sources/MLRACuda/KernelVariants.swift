@@ -1,0 +1,34 @@
+import MLRACore
+
+/// Every compilation the harness makes of its kernel sources at the self-test's shapes
+/// (each variant's kernel groups, every cache dtype, every path), for the NVRTC check
+/// that runs without a GPU (`mlra kernels`, in CI). Shared memory is budgeted as on
+/// an A100 (163 KiB per block), the smallest of the targets, so every tile chosen
+/// there also fits on Hopper.
+public enum KernelVariants {
+    public static let sharedBudget = 163 * 1024
+
+    public static var all: [(KernelSource, [(String, Int)])] {
+        var out: [(KernelSource, [(String, Int)])] = [(.calibrate, []), (.cacheFill, [])]
+        var seen = Set<String>()
+        for c in GPUSelfTest.cases {
+            guard let layout = try? c.config.layout(), let shard = try? layout.shard(tp: c.tp, rank: 0) else { continue }
+            let groups = layout.kernelGroups(for: shard)
+            let width = layout.cacheWidth(units: shard.units.count)
+            for dtype in StorageDType.allCases {
+                for path in [nil, GPUKernelPath.mma, .plain] {
+                    for g in groups {
+                        guard let shape = try? GPUAttention.launchShape(
+                            heads: g.heads, keyWidth: g.keyWidth, ropeWidth: g.ropeWidth, valueWidth: g.valueWidth,
+                            valueIsKey: g.valueOffset == g.keyOffset && g.valueWidth <= g.keyWidth,
+                            offsets: [g.keyOffset, g.ropeOffset, g.valueOffset], rowWidth: width, dtype: dtype,
+                            sharedBudget: sharedBudget, tuning: GPUTuning(path: path)) else { continue }
+                        let key = shape.defines.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
+                        if seen.insert(key).inserted { out.append((.decodeAttention, shape.defines)) }
+                    }
+                }
+            }
+        }
+        return out
+    }
+}

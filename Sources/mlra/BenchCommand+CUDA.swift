@@ -1,0 +1,111 @@
+import Foundation
+import MLRABench
+import MLRACore
+import MLRACuda
+
+/// `mlra bench --device cuda`: the same configuration in kernel scope on this rank's GPU.
+extension BenchCommand {
+    func runCUDA() throws {
+        let layout = try layerConfig().layout()
+        let rank = try self.rank ?? KernelWorkload.busiestRank(layout, tp: tp)
+        let shard = try layout.shard(tp: tp, rank: rank)
+        let device = try gpu.bindFromEnvironment()
+        let cal = try calibration.map(GPUCalibration.load) ?? GPUCalibration.measure(device: device, quick: true)
+        let clocks = device.clocksMHz()
+        let freeBefore = try device.freeMemoryBytes()
+        let work = try GPUKernelWorkload(device: device, layout: layout, shard: shard, dtype: kvDtype,
+                                         lengths: Array(repeating: context, count: batch), coldCache: coldCache, tuning: gpu.tuning)
+        let used = freeBefore - (try device.freeMemoryBytes())
+
+        // Validate before timing: against the CPU plain kernel, then the device reference at full length.
+        var checks = [try GPUValidation.againstCPU(work)]
+        if fullCheck { checks.append(try GPUValidation.againstDeviceReference(work)) }
+        if let failed = checks.first(where: { !$0.passed }) {
+            throw HarnessError("validation failed (\(failed.what)): \(failed.violation!)")
+        }
+        let samples = try GPUTiming.run(work, warmup: warmup, steps: steps)
+        let out = try work.outputs()
+        guard out.allSatisfy(\.isFinite) else { throw HarnessError("the GPU kernel produced non-finite outputs") }
+
+        let row = GPUBenchRow(variant: variant.rawValue, tp: tp, rank: rank, context: context, batch: batch, kvDtype: kvDtype,
+                              device: device, clocks: clocks, kernel: work.attention.summary,
+                              mode: coldCache ? "cold" : "warm", cacheSets: work.cacheSets, steps: steps,
+                              launched: SampleStats(samples.launched), graph: SampleStats(samples.graph),
+                              bytes: Double(work.bytesPerStep), flops: Double(work.flopsPerStep), cal: cal,
+                              checks: checks, deviceBytesUsed: used, deviceBytesNeeded: work.neededBytes)
+        print(format == .csv ? GPUBenchRow.csvHeader + "\n" + row.csv : row.table)
+    }
+}
+
+/// One GPU bench result. Times are CUDA-event times per step; the roofline fraction and
+/// the bandwidth fraction use the graph-replay median (the kernels' own time, launch
+/// gaps removed); `launch_overhead_us` is launched − graph medians.
+struct GPUBenchRow {
+    let variant: String, tp: Int, rank: Int, context: Int, batch: Int, kvDtype: StorageDType
+    let device: CUDADevice, clocks: (sm: Int, memory: Int)?
+    let kernel: String, mode: String, cacheSets: Int, steps: Int
+    let launched: SampleStats, graph: SampleStats
+    let bytes: Double, flops: Double
+    let cal: GPUCalibration
+    let checks: [GPUValidation.Result]
+    let deviceBytesUsed: Int, deviceBytesNeeded: Int
+
+    var bound: Double { cal.rooflineSeconds(bytes: bytes, flops: flops, cache: kvDtype) }
+    var memoryBound: Bool { cal.memoryBound(bytes: bytes, flops: flops, cache: kvDtype) }
+    var gbs: Double { bytes / graph.median / 1e9 }
+    var tflops: Double { flops / graph.median / 1e12 }
+    var bandwidthFraction: Double { bytes / (cal.readGBs * 1e9) / graph.median }
+
+    static let csvHeader = "variant,tp,rank,context,batch,kv_dtype,device,gpu_name,gpu_uuid,gpu_pci_bus_id,gpu_driver,"
+        + "gpu_sm_clock_mhz,gpu_mem_clock_mhz,gpu_ranks_sharing,kernel,cache_mode,cache_sets,steps,"
+        + "lat_us_median,lat_us_p10,lat_us_p90,lat_us_min,lat_us_max,graph_us_median,graph_us_p10,graph_us_p90,launch_overhead_us,"
+        + "kv_bytes_per_step,flops_per_step,achieved_GBs,achieved_TFLOPs,cal_read_GBs,cal_copy_GBs,cal_tensor_TFLOPs,cal_fma_TFLOPs,"
+        + "roofline_us,roofline_limit,roofline_fraction,read_bw_fraction,validation_cpu_max_err,validation_full_max_err,"
+        + "device_bytes_used,device_bytes_needed,device_memory_ratio"
+
+    var csv: String {
+        let us = { (s: Double) -> String in String(format: "%.2f", s * 1e6) }
+        let f = { (format: String, v: Double) -> String in String(format: format, v) }
+        let quoted = "\"" + kernel.replacingOccurrences(of: "\"", with: "'") + "\""
+        var fields: [String] = [variant, "\(tp)", "\(rank)", "\(context)", "\(batch)", kvDtype.rawValue, "cuda"]
+        fields += [device.name, device.uuid, device.pciBusId, CUDADriver.driverVersion]
+        fields += ["\(clocks?.sm ?? 0)", "\(clocks?.memory ?? 0)", "\(device.ranksSharing)", quoted, mode, "\(cacheSets)", "\(steps)"]
+        fields += [us(launched.median), us(launched.p10), us(launched.p90), us(launched.min), us(launched.max)]
+        fields += [us(graph.median), us(graph.p10), us(graph.p90), us(launched.median - graph.median)]
+        fields += [f("%.0f", bytes), f("%.0f", flops), f("%.1f", gbs), f("%.2f", tflops)]
+        fields += [f("%.1f", cal.readGBs), f("%.1f", cal.copyGBs), f("%.1f", cal.tensorTFlops), f("%.1f", cal.fmaTFlops)]
+        fields += [us(bound), memoryBound ? "bandwidth" : "compute", f("%.3f", bound / graph.median), f("%.3f", bandwidthFraction)]
+        fields += [f("%.3g", checks[0].maxError), checks.count > 1 ? f("%.3g", checks[1].maxError) : ""]
+        fields += ["\(deviceBytesUsed)", "\(deviceBytesNeeded)", f("%.3f", Double(deviceBytesUsed) / Double(deviceBytesNeeded))]
+        return fields.joined(separator: ",")
+    }
+
+    var table: String {
+        let clockText = clocks.map { "SM \($0.sm) MHz, memory \($0.memory) MHz (read before timing)" } ?? "unknown (no NVML)"
+        let limit: NSString = memoryBound ? "bandwidth" : "compute"
+        var lines: [String] = []
+        lines.append("mlra \(HarnessVersion.string) bench: \(variant) tp \(tp) rank \(rank), L \(context), batch \(batch), "
+                     + "\(kvDtype) cache, \(mode) cache (\(cacheSets) set(s)), \(steps) steps")
+        lines.append("  device              \(device.summary)")
+        lines.append("  clocks              " + clockText)
+        lines.append("  kernel              \(kernel)")
+        lines.append(String(format: "  time per step       graph replay median %.1f us   p10 %.1f   p90 %.1f",
+                            graph.median * 1e6, graph.p10 * 1e6, graph.p90 * 1e6))
+        lines.append(String(format: "                      launched     median %.1f us   p10 %.1f   p90 %.1f   (launch overhead %.1f us)",
+                            launched.median * 1e6, launched.p10 * 1e6, launched.p90 * 1e6, (launched.median - graph.median) * 1e6))
+        lines.append(String(format: "  bytes per step      %.0f (%.2f MB)", bytes, bytes / 1e6))
+        lines.append(String(format: "  FLOPs per step      %.0f (%.3f GFLOP, %.1f FLOP/byte)", flops, flops / 1e9, flops / bytes))
+        lines.append(String(format: "  achieved            %.1f GB/s   %.1f TFLOP/s", gbs, tflops))
+        lines.append(String(format: "  calibration         read %.1f GB/s, copy %.1f GB/s, tensor bf16 %.1f TFLOP/s, f32 FMA %.1f TFLOP/s",
+                            cal.readGBs, cal.copyGBs, cal.tensorTFlops, cal.fmaTFlops))
+        lines.append(String(format: "  roofline bound      %.1f us (%@-bound)   fraction reached %.3f   of read bandwidth %.3f",
+                            bound * 1e6, limit, bound / graph.median, bandwidthFraction))
+        for c in checks {
+            lines.append(String(format: "  validated           max |error| %.3g: %@", c.maxError, c.what as NSString))
+        }
+        let ratio = Double(deviceBytesUsed) / Double(deviceBytesNeeded)
+        lines.append(String(format: "  device memory       %.1f MB used, %.1f MB needed (caches + queries + outputs + partials), ratio %.3f",
+                            Double(deviceBytesUsed) / 1e6, Double(deviceBytesNeeded) / 1e6, ratio))
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,46 @@
+import ArgumentParser
+import MLRACore
+import MLRACuda
+
+/// Where a command's attention kernel runs.
+enum DeviceKind: String, ExpressibleByArgument, CaseIterable { case cpu, cuda }
+
+extension GPUKernelPath: ExpressibleByArgument {}
+
+/// --device and the GPU kernel's launch overrides (shared by bench, forward, selftest).
+struct GPUOptions: ParsableArguments {
+    @Option(help: "cpu or cuda (each rank drives GPU <node-local rank> mod <visible GPUs>).")
+    var device: DeviceKind = .cpu
+    @Option(name: .customLong("gpu-kernel"), help: "GPU kernel: mma (16-bit caches, tensor cores), f32 or plain (reference); default: chosen by the cache dtype.")
+    var gpuKernel: GPUKernelPath?
+    @Option(name: .customLong("gpu-tile"), help: "Tokens per tile of the GPU kernel (default: the largest that fits).")
+    var gpuTile: Int?
+    @Option(name: .customLong("gpu-stages"), help: "Shared-memory stages of the tensor-core kernel (default: 3 if it fits, else 2).")
+    var gpuStages: Int?
+    @Option(name: .customLong("gpu-splits"), help: "Split-KV count (default: enough blocks to fill every SM once).")
+    var gpuSplits: Int?
+    @Option(name: .customLong("gpu-warps"), help: "Warps per block of the warp-register kernel (a multiple of its head tiles).")
+    var gpuWarps: Int?
+    @Option(name: .customLong("gpu-heads-per-block"), help: "Heads per block of the tensor-core kernels (default: all of a group's, up to 64).")
+    var gpuHeadsPerBlock: Int?
+
+    func validate() throws {
+        for (v, n) in [(gpuTile, "--gpu-tile"), (gpuStages, "--gpu-stages"), (gpuSplits, "--gpu-splits"), (gpuWarps, "--gpu-warps"), (gpuHeadsPerBlock, "--gpu-heads-per-block")] {
+            if let v, v < 1 { throw ValidationError("\(n) must be at least 1, got \(v)") }
+        }
+        if let t = gpuTile, t % 16 != 0 { throw ValidationError("--gpu-tile must be a multiple of 16, got \(t)") }
+        if let s = gpuStages, s < 2 || s > 4 { throw ValidationError("--gpu-stages must lie in 2...4, got \(s)") }
+        if device == .cpu, gpuKernel != nil || gpuTile != nil || gpuStages != nil || gpuSplits != nil || gpuWarps != nil || gpuHeadsPerBlock != nil {
+            throw ValidationError("--gpu-kernel, --gpu-tile, --gpu-stages, --gpu-splits and --gpu-warps need --device cuda")
+        }
+    }
+
+    var tuning: GPUTuning { GPUTuning(tile: gpuTile, stages: gpuStages, splits: gpuSplits, path: gpuKernel, warps: gpuWarps,
+                                     headsPerBlock: gpuHeadsPerBlock) }
+
+    /// Binds this process's GPU from the launcher's node-local rank (commands run without MPI).
+    func bindFromEnvironment() throws -> CUDADevice {
+        let local = CUDADevice.localRankFromEnvironment()
+        return try CUDADevice(localRank: local.rank, localSize: local.size)
+    }
+}
