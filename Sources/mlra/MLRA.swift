@@ -29,11 +29,12 @@ struct MLRA: ParsableCommand {
     /// `--context -5` becomes `--context=-5`. ArgumentParser reads "-5" as a short flag
     /// and reports "Missing value for '--context'"; joined, the value reaches the
     /// command's own check, which names the real problem ("must be positive, got -5").
-    /// mlra has no positional arguments, so a negative number is always an option's value.
+    /// mlra has no positional arguments and no short flag is a digit, so "-" and a digit
+    /// (a number, or a list such as "-5,64") is always an option's value.
     static func joiningNegativeValues(_ args: [String]) -> [String] {
         var out = [String]()
         for arg in args {
-            if let last = out.last, last.hasPrefix("--"), !last.contains("="), arg.hasPrefix("-"), Double(arg) != nil {
+            if let last = out.last, last.hasPrefix("--"), !last.contains("="), arg.hasPrefix("-"), arg.dropFirst().first?.isNumber == true {
                 out[out.count - 1] = last + "=" + arg
             } else {
                 out.append(arg)
