@@ -49,12 +49,12 @@ public struct Calibration: Codable, Sendable, Equatable {
     /// Measures with `threads` threads. Full mode: arrays of max(256 MB, 8 × LLC),
     /// sgemm n = 2048, 5 repetitions (a few seconds). Quick mode: arrays of 4 × LLC,
     /// sgemm n = 1024, 3 repetitions (about 1–2 s).
-    public static func measure(threads: Int, quick: Bool = false) -> Calibration {
+    public static func measure(threads: Int, quick: Bool = false) throws -> Calibration {
         let llc = lastLevelCacheBytes()
         let arrayBytes = quick ? 4 * llc : max(256 << 20, 8 * llc)
         let reps = quick ? 3 : 5
         let stream = StreamTask(elements: arrayBytes / 4, threads: threads)
-        let pool = WorkerPool(parts: threads)
+        let pool = try WorkerPool(parts: threads)
         pool.run(stream.with(.initialise))
         let read = best(reps) { pool.run(stream.with(.read)) }
         let triad = best(reps) { pool.run(stream.with(.triad)) }
@@ -69,7 +69,7 @@ public struct Calibration: Codable, Sendable, Equatable {
 
         return Calibration(threads: threads, readGBs: bytes / read / 1e9, triadGBs: 3 * bytes / triad / 1e9,
                            sgemmGFlops: sgemm, fmaGFlops: fma.flops / fmaSeconds / 1e9,
-                           fmaWidth: FMAWidth.widest?.rawValue ?? "swift-simd",
+                           fmaWidth: FMAWidth.widest?.rawValue ?? Self.swiftSIMDWidth,
                            blasCore: String(cString: openblas_get_corename()), llcBytes: llc, arrayBytes: Int(bytes))
     }
 
@@ -78,8 +78,38 @@ public struct Calibration: Codable, Sendable, Equatable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw HarnessError("\(path): cannot read calibration file")
         }
-        do { return try JSONDecoder().decode(Calibration.self, from: data) } catch {
-            throw HarnessError("\(path): not a calibration JSON from this version's 'mlra calibrate --format json' (re-run it)")
+        // Strict like every input: no key twice, counts written as integers; a file from an
+        // older version (no fmaWidth) or any other damage asks for a fresh calibration.
+        let cal = try StrictJSON.decode(Calibration.self, from: data, path: path, kind: "calibration",
+                                        integerKeys: ["threads", "llcBytes", "arrayBytes"],
+                                        hint: " (re-run 'mlra calibrate --format json')")
+        try cal.validate(path: path)
+        return cal
+    }
+
+    /// Largest last-level cache a file may state (1 TiB, far beyond any CPU's): kernel
+    /// workloads size their cold-cache sets as 4 × llcBytes, so an absurd value must
+    /// be refused here, before it becomes an Int overflow or a multi-terabyte allocation.
+    public static let maxLLCBytes = 1 << 40
+    /// `fmaWidth` when the CPU has neither AVX-512 nor AVX2 and the Swift SIMD loop ran.
+    static let swiftSIMDWidth = "swift-simd"
+
+    /// A calibration file is input like any other: every figure the roofline divides
+    /// by or sizes buffers from must be a positive, finite, plausible number.
+    func validate(path: String) throws {
+        func fail(_ key: String, _ value: String, _ rule: String) -> HarnessError {
+            HarnessError("\(path): calibration '\(key)' is \(value); it must be \(rule)")
+        }
+        guard threads >= 1, threads <= 1 << 16 else { throw fail("threads", "\(threads)", "in 1...65536") }
+        for (key, v) in [("readGBs", readGBs), ("triadGBs", triadGBs), ("sgemmGFlops", sgemmGFlops), ("fmaGFlops", fmaGFlops)]
+        where !(v.isFinite && v > 0) {
+            throw fail(key, "\(v)", "a positive finite number")
+        }
+        guard llcBytes >= 1, llcBytes <= Self.maxLLCBytes else { throw fail("llcBytes", "\(llcBytes)", "in 1...\(Self.maxLLCBytes)") }
+        guard arrayBytes >= 1, arrayBytes <= 1 << 50 else { throw fail("arrayBytes", "\(arrayBytes)", "in 1...\(1 << 50)") }
+        let widths = [FMAWidth.avx512, .avx2].map(\.rawValue) + [Self.swiftSIMDWidth]
+        guard widths.contains(fmaWidth) else {
+            throw fail("fmaWidth", "'\(SafeTensorsFile.printable(fmaWidth))'", "one of \(widths.joined(separator: ", "))")
         }
     }
 

@@ -38,8 +38,11 @@ public final class KernelWorkload {
         self.context = context; self.sequences = sequences; self.coldCache = coldCache; self.kernel = kernel
         groups = layout.kernelGroups(for: shard)
         let width = layout.cacheWidth(units: shard.units.count)
-        let setBytes = sequences * context * width * dtype.bytes
-        cacheSets = coldCache ? max(1, (4 * llcBytes + setBytes - 1) / setBytes) : 1
+        // Sizes come from flags and calibration files: checked, so a huge value is an error, not a trap.
+        let setBytes = try CheckedSize.product([sequences, context, width, dtype.bytes], "the cache set of \(sequences) × \(context) tokens")
+        let span = try CheckedSize.sum([try CheckedSize.product([4, llcBytes], "4 × the last-level cache"), setBytes - 1],
+                                       "the cold-cache span")
+        cacheSets = coldCache ? max(1, span / setBytes) : 1
 
         let init_ = SeededInit(seed: seed)
         caches = (0..<cacheSets).map { set in

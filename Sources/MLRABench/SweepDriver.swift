@@ -154,7 +154,7 @@ public final class SweepDriver {
                 for t in threadCounts { cals["\(t)"] = cal }
             } else {
                 for t in threadCounts {
-                    let cal = Calibration.measure(threads: t, quick: options.quickCalibration)
+                    let cal = try Calibration.measure(threads: t, quick: options.quickCalibration)
                     progress(String(format: "calibration (%d thread%@): read %.1f GB/s, triad %.1f GB/s, sgemm %.1f GFLOP/s, FMA loop %.1f GFLOP/s",
                                     cal.threads, cal.threads == 1 ? "" : "s", cal.readGBs, cal.triadGBs, cal.sgemmGFlops, cal.fmaGFlops))
                     cals["\(t)"] = cal
@@ -255,7 +255,7 @@ public final class SweepDriver {
         let tpRank = g?.tpRank ?? 0
         let seqs = c.isDeviceShare ? c.batch : c.sequencesPerReplica
         // Every scope runs this kernel object; its ISA (the loops it dispatches to) goes into the row.
-        let kernel = TiledAttentionKernel(threads: c.threads)
+        let kernel = try TiledAttentionKernel(threads: c.threads)
         let timed = TimedKernel(kernel)
         let weights = SeededWeights(seed: options.seed)
 
@@ -315,7 +315,7 @@ public final class SweepDriver {
         var rowJSON = ""
         var sampleLines = [[String: String]]()
         if reporter, let stepStats, let work {
-            let row = makeRow(c, cost: cost, mode: mode, group: g?.replica ?? 0, seqs: seqs, samples: samples, stepStats: stepStats,
+            let row = try makeRow(c, cost: cost, mode: mode, group: g?.replica ?? 0, seqs: seqs, samples: samples, stepStats: stepStats,
                               tokensPerSecond: tokensPerSecond, maxError: maxError, work: work, kernelISA: kernel.isa)
             rowJSON = String(decoding: try JSONEncoder().encode(row), as: UTF8.self)
             if options.samples != nil {
@@ -356,10 +356,10 @@ public final class SweepDriver {
 
     func makeRow(_ c: SweepConfig, cost: DecodeCost, mode: TimingMode, group: Int, seqs: Int, samples: StepSamples,
                  stepStats: SampleStats, tokensPerSecond: Double, maxError: Double, work: StepWorkload,
-                 kernelISA: KernelISA) -> [String: String] {
+                 kernelISA: KernelISA) throws -> [String: String] {
         let kernelStats = SampleStats(samples.kernel)
-        let bytes = cost.kernelBytes(context: c.context, sequences: seqs, layers: c.nLayer)
-        let flops = cost.kernelFlops(context: c.context, sequences: seqs, layers: c.nLayer)
+        let bytes = try cost.kernelBytes(context: c.context, sequences: seqs, layers: c.nLayer)
+        let flops = try cost.kernelFlops(context: c.context, sequences: seqs, layers: c.nLayer)
         let cal = calibration(c)
         let roofline = cal.rooflineSeconds(bytes: Double(bytes), flops: Double(flops))
         // The step's all-reduces as the workload issues them (none at tp 1: a group of one communicates nothing).

@@ -37,7 +37,7 @@ public struct SweepSpec: Codable, Sendable {
         public var nLayer: Int?, intermediateSize: Int?, vocabSize: Int?
         public var warmup: Int?, steps: Int?, coldCache: Bool?
 
-        enum CodingKeys: String, CodingKey {
+        enum CodingKeys: String, CodingKey, CaseIterable {
             case variants, tp, contexts, kvRanks = "kv_ranks", heads, dtypes, batch, scopes, threads
             case headDim = "head_dim", ropeDim = "rope_dim", qLoraRank = "q_lora_rank", kvHeads = "kv_heads", nEmbd = "n_embd"
             case nLayer = "n_layer", intermediateSize = "intermediate_size", vocabSize = "vocab_size"
@@ -45,6 +45,9 @@ public struct SweepSpec: Codable, Sendable {
         }
 
         public init() {}
+
+        /// The keys a grid (or "defaults") may have, as the spec file spells them.
+        public static let keys = CodingKeys.allCases.map(\.rawValue)
 
         /// Every key from `self`, else from `base`.
         public func over(_ base: Grid) -> Grid {
@@ -73,17 +76,24 @@ public struct SweepSpec: Codable, Sendable {
 
     public static func load(path: String) throws -> SweepSpec {
         guard let data = FileManager.default.contents(atPath: path) else { throw HarnessError("\(path): cannot read spec file") }
-        do { return try JSONDecoder().decode(SweepSpec.self, from: data) } catch DecodingError.keyNotFound(let key, _) {
-            throw HarnessError("\(path): spec is missing key '\(key.stringValue)'")
-        } catch DecodingError.typeMismatch(_, let ctx), DecodingError.valueNotFound(_, let ctx) {
-            throw HarnessError("\(path): spec key '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type")
-        } catch DecodingError.dataCorrupted(let ctx) where !ctx.codingPath.isEmpty {
-            throw HarnessError("\(path): spec key '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has an invalid value")
-        } catch {
-            if (try? JSONSerialization.jsonObject(with: data)) != nil {
-                throw HarnessError("\(path): spec is JSON but holds a value its key cannot take (for example a number beyond a 64-bit integer)")
+        return try StrictJSON.decode(SweepSpec.self, from: data, path: path, kind: "spec", check: { try checkKeys($0, path: path) })
+    }
+
+    /// The decoder ignores keys it does not know, so a misspelt key ("variant",
+    /// "context") would silently run the defaults: every key of the spec, of
+    /// "defaults" and of each grid must be one the format defines.
+    static func checkKeys(_ tree: StrictJSON.Value, path: String) throws {
+        guard let root = tree.members else { return }   // the decoder reports the wrong type
+        let known = Grid.keys
+        func check(_ members: [StrictJSON.Member], _ prefix: String, _ allowed: [String]) throws {
+            if let key = members.map(\.key).first(where: { !allowed.contains($0) }) {
+                throw HarnessError("\(path): spec key '\(prefix)\(SafeTensorsFile.printable(key))' is unknown; the keys are \(allowed.joined(separator: ", "))")
             }
-            throw HarnessError("\(path): spec is not valid JSON")
+        }
+        try check(root, "", ["defaults", "grids"])
+        if let defaults = tree["defaults"]?.members { try check(defaults, "defaults.", known) }
+        if case .array(let grids)? = tree["grids"] {
+            for (i, grid) in grids.enumerated() { if let g = grid.members { try check(g, "grids.\(i).", known) } }
         }
     }
 
@@ -93,59 +103,26 @@ public struct SweepSpec: Codable, Sendable {
         return String(decoding: (try? e.encode(self)) ?? Data(), as: UTF8.self)
     }
 
+    /// Most configurations a spec may expand to, over all its grids together
+    /// (counted before anything is expanded: 100 grids just under a per-grid cap
+    /// once took 27 s and 2.8 GB per rank before the first configuration ran).
+    public static let maxConfigurations = 100_000
+
     /// Expands the grids into configurations (in a fixed order), each either runnable
-    /// or carrying the reason it is skipped.
-    public func configurations(worldSize: Int) throws -> [SweepConfig] {
+    /// or carrying the reason it is skipped. Every grid is resolved and checked, and
+    /// the configurations of all grids counted, before any grid is expanded.
+    /// `maxThreads` bounds the thread counts (by default the node's cores).
+    public func configurations(worldSize: Int, maxThreads: Int = WorkerPool.coresOnline) throws -> [SweepConfig] {
         guard !grids.isEmpty else { throw HarnessError("the sweep spec has no grids") }
+        let resolved = try grids.indices.map { try resolve($0, maxThreads: maxThreads) }
+        let total = resolved.reduce(0.0) { $0 + $1.combinations }
+        guard total <= Double(Self.maxConfigurations) else {
+            throw HarnessError(String(format: "the spec's %d grid%@ expand to %.0f configurations; at most %d are supported in total",
+                                      grids.count, grids.count == 1 ? "" : "s", total, Self.maxConfigurations))
+        }
         var out = [SweepConfig]()
         var seen = Set<String>()   // keys already expanded (a set: large grids stay linear)
-        for (index, raw) in grids.enumerated() {
-            let g = raw.over(defaults).over(.fallback)
-            let dtypes = try g.dtypes!.map { name in
-                guard let d = StorageDType(rawValue: name.lowercased()) else {
-                    let shown = String(name.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : Character($0) }.prefix(40))
-                    throw HarnessError("unknown dtype '\(shown)'; expected one of f32, f16, bf16")
-                }
-                return d
-            }
-            for (name, list) in [("tp", g.tp!), ("contexts", g.contexts!), ("kv_ranks", g.kvRanks!), ("heads", g.heads!),
-                                 ("batch", g.batch!), ("threads", g.threads!)] {
-                guard !list.isEmpty else { throw HarnessError("grid \(index): '\(name)' is empty") }
-                for v in list where v < 1 { throw HarnessError("grid \(index): '\(name)' has \(v); values must be at least 1") }
-            }
-            for (name, v) in [("head_dim", g.headDim!), ("rope_dim", g.ropeDim!), ("q_lora_rank", g.qLoraRank!), ("kv_heads", g.kvHeads!),
-                              ("n_layer", g.nLayer!), ("intermediate_size", g.intermediateSize!), ("vocab_size", g.vocabSize!),
-                              ("steps", g.steps!)] where v < 1 {
-                throw HarnessError("grid \(index): '\(name)' is \(v); it must be at least 1")
-            }
-            guard g.warmup! >= 0 else { throw HarnessError("grid \(index): 'warmup' must be at least 0") }
-            // Absurd values are refused before any size product can overflow an Int.
-            let limits: [(String, [Int], Int)] = [
-                ("tp", g.tp!, 1 << 12), ("contexts", g.contexts!, 1 << 40), ("kv_ranks", g.kvRanks!, 1 << 24), ("heads", g.heads!, 1 << 20),
-                ("batch", g.batch!, 1 << 20), ("threads", g.threads!, 1 << 10), ("head_dim", [g.headDim!], 1 << 20),
-                ("rope_dim", [g.ropeDim!], 1 << 20), ("q_lora_rank", [g.qLoraRank!], 1 << 24), ("kv_heads", [g.kvHeads!], 1 << 20),
-                ("n_embd", g.nEmbd.map { [$0] } ?? [], 1 << 24), ("n_layer", [g.nLayer!], 1 << 12),
-                ("intermediate_size", [g.intermediateSize!], 1 << 26), ("vocab_size", [g.vocabSize!], 1 << 26),
-                ("warmup", [g.warmup!], 1 << 20), ("steps", [g.steps!], 1 << 20),
-            ]
-            for (name, list, limit) in limits { for v in list where v > limit {
-                throw HarnessError("grid \(index): '\(name)' has \(v); the largest supported value is \(limit)")
-            } }
-            let combinations = [g.variants!.count, g.scopes!.count, g.tp!.count, g.heads!.count, g.kvRanks!.count, dtypes.count,
-                                g.contexts!.count, g.batch!.count, g.threads!.count].reduce(1.0) { $0 * Double($1) }
-            guard combinations <= 100_000 else {
-                throw HarnessError(String(format: "grid %d expands to %.0f configurations; at most 100000 are supported", index, combinations))
-            }
-            // Bytes of the largest configuration (Double): the cache at the longest context plus all weights.
-            let width = Double(g.heads!.max()!) * 2 * Double(g.headDim!) + Double(g.kvRanks!.max()!) + Double(g.ropeDim!)
-            let embd = Double(g.nEmbd ?? g.heads!.max()! * g.headDim!)
-            let tokens = Double(g.contexts!.max()!) + Double(g.warmup!) + Double(g.steps!) + 8
-            let bytes = 4 * Double(g.nLayer!) * (tokens * Double(g.batch!.max()!) * width
-                                                 + embd * (Double(g.qLoraRank!) + width * 3 + 3 * Double(g.intermediateSize!)))
-                + 4 * embd * Double(g.vocabSize!)
-            guard bytes <= 72_057_594_037_927_936 else {
-                throw HarnessError(String(format: "grid %d: its largest configuration would need about %.3g bytes; at most 2^56 are supported", index, bytes))
-            }
+        for (g, dtypes) in resolved.map({ ($0.grid, $0.dtypes) }) {
             for variant in g.variants! { for scope in g.scopes! { for tp in g.tp! { for heads in g.heads! {
                 for kvRank in (variant.isLatent ? g.kvRanks! : [0]) { for dtype in dtypes { for context in g.contexts! {
                     for batch in g.batch! { for threads in g.threads! {
@@ -162,6 +139,60 @@ public struct SweepSpec: Codable, Sendable {
             } } } }
         }
         return out
+    }
+
+    /// Grid `index` with every key filled in and checked, its dtypes, and how many
+    /// configurations it expands to (a Double: the product of list lengths cannot overflow).
+    func resolve(_ index: Int, maxThreads: Int) throws -> (grid: Grid, dtypes: [StorageDType], combinations: Double) {
+        let g = grids[index].over(defaults).over(.fallback)
+        // An empty list would expand to no configuration and the sweep would "succeed" measuring nothing.
+        for (name, count) in [("variants", g.variants!.count), ("dtypes", g.dtypes!.count), ("scopes", g.scopes!.count)] where count == 0 {
+            throw HarnessError("grid \(index): '\(name)' is empty")
+        }
+        let dtypes = try g.dtypes!.map { name in
+            guard let d = StorageDType(rawValue: name.lowercased()) else {
+                let shown = String(name.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : Character($0) }.prefix(40))
+                throw HarnessError("unknown dtype '\(shown)'; expected one of f32, f16, bf16")
+            }
+            return d
+        }
+        for (name, list) in [("tp", g.tp!), ("contexts", g.contexts!), ("kv_ranks", g.kvRanks!), ("heads", g.heads!),
+                             ("batch", g.batch!), ("threads", g.threads!)] {
+            guard !list.isEmpty else { throw HarnessError("grid \(index): '\(name)' is empty") }
+            for v in list where v < 1 { throw HarnessError("grid \(index): '\(name)' has \(v); values must be at least 1") }
+        }
+        for (name, v) in [("head_dim", g.headDim!), ("rope_dim", g.ropeDim!), ("q_lora_rank", g.qLoraRank!), ("kv_heads", g.kvHeads!),
+                          ("n_layer", g.nLayer!), ("intermediate_size", g.intermediateSize!), ("vocab_size", g.vocabSize!),
+                          ("steps", g.steps!)] where v < 1 {
+            throw HarnessError("grid \(index): '\(name)' is \(v); it must be at least 1")
+        }
+        guard g.warmup! >= 0 else { throw HarnessError("grid \(index): 'warmup' must be at least 0") }
+        for t in g.threads! { try WorkerPool.checkThreads(t, "grid \(index): 'threads'", cores: maxThreads) }
+        // Absurd values are refused before any size product can overflow an Int.
+        let limits: [(String, [Int], Int)] = [
+            ("tp", g.tp!, maxTPDegree), ("contexts", g.contexts!, 1 << 40), ("kv_ranks", g.kvRanks!, 1 << 24), ("heads", g.heads!, 1 << 20),
+            ("batch", g.batch!, 1 << 20), ("head_dim", [g.headDim!], 1 << 20),
+            ("rope_dim", [g.ropeDim!], 1 << 20), ("q_lora_rank", [g.qLoraRank!], 1 << 24), ("kv_heads", [g.kvHeads!], 1 << 20),
+            ("n_embd", g.nEmbd.map { [$0] } ?? [], 1 << 24), ("n_layer", [g.nLayer!], 1 << 12),
+            ("intermediate_size", [g.intermediateSize!], 1 << 26), ("vocab_size", [g.vocabSize!], 1 << 26),
+            ("warmup", [g.warmup!], TimingProtocol.maxSteps), ("steps", [g.steps!], TimingProtocol.maxSteps),
+        ]
+        for (name, list, limit) in limits { for v in list where v > limit {
+            throw HarnessError("grid \(index): '\(name)' has \(v); the largest supported value is \(limit)")
+        } }
+        let combinations = [g.variants!.count, g.scopes!.count, g.tp!.count, g.heads!.count, g.kvRanks!.count, dtypes.count,
+                            g.contexts!.count, g.batch!.count, g.threads!.count].reduce(1.0) { $0 * Double($1) }
+        // Bytes of the largest configuration (Double): the cache at the longest context plus all weights.
+        let width = Double(g.heads!.max()!) * 2 * Double(g.headDim!) + Double(g.kvRanks!.max()!) + Double(g.ropeDim!)
+        let embd = Double(g.nEmbd ?? g.heads!.max()! * g.headDim!)
+        let tokens = Double(g.contexts!.max()!) + Double(g.warmup!) + Double(g.steps!) + 8
+        let bytes = 4 * Double(g.nLayer!) * (tokens * Double(g.batch!.max()!) * width
+                                             + embd * (Double(g.qLoraRank!) + width * 3 + 3 * Double(g.intermediateSize!)))
+            + 4 * embd * Double(g.vocabSize!)
+        guard bytes <= 72_057_594_037_927_936 else {
+            throw HarnessError(String(format: "grid %d: its largest configuration would need about %.3g bytes; at most 2^56 are supported", index, bytes))
+        }
+        return (g, dtypes, combinations)
     }
 
     func kvHeadsFor(_ v: VariantName, _ heads: Int, _ kvHeads: Int) -> Int {

@@ -26,6 +26,10 @@ public enum TimingMode: String, Sendable {
 }
 
 public enum TimingProtocol {
+    /// Most warm-up or timed steps one configuration may ask for (a million; every
+    /// sample is kept, and an unbounded count would loop for ever or exhaust memory).
+    public static let maxSteps = 1 << 20
+
     /// Concurrent mode for the ranks of one TP group.
     public static func concurrent(_ work: StepWorkload, group: Communicator, kernel: TimedKernel,
                                   warmup: Int, steps: Int) -> StepSamples {

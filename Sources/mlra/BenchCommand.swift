@@ -44,9 +44,14 @@ struct BenchCommand: ParsableCommand {
     enum KernelChoice: String, ExpressibleByArgument, CaseIterable { case tiled, plain }
 
     func validate() throws {
-        for (v, n) in [(tp, "--tp"), (context, "--context"), (batch, "--batch"), (heads, "--heads"), (threads, "--threads"),
+        try validateThreads(threads)
+        for (v, n) in [(tp, "--tp"), (context, "--context"), (batch, "--batch"), (heads, "--heads"),
                        (steps, "--steps"), (tile, "--tile"), (simdTile, "--simd-tile")] where v < 1 {
             throw ValidationError("\(n) must be at least 1, got \(v)")
+        }
+        for (v, n, limit) in [(tile, "--tile", TiledAttentionKernel.maxTile), (simdTile, "--simd-tile", TiledAttentionKernel.maxTile),
+                              (steps, "--steps", TimingProtocol.maxSteps), (warmup, "--warmup", TimingProtocol.maxSteps)] where v > limit {
+            throw ValidationError("\(n) \(v) is beyond the largest supported value, \(limit)")
         }
         guard simdMaxHeads >= 0 else { throw ValidationError("--simd-max-heads must be at least 0, got \(simdMaxHeads)") }
         guard warmup >= 0 else { throw ValidationError("--warmup must be at least 0, got \(warmup)") }
@@ -62,18 +67,21 @@ struct BenchCommand: ParsableCommand {
             let rank = try self.rank ?? KernelWorkload.busiestRank(layout, tp: tp)
             let shard = try layout.shard(tp: tp, rank: rank)
             let cost = try DecodeCost(layout, tp: tp, dtype: kvDtype)
+            // A calibration file is read (and validated) first: its LLC size decides the cold-cache sets.
+            let calFile = try calibration.map(Calibration.load)
             // Refuse before calibrating or allocating: the cache sets KernelWorkload will hold
             // (cold cache: as many sets as span 4 × LLC, at least one).
+            let llc = calFile?.llcBytes ?? Calibration.lastLevelCacheBytes()
             let setBytes = Double(layout.cacheWidth(units: shard.units.count) * kvDtype.bytes) * Double(context) * Double(batch)
-            let sets = coldCache ? max(1, (4 * Double(Calibration.lastLevelCacheBytes()) / setBytes).rounded(.up)) : 1
+            let sets = coldCache ? max(1, (4 * Double(llc) / setBytes).rounded(.up)) : 1
             let need = sets * setBytes
             try MemoryBudget.check(bytesPerRank: Int(min(need, Double(Int.max / 2))), ranks: 1, what: "this bench")
 
-            let cal = try calibration.map(Calibration.load) ?? Calibration.measure(threads: threads, quick: true)
+            let cal = try calFile ?? Calibration.measure(threads: threads, quick: true)
             ResidentMemory.resetPeak()
             let baselineRSS = ResidentMemory.currentBytes ?? 0
 
-            let k: AttentionKernel = kernel == .tiled ? TiledAttentionKernel(threads: threads, tile: tile, simdMaxHeads: simdMaxHeads, simdTile: simdTile, isa: isa)
+            let k: AttentionKernel = kernel == .tiled ? try TiledAttentionKernel(threads: threads, tile: tile, simdMaxHeads: simdMaxHeads, simdTile: simdTile, isa: isa)
                 : PlainAttentionKernel()
             let work = try KernelWorkload(layout: layout, shard: shard, dtype: kvDtype, context: context, sequences: batch,
                                           coldCache: coldCache, kernel: k, llcBytes: cal.llcBytes)
@@ -96,7 +104,7 @@ struct BenchCommand: ParsableCommand {
                 variant: variant.rawValue, tp: tp, rank: rank, context: context, batch: batch, kvDtype: kvDtype.rawValue,
                 threads: threads, kernel: kernel == .tiled ? "tiled-\(isa)" : "plain", tile: tile, mode: coldCache ? "cold" : "warm", cacheSets: work.cacheSets,
                 steps: steps, stats: stats, bytes: bytes, flops: flops,
-                busiestBytes: Double(cost.kernelBytes(context: context, sequences: batch)),
+                busiestBytes: Double(try cost.kernelBytes(context: context, sequences: batch)),
                 cal: cal, boundSeconds: bound, memoryBound: bytes / (cal.bandwidthGBs * 1e9) >= flops / (cal.peakGFlops * 1e9),
                 peakRSS: peakRSS, baselineRSS: baselineRSS, residentBytes: work.residentBytes)
             print(format == .csv ? BenchRow.csvHeader + "\n" + row.csv : row.table)
@@ -104,13 +112,14 @@ struct BenchCommand: ParsableCommand {
     }
 
     func layerConfig() throws -> AttentionConfig {
+        let nEmbd = try CheckedSize.product([heads, headDim], "--heads × --head-dim")
         if variant.isLatent {
-            return AttentionConfig(variant: variant, nEmbd: heads * headDim, nHead: heads, qLoraRank: kvRank,
+            return AttentionConfig(variant: variant, nEmbd: nEmbd, nHead: heads, qLoraRank: kvRank,
                                    kvLoraRank: kvRank, qkNopeHeadDim: headDim, qkRopeHeadDim: ropeDim)
         }
         let kv = kvHeads ?? (variant == .mqa ? 1 : heads)
         guard kv >= 1, heads % kv == 0 else { throw HarnessError("--heads \(heads) is not divisible by --kv-heads \(kv)") }
-        return AttentionConfig(variant: variant, nEmbd: heads * headDim, nHead: heads, headDim: headDim, groupSize: heads / kv)
+        return AttentionConfig(variant: variant, nEmbd: nEmbd, nHead: heads, headDim: headDim, groupSize: heads / kv)
     }
 }
 

@@ -22,13 +22,11 @@ struct CalibrateCommand: ParsableCommand {
     @Option(help: "cpu or cuda (cuda: this process's GPU: bandwidth, tensor-core and FMA peaks).")
     var device: DeviceKind = .cpu
 
-    func validate() throws {
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
-    }
+    func validate() throws { try validateThreads(threads) }
 
     func run() throws {
         if device == .cuda { return try runReportingErrors { try runCUDA() } }
-        let c = Calibration.measure(threads: threads, quick: quick)
+        let c = try Calibration.measure(threads: threads, quick: quick)
         if format == .json { return try printJSON(c) }
         print("mlra \(HarnessVersion.string) calibrate: threads \(c.threads), \(quick ? "quick" : "full") mode, OpenBLAS core \(c.blasCore)")
         print(c.tableLines().joined(separator: "\n"))

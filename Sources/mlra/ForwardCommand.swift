@@ -35,19 +35,27 @@ struct ForwardCommand: ParsableCommand {
             let tp = world.size
             let (layout, x, shard, weights) = try world.collectively { () throws -> (any AttentionLayout, Tensor, AttentionShard, WeightSource) in
                 let layout = try AttentionConfig.load(path: config).layout()
-                let x = try SafeTensorsFile(path: input).tensor("x")
-                guard x.shape.count == 2, x.shape[1] == layout.nEmbd, x.shape[0] > 0 else {
-                    throw HarnessError("\(input): tensor 'x' has shape \(x.shape), expected [T, \(layout.nEmbd)] with T ≥ 1")
+                // Everything is checked from the header before x's data is read: a huge x is
+                // refused from its predicted memory at once, not after minutes of loading.
+                let file = try SafeTensorsFile(path: input)
+                let shape = try file.entry("x").shape
+                guard shape.count == 2, shape[1] == layout.nEmbd, shape[0] > 0 else {
+                    throw HarnessError("\(input): tensor 'x' has shape \(shape), expected [T, \(layout.nEmbd)] with T ≥ 1")
                 }
-                try SafeTensors.checkFinite(x.data, what: "\(input): tensor 'x'")
-                guard prefill >= 0, prefill <= x.shape[0] else {
-                    throw HarnessError("--prefill \(prefill) must lie in 0...\(x.shape[0]) (T of the input)")
+                let tokens = shape[0]
+                guard prefill >= 0, prefill <= tokens else {
+                    throw HarnessError("--prefill \(prefill) must lie in 0...\(tokens) (T of the input)")
                 }
                 if world.rank == 0 { try checkWritable(output) }
                 let plan = try layout.shard(tp: tp, rank: world.rank)
                 let cost = try DecodeCost(layout, tp: tp, dtype: kvDtype)
-                try MemoryBudget.check(bytesPerRank: cost.kvBytesPerToken * x.shape[0] + cost.weightElemsPerRank * 4 + 12 * x.count,
-                                       ranks: MemoryBudget.ranksOnNode ?? tp, what: "this forward run")
+                // The cache, the weights, x in f32 and its Double copy for --check.
+                let what = "the memory of a forward run over \(tokens) tokens"
+                let need = try CheckedSize.sum([try CheckedSize.product([cost.kvBytesPerToken, tokens], what), cost.weightElemsPerRank * 4,
+                                                try CheckedSize.product([12, tokens, layout.nEmbd], what)], what)
+                try MemoryBudget.check(bytesPerRank: need, ranks: MemoryBudget.ranksOnNode ?? tp, what: "this forward run over \(tokens) tokens")
+                let x = try file.tensor("x")
+                try SafeTensors.checkFinite(x.data, what: "\(input): tensor 'x'")
                 let weights = try weightOptions.source()
                 return (layout, x, try layout.makeShard(plan, weights: weights, prefix: ""), weights)
             }
@@ -60,7 +68,7 @@ struct ForwardCommand: ParsableCommand {
                 return CUDAAttentionKernel(device: try CUDADevice(localRank: local.rank, localSize: local.size), tuning: gpu.tuning)
             }
             let y = runSequence(shard, x: x.data, tokens: tokens, prefill: prefill, cache: cache,
-                                kernel: cudaKernel ?? kernelOptions.make(), collectives: world)
+                                kernel: try cudaKernel ?? kernelOptions.make(), collectives: world)
             try world.collectively { if let e = cudaKernel?.failure { throw e } }
             let report = RunStats(world: world, cacheRowBytes: cache.rowBytes, cacheAllocatedBytes: cache.allocatedBytes)
             try world.collectively {

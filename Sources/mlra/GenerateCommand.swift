@@ -35,14 +35,19 @@ struct GenerateCommand: ParsableCommand {
                 if world.rank == 0, let logitsOut { try checkWritable(logitsOut) }
                 try layout.checkTP(world.size)
                 let cost = try DecodeCost(layout.attention, tp: world.size, dtype: kvDtype)
-                let weights = layout.parameters.reduce(0) { $0 + 4 * $1.shape.reduce(1, *) }
-                try MemoryBudget.check(bytesPerRank: cost.kvBytesPerToken * layout.nLayer * (ids.count + tokens) + weights / world.size
-                                           + 4 * layout.vocabSize * layout.nEmbd, ranks: MemoryBudget.ranksOnNode ?? world.size,
-                                       what: "this generation")
+                let weights = layout.parameters.reduce(0) { $0 + 4 * $1.shape.reduce(1, *) }   // config sizes are bounded at load
+                // The caches of every layer for prompt + generated tokens, the rank's weights, the gathered
+                // lm_head, the logits of every generated token: checked, since --tokens can be anything.
+                let what = "the memory of generating \(tokens) tokens"
+                let positions = try CheckedSize.sum([ids.count, tokens], what)
+                let need = try CheckedSize.sum([try CheckedSize.product([cost.kvBytesPerToken, layout.nLayer, positions], what),
+                                                weights / world.size, 4 * layout.vocabSize * layout.nEmbd,
+                                                try CheckedSize.product([4, layout.vocabSize, tokens], what)], what)
+                try MemoryBudget.check(bytesPerRank: need, ranks: MemoryBudget.ranksOnNode ?? world.size, what: "generating \(tokens) tokens")
                 return (try DecoderShard(layout: layout, tp: world.size, rank: world.rank, weights: weightOptions.source()), ids)
             }
             let caches = model.makeCaches(dtype: kvDtype, capacity: promptIds.count + tokens)
-            let kernel = kernelOptions.make()
+            let kernel = try kernelOptions.make()
             var generated = [Int]()
             var allLogits = [Float]()
             var logits = model.forward(tokens: [promptIds], caches: [caches], kernel: kernel, collectives: world)

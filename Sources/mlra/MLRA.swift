@@ -14,7 +14,7 @@ struct MLRA: ParsableCommand {
     /// Usage errors are one line too (`mlra: error: …`, exit 64); help and version print as usual.
     static func main() {
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(joiningNegativeValues(Array(CommandLine.arguments.dropFirst())))
             try command.run()
         } catch {
             let code = exitCode(for: error)
@@ -24,5 +24,22 @@ struct MLRA: ParsableCommand {
             FileHandle.standardError.write(Data("mlra: error: \(line) (see 'mlra help')\n".utf8))
             Foundation.exit(code.rawValue)
         }
+    }
+
+    /// `--context -5` becomes `--context=-5`. ArgumentParser reads "-5" as a short flag
+    /// and reports "Missing value for '--context'"; joined, the value reaches the
+    /// command's own check, which names the real problem ("must be positive, got -5").
+    /// mlra has no positional arguments and no short flag is a digit, so "-" and a digit
+    /// (a number, or a list such as "-5,64") is always an option's value.
+    static func joiningNegativeValues(_ args: [String]) -> [String] {
+        var out = [String]()
+        for arg in args {
+            if let last = out.last, last.hasPrefix("--"), !last.contains("="), arg.hasPrefix("-"), arg.dropFirst().first?.isNumber == true {
+                out[out.count - 1] = last + "=" + arg
+            } else {
+                out.append(arg)
+            }
+        }
+        return out
     }
 }

@@ -29,11 +29,15 @@ struct KernelOptions: ParsableArguments {
     @Option(help: "Threads of the tiled kernel per rank.")
     var threads = 1
 
-    func validate() throws {
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
-    }
+    func validate() throws { try validateThreads(threads) }
 
-    func make() -> AttentionKernel {
-        kernel == .tiled ? TiledAttentionKernel(threads: threads) : PlainAttentionKernel()
+    func make() throws -> AttentionKernel {
+        kernel == .tiled ? try TiledAttentionKernel(threads: threads) : PlainAttentionKernel()
     }
+}
+
+/// `--threads` of every command, checked as a usage error by `WorkerPool.checkThreads`
+/// (at least 1, at most the node's cores).
+func validateThreads(_ threads: Int) throws {
+    do { try WorkerPool.checkThreads(threads, "--threads") } catch let e as HarnessError { throw ValidationError(e.message) }
 }

@@ -38,27 +38,28 @@ struct PlanCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let list = try VariantName.parseList(variants)
+            let list = try parseList(variants, "--variants", VariantName.parseList)
             let degrees = try parseIntList(tp, "--tp")
             if let bad = degrees.first(where: { $0 < 1 }) { throw HarnessError("--tp: TP degrees must be at least 1, got \(bad)") }
             for (v, n) in [("--heads", heads), ("--head-dim", headDim), ("--rope-dim", ropeDim), ("--kv-rank", kvRank),
                            ("--q-rank", qRank), ("--kv-heads", kvHeads), ("--context", context)] { try requirePositive(n, v) }
             let shapes = PlanShape(heads: heads, headDim: headDim, ropeDim: ropeDim, kvRank: kvRank, qRank: qRank,
-                                   kvHeads: kvHeads, nEmbd: nEmbd ?? heads * headDim)
+                                   kvHeads: kvHeads, nEmbd: try nEmbd ?? CheckedSize.product([heads, headDim], "--heads × --head-dim"))
             var table = TextTable(columns: ["variant", "tp", "kv_elems_per_token", "kv_per_token_in_head_dims",
                                             "kv_bytes_per_token", "kernel_flops_per_token", "kernel_bytes_per_step",
                                             "kernel_flops_per_step", "weight_bytes_per_rank", "allreduce_bytes_per_step", "note"])
             for v in list {
                 let layout = try shapes.config(v).layout()
                 for t in degrees {
-                    do {
-                        let c = try DecodeCost(layout, tp: t, dtype: dtype)
-                        table.add([v.rawValue, "\(t)", "\(c.kvElemsPerToken)", format(Double(c.kvElemsPerToken) / Double(headDim)),
-                                   "\(c.kvBytesPerToken)", "\(c.kernelFlopsPerToken)", "\(c.kernelBytes(context: context))",
-                                   "\(c.kernelFlops(context: context))", "\(c.weightElemsPerRank * 4)", "\(c.allreduceBytesPerToken)", ""])
-                    } catch let e as HarnessError {
+                    // An illegal TP degree is a row of the table; a size too large for an Int is an error.
+                    let cost: DecodeCost
+                    do { cost = try DecodeCost(layout, tp: t, dtype: dtype) } catch let e as HarnessError {
                         table.add([v.rawValue, "\(t)", "", "", "", "", "", "", "", "", "illegal: \(e.message)"])
+                        continue
                     }
+                    table.add([v.rawValue, "\(t)", "\(cost.kvElemsPerToken)", format(Double(cost.kvElemsPerToken) / Double(headDim)),
+                               "\(cost.kvBytesPerToken)", "\(cost.kernelFlopsPerToken)", "\(try cost.kernelBytes(context: context))",
+                               "\(try cost.kernelFlops(context: context))", "\(cost.weightElemsPerRank * 4)", "\(cost.allreduceBytesPerToken)", ""])
                 }
             }
             if self.format == .table {
@@ -87,11 +88,19 @@ struct PlanShape {
 
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable { case table, csv }
 
+/// A comma-separated flag's values. An empty list is refused: it would sweep or
+/// print nothing and still exit 0.
+func parseList<T>(_ text: String, _ flag: String, _ parse: (String) throws -> [T]) throws -> [T] {
+    let values = try parse(text)
+    guard !values.isEmpty else { throw HarnessError("\(flag) needs at least one value, got '\(text)'") }
+    return values
+}
+
 func parseIntList(_ text: String, _ flag: String) throws -> [Int] {
-    try text.split(separator: ",").map {
+    try parseList(text, flag) { try $0.split(separator: ",").map {
         guard let v = Int($0.trimmingCharacters(in: .whitespaces)) else { throw HarnessError("\(flag): '\($0)' is not an integer") }
         return v
-    }
+    } }
 }
 
 /// A fixed-width table for eyes and the same rows as CSV for tools.

@@ -54,7 +54,11 @@ struct SweepCommand: ParsableCommand {
     func run() throws {
         installStopHandlers()
         try runParallel { world in
-            let spec = try world.collectively { try resolvedSpec(worldSize: world.size) }
+            let spec = try world.collectively { () throws -> SweepSpec in
+                // Every input is checked before the driver creates or resumes any file.
+                if let calibration { _ = try Calibration.load(path: calibration) }
+                return try resolvedSpec(worldSize: world.size)
+            }
             if printSpec {
                 if world.rank == 0 { print(spec.json()) }
                 return
@@ -73,17 +77,17 @@ struct SweepCommand: ParsableCommand {
         guard preset == nil || spec == nil else { throw HarnessError("give --preset or --spec, not both") }
         var s = try spec.map(SweepSpec.load) ?? preset?.spec(worldSize: worldSize) ?? SweepSpec(grids: [SweepSpec.Grid()])
         var o = SweepSpec.Grid()
-        o.variants = try variants.map(VariantName.parseList)
+        o.variants = try variants.map { try parseList($0, "--variants", VariantName.parseList) }
         o.contexts = try contexts.map { try parseIntList($0, "--contexts") }
         o.tp = try tp.map { try parseIntList($0, "--tp") }
         o.kvRanks = try kvRanks.map { try parseIntList($0, "--kv-ranks") }
         o.heads = try heads.map { try parseIntList($0, "--heads") }
-        o.dtypes = try dtypes.map { try $0.split(separator: ",").map { try StorageDType.parse(String($0)).rawValue } }
+        o.dtypes = try dtypes.map { try parseList($0, "--dtypes") { try $0.split(separator: ",").map { try StorageDType.parse(String($0)).rawValue } } }
         o.batch = try batch.map { try parseIntList($0, "--batch") }
-        o.scopes = try scopes.map { try $0.split(separator: ",").map { t in
+        o.scopes = try scopes.map { try parseList($0, "--scopes") { try $0.split(separator: ",").map { t in
             guard let sc = Scope(rawValue: String(t)) else { throw HarnessError("unknown scope '\(t)'; expected kernel, layer or model") }
             return sc
-        } }
+        } } }
         o.threads = try threads.map { try parseIntList($0, "--threads") }
         o.headDim = headDim; o.ropeDim = ropeDim; o.qLoraRank = qRank; o.kvHeads = kvHeads; o.nEmbd = nEmbd; o.nLayer = nLayer
         o.warmup = warmup; o.steps = steps; o.coldCache = coldCache

@@ -22,6 +22,11 @@ struct WeightsCommand: ParsableCommand {
         try runReportingErrors {
             let layout = try AttentionConfig.load(path: config).layout()
             try checkWritable(output)
+            // Every tensor is held in f32 and once more encoded: refused before generating any
+            // (a config near the 2^40-parameter limit otherwise ran until the machine ran out).
+            let elements = try CheckedSize.sum(layout.parameters.map { try CheckedSize.product($0.shape, "tensor '\($0.name)'") }, "the weights")
+            try MemoryBudget.check(bytesPerRank: try CheckedSize.product([elements, 4 + dtype.bytes], "the weights"), ranks: 1,
+                                   what: "writing \(elements) weights")
             let source = SeededWeights(seed: seed)
             var tensors = [String: Tensor]()
             for p in layout.parameters { tensors[p.name] = try source.load(p) }

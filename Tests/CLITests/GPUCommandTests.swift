@@ -47,7 +47,7 @@ final class GPUCommandTests: XCTestCase {
 
     func testKernelsCompileAndABadNVRTCPathIsOneLine() throws {
         let path = try XCTUnwrap(nvrtc, "NVRTC not in .venv: run scripts/setup.sh")
-        let ok = try CLI.run(["kernels", "--arch", "sm_90a"], environment: ["MLRA_NVRTC": path], timeout: 600)
+        let ok = try CLI.run(["kernels", "--arch", "sm_90a"], timeout: 600, environment: ["MLRA_NVRTC": path])
         XCTAssertEqual(ok.status, 0, ok.stdout + ok.stderr)
         XCTAssertTrue(ok.stdout.contains(" passed, 0 failed"), ok.stdout)
         XCTAssertFalse(ok.stdout.contains("WARN"), ok.stdout)

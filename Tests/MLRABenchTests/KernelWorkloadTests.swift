@@ -11,10 +11,10 @@ final class KernelWorkloadTests: XCTestCase {
         for tp in [1, 2, 4] {
             let rank = try KernelWorkload.busiestRank(layout, tp: tp)
             let w = try KernelWorkload(layout: layout, shard: layout.shard(tp: tp, rank: rank), dtype: .bf16, context: 100,
-                                       sequences: 2, coldCache: true, kernel: TiledAttentionKernel(threads: 1), llcBytes: 1 << 20)
+                                       sequences: 2, coldCache: true, kernel: try TiledAttentionKernel(threads: 1), llcBytes: 1 << 20)
             let cost = try DecodeCost(layout, tp: tp, dtype: .bf16)
-            XCTAssertEqual(w.bytesPerStep, cost.kernelBytes(context: 100, sequences: 2))
-            XCTAssertEqual(w.flopsPerStep, cost.kernelFlops(context: 100, sequences: 2))
+            XCTAssertEqual(w.bytesPerStep, try cost.kernelBytes(context: 100, sequences: 2))
+            XCTAssertEqual(w.flopsPerStep, try cost.kernelFlops(context: 100, sequences: 2))
             XCTAssertGreaterThanOrEqual(w.cacheSets * w.bytesPerStep, 4 << 20)
         }
     }
@@ -27,7 +27,7 @@ final class KernelWorkloadTests: XCTestCase {
             try KernelWorkload(layout: layout, shard: shard, dtype: .f32, context: 37, sequences: 3,
                                coldCache: false, kernel: k, seed: 9)
         }
-        let fast = try make(TiledAttentionKernel(threads: 2, tile: 8)), plain = try make(PlainAttentionKernel())
+        let fast = try make(try TiledAttentionKernel(threads: 2, tile: 8)), plain = try make(PlainAttentionKernel())
         fast.step(); plain.step()
         assertClose(fast.lastOutputs, plain.lastOutputs.map(Double.init), atol: 2e-5, rtol: 2e-4, "workload step")
     }

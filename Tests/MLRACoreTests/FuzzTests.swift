@@ -85,6 +85,50 @@ final class FuzzTests: XCTestCase {
         stats.assertSound()
     }
 
+    /// Issue 17's checks, by property: a header naming a tensor twice (the copy as is or
+    /// mutated) is always refused; a config given one of its keys twice is refused; huge
+    /// sizes in any config key end in an error, never an overflow trap.
+    func testDuplicatesAndOverflowAreAlwaysRefused() throws {
+        var stats = FuzzStats()
+        for (name, seed) in try Self.seeds(".safetensors") {
+            var rng = SplitMix64(seed: fnv1a("duplicate " + name))
+            for i in 0..<500 {
+                guard let mutant = Mutator.duplicateEntry(seed, rng: &rng) else { continue }
+                stats.record {
+                    _ = try SafeTensorsFile(bytes: mutant, path: "\(name)#dup\(i)")
+                    XCTFail("\(name)#dup\(i): a header naming a tensor twice was accepted")
+                }
+            }
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mlra-fuzz-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("c.json").path
+        for (name, seed) in try Self.seeds(".json") where name.hasPrefix("config") {
+            var rng = SplitMix64(seed: fnv1a("keys " + name))
+            let keys = ((try JSONSerialization.jsonObject(with: seed)) as? [String: Any] ?? [:]).keys.sorted()
+            for key in keys {
+                _ = FileManager.default.createFile(atPath: path, contents: Mutator.insertingMember(seed, key: key, value: "1", rootOnly: true, rng: &rng))
+                stats.record {
+                    _ = try AttentionConfig.load(path: path)
+                    XCTFail("\(name): key '\(key)' given twice was accepted")
+                }
+            }
+            for _ in 0..<300 {   // every size key huge at once: each product must be checked, not trap
+                var text = String(decoding: seed, as: UTF8.self)
+                for key in keys where key != "variant" {
+                    let huge = Mutator.interestingNumbers.filter { Int($0) != nil && Int($0)! > 1 << 20 }.randomElement(using: &rng)!
+                    text = text.replacingOccurrences(of: #""\#(key)": "#, with: #""\#(key)": \#(huge), "_\#(key)": "#)
+                }
+                _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+                stats.record { _ = try AttentionConfig.load(path: path).layout() }
+            }
+        }
+        print("fuzz duplicates and overflow: \(stats)")
+        XCTAssertEqual(stats.accepted, 0, "every mutant carries a duplicate or an oversized value")
+        stats.assertSound()
+    }
+
     /// Hand-written nasty cases the random mutator is unlikely to hit.
     func testTargetedSafeTensorsCases() throws {
         func header(_ json: String, length: UInt64? = nil, data: Int = 0) -> Data {

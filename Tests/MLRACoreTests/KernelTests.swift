@@ -23,11 +23,11 @@ final class KernelTests: XCTestCase {
         let lengths = [1, 2, t - 1, t, t + 1, 2 * t + 3, 5 * t + 1]
         // Every inner-loop path: per ISA (AVX-512 where the CPU runs it), large-group loops
         // only and small-group loops only, SIMD sub-tiles that split a tile unevenly.
-        let kernels = (1...3).flatMap { th in
-            Self.largeGroupISAs.flatMap { isa in
-                [TiledAttentionKernel(threads: th, tile: t, simdMaxHeads: 0, isa: isa),
-                 TiledAttentionKernel(threads: th, tile: t, simdMaxHeads: .max, simdTile: 3, isa: isa),
-                 TiledAttentionKernel(threads: th, tile: t, simdMaxHeads: .max, simdTile: t, isa: isa)]
+        let kernels = try (1...3).flatMap { th in
+            try Self.largeGroupISAs.flatMap { isa in
+                [try TiledAttentionKernel(threads: th, tile: t, simdMaxHeads: 0, isa: isa),
+                 try TiledAttentionKernel(threads: th, tile: t, simdMaxHeads: .max, simdTile: 3, isa: isa),
+                 try TiledAttentionKernel(threads: th, tile: t, simdMaxHeads: .max, simdTile: t, isa: isa)]
             }
         }
         for (config, tps) in cases {
@@ -72,8 +72,8 @@ final class KernelTests: XCTestCase {
         for length in [1, t - 1, t, t + 1, 2 * t + 1] {
             let ref = run(PlainAttentionKernel(), cache, length, groups, layout.softmaxScale, q)
             for threads in [1, 2] {
-                let kernels = Self.largeGroupISAs.map { TiledAttentionKernel(threads: threads, simdMaxHeads: 0, isa: $0) }
-                    + [TiledAttentionKernel(threads: threads, simdMaxHeads: .max)]
+                let kernels = try Self.largeGroupISAs.map { try TiledAttentionKernel(threads: threads, simdMaxHeads: 0, isa: $0) }
+                    + [try TiledAttentionKernel(threads: threads, simdMaxHeads: .max)]
                 for kernel in kernels {
                     let got = run(kernel, cache, length, groups, layout.softmaxScale, q)
                     assertClose(got, ref.map(Double.init), atol: Self.atol, rtol: Self.rtol,
@@ -104,7 +104,7 @@ final class KernelTests: XCTestCase {
                 for length in [1, 5, 6, 7, 13, 17, 24, 25, 70] {
                     let ref = run(PlainAttentionKernel(), cache, length, [g], 0.3, q)
                     for threads in [1, 2] {
-                        let kernel = TiledAttentionKernel(threads: threads, tile: 24, simdMaxHeads: 0, isa: .avx512)
+                        let kernel = try TiledAttentionKernel(threads: threads, tile: 24, simdMaxHeads: 0, isa: .avx512)
                         assertClose(run(kernel, cache, length, [g], 0.3, q), ref.map(Double.init), atol: Self.atol, rtol: Self.rtol,
                                     "avx512 heads \(heads) dv \(dv) rope \(rope) threads \(threads) L \(length)")
                     }
@@ -124,7 +124,7 @@ final class KernelTests: XCTestCase {
                     for length in [1, 2, 3, 15, 63, 64, 65, 129, 140] {
                         let ref = run(PlainAttentionKernel(), cache, length, [g], 0.3, q)
                         for threads in [1, 2] {
-                            let kernel = TiledAttentionKernel(threads: threads, simdMaxHeads: 16, isa: .avx512)
+                            let kernel = try TiledAttentionKernel(threads: threads, simdMaxHeads: 16, isa: .avx512)
                             assertClose(run(kernel, cache, length, [g], 0.3, q), ref.map(Double.init), atol: Self.atol,
                                         rtol: Self.rtol, "avx512 small \(dtype) heads \(heads) dv \(dv) rope \(rope) threads \(threads) L \(length)")
                         }
@@ -155,7 +155,7 @@ final class KernelTests: XCTestCase {
             for length in [1, 63, 64, 65, 129, 300] {
                 let ref = run(PlainAttentionKernel(), cache, length, groups, layout.softmaxScale, q)
                 for threads in [1, 2] {
-                    let kernel = TiledAttentionKernel(threads: threads, isa: .avx512, sharedChunkBytes: 1)
+                    let kernel = try TiledAttentionKernel(threads: threads, isa: .avx512, sharedChunkBytes: 1)
                     assertClose(run(kernel, cache, length, groups, layout.softmaxScale, q), ref.map(Double.init),
                                 atol: Self.atol, rtol: Self.rtol, "shared columns \(dtype) threads \(threads) L \(length)")
                 }
@@ -165,7 +165,7 @@ final class KernelTests: XCTestCase {
 
     /// A kernel object reused across calls with different group sets and widths stays correct.
     func testKernelReuseAcrossShapes() throws {
-        let kernel = TiledAttentionKernel(threads: 2, tile: 4, simdMaxHeads: 3)   // groups on both paths
+        let kernel = try TiledAttentionKernel(threads: 2, tile: 4, simdMaxHeads: 3)   // groups on both paths
         for config in [Shapes.latent(.mla, h: 4, dc: 12), Shapes.grouped(.gqa, h: 6, group: 3), Shapes.latent(.mlra4, h: 3, dc: 32)] {
             let layout = try config.layout()
             let shard = try layout.shard(tp: 1, rank: 0)

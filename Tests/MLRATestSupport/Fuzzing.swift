@@ -72,7 +72,8 @@ public enum Mutator {
     public static let interestingStrings = ["\"\"", "\"F64\"", "\"I8\"", "\"F32\"", "\"BF16\"", "\"__metadata__\"", "\"mla\"", "\"mlra8\"",
                                      "\"a\\nb\"", "\"\\u0000\"", "\"kernel\"", "\"model\"", "\"f64\"", "\"x\"", "{}", "[]",
                                      "\"dtype\"", "\"shape\"", "\"data_offsets\"",
-                                     "\"layer\"", "\"grids\"", "\"defaults\"", "[1,2,3,4,5,6,7,8]", "[\"mla\",\"gqa\",\"mha\",\"mlra2\"]"]
+                                     "\"layer\"", "\"grids\"", "\"defaults\"", "[1,2,3,4,5,6,7,8]", "[\"mla\",\"gqa\",\"mha\",\"mlra2\"]",
+                                     "\"variant\"", "\"context\"", "\"n_head\"", "[true,1]", "[1.0,2]"]
     public static let garbage = ["[[[[[[[[[[]]]]]]]]]]", "{\"a\":{\"b\":{\"c\":[1,[2,[3,{}]]]}}}", "[1,\"x\",null,{},[]]",
                           "{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}", String(repeating: "[", count: 600) + String(repeating: "]", count: 600),
                           "[" + String(repeating: "9", count: 400) + "]"]
@@ -148,14 +149,23 @@ public enum Mutator {
         return d
     }
 
-    public static func safetensors(_ seed: Data, rng: inout SplitMix64) -> Data {
+    /// A valid safetensors file's header JSON and data section.
+    static func split(_ seed: Data) -> (header: Data, body: Data) {
         let n = Int(seed.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) })
-        let header = seed.subdata(in: 8..<(8 + n)), body = seed.subdata(in: (8 + n)..<seed.count)
-        func stamp(_ h: Data, _ len: UInt64? = nil) -> Data {
-            var d = Data()
-            withUnsafeBytes(of: (len ?? UInt64(h.count)).littleEndian) { d.append(contentsOf: $0) }
-            return d + h + body
-        }
+        return (seed.subdata(in: 8..<(8 + n)), seed.subdata(in: (8 + n)..<seed.count))
+    }
+
+    /// A safetensors file from a header and a data section; the length field is the header's unless `length` is given.
+    static func stamp(_ header: Data, _ body: Data, length: UInt64? = nil) -> Data {
+        var d = Data()
+        withUnsafeBytes(of: (length ?? UInt64(header.count)).littleEndian) { d.append(contentsOf: $0) }
+        return d + header + body
+    }
+
+    public static func safetensors(_ seed: Data, rng: inout SplitMix64) -> Data {
+        let (header, body) = split(seed)
+        let n = header.count
+        func stamp(_ h: Data, _ len: UInt64? = nil) -> Data { Mutator.stamp(h, body, length: len) }
         switch Int.random(in: 0..<10, using: &rng) {
         case 0, 1, 2:   // raw bytes anywhere
             return bytes(seed, rng: &rng)
@@ -167,8 +177,7 @@ public enum Mutator {
             var b = body
             if Bool.random(using: &rng) || b.isEmpty { b.append(contentsOf: [UInt8](repeating: 0x7F, count: Int.random(in: 1...16, using: &rng))) }
             else { b = b.prefix(Int.random(in: 0..<b.count, using: &rng)) }
-            var d = Data(); withUnsafeBytes(of: UInt64(n).littleEndian) { d.append(contentsOf: $0) }
-            return d + header + b
+            return Mutator.stamp(header, b)
         default:        // JSON header edits, length re-stamped (sometimes raw bytes of the header)
             var h = header
             for _ in 0..<Int.random(in: 1...3, using: &rng) {
@@ -177,5 +186,34 @@ public enum Mutator {
             }
             return stamp(h)
         }
+    }
+
+    /// A safetensors seed with one of its tensors named a second time (its entry copied,
+    /// sometimes mutated, to the front of the header): every such file must be refused.
+    public static func duplicateEntry(_ seed: Data, rng: inout SplitMix64) -> Data? {
+        let (headerData, body) = split(seed)
+        let header = String(decoding: headerData, as: UTF8.self)
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(header.utf8))) as? [String: Any],
+              let name = object.keys.filter({ $0 != "__metadata__" }).sorted().randomElement(using: &rng),
+              let entry = try? JSONSerialization.data(withJSONObject: object[name]!),
+              let quoted = try? JSONSerialization.data(withJSONObject: [name]) else { return nil }
+        var copy = String(decoding: entry, as: UTF8.self)
+        if Bool.random(using: &rng) { copy = jsonTokens(copy, rng: &rng) }
+        let text = "{" + String(decoding: quoted.dropFirst().dropLast(), as: UTF8.self) + ":" + copy + ","
+            + header.drop { $0 != "{" }.dropFirst()
+        return stamp(Data(text.utf8), body)
+    }
+
+    /// `seed` (a JSON object) with `"key": value` inserted as the first member of one of its
+    /// objects, picked at random (the root among them): an unknown key, or a duplicate when
+    /// `key` is already there.
+    public static func insertingMember(_ seed: Data, key: String, value: String, rootOnly: Bool = false,
+                                       rng: inout SplitMix64) -> Data {
+        var t = tokens(String(decoding: seed, as: UTF8.self))
+        let opens = t.indices.filter { t[$0] == "{" }
+        guard let at = rootOnly ? opens.first : opens.randomElement(using: &rng) else { return seed }
+        let next = t[(at + 1)...].first { !$0.allSatisfy(\.isWhitespace) }
+        t.insert("\"\(key)\":" + value + (next == "}" ? "" : ","), at: at + 1)
+        return Data(t.joined().utf8)
     }
 }

@@ -65,6 +65,9 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
     /// tile 64 0.448, 128 0.461, 256 0.474, 512 0.473 (before the softmax fixes);
     /// after them 128 0.597, 256 0.640; GQA 8 heads f32: 128 0.209, 256 0.216.
     public static let defaultTile = 256
+    /// Largest tile (or SIMD sub-tile) a caller may ask for: per-thread scratch is
+    /// sized by tile × row width, which must stay far from an Int overflow.
+    public static let maxTile = 1 << 16
     public static let defaultSIMDMaxHeads = 16
     public static let defaultSIMDTile = 32
 
@@ -82,7 +85,7 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
     public init(threads: Int, tile: Int = TiledAttentionKernel.defaultTile,
                 simdMaxHeads: Int = TiledAttentionKernel.defaultSIMDMaxHeads,
                 simdTile: Int = TiledAttentionKernel.defaultSIMDTile, isa: KernelISA = .detected,
-                sharedChunkBytes: Int = TiledAttentionKernel.defaultSharedChunkBytes) {
+                sharedChunkBytes: Int = TiledAttentionKernel.defaultSharedChunkBytes) throws {
         precondition(isa.isSupported, "kernel ISA \(isa) is not supported by this CPU")
         precondition(threads >= 1, "kernel threads must be at least 1, got \(threads)")
         precondition(tile >= 1, "kernel tile must be at least 1 row, got \(tile)")
@@ -93,7 +96,7 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
         self.simdTile = simdTile
         self.isa = isa
         self.sharedChunkBytes = sharedChunkBytes
-        pool = WorkerPool(parts: threads)
+        pool = try WorkerPool(parts: threads)
         scratch = (0..<threads).map { _ in ThreadScratch() }
         plans = .allocate(capacity: 1)
         // Our threads are the parallelism; OpenBLAS threads inside a tile would fight them.

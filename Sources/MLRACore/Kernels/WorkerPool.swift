@@ -28,35 +28,62 @@ public final class WorkerPool: @unchecked Sendable {
     /// Spins before a worker sleeps; ~50 µs on a 2.6 GHz core.
     private static let spinsBeforeSleep = 50_000
 
-    public init(parts: Int) {
-        precondition(parts >= 1, "a worker pool needs at least one part, got \(parts)")
+    /// Starts `parts − 1` threads. A thread the system refuses (a process or memory
+    /// limit: EAGAIN) is an error naming the count, not a trap; the threads already
+    /// started are stopped and joined first, so nothing is left running.
+    public init(parts: Int) throws {
+        guard parts >= 1 else { throw HarnessError("a worker pool needs at least one part, got \(parts)") }
         self.parts = parts
         mutex = .allocate(capacity: 1)
         wake = .allocate(capacity: 1)
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(wake, nil)
         for index in 1..<parts {
-            let context = Unmanaged.passRetained(WorkerContext(pool: self, index: index)).toOpaque()
+            let context = Unmanaged.passRetained(WorkerContext(pool: self, index: index))
             var thread = pthread_t()
             let rc = pthread_create(&thread, nil, { raw in
                 let ctx = Unmanaged<WorkerContext>.fromOpaque(raw!).takeRetainedValue()
                 ctx.pool.workerLoop(index: ctx.index)
                 return nil
-            }, context)
-            precondition(rc == 0, "pthread_create failed with code \(rc)")
+            }, context.toOpaque())
+            guard rc == 0 else {
+                context.release()   // the thread that would have taken it never started
+                stop()
+                throw HarnessError("cannot start kernel thread \(index + 1) of \(parts): pthread_create failed (\(String(cString: strerror(rc))))")
+            }
             threads.append(thread)
         }
     }
 
     deinit {
+        stop()
+        pthread_cond_destroy(wake); pthread_mutex_destroy(mutex)
+        wake.deallocate(); mutex.deallocate()
+    }
+
+    /// Stops and joins every started worker (idempotent: the list is emptied).
+    private func stop() {
         stopping.store(true, ordering: .releasing)
         pthread_mutex_lock(mutex)
         generation.add(1, ordering: .releasing)
         pthread_cond_broadcast(wake)
         pthread_mutex_unlock(mutex)
         for t in threads { pthread_join(t, nil) }
-        pthread_cond_destroy(wake); pthread_mutex_destroy(mutex)
-        wake.deallocate(); mutex.deallocate()
+        threads.removeAll()
+    }
+
+    /// Cores online on this node (not the affinity mask, which `mpirun` narrows to one
+    /// core per rank): the most kernel threads one rank may run.
+    public static var coresOnline: Int { max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
+
+    /// `--threads` and a sweep's thread counts: at least 1 and at most the node's cores.
+    /// More threads than cores only time the scheduler, and an unbounded count once
+    /// used up the machine's process IDs.
+    public static func checkThreads(_ n: Int, _ what: String, cores: Int = coresOnline) throws {
+        guard n >= 1 else { throw HarnessError("\(what) must be at least 1, got \(n)") }
+        guard n <= cores else {
+            throw HarnessError("\(what) \(n) is more than the \(cores) cores of this node; at most one kernel thread per core is supported")
+        }
     }
 
     /// Runs `task.work(part:)` for parts 0 ..< parts, part 0 on the caller; returns when all are done.

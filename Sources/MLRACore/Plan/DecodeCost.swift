@@ -27,13 +27,14 @@ public struct DecodeCost: Equatable, Sendable {
         allreduceBytesPerToken = tp > 1 ? layout.nEmbd * 4 : 0
     }
 
-    /// Bytes the busiest rank's kernel streams for `sequences` sequences of `context` tokens.
-    public func kernelBytes(context: Int, sequences: Int = 1, layers: Int = 1) -> Int {
-        kvBytesPerToken * context * sequences * layers
+    /// Bytes the busiest rank's kernel streams for `sequences` sequences of `context` tokens
+    /// (checked: a context from the command line can make it exceed an Int).
+    public func kernelBytes(context: Int, sequences: Int = 1, layers: Int = 1) throws -> Int {
+        try CheckedSize.product([kvBytesPerToken, context, sequences, layers], "the kernel bytes per step at context \(context)")
     }
 
-    public func kernelFlops(context: Int, sequences: Int = 1, layers: Int = 1) -> Int {
-        kernelFlopsPerToken * context * sequences * layers
+    public func kernelFlops(context: Int, sequences: Int = 1, layers: Int = 1) throws -> Int {
+        try CheckedSize.product([kernelFlopsPerToken, context, sequences, layers], "the kernel FLOPs per step at context \(context)")
     }
 }
 

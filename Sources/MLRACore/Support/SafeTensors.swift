@@ -49,32 +49,37 @@ public struct SafeTensorsFile {
         dataStart = 8 + Int(n)
         let dataBytes = data.count - dataStart
         let headerData = data.subdata(in: (data.startIndex + 8)..<(data.startIndex + dataStart))
-        let json: Any
-        do { json = try JSONSerialization.jsonObject(with: headerData) } catch {
-            throw fail("header is not JSON")
+        // StrictJSON, not JSONSerialization: that one keeps the last of two entries with the
+        // same name (a tensor silently vanishes) and reads `true` in a shape as 1.
+        let root: StrictJSON.Value
+        do { root = try StrictJSON.parse(headerData) } catch let e as StrictJSON.ParseError {
+            guard let key = e.duplicateKey.map(Self.printable) else { throw fail("header is not JSON (\(e.message))") }
+            throw fail(e.path.isEmpty ? "tensor name '\(key)' appears twice in the header"
+                                      : "entry '\(Self.printable(e.path[0]))' has key '\(key)' twice")
         }
-        guard let root = json as? [String: Any] else { throw fail("header is not a JSON object") }
+        guard let members = root.members else { throw fail("header is not a JSON object") }
         var entries = [String: Entry]()
         var metadata = [String: String]()
-        for (rawName, value) in root {
+        for member in members {
+            let (rawName, value) = (member.key, member.value)
             let name = Self.printable(rawName)
             if rawName == "__metadata__" {
-                guard let m = value as? [String: Any] else { throw fail("__metadata__ is not an object") }
-                for (k, v) in m {
-                    guard let s = v as? String else { throw fail("__metadata__ value for '\(Self.printable(k))' is not a string") }
-                    metadata[k] = s
+                guard let m = value.members else { throw fail("__metadata__ is not an object") }
+                for kv in m {
+                    guard case .string(let s) = kv.value else { throw fail("__metadata__ value for '\(Self.printable(kv.key))' is not a string") }
+                    metadata[kv.key] = s
                 }
                 continue
             }
-            guard let obj = value as? [String: Any] else { throw fail("entry '\(name)' is not an object") }
-            guard let dtypeName = obj["dtype"] as? String else { throw fail("entry '\(name)' has no dtype") }
+            guard value.members != nil else { throw fail("entry '\(name)' is not an object") }
+            guard case .string(let dtypeName)? = value["dtype"] else { throw fail("entry '\(name)' has no dtype") }
             guard let dtype = StorageDType(safetensorsName: dtypeName) else {
                 throw fail("entry '\(name)' has dtype '\(Self.printable(dtypeName))'; supported are F32, F16, BF16")
             }
-            guard let shapeAny = obj["shape"] as? [Any], let shape = Self.integers(shapeAny), shape.allSatisfy({ $0 >= 0 }) else {
-                throw fail("entry '\(name)' has a malformed shape")
+            guard case .array(let shapeItems)? = value["shape"], let shape = Self.integers(shapeItems), shape.allSatisfy({ $0 >= 0 }) else {
+                throw fail("entry '\(name)' has a malformed shape (it must be a list of non-negative integers)")
             }
-            guard let offAny = obj["data_offsets"] as? [Any], let off = Self.integers(offAny), off.count == 2 else {
+            guard case .array(let offItems)? = value["data_offsets"], let off = Self.integers(offItems), off.count == 2 else {
                 throw fail("entry '\(name)' has malformed data_offsets")
             }
             guard off[0] >= 0, off[0] <= off[1], off[1] <= dataBytes else {
@@ -90,7 +95,12 @@ public struct SafeTensorsFile {
             }
             entries[rawName] = Entry(dtype: dtype, shape: shape, byteRange: off[0]..<off[1])
         }
-        let sorted = entries.sorted { $0.value.byteRange.lowerBound < $1.value.byteRange.lowerBound }
+        // A zero-length tensor occupies no bytes, so it overlaps nothing; the others are
+        // checked in a total order (start, end, name), so the verdict and the pair named
+        // never depend on the order of a dictionary.
+        let sorted = entries.filter { !$0.value.byteRange.isEmpty }.sorted {
+            ($0.value.byteRange.lowerBound, $0.value.byteRange.upperBound, $0.key) < ($1.value.byteRange.lowerBound, $1.value.byteRange.upperBound, $1.key)
+        }
         for (a, b) in zip(sorted, sorted.dropFirst()) where a.value.byteRange.upperBound > b.value.byteRange.lowerBound {
             throw fail("tensors '\(Self.printable(a.key))' and '\(Self.printable(b.key))' overlap in the data section")
         }
@@ -100,7 +110,7 @@ public struct SafeTensorsFile {
 
     /// A name from the file as it may appear in a one-line message: control
     /// characters escaped, at most 120 characters.
-    static func printable(_ s: String) -> String {
+    public static func printable(_ s: String) -> String {
         var out = ""
         for u in s.unicodeScalars {
             if u.properties.generalCategory == .control || u == "\u{2028}" || u == "\u{2029}" {
@@ -110,20 +120,27 @@ public struct SafeTensorsFile {
         return out.count > 120 ? String(out.prefix(117)) + "..." : out
     }
 
-    private static func integers(_ values: [Any]) -> [Int]? {
+    /// Integers as written (not bools, not 1.0), each at most 2^53: beyond that JSON
+    /// readers disagree on a number's value (most read it as a Double).
+    private static func integers(_ values: [StrictJSON.Value]) -> [Int]? {
         var out = [Int]()
         for v in values {
-            guard let n = v as? NSNumber else { return nil }
-            let d = n.doubleValue
-            guard d >= -9.0e15, d <= 9.0e15, d == d.rounded() else { return nil }
-            out.append(n.intValue)
+            guard let n = v.integer, n >= -(1 << 53), n <= 1 << 53 else { return nil }
+            out.append(n)
         }
         return out
     }
 
+    /// The header entry of tensor `name` (dtype, shape, bytes), read without touching its data,
+    /// so callers can check what loading it would cost first.
+    public func entry(_ name: String) throws -> Entry {
+        guard let e = entries[name] else { throw HarnessError("\(path): missing tensor '\(Self.printable(name))'") }
+        return e
+    }
+
     /// The tensor `name` converted to f32, checked against `expectedShape` when given.
     public func tensor(_ name: String, expectedShape: [Int]? = nil) throws -> Tensor {
-        guard let e = entries[name] else { throw HarnessError("\(path): missing tensor '\(Self.printable(name))'") }
+        let e = try entry(name)
         if let expected = expectedShape, expected != e.shape {
             throw HarnessError("\(path): tensor '\(Self.printable(name))' has shape \(e.shape), expected \(expected)")
         }

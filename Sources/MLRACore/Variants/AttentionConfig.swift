@@ -37,7 +37,7 @@ public struct AttentionConfig: Codable, Equatable, Sendable {
     public var intermediateSize: Int?
     public var vocabSize: Int?
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case variant, nEmbd = "n_embd", nHead = "n_head"
         case qLoraRank = "q_lora_rank", kvLoraRank = "kv_lora_rank"
         case qkNopeHeadDim = "qk_nope_head_dim", qkRopeHeadDim = "qk_rope_head_dim"
@@ -60,44 +60,39 @@ public struct AttentionConfig: Codable, Equatable, Sendable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw HarnessError("\(path): cannot read config file")
         }
-        let config: AttentionConfig
-        do {
-            config = try JSONDecoder().decode(AttentionConfig.self, from: data)
-        } catch DecodingError.keyNotFound(let key, _) {
-            throw HarnessError("\(path): config is missing key '\(key.stringValue)'")
-        } catch DecodingError.typeMismatch(_, let ctx), DecodingError.valueNotFound(_, let ctx) {
-            throw HarnessError("\(path): config key '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type")
-        } catch DecodingError.dataCorrupted(let ctx) {
-            if ctx.codingPath.first?.stringValue == "variant" {
-                throw HarnessError("\(path): unknown variant; expected one of \(VariantName.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            throw HarnessError("\(path): config is not valid JSON")
-        } catch {
-            throw HarnessError("\(path): config is not valid JSON")
-        }
-        // Absurd sizes are refused here, before any size product can overflow an Int
-        // or a per-layer loop runs for ever (the checks of `layout()` come later).
+        let variants = "expected one of \(VariantName.allCases.map(\.rawValue).joined(separator: ", "))"
+        // Only the keys read here must be integers: a checkpoint's config may carry others (rms_norm_eps 1e-6).
+        let config = try StrictJSON.decode(AttentionConfig.self, from: data, path: path, kind: "config",
+                                           integerKeys: CodingKeys.allCases.map(\.rawValue), invalidValue: { $0 == ["variant"] ? "unknown variant; \(variants)" : nil })
+        try config.checkLimits(file: path)
+        return config
+    }
+
+    /// Every size within the harness's limits, for configs from files (`file`, named in
+    /// the message) and from flags alike (`layout()` checks it first).
+    public func checkLimits(file: String? = nil) throws {
+        // Absurd sizes are refused before any size product can overflow an Int or a
+        // per-layer loop runs for ever (the divisibility checks of `layout()` come after).
         let sizes: [(String, Int?, Int)] = [
-            ("n_embd", config.nEmbd, 1 << 24), ("n_head", config.nHead, 1 << 20), ("q_lora_rank", config.qLoraRank, 1 << 24),
-            ("kv_lora_rank", config.kvLoraRank, 1 << 24), ("qk_nope_head_dim", config.qkNopeHeadDim, 1 << 20),
-            ("qk_rope_head_dim", config.qkRopeHeadDim, 1 << 20), ("head_dim", config.headDim, 1 << 20),
-            ("group_size", config.groupSize, 1 << 20), ("n_layer", config.nLayer, 1 << 12),
-            ("intermediate_size", config.intermediateSize, 1 << 26), ("vocab_size", config.vocabSize, 1 << 26),
+            ("n_embd", nEmbd, 1 << 24), ("n_head", nHead, 1 << 20), ("q_lora_rank", qLoraRank, 1 << 24),
+            ("kv_lora_rank", kvLoraRank, 1 << 24), ("qk_nope_head_dim", qkNopeHeadDim, 1 << 20),
+            ("qk_rope_head_dim", qkRopeHeadDim, 1 << 20), ("head_dim", headDim, 1 << 20),
+            ("group_size", groupSize, 1 << 20), ("n_layer", nLayer, 1 << 12),
+            ("intermediate_size", intermediateSize, 1 << 26), ("vocab_size", vocabSize, 1 << 26),
         ]
         for case let (key, value?, limit) in sizes where value > limit {
-            throw HarnessError("\(path): config key '\(key)' is \(value); the largest supported value is \(limit)")
+            throw HarnessError((file.map { "\($0): config key '\(key)'" } ?? "'\(key)'") + " is \(value); the largest supported value is \(limit)")
         }
         // Parameter count of the whole model (Double, so it cannot overflow): at most 2^40 elements (4 TiB in f32).
-        let d = Double(config.nEmbd), h = Double(config.nHead)
-        let dh = Double(config.headDim ?? 0) + Double(config.qkNopeHeadDim ?? 0) + Double(config.qkRopeHeadDim ?? 0)
-        let attention = d * (Double(config.qLoraRank ?? 0) + Double(config.kvLoraRank ?? 0) + 4 * h * dh)
-            + Double(config.qLoraRank ?? 0) * h * dh + Double(config.kvLoraRank ?? 0) * 2 * h * dh
-        let layers = Double(config.nLayer ?? 1), mlp = 3 * d * Double(config.intermediateSize ?? 0)
-        let total = layers * (attention + mlp) + d * Double(config.vocabSize ?? 0)
+        let d = Double(nEmbd), h = Double(nHead)
+        let dh = Double(headDim ?? 0) + Double(qkNopeHeadDim ?? 0) + Double(qkRopeHeadDim ?? 0)
+        let attention = d * (Double(qLoraRank ?? 0) + Double(kvLoraRank ?? 0) + 4 * h * dh)
+            + Double(qLoraRank ?? 0) * h * dh + Double(kvLoraRank ?? 0) * 2 * h * dh
+        let layers = Double(nLayer ?? 1), mlp = 3 * d * Double(intermediateSize ?? 0)
+        let total = layers * (attention + mlp) + d * Double(vocabSize ?? 0)
         guard total <= 1_099_511_627_776 else {
-            throw HarnessError(String(format: "%@: config sizes give about %.3g parameters; at most 2^40 are supported", path, total))
+            throw HarnessError((file.map { "\($0): config sizes" } ?? "the sizes") + String(format: " give about %.3g parameters; at most 2^40 are supported", total))
         }
-        return config
     }
 
     func required(_ value: Int?, _ key: String) throws -> Int {
@@ -108,6 +103,7 @@ public struct AttentionConfig: Codable, Equatable, Sendable {
 
     /// Checks every size and divisibility rule and returns the layer's layout.
     public func layout() throws -> any AttentionLayout {
+        try checkLimits()
         try requirePositive(nEmbd, "n_embd")
         try requirePositive(nHead, "n_head")
         if variant.isLatent { return try LatentLayout(config: self) }

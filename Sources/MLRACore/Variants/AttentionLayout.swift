@@ -54,15 +54,22 @@ public protocol AttentionLayout: Sendable {
     func makeShard(_ shard: RankShard, weights: WeightSource, prefix: String) throws -> AttentionShard
 }
 
+/// The largest TP degree any plan accepts (the sweep's grids are held to it too).
+public let maxTPDegree = 1 << 12
+
 extension AttentionLayout {
     /// Plans of every rank; checks legality once.
     public func shards(tp: Int) throws -> [RankShard] {
-        guard tp >= 1 else { throw HarnessError("\(variant.rawValue): TP degree must be at least 1, got \(tp)") }
+        try checkTP(tp, powerOfTwo: false)
         return try (0..<tp).map { try shard(tp: tp, rank: $0) }
     }
 
     func checkTP(_ tp: Int, powerOfTwo: Bool) throws {
         guard tp >= 1 else { throw HarnessError("\(variant.rawValue): TP degree must be at least 1, got \(tp)") }
+        // A plan is built per rank: an absurd degree would loop for ever, not fail.
+        guard tp <= maxTPDegree else {
+            throw HarnessError("\(variant.rawValue): TP degree \(tp) is beyond the largest supported, \(maxTPDegree)")
+        }
         if powerOfTwo && tp & (tp - 1) != 0 {
             throw HarnessError("\(variant.rawValue) cannot run at TP degree \(tp): the degree must be 1, 2, 4, 8, …")
         }
