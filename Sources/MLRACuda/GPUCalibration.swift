@@ -46,12 +46,15 @@ public struct GPUCalibration: Codable, Sendable, Equatable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw HarnessError("\(path): cannot read calibration file")
         }
-        guard let c = try? JSONDecoder().decode(GPUCalibration.self, from: data), c.device == "cuda" else {
-            throw HarnessError("\(path): not a GPU calibration from 'mlra calibrate --device cuda --format json' (re-run it)")
-        }
+        // Strict like every input (no key twice, counts as integers); a CPU calibration is refused.
+        let hint = " (re-run 'mlra calibrate --device cuda --format json')"
+        let c = try StrictJSON.decode(GPUCalibration.self, from: data, path: path, kind: "GPU calibration",
+                                      integerKeys: ["smClockMHz", "memoryClockMHz", "l2Bytes", "arrayBytes"], hint: hint)
+        guard c.device == "cuda" else { throw HarnessError("\(path): not a GPU calibration" + hint) }
         guard [c.readGBs, c.copyGBs, c.tensorTFlops, c.fmaTFlops].allSatisfy({ $0.isFinite && $0 > 0 }) else {
-            throw HarnessError("\(path): bandwidths and peaks must be positive numbers")
+            throw HarnessError("\(path): bandwidths and peaks must be positive numbers" + hint)
         }
+        guard c.l2Bytes >= 0, c.l2Bytes <= 1 << 40 else { throw HarnessError("\(path): l2Bytes \(c.l2Bytes) is out of range" + hint) }
         return c
     }
 

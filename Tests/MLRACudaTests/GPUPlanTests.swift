@@ -35,7 +35,7 @@ final class GPUPlanTests: XCTestCase {
         XCTAssertThrowsError(try GPUCalibration.load(path: zero.path)) { XCTAssertTrue("\($0)".contains("positive")) }
         let cpu = dir.appendingPathComponent("cpu.json")
         try Data(#"{"threads": 1, "readGBs": 10}"#.utf8).write(to: cpu)
-        XCTAssertThrowsError(try GPUCalibration.load(path: cpu.path)) { XCTAssertTrue("\($0)".contains("--device cuda")) }
+        XCTAssertThrowsError(try GPUCalibration.load(path: cpu.path)) { XCTAssertTrue("\($0)".contains("--device cuda"), "\($0)") }
     }
 
     func shape(_ config: AttentionConfig, tp: Int, dtype: StorageDType = .bf16, budget: Int = 227 * 1024,
