@@ -158,14 +158,16 @@ final class SweepCommandTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: out, encoding: .utf8), "a,b,c\n1,2,3\n")
     }
 
-    /// The README's main job: every variant at t = 1, 2, 4 within 3 minutes here (a
-    /// budget guard against runaway growth, not a performance measurement).
+    /// The README's main job: every variant at t = 1, 2, 4 within 10 minutes here (a
+    /// budget guard against runaway growth, not a performance measurement). The budget
+    /// was 3 minutes; on 2026-12-01 this shared VM streamed 8.8 GB/s instead of its
+    /// usual 32–39 and the same sweep took 275 s with today's binary and 84f58f8's alike.
     func testQuickPresetCoversEveryVariantWithinItsBudget() throws {
         let dir = try TempDir()
         let out = dir.path("q.csv")
         let start = Date()
-        let r = try CLI.mpirun(4, ["sweep", "--preset", "quick", "--out", out, "--quiet"], timeout: 180)
-        XCTAssertFalse(r.timedOut, "the quick preset exceeded its 3-minute budget")
+        let r = try CLI.mpirun(4, ["sweep", "--preset", "quick", "--out", out, "--quiet"], timeout: 600)
+        XCTAssertFalse(r.timedOut, "the quick preset exceeded its 10-minute budget")
         XCTAssertEqual(r.status, 0, r.stderr)
         let all = rows(out)
         XCTAssertEqual(Set(all.map { $0["variant"]! }), Set(VariantName.allCases.map(\.rawValue)))
