@@ -48,8 +48,7 @@ public final class KernelWorkload {
         caches = (0..<cacheSets).map { set in
             (0..<sequences).map { sequence in
                 let cache = KVCache(dtype: dtype, width: width, capacity: context)
-                let key = init_.nameKey("cache.\(set).\(sequence)")
-                cache.fill(toLength: context) { j, c in init_.uniform(nameKey: key, index: j &* width &+ c) }
+                cache.fillSeeded(init_, name: KVCache.kernelCacheName(set: set, sequence: sequence), toLength: context)
                 return cache
             }
         }

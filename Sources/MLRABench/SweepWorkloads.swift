@@ -46,10 +46,7 @@ final class KernelStep: StepWorkload {
 
 /// Fills a cache to `length` rows with deterministic values in [-1, 1).
 func fillRandom(_ cache: KVCache, length: Int, key: String) {
-    let s = SeededInit(seed: 0x5EED)
-    let k = s.nameKey(key)
-    let w = cache.width
-    cache.fill(toLength: length) { j, c in s.uniform(nameKey: k, index: j &* w &+ c) }
+    cache.fillSeeded(SeededInit(seed: 0x5EED), name: key, toLength: length)
 }
 
 /// Layer scope: projections, cache append, attention, output projection and one

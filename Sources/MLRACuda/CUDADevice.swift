@@ -120,13 +120,14 @@ public final class CUDADevice: @unchecked Sendable {
         stream = s!
     }
 
-    /// The local rank and node size from the launcher's environment, for commands run
-    /// without MPI (bench, calibrate): Open MPI's, then Slurm's, else 0 of 1.
-    public static func localRankFromEnvironment() -> (rank: Int, size: Int) {
+    /// Binds this process's GPU for commands run without MPI (bench, calibrate, selftest):
+    /// the node-local rank and size from the launcher's environment, Open MPI's, then
+    /// Slurm's, else 0 of 1. (Under MPI: Communicator.nodeLocal().)
+    public static func bindFromEnvironment() throws -> CUDADevice {
         let env = ProcessInfo.processInfo.environment
         let rank = Int(env["OMPI_COMM_WORLD_LOCAL_RANK"] ?? env["SLURM_LOCALID"] ?? "") ?? 0
         let size = Int(env["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? env["SLURM_NTASKS_PER_NODE"] ?? "") ?? 1
-        return (rank, max(size, rank + 1))
+        return try CUDADevice(localRank: rank, localSize: max(size, rank + 1))
     }
 
     /// "sm_90a" on Hopper (wgmma and setmaxnreg need the a-variant), else "sm_XY".

@@ -2,6 +2,17 @@ import CCuda
 import Foundation
 import MLRACore
 
+extension StorageDType {
+    /// The kernels' ELEM code for this cache dtype (decode_attention.cu, cache_fill.cu).
+    var kernelElem: Int32 { switch self { case .bf16: 0; case .f16: 1; case .f32: 2 } }
+}
+
+extension KernelGroup {
+    /// The values are the first key columns (the MLA family's latent): the kernels keep
+    /// those columns in shared memory once (VAL_IS_KEY).
+    public var valuesAreKeys: Bool { valueOffset == keyOffset && valueWidth <= keyWidth }
+}
+
 /// Which device kernel runs a class of groups.
 public enum GPUKernelPath: String, CaseIterable, Sendable {
     /// bf16/f16 caches on tensor cores, scores and softmax in each warp's registers
@@ -88,8 +99,7 @@ public final class GPUAttention {
         struct Key: Hashable { let h, k, r, v: Int; let vk: Bool }
         var order = [Key](), members = [Key: [Int]]()
         for (i, g) in groups.enumerated() {
-            let key = Key(h: g.heads, k: g.keyWidth, r: g.ropeWidth, v: g.valueWidth,
-                          vk: g.valueOffset == g.keyOffset && g.valueWidth <= g.keyWidth)
+            let key = Key(h: g.heads, k: g.keyWidth, r: g.ropeWidth, v: g.valueWidth, vk: g.valuesAreKeys)
             if members[key] == nil { order.append(key) }
             members[key, default: []].append(i)
         }
@@ -190,8 +200,7 @@ public final class GPUAttention {
     public static func launchShape(heads: Int, keyWidth: Int, ropeWidth: Int, valueWidth: Int, valueIsKey: Bool,
                                    offsets: [Int], rowWidth: Int, dtype: StorageDType, sharedBudget: Int,
                                    tuning: GPUTuning) throws -> LaunchShape {
-        let elem = dtype == .bf16 ? 0 : dtype == .f16 ? 1 : 2
-        let base: [(String, Int)] = [("ELEM", elem), ("GROUP_HEADS", heads), ("KEY_W", keyWidth), ("ROPE_W", ropeWidth),
+        let base: [(String, Int)] = [("ELEM", Int(dtype.kernelElem)), ("GROUP_HEADS", heads), ("KEY_W", keyWidth), ("ROPE_W", ropeWidth),
                                      ("VAL_W", valueWidth), ("ROW_W", rowWidth)]
         let aligned = keyWidth % 16 == 0 && ropeWidth % 16 == 0 && valueWidth % 16 == 0 && rowWidth % 8 == 0
             && offsets.allSatisfy { $0 % 8 == 0 }

@@ -62,7 +62,6 @@ public final class GPUKernelWorkload {
 
         let initializer = SeededInit(seed: seed)
         let fill = try KernelCompiler.shared.function("fill_uniform", in: .cacheFill, arch: device.arch)
-        let elem: Int32 = dtype == .bf16 ? 0 : dtype == .f16 ? 1 : 2
         for s in 0..<cacheSets {
             let buffer = try DeviceBuffer(bytes: set, what: "cache set \(s)")
             var pointers = [UInt64]()
@@ -72,7 +71,7 @@ public final class GPUKernelWorkload {
                 pointers.append(base)
                 let count = len * width
                 let args = KernelArguments().add(base).add(UInt64(count))
-                    .add(initializer.nameKey("cache.\(s).\(sequence)")).add(elem)
+                    .add(initializer.nameKey(KVCache.kernelCacheName(set: s, sequence: sequence))).add(dtype.kernelElem)
                 try fill.launch(grid: (min(device.smCount * 16, (count + 255) / 256), 1, 1), block: 256, stream: device.stream, args)
                 offset += count * dtype.bytes
             }
@@ -90,6 +89,12 @@ public final class GPUKernelWorkload {
         attention = try GPUAttention(device: device, groups: groups, rowWidth: width, dtype: dtype, scale: layout.softmaxScale,
                                      maxBatch: lengths.count, maxLength: maxLen, tuning: tuning)
         try device.synchronize()
+    }
+
+    /// Another kernel over these caches (the device reference, another path), for `launch(_:set:lengths:)`.
+    public func attention(tuning: GPUTuning) throws -> GPUAttention {
+        try GPUAttention(device: device, groups: groups, rowWidth: width, dtype: dtype, scale: layout.softmaxScale,
+                         maxBatch: batch, maxLength: maxLength, tuning: tuning)
     }
 
     /// What the workload must hold on the device: every cache set, the queries, the
@@ -136,10 +141,7 @@ public final class GPUKernelWorkload {
     /// filled on the CPU from the same seeded values (the CPU reference's input).
     public func cpuCache(set: Int, sequence: Int, rows: Int) -> KVCache {
         let cache = KVCache(dtype: dtype, width: width, capacity: rows)
-        let initializer = SeededInit(seed: seed)
-        let key = initializer.nameKey("cache.\(set).\(sequence)")
-        let w = width
-        cache.fill(toLength: rows) { j, c in initializer.uniform(nameKey: key, index: j &* w &+ c) }
+        cache.fillSeeded(SeededInit(seed: seed), name: KVCache.kernelCacheName(set: set, sequence: sequence), toLength: rows)
         return cache
     }
 

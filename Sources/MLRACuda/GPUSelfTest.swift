@@ -63,16 +63,12 @@ public enum GPUSelfTest {
                                     result: .init(what: "device cache vs CPU cache", maxError: .infinity, violation: e.message))
                         rows.append(r); progress(r); continue
                     }
-                    let plain = try GPUAttention(device: device, groups: w.groups, rowWidth: w.width, dtype: dtype,
-                                                 scale: layout.softmaxScale, maxBatch: lengths.count, maxLength: w.maxLength,
-                                                 tuning: GPUTuning(path: .plain))
+                    let plain = try w.attention(tuning: GPUTuning(path: .plain))
                     let tol = Tolerance.gpuKernelAgreement(cache: dtype)
                     var kernels = [w.attention, plain]
                     // Groups the warp-register kernel takes are checked on the shared-memory kernel too.
                     if w.attention.classes.contains(where: { $0.path == .warps }) {
-                        kernels.append(try GPUAttention(device: device, groups: w.groups, rowWidth: w.width, dtype: dtype,
-                                                        scale: layout.softmaxScale, maxBatch: lengths.count, maxLength: w.maxLength,
-                                                        tuning: GPUTuning(splits: splits, path: .mma)))
+                        kernels.append(try w.attention(tuning: GPUTuning(splits: splits, path: .mma)))
                     }
                     for k in kernels {
                         let out = try GPUValidation.outputs(w, k, lengths: lengths)

@@ -61,9 +61,7 @@ public enum GPUValidation {
     /// The timed kernel against the device reference (decode_plain) at the full lengths,
     /// on cache set 0: the long-context splits and their combine.
     public static func againstDeviceReference(_ w: GPUKernelWorkload) throws -> Result {
-        let ref = try GPUAttention(device: w.device, groups: w.groups, rowWidth: w.width, dtype: w.dtype,
-                                   scale: w.layout.softmaxScale, maxBatch: w.batch, maxLength: w.maxLength,
-                                   tuning: GPUTuning(path: .plain))
+        let ref = try w.attention(tuning: GPUTuning(path: .plain))
         try w.poisonOutputs()
         try w.launch(ref, set: 0)
         let reference = try w.outputs().map(Double.init)

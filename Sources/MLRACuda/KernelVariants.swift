@@ -8,8 +8,16 @@ import MLRACore
 public enum KernelVariants {
     public static let sharedBudget = 163 * 1024
 
-    public static var all: [(KernelSource, [(String, Int)])] {
-        var out: [(KernelSource, [(String, Int)])] = [(.calibrate, []), (.cacheFill, [])]
+    /// One NVRTC compilation: a source with the macros and flags a launch compiles it with.
+    public struct Compilation {
+        public let source: KernelSource
+        public let defines: [(String, Int)]
+        public let flags: [String]
+        public var label: String { "\(source.rawValue) " + defines.map { "\($0.0)=\($0.1)" }.joined(separator: " ") }
+    }
+
+    public static var all: [Compilation] {
+        var out = [Compilation(source: .calibrate, defines: [], flags: []), Compilation(source: .cacheFill, defines: [], flags: [])]
         var seen = Set<String>()
         for c in GPUSelfTest.cases {
             guard let layout = try? c.config.layout(), let shard = try? layout.shard(tp: c.tp, rank: 0) else { continue }
@@ -20,11 +28,13 @@ public enum KernelVariants {
                     for g in groups {
                         guard let shape = try? GPUAttention.launchShape(
                             heads: g.heads, keyWidth: g.keyWidth, ropeWidth: g.ropeWidth, valueWidth: g.valueWidth,
-                            valueIsKey: g.valueOffset == g.keyOffset && g.valueWidth <= g.keyWidth,
+                            valueIsKey: g.valuesAreKeys,
                             offsets: [g.keyOffset, g.ropeOffset, g.valueOffset], rowWidth: width, dtype: dtype,
                             sharedBudget: sharedBudget, tuning: GPUTuning(path: path)) else { continue }
                         let key = shape.defines.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
-                        if seen.insert(key).inserted { out.append((.decodeAttention, shape.defines)) }
+                        if seen.insert(key).inserted {
+                            out.append(Compilation(source: .decodeAttention, defines: shape.defines, flags: shape.flags))
+                        }
                     }
                 }
             }

@@ -9,7 +9,7 @@ extension BenchCommand {
         let layout = try layerConfig().layout()
         let rank = try self.rank ?? KernelWorkload.busiestRank(layout, tp: tp)
         let shard = try layout.shard(tp: tp, rank: rank)
-        let device = try gpu.bindFromEnvironment()
+        let device = try CUDADevice.bindFromEnvironment()
         let cal = try calibration.map(GPUCalibration.load) ?? GPUCalibration.measure(device: device, quick: true)
         let clocks = device.clocksMHz()
         let freeBefore = try device.freeMemoryBytes()

@@ -35,8 +35,7 @@ struct CalibrateCommand: ParsableCommand {
 
 extension CalibrateCommand {
     func runCUDA() throws {
-        let local = CUDADevice.localRankFromEnvironment()
-        let gpu = try CUDADevice(localRank: local.rank, localSize: local.size)
+        let gpu = try CUDADevice.bindFromEnvironment()
         let c = try GPUCalibration.measure(device: gpu, quick: quick)
         if format == .json { return try printJSON(c) }
         print("mlra \(HarnessVersion.string) calibrate: \(gpu.summary), \(quick ? "quick" : "full") mode")

@@ -37,10 +37,4 @@ struct GPUOptions: ParsableArguments {
 
     var tuning: GPUTuning { GPUTuning(tile: gpuTile, stages: gpuStages, splits: gpuSplits, path: gpuKernel, warps: gpuWarps,
                                      headsPerBlock: gpuHeadsPerBlock) }
-
-    /// Binds this process's GPU from the launcher's node-local rank (commands run without MPI).
-    func bindFromEnvironment() throws -> CUDADevice {
-        let local = CUDADevice.localRankFromEnvironment()
-        return try CUDADevice(localRank: local.rank, localSize: local.size)
-    }
 }

@@ -20,12 +20,11 @@ struct KernelsCommand: ParsableCommand {
             print("mlra \(HarnessVersion.string) kernels: NVRTC \(compiler.version) (\(compiler.libraryPath))")
             var failures = 0, count = 0
             for a in arch.split(separator: ",").map(String.init) {
-                for (source, defines) in KernelVariants.all {
+                for k in KernelVariants.all {
                     count += 1
-                    let label = "\(a) \(source.rawValue) " + defines.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
+                    let label = "\(a) \(k.label)"
                     do {
-                        let (cubin, log) = try compiler.compile(source, arch: a, defines: defines,
-                                                                flags: defines.contains { $0.0.hasPrefix("FAST_") } ? ["--use_fast_math"] : [])
+                        let (cubin, log) = try compiler.compile(k.source, arch: a, defines: k.defines, flags: k.flags)
                         if !log.isEmpty { failures += 1; print("WARN  \(label): \(log.replacingOccurrences(of: "\n", with: " | "))") }
                         else { print("ok    \(label) (\(cubin.count) B)") }
                     } catch let e as HarnessError {

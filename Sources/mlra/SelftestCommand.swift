@@ -17,8 +17,7 @@ struct SelftestCommand: ParsableCommand {
         try runReportingErrors {
             guard device == .cuda else { throw HarnessError("selftest checks --device cuda; the CPU kernels are checked by 'make test'") }
             let dtypes = try kvDtypes.split(separator: ",").map { try StorageDType.parse(String($0)) }
-            let local = CUDADevice.localRankFromEnvironment()
-            let gpu = try CUDADevice(localRank: local.rank, localSize: local.size)
+            let gpu = try CUDADevice.bindFromEnvironment()
             print("mlra \(HarnessVersion.string) selftest: \(gpu.summary)")
             print("case".padding(toLength: 24, withPad: " ", startingAt: 0) + "dtype  lengths            "
                   + "max|err|    result  kernel")

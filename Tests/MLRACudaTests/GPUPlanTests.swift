@@ -44,7 +44,7 @@ final class GPUPlanTests: XCTestCase {
         let shard = try layout.shard(tp: tp, rank: 0)
         let g = layout.kernelGroups(for: shard)[0]
         return try GPUAttention.launchShape(heads: g.heads, keyWidth: g.keyWidth, ropeWidth: g.ropeWidth, valueWidth: g.valueWidth,
-                                            valueIsKey: g.valueOffset == g.keyOffset, offsets: [g.keyOffset, g.ropeOffset, g.valueOffset],
+                                            valueIsKey: g.valuesAreKeys, offsets: [g.keyOffset, g.ropeOffset, g.valueOffset],
                                             rowWidth: layout.cacheWidth(units: shard.units.count), dtype: dtype,
                                             sharedBudget: budget, tuning: tuning)
     }
@@ -90,11 +90,10 @@ final class GPUPlanTests: XCTestCase {
         let compiler = KernelCompiler.shared
         try compiler.load()
         for arch in ["sm_80", "sm_90a"] {
-            for (source, defines) in KernelVariants.all {
-                let flags = defines.contains { $0.0.hasPrefix("FAST_") } ? ["--use_fast_math"] : []
-                let (cubin, log) = try compiler.compile(source, arch: arch, defines: defines, flags: flags)
+            for k in KernelVariants.all {
+                let (cubin, log) = try compiler.compile(k.source, arch: arch, defines: k.defines, flags: k.flags)
                 XCTAssertFalse(cubin.isEmpty)
-                XCTAssertEqual(log, "", "\(arch) \(source.rawValue) \(defines)")
+                XCTAssertEqual(log, "", "\(arch) \(k.label)")
             }
         }
     }

@@ -48,6 +48,18 @@ public final class KVCache {
         }
     }
 
+    /// Fills rows length ..< newLength with SeededInit's values of tensor `name`, element
+    /// (row, col) at index row·width + col: the deterministic contents of every benchmark
+    /// and validation cache, which the GPU fills on the device with the same formula
+    /// (MLRACuda/kernels/cache_fill.cu) so that CPU and GPU caches hold the same bytes.
+    public func fillSeeded(_ initializer: SeededInit, name: String, toLength newLength: Int) {
+        let key = initializer.nameKey(name), w = width
+        fill(toLength: newLength) { j, c in initializer.uniform(nameKey: key, index: j &* w &+ c) }
+    }
+
+    /// The seeded name of kernel-scope cache set `set`, sequence `sequence` (CPU and GPU workloads).
+    public static func kernelCacheName(set: Int, sequence: Int) -> String { "cache.\(set).\(sequence)" }
+
     /// Row `j` converted to f32 into `dst`.
     public func loadRow(_ j: Int, into dst: UnsafeMutablePointer<Float>) {
         precondition(j < length)
