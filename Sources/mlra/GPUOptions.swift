@@ -11,7 +11,7 @@ extension GPUKernelPath: ExpressibleByArgument {}
 struct GPUOptions: ParsableArguments {
     @Option(help: "cpu or cuda (each rank drives GPU <node-local rank> mod <visible GPUs>).")
     var device: DeviceKind = .cpu
-    @Option(name: .customLong("gpu-kernel"), help: "GPU kernel: mma (16-bit caches, tensor cores), f32 or plain (reference); default: chosen by the cache dtype.")
+    @Option(name: .customLong("gpu-kernel"), help: "GPU kernel: warps or mma (16-bit caches, tensor cores), f32 or plain (reference); default: chosen from the cache dtype and the group's shape.")
     var gpuKernel: GPUKernelPath?
     @Option(name: .customLong("gpu-tile"), help: "Tokens per tile of the GPU kernel (default: the largest that fits).")
     var gpuTile: Int?
