@@ -21,6 +21,10 @@ public enum GPUKernelPath: String, CaseIterable, Sendable {
     /// bf16/f16 caches on tensor cores, scores through shared memory (decode_mma): any
     /// aligned group, the wide latents of MLA and GLA-2 included.
     case mma
+    /// Hopper (sm_90a) only: bf16/f16 caches on wgmma, two warpgroups on one 64-row head
+    /// block (decode_wgmma): the MLA family (values are the first key columns), key width
+    /// a multiple of 64, value width a multiple of 128.
+    case wgmma
     /// f32 caches on CUDA cores (decode_f32).
     case f32
     /// The device-side reference (decode_plain): any dtype, any shape, slow.
@@ -76,7 +80,7 @@ public final class GPUAttention {
 
         public var description: String {
             "\(path) \(heads)h×(\(keyWidth)+\(ropeWidth))→\(valueWidth)"
-                + (path == .plain ? "" : " tile \(tile)" + (path == .f32 ? "" : "×\(stages) stages") + ", \(threads / 32) warps, \(splits) split(s) of \(chunk), "
+                + (path == .plain ? "" : " tile \(path == .wgmma ? "2×" : "")\(tile)" + (path == .f32 ? "" : "×\(stages) stages") + ", \(threads / 32) warps, \(splits) split(s) of \(chunk), "
                     + "\(headsPerBlock) heads/block, \(sharedBytes / 1024) KiB shared, \(blocksPerSM) block(s)/SM")
         }
     }
@@ -140,7 +144,7 @@ public final class GPUAttention {
                 args.add(scale).add(c.scratch!.pointer).add(Int32(maxLength))
                 try c.main.launch(grid: (c.heads, groupsInClass, batch), block: c.threads, stream: device.stream, args)
                 continue
-            case .mma, .f32, .warps:
+            case .mma, .f32, .warps, .wgmma:
                 args.add(scale * log2e).add(Int32(c.splits)).add(Int32(c.chunk))
                     .add(c.partialML?.pointer ?? 0).add(c.partialAcc?.pointer ?? 0)
                 let headBlocks = (c.heads + c.headsPerBlock - 1) / c.headsPerBlock
@@ -195,10 +199,18 @@ public final class GPUAttention {
         public var functionName: String { "decode_\(path.rawValue)" }
     }
 
+    /// decode_wgmma's shared memory: alignment slack, queries, STAGES pairs of tiles, the two
+    /// warpgroups' P, their maxima and sums.
+    static func wgmmaSharedBytes(keyWidth: Int, ropeWidth: Int, tile: Int, stages: Int) -> Int {
+        let dk = keyWidth + ropeWidth
+        return 1024 + 2 * 64 * dk + stages * 2 * 2 * tile * dk + 2 * 2 * 64 * tile + 4 * 4 * 64
+    }
+
     /// Chooses the path, tile, stages and warp split for a class within `sharedBudget` bytes
-    /// of shared memory per block (the device's opt-in limit).
+    /// of shared memory per block (the device's opt-in limit) on a device of architecture
+    /// `arch` (CUDADevice.arch: "sm_90a" has wgmma).
     public static func launchShape(heads: Int, keyWidth: Int, ropeWidth: Int, valueWidth: Int, valueIsKey: Bool,
-                                   offsets: [Int], rowWidth: Int, dtype: StorageDType, sharedBudget: Int,
+                                   offsets: [Int], rowWidth: Int, dtype: StorageDType, arch: String, sharedBudget: Int,
                                    tuning: GPUTuning) throws -> LaunchShape {
         let base: [(String, Int)] = [("ELEM", Int(dtype.kernelElem)), ("GROUP_HEADS", heads), ("KEY_W", keyWidth), ("ROPE_W", ropeWidth),
                                      ("VAL_W", valueWidth), ("ROW_W", rowWidth)]
@@ -206,12 +218,18 @@ public final class GPUAttention {
             && offsets.allSatisfy { $0 % 8 == 0 }
         // The warp-register kernel holds DK/16·4 query and DV/8·4 accumulator registers per thread.
         let warpFits = (keyWidth + ropeWidth) / 16 * 4 + valueWidth / 8 * 4 <= 112
-        let path = tuning.path ?? (dtype == .f32 ? .f32 : !aligned ? .plain : warpFits ? .warps : .mma)
+        let wgmmaFits = arch == "sm_90a" && valueIsKey && (keyWidth + ropeWidth) % 64 == 0 && valueWidth % 128 == 0
+        let path = tuning.path ?? (dtype == .f32 ? .f32 : !aligned ? .plain : wgmmaFits ? .wgmma : warpFits ? .warps : .mma)
+        if path == .wgmma && !wgmmaFits {
+            throw HarnessError("the wgmma kernel needs Hopper (sm_90a; this device is \(arch)) and an MLA-family group: values that are "
+                               + "the first key columns, key + rope a multiple of 64, value width a multiple of 128 "
+                               + "(key \(keyWidth)+\(ropeWidth), value \(valueWidth))")
+        }
         if path == .warps && !warpFits {
             throw HarnessError("the warp-register kernel holds at most 112 query + accumulator registers per thread; "
                                + "key \(keyWidth)+\(ropeWidth), value \(valueWidth) need more (use --gpu-kernel mma)")
         }
-        if (path == .mma || path == .warps) && (dtype == .f32 || !aligned) {
+        if (path == .mma || path == .warps || path == .wgmma) && (dtype == .f32 || !aligned) {
             throw HarnessError("the tensor-core kernel needs a 16-bit cache, widths that are multiples of 16 and "
                                + "column offsets that are multiples of 8 (\(heads) heads, key \(keyWidth), rope \(ropeWidth), value \(valueWidth), row \(rowWidth))")
         }
@@ -250,6 +268,25 @@ public final class GPUAttention {
             }
             throw HarnessError("no tile of the warp-register kernel fits \(heads) heads × key \(dk), value \(valueWidth) "
                                + "in \(sharedBudget / 1024) KiB of shared memory with \(nwarps) warps")
+        case .wgmma:
+            // Tile = tokens per warpgroup and iteration (a pair of tiles per block). Measured on an
+            // H200 (docs/gpu-kernels.md): 64 where two stages fit, else 32 (MLA's 576 columns).
+            guard tuning.tile.map({ $0 == 32 || $0 == 64 }) ?? true else {
+                throw HarnessError("--gpu-tile of the wgmma kernel is 32 or 64, got \(tuning.tile!)")
+            }
+            if let h = tuning.headsPerBlock, h != 64 { throw HarnessError("the wgmma kernel takes 64 heads per block, got \(h)") }
+            for t in tuning.tile.map({ [$0] }) ?? [64, 32] {
+                for s in tuning.stages.map({ [$0] }) ?? [3, 2] {
+                    let shared = wgmmaSharedBytes(keyWidth: keyWidth, ropeWidth: ropeWidth, tile: t, stages: s)
+                    guard shared <= sharedBudget else { continue }
+                    let defines = base + [("FAST_WGMMA", 1), ("HEADS", 64), ("MT", 4), ("TN", t), ("STAGES", s), ("NWARPS", 8),
+                                          ("VAL_IS_KEY", 1)]
+                    return LaunchShape(path: .wgmma, defines: defines, tile: t, stages: s, headsPerBlock: 64, sharedBytes: shared,
+                                       threads: 256)
+                }
+            }
+            throw HarnessError("no tile of the wgmma kernel fits key \(keyWidth)+\(ropeWidth) in \(sharedBudget / 1024) KiB of shared memory"
+                               + (tuning.tile.map { " with --gpu-tile \($0)" } ?? ""))
         case .mma:
             // Heads per block: all of the group's, up to 64 (beyond that the value accumulators
             // leave the registers); MT is a power of two so that the softmax's threads per row are too.
@@ -288,7 +325,7 @@ public final class GPUAttention {
                      offsets: [Int], groupIndices: [Int], table: DeviceBuffer, rowWidth: Int, dtype: StorageDType,
                      maxBatch: Int, maxLength: Int, tuning: GPUTuning) throws -> GroupClass {
         let shape = try launchShape(heads: heads, keyWidth: keyWidth, ropeWidth: ropeWidth, valueWidth: valueWidth,
-                                    valueIsKey: valueIsKey, offsets: offsets, rowWidth: rowWidth, dtype: dtype,
+                                    valueIsKey: valueIsKey, offsets: offsets, rowWidth: rowWidth, dtype: dtype, arch: device.arch,
                                     sharedBudget: device.sharedPerBlockOptin, tuning: tuning)
         let compiler = KernelCompiler.shared
         let arch = device.arch
@@ -318,10 +355,12 @@ public final class GPUAttention {
         let blocksPerSM = max(1, min(byRegs, bySmem, 8))
         let headBlocks = (heads + headsPerBlock - 1) / headsPerBlock
         let blocksPerSplit = maxBatch * groupIndices.count * headBlocks
-        let tiles = (maxLength + tile - 1) / tile
+        // A split covers whole iterations: the wgmma kernel takes a pair of tiles per iteration.
+        let step = path == .wgmma ? 2 * tile : tile
+        let tiles = (maxLength + step - 1) / step
         var splits = tuning.splits ?? max(1, (device.smCount * blocksPerSM + blocksPerSplit - 1) / blocksPerSplit)
         splits = max(1, min(splits, tiles, combineMaxSplits))
-        let chunk = ((tiles + splits - 1) / splits) * tile
+        let chunk = ((tiles + splits - 1) / splits) * step
         splits = (maxLength + chunk - 1) / chunk
         var ml: DeviceBuffer? = nil, acc: DeviceBuffer? = nil
         if splits > 1 {

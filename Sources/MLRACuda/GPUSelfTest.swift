@@ -66,8 +66,9 @@ public enum GPUSelfTest {
                     let plain = try w.attention(tuning: GPUTuning(path: .plain))
                     let tol = Tolerance.gpuKernelAgreement(cache: dtype)
                     var kernels = [w.attention, plain]
-                    // Groups the warp-register kernel takes are checked on the shared-memory kernel too.
-                    if w.attention.classes.contains(where: { $0.path == .warps }) {
+                    // Groups the warp-register or wgmma kernel takes are checked on the mma kernel too
+                    // (what they take on other devices).
+                    if w.attention.classes.contains(where: { $0.path == .warps || $0.path == .wgmma }) {
                         kernels.append(try w.attention(tuning: GPUTuning(splits: splits, path: .mma)))
                     }
                     for k in kernels {

@@ -2,11 +2,11 @@ import MLRACore
 
 /// Every compilation the harness makes of its kernel sources at the self-test's shapes
 /// (each variant's kernel groups, every cache dtype, every path), for the NVRTC check
-/// that runs without a GPU (`mlra kernels`, in CI). Shared memory is budgeted as on
-/// an A100 (163 KiB per block), the smallest of the targets, so every tile chosen
-/// there also fits on Hopper.
+/// that runs without a GPU (`mlra kernels`, in CI). Shared memory is budgeted per
+/// architecture as on the smallest device of it: an A100 (163 KiB per block) for sm_80
+/// and up, an H100/H200 (227 KiB) for sm_90a.
 public enum KernelVariants {
-    public static let sharedBudget = 163 * 1024
+    public static func sharedBudget(arch: String) -> Int { arch == "sm_90a" ? 227 * 1024 : 163 * 1024 }
 
     /// One NVRTC compilation: a source with the macros and flags a launch compiles it with.
     public struct Compilation {
@@ -16,7 +16,7 @@ public enum KernelVariants {
         public var label: String { "\(source.rawValue) " + defines.map { "\($0.0)=\($0.1)" }.joined(separator: " ") }
     }
 
-    public static var all: [Compilation] {
+    public static func all(arch: String) -> [Compilation] {
         var out = [Compilation(source: .calibrate, defines: [], flags: []), Compilation(source: .cacheFill, defines: [], flags: [])]
         var seen = Set<String>()
         for c in GPUSelfTest.cases {
@@ -24,13 +24,13 @@ public enum KernelVariants {
             let groups = layout.kernelGroups(for: shard)
             let width = layout.cacheWidth(units: shard.units.count)
             for dtype in StorageDType.allCases {
-                for path in [nil, GPUKernelPath.mma, .plain] {
+                for path in [nil, GPUKernelPath.mma, .warps, .wgmma, .plain] {
                     for g in groups {
                         guard let shape = try? GPUAttention.launchShape(
                             heads: g.heads, keyWidth: g.keyWidth, ropeWidth: g.ropeWidth, valueWidth: g.valueWidth,
                             valueIsKey: g.valuesAreKeys,
                             offsets: [g.keyOffset, g.ropeOffset, g.valueOffset], rowWidth: width, dtype: dtype,
-                            sharedBudget: sharedBudget, tuning: GPUTuning(path: path)) else { continue }
+                            arch: arch, sharedBudget: sharedBudget(arch: arch), tuning: GPUTuning(path: path)) else { continue }
                         let key = shape.defines.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
                         if seen.insert(key).inserted {
                             out.append(Compilation(source: .decodeAttention, defines: shape.defines, flags: shape.flags))

@@ -11,9 +11,9 @@ extension GPUKernelPath: ExpressibleByArgument {}
 struct GPUOptions: ParsableArguments {
     @Option(help: "cpu or cuda (each rank drives GPU <node-local rank> mod <visible GPUs>).")
     var device: DeviceKind = .cpu
-    @Option(name: .customLong("gpu-kernel"), help: "GPU kernel: warps or mma (16-bit caches, tensor cores), f32 or plain (reference); default: chosen from the cache dtype and the group's shape.")
+    @Option(name: .customLong("gpu-kernel"), help: "GPU kernel: wgmma (Hopper, MLA family), warps or mma (16-bit caches, tensor cores), f32 or plain (reference); default: chosen from the device, the cache dtype and the group's shape.")
     var gpuKernel: GPUKernelPath?
-    @Option(name: .customLong("gpu-tile"), help: "Tokens per tile of the GPU kernel (default: the largest that fits).")
+    @Option(name: .customLong("gpu-tile"), help: "Tokens per tile of the GPU kernel (wgmma: per warpgroup, 32 or 64; default: the largest that fits).")
     var gpuTile: Int?
     @Option(name: .customLong("gpu-stages"), help: "Shared-memory stages of the tensor-core kernel (default: 3 if it fits, else 2).")
     var gpuStages: Int?

@@ -20,7 +20,7 @@ struct KernelsCommand: ParsableCommand {
             print("mlra \(HarnessVersion.string) kernels: NVRTC \(compiler.version) (\(compiler.libraryPath))")
             var failures = 0, count = 0
             for a in arch.split(separator: ",").map(String.init) {
-                for k in KernelVariants.all {
+                for k in KernelVariants.all(arch: a) {
                     count += 1
                     let label = "\(a) \(k.label)"
                     do {

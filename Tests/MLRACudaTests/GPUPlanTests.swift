@@ -38,7 +38,7 @@ final class GPUPlanTests: XCTestCase {
         XCTAssertThrowsError(try GPUCalibration.load(path: cpu.path)) { XCTAssertTrue("\($0)".contains("--device cuda"), "\($0)") }
     }
 
-    func shape(_ config: AttentionConfig, tp: Int, dtype: StorageDType = .bf16, budget: Int = 227 * 1024,
+    func shape(_ config: AttentionConfig, tp: Int, dtype: StorageDType = .bf16, arch: String = "sm_80", budget: Int = 227 * 1024,
                tuning: GPUTuning = GPUTuning()) throws -> GPUAttention.LaunchShape {
         let layout = try config.layout()
         let shard = try layout.shard(tp: tp, rank: 0)
@@ -46,7 +46,7 @@ final class GPUPlanTests: XCTestCase {
         return try GPUAttention.launchShape(heads: g.heads, keyWidth: g.keyWidth, ropeWidth: g.ropeWidth, valueWidth: g.valueWidth,
                                             valueIsKey: g.valuesAreKeys, offsets: [g.keyOffset, g.ropeOffset, g.valueOffset],
                                             rowWidth: layout.cacheWidth(units: shard.units.count), dtype: dtype,
-                                            sharedBudget: budget, tuning: tuning)
+                                            arch: arch, sharedBudget: budget, tuning: tuning)
     }
 
     func latent(_ v: VariantName) -> AttentionConfig {
@@ -70,10 +70,34 @@ final class GPUPlanTests: XCTestCase {
         XCTAssertThrowsError(try shape(odd, tp: 1, tuning: GPUTuning(path: .mma))) { XCTAssertTrue("\($0)".contains("multiples of 16")) }
     }
 
+    /// On Hopper the MLA family takes the wgmma kernel, with the largest tile whose stages fit in
+    /// 227 KiB; GQA keeps the warp-register kernel. Forcing wgmma elsewhere is one clear error.
+    func testHopperGivesTheMLAFamilyTheWgmmaKernel() throws {
+        let budget = KernelVariants.sharedBudget(arch: "sm_90a")
+        let mla = try shape(latent(.mla), tp: 1, arch: "sm_90a", budget: budget)
+        XCTAssertEqual([mla.path.rawValue, "\(mla.tile)", "\(mla.stages)", "\(mla.threads)"], ["wgmma", "32", "2", "256"])
+        // 1 KiB alignment + Q 72 KiB + 2 stages × 2 tiles × 36 KiB + P 8 KiB + 1 KiB of maxima and sums.
+        XCTAssertEqual(mla.sharedBytes, 1024 + 73_728 + 147_456 + 8192 + 1024)
+        XCTAssertLessThanOrEqual(mla.sharedBytes, budget)
+        let gla2 = try shape(latent(.gla2), tp: 2, arch: "sm_90a", budget: budget)
+        XCTAssertEqual([gla2.path.rawValue, "\(gla2.tile)", "\(gla2.stages)"], ["wgmma", "64", "2"])
+        let mlra4 = try shape(latent(.mlra4), tp: 4, arch: "sm_90a", budget: budget)
+        XCTAssertEqual([mlra4.path.rawValue, "\(mlra4.tile)", "\(mlra4.stages)"], ["wgmma", "64", "3"])
+        let gqa = try shape(AttentionConfig(variant: .gqa, nEmbd: 64 * 128, nHead: 64, headDim: 128, groupSize: 8), tp: 8,
+                            arch: "sm_90a", budget: budget)
+        XCTAssertEqual(gqa.path, .warps)
+        XCTAssertEqual(try shape(latent(.mla), tp: 1, dtype: .f32, arch: "sm_90a", budget: budget).path, .f32)
+        XCTAssertThrowsError(try shape(latent(.mla), tp: 1, tuning: GPUTuning(path: .wgmma))) { XCTAssertTrue("\($0)".contains("sm_90a"), "\($0)") }
+        XCTAssertThrowsError(try shape(latent(.mla), tp: 1, arch: "sm_90a", budget: budget, tuning: GPUTuning(tile: 48, path: .wgmma))) {
+            XCTAssertTrue("\($0)".contains("32 or 64"), "\($0)")
+        }
+    }
+
     func testSharedMemoryBudgetIsHonoured() throws {
         // On an A100's 163 KiB MLA still fits (2 stages), and nothing chosen exceeds the budget.
-        let mla = try shape(latent(.mla), tp: 1, budget: KernelVariants.sharedBudget)
-        XCTAssertLessThanOrEqual(mla.sharedBytes, KernelVariants.sharedBudget)
+        let a100 = KernelVariants.sharedBudget(arch: "sm_80")
+        let mla = try shape(latent(.mla), tp: 1, budget: a100)
+        XCTAssertLessThanOrEqual(mla.sharedBytes, a100)
         XCTAssertThrowsError(try shape(latent(.mla), tp: 1, budget: 32 * 1024)) { XCTAssertTrue("\($0)".contains("shared memory")) }
         XCTAssertThrowsError(try shape(latent(.mla), tp: 1, tuning: GPUTuning(path: .warps))) { XCTAssertTrue("\($0)".contains("registers")) }
     }
@@ -90,7 +114,7 @@ final class GPUPlanTests: XCTestCase {
         let compiler = KernelCompiler.shared
         try compiler.load()
         for arch in ["sm_80", "sm_90a"] {
-            for k in KernelVariants.all {
+            for k in KernelVariants.all(arch: arch) {
                 let (cubin, log) = try compiler.compile(k.source, arch: arch, defines: k.defines, flags: k.flags)
                 XCTAssertFalse(cubin.isEmpty)
                 XCTAssertEqual(log, "", "\(arch) \(k.label)")

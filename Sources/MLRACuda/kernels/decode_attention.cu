@@ -147,7 +147,7 @@ decode_combine(const float *__restrict__ part_ml, const float *__restrict__ part
     }
 }
 
-#if defined(FAST_MMA) || defined(FAST_WARP)
+#if defined(FAST_MMA) || defined(FAST_WARP) || defined(FAST_WGMMA)
 // ---------------------------------------------------------------------------------
 // What the two tensor-core kernels share: the block's shape, PTX wrappers (cp.async,
 // ldmatrix, mma.sync m16n8k16), and the tile loader. HEADS: heads per block (≤
@@ -242,7 +242,7 @@ __device__ __forceinline__ void empty_split(float *part_ml, u64 pidx, int splits
         part_ml[2 * (pidx + (u64)h * splits) + 1] = 0.0f;
     }
 }
-#endif  // FAST_MMA || FAST_WARP
+#endif  // FAST_MMA || FAST_WARP || FAST_WGMMA
 
 #ifdef FAST_MMA
 // ---------------------------------------------------------------------------------
@@ -630,6 +630,291 @@ decode_warps(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
     }
 }
 #endif  // FAST_WARP
+
+#ifdef FAST_WGMMA
+// ---------------------------------------------------------------------------------
+// decode_wgmma: Hopper (sm_90a) kernel for the MLA family: values are the first key
+// columns (the latent), and the heads of a group share every cached column. The mma.sync
+// kernels read each key/value tile from shared memory once per 16-head tile, through the
+// registers; wgmma reads it once per 64 heads, straight from shared memory, so at 64
+// heads the shared-memory traffic drops 4× and the tensor cores stop waiting on it.
+//
+// Block: two warpgroups (256 threads) on one 64-row head block (a group's heads, padded
+// with zero queries). Per iteration a pair of TN-token tiles streams in by cp.async;
+// warpgroup w scores tile w of the pair (S_w = Q·K_wᵀ, both operands in shared memory),
+// the two agree on one running max per head row, and each then accumulates its half of
+// the value columns over both tiles: O_w += P_w·V_w[:, half w] (its own P from the
+// registers) + P_{1−w}·V_{1−w}[:, half w] (the other's P through shared memory). The row
+// sums stay per warpgroup and are added at the end.
+//
+// Shared layouts (what the wgmma descriptors below describe):
+//   Q, key tiles: 128-byte swizzle (the TMA/wgmma SWIZZLE_128B pattern). An R × C matrix
+//     of 16-bit elements is C/64 column blocks of R rows × 128 bytes; the 16-byte chunk c
+//     of row r sits at chunk c ^ (r mod 8). Scores read it K-major (rows = heads or
+//     tokens), P·V reads the same key tile N-major (rows = tokens, columns = values).
+//   P: no swizzle, 8 × 8 core matrices of 128 bytes, K-major.
+// Extra macros: TN (32 or 64 tokens per tile), STAGES (pairs in flight).
+// ---------------------------------------------------------------------------------
+#define WG_ROWS 64
+#define DKB (DK / 64)                      // 128-byte column blocks of a key row
+#define DVH (DV / 2)                       // value columns per warpgroup
+#define VNB (DVH / 64)                     // 64-column wgmma blocks per warpgroup
+#define TILE_BYTES (TN * DK * 2)
+#define PAIR_BYTES (2 * TILE_BYTES)
+#define Q_BYTES (WG_ROWS * DK * 2)
+#define P_BYTES (WG_ROWS * TN * 2)
+#define P_SBO (TN * 16)                    // P: bytes between 8-row core-matrix groups
+#define P_LBO 128                          // P: bytes between the two k halves of a k16 step
+#ifdef P_DESC_SWAP
+#define P_DESC(p) smem_desc(p, P_SBO, P_LBO, 0)
+#else
+#define P_DESC(p) smem_desc(p, P_LBO, P_SBO, 0)
+#endif
+#ifndef V_LBO
+#define V_LBO 1024                         // N-major V: 64-column blocks (one per wgmma: unused, set like SBO)
+#endif
+
+__device__ __forceinline__ u32 sw128_offset(int row, int col) {  // byte offset in a block of 128-byte rows
+    return row * 128 + ((((col >> 3) ^ row) & 7) << 4) + (col & 7) * 2;
+}
+// wgmma shared-memory matrix descriptor: start address, leading and stride byte offsets
+// (16-byte units), layout (0: no swizzle, 1: 128-byte swizzle).
+__device__ __forceinline__ u64 smem_desc(const void *p, u32 lbo, u32 sbo, u32 layout) {
+    return (u64)((smem_addr(p) & 0x3FFFF) >> 4) | ((u64)(lbo >> 4) << 16) | ((u64)(sbo >> 4) << 32) | ((u64)layout << 62);
+}
+__device__ __forceinline__ u64 sw128_desc(const void *p) { return smem_desc(p, 16, 1024, 1); }
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void wgmma_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+#define ACC4(d, i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])
+#define ACC16(d, i) ACC4(d, i), ACC4(d, i + 4), ACC4(d, i + 8), ACC4(d, i + 12)
+// d[0..31] += A(smem) · B(smem), m64n64k16; TB: B is N-major.
+template <int TB> __device__ __forceinline__ void wgmma_ss_n64(float *d, u64 a, u64 b, int accumulate) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." MMA_TYPE "." MMA_TYPE " "
+                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+                 "%32, %33, p, 1, 1, 0, %35;\n}\n"
+                 : ACC16(d, 0), ACC16(d, 16)
+                 : "l"(a), "l"(b), "r"(accumulate), "n"(TB));
+}
+// d[0..15] += A(smem) · B(smem), m64n32k16, B K-major.
+__device__ __forceinline__ void wgmma_ss_n32(float *d, u64 a, u64 b, int accumulate) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n32k16.f32." MMA_TYPE "." MMA_TYPE " "
+                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, "
+                 "%16, %17, p, 1, 1, 0, 0;\n}\n"
+                 : ACC16(d, 0)
+                 : "l"(a), "l"(b), "r"(accumulate));
+}
+// d[0..31] += A(registers: the m16n8k16 A fragment of this warp's 16 rows) · B(smem), m64n64k16, B N-major.
+__device__ __forceinline__ void wgmma_rs_n64_nmajor(float *d, const u32 *a, u64 b) {
+    asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32." MMA_TYPE "." MMA_TYPE " "
+                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+                 "{%32, %33, %34, %35}, %36, 1, 1, 1, 1;\n"
+                 : ACC16(d, 0), ACC16(d, 16)
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
+}
+
+// S = Q·Kᵀ over one tile (scores of this thread's fragment: TN/2 floats, zeroed by the first step).
+__device__ __forceinline__ void wgmma_scores(float *s, const unsigned char *Qs, const unsigned char *tile) {
+#pragma unroll
+    for (int kk = 0; kk < DK / 16; kk++) {
+        const u64 a = sw128_desc(Qs + (kk / 4) * (WG_ROWS * 128) + (kk % 4) * 32);
+        const u64 b = sw128_desc(tile + (kk / 4) * (TN * 128) + (kk % 4) * 32);
+#if TN == 64
+        wgmma_ss_n64<0>(s, a, b, kk > 0);
+#else
+        wgmma_ss_n32(s, a, b, kk > 0);
+#endif
+    }
+}
+
+// The pair of tiles starting at token tok0 into one stage: only the key and RoPE columns.
+__device__ __forceinline__ void load_pair(unsigned char *stage, const u16 *rows, int tok0, int end, int key_off, int rope_off) {
+    constexpr int CH = DK / 8;  // 16-byte chunks per row
+    for (int i = threadIdx.x; i < 2 * TN * CH; i += NTHREADS) {
+        const int r2 = i / CH, ch = i % CH, w = r2 / TN, r = r2 % TN;
+        const int token = tok0 + r2, c = ch * 8;
+        const bool valid = token < end;
+        const int src = c < KEY_W ? key_off + c : rope_off + (c - KEY_W);
+        unsigned char *dst = stage + w * TILE_BYTES + (ch / 8) * (TN * 128) + sw128_offset(r, c);
+        cp_async16(dst, rows + (u64)(valid ? token : tok0) * ROW_W + src, valid);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256, 1)
+decode_wgmma(const u64 *__restrict__ caches, const int *__restrict__ lengths, const int *__restrict__ gtab, int groups,
+             const float *__restrict__ q, int QN, float *__restrict__ out, int ON, float scale_log2, int splits, int chunk,
+             float *__restrict__ part_ml, float *__restrict__ part_acc) {
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    // The swizzle pattern repeats every 1024 bytes: every matrix starts on such a boundary.
+    unsigned char *smem = smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u);
+    unsigned char *Qs = smem;                              // [DKB][64 rows][128 B], swizzled
+    unsigned char *tiles = Qs + Q_BYTES;                   // [STAGES][2 tiles][DKB][TN rows][128 B], swizzled
+    unsigned char *Ps = tiles + STAGES * PAIR_BYTES;       // [2][64 × TN], core matrices
+    float *xmax = (float *)(Ps + 2 * P_BYTES);             // [2][64]: each warpgroup's tile maxima
+    float *lsum = xmax + 2 * WG_ROWS;                      // [2][64]: row sums at the end
+
+    const int g = blockIdx.x / HBLK, h0 = (blockIdx.x % HBLK) * WG_ROWS, split = blockIdx.y, b = blockIdx.z;
+    const int nh = min(WG_ROWS, GROUP_HEADS - h0);
+    const int *t = gtab + 5 * g;
+    const int key_off = t[0], rope_off = t[1];
+    const int len = lengths[b];
+    const int start = split * chunk, end = min(len, start + chunk);
+    const u64 pidx = (((u64)b * groups + g) * GROUP_HEADS + h0) * (u64)splits + split;
+    const int tid = threadIdx.x, wg = tid / 128, lane = tid % 32;
+    const int r0 = ((tid % 128) / 32) * 16 + lane / 4, r1 = r0 + 8;  // this thread's two head rows
+    const int qc = lane % 4;
+
+    if (start >= end) return empty_split(part_ml, pidx, splits, nh);
+    const u16 *rows = (const u16 *)caches[b];
+    const int npairs = (end - start + 2 * TN - 1) / (2 * TN);
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+        if (s < npairs) load_pair(tiles + s * PAIR_BYTES, rows, start + s * 2 * TN, end, key_off, rope_off);
+        cp_async_commit();
+    }
+    {   // queries, converted to 16 bits, while the first tiles fly
+        const float *qg = q + (u64)b * QN + t[3] + (u64)h0 * DK;
+        constexpr int CH = DK / 8;
+        for (int i = tid; i < WG_ROWS * CH; i += NTHREADS) {
+            const int r = i / CH, c = (i % CH) * 8;
+            u32 v[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++) v[e] = r < nh ? pack2(qg[r * DK + c + 2 * e], qg[r * DK + c + 2 * e + 1]) : 0u;
+            *(uint4 *)(Qs + (c / 64) * (WG_ROWS * 128) + sw128_offset(r, c)) = make_uint4(v[0], v[1], v[2], v[3]);
+        }
+    }
+
+    float o[VNB][32];
+#pragma unroll
+    for (int n = 0; n < VNB; n++)
+#pragma unroll
+        for (int e = 0; e < 32; e++) o[n][e] = 0.0f;
+    float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;  // rows r0, r1 (l: this thread's share)
+    unsigned char *my_p = Ps + wg * P_BYTES;
+    const unsigned char *other_p = Ps + (1 - wg) * P_BYTES;
+
+    for (int p = 0; p < npairs; p++) {
+        cp_async_wait<STAGES - 2>();
+        fence_proxy_async();  // the generic-proxy writes (cp.async, Q) become visible to wgmma
+        __syncthreads();      // pair p is in; everyone is done with pair p − 1, its P and maxima
+        {
+            const int next = p + STAGES - 1;
+            if (next < npairs) load_pair(tiles + (next % STAGES) * PAIR_BYTES, rows, start + next * 2 * TN, end, key_off, rope_off);
+            cp_async_commit();
+        }
+        const unsigned char *stage = tiles + (p % STAGES) * PAIR_BYTES;
+        const unsigned char *mine = stage + wg * TILE_BYTES, *theirs = stage + (1 - wg) * TILE_BYTES;
+        const int tok0 = start + p * 2 * TN + wg * TN;
+
+        float s[TN / 2];
+        wgmma_fence();
+        wgmma_scores(s, Qs, mine);
+        wgmma_commit();
+        wgmma_wait<0>();
+
+        // Fragment: s[4j + e] is row r0 (e < 2) or r1, token 8j + 2·qc + (e & 1).
+        float mx0 = NEG_INF, mx1 = NEG_INF;
+#pragma unroll
+        for (int j = 0; j < TN / 8; j++) {
+            const int tok = tok0 + j * 8 + qc * 2;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                s[4 * j + e] = tok + (e & 1) < end ? s[4 * j + e] * scale_log2 : NEG_INF;
+            }
+            mx0 = fmaxf(mx0, fmaxf(s[4 * j], s[4 * j + 1]));
+            mx1 = fmaxf(mx1, fmaxf(s[4 * j + 2], s[4 * j + 3]));
+        }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1)); mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1)); mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        if (qc == 0) { xmax[wg * WG_ROWS + r0] = mx0; xmax[wg * WG_ROWS + r1] = mx1; }
+        __syncthreads();
+        // Both warpgroups compute the same new max from the same values.
+        const float n0 = fmaxf(m0, fmaxf(xmax[r0], xmax[WG_ROWS + r0]));
+        const float n1 = fmaxf(m1, fmaxf(xmax[r1], xmax[WG_ROWS + r1]));
+        const float base0 = n0 == NEG_INF ? 0.0f : n0, base1 = n1 == NEG_INF ? 0.0f : n1;
+        const float a0 = exp2f(m0 - base0), a1 = exp2f(m1 - base1);
+        m0 = n0; m1 = n1;
+        l0 *= a0; l1 *= a1;
+        if (__any_sync(0xffffffffu, a0 != 1.0f || a1 != 1.0f)) {
+#pragma unroll
+            for (int n = 0; n < VNB; n++)
+#pragma unroll
+                for (int j = 0; j < 8; j++) { o[n][4 * j] *= a0; o[n][4 * j + 1] *= a0; o[n][4 * j + 2] *= a1; o[n][4 * j + 3] *= a1; }
+        }
+        u32 pf[TN / 16][4];
+#pragma unroll
+        for (int j = 0; j < TN / 8; j++) {
+            const float p0 = exp2f(s[4 * j] - base0), p1 = exp2f(s[4 * j + 1] - base0);
+            const float p2 = exp2f(s[4 * j + 2] - base1), p3 = exp2f(s[4 * j + 3] - base1);
+            l0 += p0 + p1; l1 += p2 + p3;
+            const u32 lo = pack2(p0, p1), hi = pack2(p2, p3);
+            pf[j / 2][(j % 2) * 2 + 0] = lo;
+            pf[j / 2][(j % 2) * 2 + 1] = hi;
+            // The other warpgroup's copy: core matrix (row / 8, token / 8), 16 bytes per row.
+            const int col = j * 8 + qc * 2;
+            *(u32 *)(my_p + (r0 / 8) * P_SBO + (col / 8) * 128 + (r0 % 8) * 16 + (col % 8) * 2) = lo;
+            *(u32 *)(my_p + (r1 / 8) * P_SBO + (col / 8) * 128 + (r1 % 8) * 16 + (col % 8) * 2) = hi;
+        }
+        fence_proxy_async();
+
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < TN / 16; kk++)
+#pragma unroll
+            for (int n = 0; n < VNB; n++)
+                wgmma_rs_n64_nmajor(o[n], pf[kk], smem_desc(mine + (wg * VNB + n) * (TN * 128) + kk * 2048, V_LBO, 1024, 1));
+        wgmma_commit();
+        __syncthreads();  // the other warpgroup's P is in shared memory
+#pragma unroll
+        for (int kk = 0; kk < TN / 16; kk++)
+#pragma unroll
+            for (int n = 0; n < VNB; n++)
+                wgmma_ss_n64<1>(o[n], P_DESC(other_p + kk * 256),
+                                smem_desc(theirs + (wg * VNB + n) * (TN * 128) + kk * 2048, V_LBO, 1024, 1), 1);
+        wgmma_commit();
+        wgmma_wait<0>();
+    }
+    cp_async_wait<0>();
+
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    if (qc == 0) { lsum[wg * WG_ROWS + r0] = l0; lsum[wg * WG_ROWS + r1] = l1; }
+    __syncthreads();
+    const float L0 = lsum[r0] + lsum[WG_ROWS + r0], L1 = lsum[r1] + lsum[WG_ROWS + r1];
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+        const int h = half ? r1 : r0;
+        if (h >= nh) continue;
+        const float inv_l = 1.0f / (half ? L1 : L0);
+#pragma unroll
+        for (int n = 0; n < VNB; n++)
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                const int col = wg * DVH + n * 64 + j * 8 + qc * 2;
+                const float x0 = o[n][4 * j + 2 * half], x1 = o[n][4 * j + 2 * half + 1];
+                if (splits == 1) {
+                    *(float2 *)(out + (u64)b * ON + t[4] + (h0 + h) * DV + col) = make_float2(x0 * inv_l, x1 * inv_l);
+                } else {
+                    *(float2 *)(part_acc + (pidx + (u64)h * splits) * DV + col) = make_float2(x0, x1);
+                }
+            }
+        if (splits > 1 && wg == 0 && qc == 0) {
+            part_ml[2 * (pidx + (u64)h * splits)] = half ? m1 : m0;
+            part_ml[2 * (pidx + (u64)h * splits) + 1] = half ? L1 : L0;
+        }
+    }
+}
+#endif  // FAST_WGMMA
 
 #ifdef FAST_F32
 // ---------------------------------------------------------------------------------
