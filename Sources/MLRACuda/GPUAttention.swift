@@ -21,9 +21,11 @@ public enum GPUKernelPath: String, CaseIterable, Sendable {
     /// bf16/f16 caches on tensor cores, scores through shared memory (decode_mma): any
     /// aligned group, the wide latents of MLA and GLA-2 included.
     case mma
-    /// Hopper (sm_90a) only: bf16/f16 caches on wgmma, two warpgroups on one 64-row head
-    /// block (decode_wgmma): the MLA family (values are the first key columns), key width
-    /// a multiple of 64, value width a multiple of 128.
+    /// Hopper (sm_90a) only, opt-in: bf16/f16 caches on wgmma, two warpgroups on one 64-row
+    /// head block (decode_wgmma): the MLA family (values are the first key columns), key
+    /// width a multiple of 64, value width a multiple of 128. Not yet run on a GPU: the
+    /// self-test checks it beside the default on Hopper, and it becomes the default there
+    /// once that passes and the latency table says it is faster.
     case wgmma
     /// f32 caches on CUDA cores (decode_f32).
     case f32
@@ -199,6 +201,12 @@ public final class GPUAttention {
         public var functionName: String { "decode_\(path.rawValue)" }
     }
 
+    /// The groups decode_wgmma takes (with a 16-bit, aligned cache): Hopper, values that are the
+    /// first key columns, key + rope in 64-column blocks, value halves in 64-column blocks.
+    public static func wgmmaTakes(keyWidth: Int, ropeWidth: Int, valueWidth: Int, valueIsKey: Bool, arch: String) -> Bool {
+        arch == "sm_90a" && valueIsKey && (keyWidth + ropeWidth) % 64 == 0 && valueWidth % 128 == 0
+    }
+
     /// decode_wgmma's shared memory: alignment slack, queries, STAGES pairs of tiles, the two
     /// warpgroups' P, their maxima and sums.
     static func wgmmaSharedBytes(keyWidth: Int, ropeWidth: Int, tile: Int, stages: Int) -> Int {
@@ -218,8 +226,9 @@ public final class GPUAttention {
             && offsets.allSatisfy { $0 % 8 == 0 }
         // The warp-register kernel holds DK/16·4 query and DV/8·4 accumulator registers per thread.
         let warpFits = (keyWidth + ropeWidth) / 16 * 4 + valueWidth / 8 * 4 <= 112
-        let wgmmaFits = arch == "sm_90a" && valueIsKey && (keyWidth + ropeWidth) % 64 == 0 && valueWidth % 128 == 0
-        let path = tuning.path ?? (dtype == .f32 ? .f32 : !aligned ? .plain : wgmmaFits ? .wgmma : warpFits ? .warps : .mma)
+        let wgmmaFits = wgmmaTakes(keyWidth: keyWidth, ropeWidth: ropeWidth, valueWidth: valueWidth, valueIsKey: valueIsKey, arch: arch)
+        // wgmma is opt-in until it has passed the self-test on a Hopper GPU (docs/gpu-kernels.md).
+        let path = tuning.path ?? (dtype == .f32 ? .f32 : !aligned ? .plain : warpFits ? .warps : .mma)
         if path == .wgmma && !wgmmaFits {
             throw HarnessError("the wgmma kernel needs Hopper (sm_90a; this device is \(arch)) and an MLA-family group: values that are "
                                + "the first key columns, key + rope a multiple of 64, value width a multiple of 128 "
@@ -269,8 +278,9 @@ public final class GPUAttention {
             throw HarnessError("no tile of the warp-register kernel fits \(heads) heads × key \(dk), value \(valueWidth) "
                                + "in \(sharedBudget / 1024) KiB of shared memory with \(nwarps) warps")
         case .wgmma:
-            // Tile = tokens per warpgroup and iteration (a pair of tiles per block). Measured on an
-            // H200 (docs/gpu-kernels.md): 64 where two stages fit, else 32 (MLA's 576 columns).
+            // Tile = tokens per warpgroup and iteration (a pair of tiles per block): 64 where two
+            // stages fit, else 32 (MLA's 576 columns). Chosen from the shared-memory arithmetic,
+            // not yet from a measurement (docs/gpu-kernels.md).
             guard tuning.tile.map({ $0 == 32 || $0 == 64 }) ?? true else {
                 throw HarnessError("--gpu-tile of the wgmma kernel is 32 or 64, got \(tuning.tile!)")
             }

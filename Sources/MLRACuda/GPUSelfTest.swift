@@ -66,10 +66,21 @@ public enum GPUSelfTest {
                     let plain = try w.attention(tuning: GPUTuning(path: .plain))
                     let tol = Tolerance.gpuKernelAgreement(cache: dtype)
                     var kernels = [w.attention, plain]
-                    // Groups the warp-register or wgmma kernel takes are checked on the mma kernel too
-                    // (what they take on other devices).
-                    if w.attention.classes.contains(where: { $0.path == .warps || $0.path == .wgmma }) {
+                    // Groups the warp-register kernel takes are checked on the shared-memory kernel too,
+                    // and on Hopper the MLA family on the wgmma kernel as well.
+                    if w.attention.classes.contains(where: { $0.path == .warps }) {
                         kernels.append(try w.attention(tuning: GPUTuning(splits: splits, path: .mma)))
+                    }
+                    if w.attention.classes.allSatisfy({ c in
+                        (c.path == .mma || c.path == .warps)
+                            && GPUAttention.wgmmaTakes(keyWidth: c.keyWidth, ropeWidth: c.ropeWidth, valueWidth: c.valueWidth,
+                                                       valueIsKey: c.valueIsKey, arch: device.arch)
+                    }) {
+                        do { kernels.append(try w.attention(tuning: GPUTuning(splits: splits, path: .wgmma))) } catch let e as HarnessError {
+                            let r = Row(name: c.name, dtype: dtype, lengths: lengths, kernel: "wgmma",
+                                        result: .init(what: "wgmma kernel", maxError: .infinity, violation: e.message))
+                            rows.append(r); progress(r)
+                        }
                     }
                     for k in kernels {
                         let out = try GPUValidation.outputs(w, k, lengths: lengths)

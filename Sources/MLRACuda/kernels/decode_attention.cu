@@ -690,6 +690,12 @@ template <int N> __device__ __forceinline__ void wgmma_wait() {
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// Pins accumulator registers in place: without it the compiler may move their uses across
+// wgmma.wait_group, which it does not know orders them.
+template <int N> __device__ __forceinline__ void fence_operands(float *r) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+f"(r[i])::"memory");
+}
 
 #define ACC4(d, i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])
 #define ACC16(d, i) ACC4(d, i), ACC4(d, i + 4), ACC4(d, i + 8), ACC4(d, i + 12)
@@ -714,12 +720,13 @@ __device__ __forceinline__ void wgmma_ss_n32(float *d, u64 a, u64 b, int accumul
 }
 // d[0..31] += A(registers: the m16n8k16 A fragment of this warp's 16 rows) · B(smem), m64n64k16, B N-major.
 __device__ __forceinline__ void wgmma_rs_n64_nmajor(float *d, const u32 *a, u64 b) {
-    asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32." MMA_TYPE "." MMA_TYPE " "
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." MMA_TYPE "." MMA_TYPE " "
                  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
                  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
-                 "{%32, %33, %34, %35}, %36, 1, 1, 1, 1;\n"
+                 "{%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
                  : ACC16(d, 0), ACC16(d, 16)
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
 }
 
 // S = Q·Kᵀ over one tile (scores of this thread's fragment: TN/2 floats, zeroed by the first step).
@@ -821,6 +828,7 @@ decode_wgmma(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
         wgmma_scores(s, Qs, mine);
         wgmma_commit();
         wgmma_wait<0>();
+        fence_operands<TN / 2>(s);
 
         // Fragment: s[4j + e] is row r0 (e < 2) or r1, token 8j + 2·qc + (e & 1).
         float mx0 = NEG_INF, mx1 = NEG_INF;
@@ -867,6 +875,8 @@ decode_wgmma(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
         }
         fence_proxy_async();
 
+#pragma unroll
+        for (int n = 0; n < VNB; n++) fence_operands<32>(o[n]);
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < TN / 16; kk++)
@@ -883,6 +893,8 @@ decode_wgmma(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
                                 smem_desc(theirs + (wg * VNB + n) * (TN * 128) + kk * 2048, V_LBO, 1024, 1), 1);
         wgmma_commit();
         wgmma_wait<0>();
+#pragma unroll
+        for (int n = 0; n < VNB; n++) fence_operands<32>(o[n]);
     }
     cp_async_wait<0>();
 
