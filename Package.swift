@@ -24,11 +24,14 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
-        // System libraries: Open MPI (C API) and OpenBLAS (CBLAS).
+        // System libraries: Open MPI (C API), OpenBLAS (CBLAS) and FFTW.
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
+        // FFTW 3: the spectra of the noise probe (MLRABench/NoiseProbe.swift).
+        .systemLibrary(name: "CFFTW", path: "Sources/CFFTW", pkgConfig: "fftw3",
+                       providers: [.apt(["libfftw3-dev"])]),
         // AVX-512 inner loops of the decode kernel and the FMA peak loop, chosen at run
         // time from CPUID, so one binary serves nodes with and without AVX-512 (C: Swift
         // has no per-function target attribute). See include/CKernels.h.
@@ -45,8 +48,8 @@ let package = Package(
         .target(name: "MLRACuda", dependencies: ["MLRACore", "CCuda"],
                 resources: [.embedInCode("kernels/decode_attention.cu"), .embedInCode("kernels/calibrate.cu"),
                             .embedInCode("kernels/cache_fill.cu")]),
-        // Timing protocol, statistics, calibration, CSV, sweep driver.
-        .target(name: "MLRABench", dependencies: ["MLRAParallel", "MLRACore", "MLRACuda", "CBLAS"]),
+        // Timing protocol, statistics, calibration, noise probe, CSV, sweep driver.
+        .target(name: "MLRABench", dependencies: ["MLRAParallel", "MLRACore", "MLRACuda", "CBLAS", "CFFTW"]),
         .executableTarget(name: "mlra", dependencies: [
             "MLRABench", "MLRAParallel", "MLRACore", "MLRACuda",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

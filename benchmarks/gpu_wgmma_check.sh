@@ -10,7 +10,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 mlra=${1:-mlra}; out=${2:-.}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
-if command -v nvcc > /dev/null; then
+if command -v nvcc > /dev/null && [ -e "$here/../Sources/MLRACuda/kernels/decode_attention.cu" ]; then  # from a checkout
     echo "== probe (nvcc)"; timeout 150 bash "$here/gpu_wgmma_probe.sh" 2>&1 | tee "$out/probe.txt"
 fi
 echo "== selftest"

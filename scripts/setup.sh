@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the harness needs on a Debian 12 machine (as root), idempotently:
-# Open MPI, OpenBLAS and pkg-config from apt, and the analysis virtual
+# Open MPI, OpenBLAS, FFTW and pkg-config from apt, and the analysis virtual
 # environment (.venv) from PyPI. Swift itself is expected at /opt/swift or on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(libopenmpi-dev openmpi-bin libopenblas-dev pkg-config make python3-venv)
+apt_packages=(libopenmpi-dev openmpi-bin libopenblas-dev libfftw3-dev pkg-config make python3-venv)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -408,7 +408,7 @@ public final class SweepDriver {
 func fmt(_ x: Double) -> String { x.isFinite ? String(format: "%.6g", x) : "" }
 
 /// The harness's git revision: MLRA_GIT_REV, else `git rev-parse` beside the executable, else "unknown".
-func gitRevision() -> String {
+public func gitRevision() -> String {
     if let rev = ProcessInfo.processInfo.environment["MLRA_GIT_REV"], !rev.isEmpty { return rev }
     let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
     for dir in [exe.path, FileManager.default.currentDirectoryPath] {

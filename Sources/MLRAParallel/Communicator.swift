@@ -118,6 +118,23 @@ public final class Communicator: TPCollectives {
         return out
     }
 
+    /// Every rank's string, in rank order, on every rank.
+    public func allGather(_ text: String) -> [String] {
+        let bytes = Array(text.utf8)
+        let lengths = allGatherDoubles([Double(bytes.count)]).map { Int32($0) }
+        var displs = [Int32](), acc: Int32 = 0
+        for n in lengths { displs.append(acc); acc += n }
+        var out = [UInt8](repeating: 0, count: Int(acc))
+        var counts = lengths
+        bytes.withUnsafeBufferPointer { b in
+            out.withUnsafeMutableBufferPointer { o in
+                MPI.check(MPI_Allgatherv(b.baseAddress, Int32(bytes.count), mlra_byte(), o.baseAddress, &counts, &displs,
+                                         mlra_byte(), comm), "MPI_Allgatherv")
+            }
+        }
+        return (0..<size).map { String(decoding: out[Int(displs[$0])..<Int(displs[$0] + lengths[$0])], as: UTF8.self) }
+    }
+
     /// Rank `root`'s string on every rank.
     public func broadcast(_ text: String, root: Int = 0) -> String {
         var n = Int64(text.utf8.count)

@@ -9,7 +9,7 @@ struct MLRA: ParsableCommand {
         abstract: "Tensor-parallel decode harness for Multi-Head Low-Rank Attention and its relatives.",
         discussion: "Variants: \(VariantName.allCases.map(\.rawValue).joined(separator: ", ")). Run under mpirun for tensor parallelism.",
         version: HarnessVersion.string,
-        subcommands: [SweepCommand.self, ForwardCommand.self, GenerateCommand.self, PlanCommand.self, WeightsCommand.self, CalibrateCommand.self, BenchCommand.self, SelftestCommand.self, KernelsCommand.self])
+        subcommands: [SweepCommand.self, ForwardCommand.self, GenerateCommand.self, PlanCommand.self, WeightsCommand.self, CalibrateCommand.self, BenchCommand.self, NoiseCommand.self, SelftestCommand.self, KernelsCommand.self])
 
     /// Usage errors are one line too (`mlra: error: …`, exit 64); help and version print as usual.
     static func main() {
