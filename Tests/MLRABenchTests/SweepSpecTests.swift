@@ -159,7 +159,7 @@ final class SweepSpecTests: XCTestCase {
         let fmaAt = try XCTUnwrap(ResultsSchema.columns.firstIndex(of: "calib_fma_width"))
         let isaAt = try XCTUnwrap(ResultsSchema.columns.firstIndex(of: "kernel_isa"))
         XCTAssertEqual(ResultsSchema.columns[fmaAt - 1], "calib_fma_gflops")
-        XCTAssertEqual(ResultsSchema.columns[isaAt - 1], "threads")
+        XCTAssertEqual(ResultsSchema.columns[isaAt - 2], "threads", "schema 2 put kernel_isa after threads; schema 4, device between them")
         let v1 = ResultsSchema.columns.filter { $0 != "calib_fma_width" && $0 != "kernel_isa" }
         let row = v1.map { $0 == "schema_version" ? "1" : "" }.joined(separator: ",")
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("v1-\(UUID()).csv").path
