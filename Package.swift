@@ -57,7 +57,7 @@ let package = Package(
         // Tolerance assertions and inputs shared by the test targets.
         .target(name: "MLRATestSupport", dependencies: ["MLRACore"], path: "Tests/MLRATestSupport"),
         .testTarget(name: "MLRACoreTests", dependencies: ["MLRACore", "MLRATestSupport"]),
-        .testTarget(name: "MLRABenchTests", dependencies: ["MLRABench", "MLRACore", "MLRATestSupport"]),
+        .testTarget(name: "MLRABenchTests", dependencies: ["MLRABench", "MLRACore", "MLRACuda", "MLRATestSupport"]),
         .testTarget(name: "MLRACudaTests", dependencies: ["MLRACuda", "MLRACore", "MLRATestSupport"]),
         // Runs the built `mlra` binary and real `mpirun` jobs as a user would (the MPI module's tests live here).
         .testTarget(name: "CLITests", dependencies: ["mlra", "MLRACore", "MLRABench", "MLRATestSupport"]),

@@ -1,4 +1,4 @@
-"""Read sweep CSVs and raw samples files, validate them against schema 3 (or 2, 1)
+"""Read sweep CSVs and raw samples files, validate them against schema 4 (or 3, 2, 1)
 and merge them. Nothing here fails on bad input: every unusable file or row becomes
 a warning (printed to stderr by the CLI and listed in the report). Only a path
 that does not exist is fatal (`InputError`). Files, lines and cells are read by
@@ -13,18 +13,24 @@ import pandas as pd
 
 from .reader import InputError, expand_paths, read_table, to_numbers  # noqa: F401 (InputError: merge's API)
 
-SCHEMA_VERSION = 3
-# Versions this reader takes: schema 1 lacks the columns of SINCE_SCHEMA_2 and
-# SINCE_SCHEMA_3, schema 2 those of SINCE_SCHEMA_3; they stay empty for its rows.
-KNOWN_SCHEMA_VERSIONS = ("1", "2", "3")
+SCHEMA_VERSION = 4
+# Versions this reader takes: schema 1 lacks the columns of SINCE_SCHEMA_2 and later,
+# schema 2 those of SINCE_SCHEMA_3 and later, schema 3 those of SINCE_SCHEMA_4; they
+# stay empty for its rows (`device` reads as cpu: every row before schema 4 is a cpu row).
+KNOWN_SCHEMA_VERSIONS = ("1", "2", "3", "4")
 SINCE_SCHEMA_2 = ["calib_fma_width", "kernel_isa"]
 SINCE_SCHEMA_3 = ["config_id", "array_task", "array_count", "calib_source", "seed"]
+GPU_TEXT_COLUMNS = ["gpu_kernel", "gpu_name", "gpu_uuid", "gpu_pci_bus_id", "gpu_driver"]
+GPU_NUMERIC_COLUMNS = ["gpu_sm_clock_mhz", "gpu_mem_clock_mhz", "gpu_ranks_sharing", "gpu_calib_read_gbs",
+                       "gpu_calib_copy_gbs", "gpu_calib_tensor_tflops", "gpu_calib_fma_tflops"]
+SINCE_SCHEMA_4 = ["device"] + GPU_TEXT_COLUMNS + GPU_NUMERIC_COLUMNS
 
 TEXT_COLUMNS = [
     "run_id", "harness_version", "git_rev", "host", "mpi_library", "date_utc",
     "calib_fma_width", "variant", "scope", "kv_dtype", "kernel_isa", "timing_mode", "cold_cache", "validation",
     "config_id", "calib_source", "seed",   # seed is text: a 64-bit seed does not survive a float
     "array_task", "array_count",           # which Slurm array task wrote a row: labels, not measurements
+    "device", *GPU_TEXT_COLUMNS,
 ]
 NUMERIC_COLUMNS = [
     "world_size", "calib_read_gbs", "calib_triad_gbs", "calib_sgemm_gflops", "calib_fma_gflops",
@@ -36,6 +42,7 @@ NUMERIC_COLUMNS = [
     "timer_resolution_us", "step_us_median", "step_us_p10", "step_us_p90", "step_us_min",
     "step_us_max", "kernel_us_median", "kernel_us_p10", "kernel_us_p90", "allreduce_us_median",
     "tokens_per_s", "achieved_gbs", "achieved_gflops", "roofline_us", "roofline_fraction",
+    *GPU_NUMERIC_COLUMNS,
 ]
 # A row without any of these cannot go into any table; the rest may be empty.
 REQUIRED_COLUMNS = [
@@ -62,6 +69,7 @@ SAMPLES_COLUMNS = [
     "kernel_us", "allreduce_us",
 ]
 DTYPE_BYTES = {"f32": 4, "f16": 2, "bf16": 2}
+DEVICES = ("cpu", "cuda")
 
 
 @dataclass
@@ -91,6 +99,8 @@ def load_sweeps(patterns: list[str]) -> Loaded:
             absent = [c for c in absent if c not in SINCE_SCHEMA_2]
         if version.isin(["1", "2"]).all():   # nor schema 2 these
             absent = [c for c in absent if c not in SINCE_SCHEMA_3]
+        if version.isin(["1", "2", "3"]).all():   # nor schema 3 these
+            absent = [c for c in absent if c not in SINCE_SCHEMA_4]
         if absent:
             warnings.append(f"{path}: missing column(s) {', '.join(absent)}; treated as empty")
         wrong = ~version.isin(KNOWN_SCHEMA_VERSIONS)
@@ -111,10 +121,17 @@ def load_sweeps(patterns: list[str]) -> Loaded:
     df["variant"] = df["variant"].str.strip().str.lower()
     df["scope"] = df["scope"].str.strip().str.lower()
     df["kv_dtype"] = df["kv_dtype"].str.strip().str.lower()
+    # Rows before schema 4 ran on the CPU: the same configuration rerun in schema 4 (device
+    # cpu) is the same measurement, so the key compares them as equals.
+    df["device"] = df["device"].astype(str).str.strip().str.lower().replace("", "cpu")
     unknown_dtype = ~df["kv_dtype"].isin(DTYPE_BYTES)
     for i in df.index[unknown_dtype]:
         warnings.append(f"{df.at[i, '_file']}:{df.at[i, '_line']}: kv_dtype={df.at[i, 'kv_dtype']!r} unknown; row skipped")
     df = df[~unknown_dtype]
+    unknown_device = ~df["device"].isin(DEVICES)
+    for i in df.index[unknown_device]:
+        warnings.append(f"{df.at[i, '_file']}:{df.at[i, '_line']}: device={df.at[i, 'device']!r} unknown; row skipped")
+    df = df[~unknown_device]
     failed = df["validation"].astype(str).str.strip().isin(["fail", "false", "FAIL"])
     for i in df.index[failed]:
         warnings.append(f"{df.at[i, '_file']}:{df.at[i, '_line']}: validation={df.at[i, 'validation']!r}; row skipped")

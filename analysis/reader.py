@@ -46,17 +46,19 @@ MAX_MAGNITUDE = 2.0 ** 53
 # TP degree or bandwidth divides by zero, a fractional head count is no configuration.
 #   integer >= 1: counts of ranks, tokens, sequences, layers, heads, threads, steps
 AT_LEAST_ONE = {"world_size", "tp", "dp", "context", "batch", "n_layer", "n_embd", "n_head", "head_dim",
-                "threads", "calib_threads", "timed_steps"}
+                "threads", "calib_threads", "timed_steps", "gpu_ranks_sharing"}
 #   integer >= 0: indices, widths that are 0 for one family, element and byte counts
 COUNT = {"tp_group", "rope_dim", "kv_lora_rank", "q_lora_rank", "block_width", "kv_heads",
          "intermediate_size", "vocab_size",
          "kv_elems_per_token", "kv_bytes_per_token", "kv_bytes_per_rank", "kernel_bytes_per_step",
          "kernel_flops_per_step", "weight_bytes_per_rank", "allreduce_bytes_per_step",
-         "allreduce_count_per_step", "warmup_steps", "step_index"}
+         "allreduce_count_per_step", "warmup_steps", "step_index",
+         "gpu_sm_clock_mhz", "gpu_mem_clock_mhz"}   # 0: no NVML on the GPU node
 #   real > 0: measured times (a step faster than the timer is no measurement) and roofs
 POSITIVE = {"calib_read_gbs", "calib_triad_gbs", "calib_sgemm_gflops", "calib_fma_gflops",
             "timer_resolution_us", "step_us_median", "step_us_p10", "step_us_p90", "step_us_min",
-            "step_us_max", "kernel_us_median", "kernel_us_p10", "kernel_us_p90", "step_us", "kernel_us"}
+            "step_us_max", "kernel_us_median", "kernel_us_p10", "kernel_us_p90", "step_us", "kernel_us",
+            "gpu_calib_read_gbs", "gpu_calib_copy_gbs", "gpu_calib_tensor_tflops", "gpu_calib_fma_tflops"}
 #   real >= 0: an all-reduce is 0 at tp 1; errors, rates and fractions cannot be negative
 NON_NEGATIVE = {"allreduce_us_median", "allreduce_us", "validation_max_err", "tokens_per_s",
                 "achieved_gbs", "achieved_gflops", "roofline_us", "roofline_fraction"}
@@ -193,6 +195,7 @@ def _impossible(col: str, num: pd.Series) -> pd.Series:
         checks.append((num <= 0, "is not above 0"))
     for mask, text in reversed(checks):   # the first check that applies is the one named
         why[mask.fillna(False).astype(bool)] = text
+    why[num.isna()] = ""   # NaN % 1 != 0 holds: an empty cell of an integer column is no whole-number violation
     return why
 
 

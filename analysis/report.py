@@ -82,20 +82,10 @@ def build(loaded: Loaded, out_dir: str, samples: Loaded | None = None) -> str:
     os.makedirs(out_dir, exist_ok=True)
     raw = loaded.rows
     rows = tables.collapse_groups(raw)
-    paper_lat, paper_kv = load_paper()
-    local = model.local_preset(rows)
-    scaling = tables.scaling_table(rows)
-    comparison = tables.paper_comparison(paper_lat, model.H100)
-    kv = tables.kv_table(rows, paper_kv)
+    # cuda rows (kernel scope on a GPU) are held to a GPU calibration: sections 1-8 (CPU
+    # roofs, CPU performance model) take the cpu rows, section 9 the cuda rows.
+    on_gpu = rows["device"] == "cuda"
     smp = samples.rows if samples is not None else pd.DataFrame()
-    figs = {
-        "latency": figures.latency_vs_context(rows, out_dir),
-        "traffic": figures.cache_traffic_vs_tp(rows, out_dir),
-        "roofline": figures.roofline(rows, out_dir),
-        "scaling": figures.scaling_vs_tp(scaling, out_dir),
-        "dist": figures.latency_distributions(smp, out_dir),
-        "paper": figures.paper_vs_model(comparison, out_dir),
-    }
     warnings = loaded.warnings + (samples.warnings if samples is not None else [])
     out = []
     w = out.append
@@ -127,7 +117,36 @@ def build(loaded: Loaded, out_dir: str, samples: Loaded | None = None) -> str:
             w(f"- ⚠ {md_text(x)}\n")
     else:
         w("\nNo warnings: every row was usable.\n")
+    if not on_gpu.all():
+        cpu_sections(w, rows[~on_gpu].reset_index(drop=True), smp, out_dir)
+    if on_gpu.any():
+        w("\n## 9. GPU kernel rows (device cuda)\n\n")
+        w("Kernel scope on each rank's GPU. `step_us_median`: a step with its kernels launched from the host; "
+          "`kernel_us_median`: the same step replayed from a CUDA graph (launch = the difference). The roofline "
+          "is the row's own, held to the GPU calibration named by `calib_source` (read "
+          "`gpu_calib_read_gbs`; tensor-core peak for 16-bit caches, FMA peak for f32).\n\n")
+        w(md_table(tables.gpu_table(rows[on_gpu])))
+    path = os.path.join(out_dir, "report.md")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("".join(out))
+    return path
 
+
+def cpu_sections(w, rows: pd.DataFrame, smp: pd.DataFrame, out_dir: str) -> None:
+    """Sections 1-8 over the cpu rows (TP groups collapsed), their figures into out_dir."""
+    paper_lat, paper_kv = load_paper()
+    local = model.local_preset(rows)
+    scaling = tables.scaling_table(rows)
+    comparison = tables.paper_comparison(paper_lat, model.H100)
+    kv = tables.kv_table(rows, paper_kv)
+    figs = {
+        "latency": figures.latency_vs_context(rows, out_dir),
+        "traffic": figures.cache_traffic_vs_tp(rows, out_dir),
+        "roofline": figures.roofline(rows, out_dir),
+        "scaling": figures.scaling_vs_tp(scaling, out_dir),
+        "dist": figures.latency_distributions(smp, out_dir),
+        "paper": figures.paper_vs_model(comparison, out_dir),
+    }
     w("\n## 1. Per-device KV cache per token vs TP degree\n\n")
     w("Cache elements and bytes per token per layer on the busiest rank (columns `kv_elems_per_token`, "
       "`kv_bytes_per_token`). Checked: elems × dtype bytes = bytes; the SPEC §4 plan recomputed from the shape "
@@ -198,7 +217,3 @@ def build(loaded: Loaded, out_dir: str, samples: Loaded | None = None) -> str:
       "H·(4·d_l + 2·d_r) FLOP for (d_l + d_r)·b bytes, so it is compute-bound above "
       "H* = ridge·(d_l + d_r)·b/(4·d_l + 2·d_r) heads per branch.\n\n")
     w(md_table(tables.crossover_table(rows, presets)))
-    path = os.path.join(out_dir, "report.md")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("".join(out))
-    return path

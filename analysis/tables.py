@@ -240,3 +240,18 @@ def crossover_table(rows: pd.DataFrame, presets: list[model.Hardware]) -> pd.Dat
                              "FLOP/B per head": (4 * dl + 2 * s.rope_dim) / ((dl + s.rope_dim) * s.dtype_bytes),
                              "compute-bound above heads": model.crossover_heads(hw, dl, s.rope_dim, s.dtype_bytes)})
     return pd.DataFrame(recs)
+
+
+def gpu_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """cuda rows: the launched step, the graph-replayed kernel and the launch overhead
+    between them, the GPU, and the roofline columns as the harness wrote them (held
+    to the row's GPU calibration)."""
+    df = rows.assign(launch_us=rows["step_us_median"] - rows["kernel_us_median"],
+                     _v=rows["variant"].map(variant_key))
+    df = df.sort_values(["_v", "tp", "kv_dtype", "batch", "context"], kind="stable")
+    df["variant"] = df["variant"].map(lambda v: LABEL.get(v, v))
+    cols = {"variant": "variant", "tp": "tp", "context": "context", "batch": "batch", "n_head": "heads",
+            "kv_dtype": "dtype", "gpu_name": "GPU", "gpu_ranks_sharing": "ranks/GPU", "step_us_median": "step µs",
+            "kernel_us_median": "graph µs", "launch_us": "launch µs", "achieved_gbs": "GB/s",
+            "gpu_calib_read_gbs": "read roof GB/s", "roofline_us": "roofline µs", "roofline_fraction": "fraction"}
+    return df[list(cols)].rename(columns=cols).reset_index(drop=True)

@@ -1,18 +1,20 @@
 import Foundation
 import MLRACore
+import MLRACuda
 
 /// The sweep's CSV (schema in docs/csv-schema.md; this list is the one source
 /// of the column order, and a test holds the document to it).
 public enum ResultsSchema {
-    public static let version = "3"
+    public static let version = "4"
     public static let columns = [
         "schema_version", "run_id", "config_id", "harness_version", "git_rev", "host", "mpi_library", "world_size",
         "array_task", "array_count", "date_utc",
         "calib_threads", "calib_read_gbs", "calib_triad_gbs", "calib_sgemm_gflops", "calib_fma_gflops", "calib_fma_width",
-        "calib_source",
+        "calib_source", "gpu_calib_read_gbs", "gpu_calib_copy_gbs", "gpu_calib_tensor_tflops", "gpu_calib_fma_tflops",
         "variant", "scope", "tp", "dp", "tp_group", "context", "batch", "n_layer", "n_embd", "n_head", "head_dim",
         "rope_dim", "kv_lora_rank", "q_lora_rank", "block_width", "kv_heads", "intermediate_size", "vocab_size", "kv_dtype",
-        "threads", "kernel_isa", "timing_mode", "cold_cache", "seed",
+        "threads", "device", "kernel_isa", "gpu_kernel"] + CUDADevice.csvColumns + [
+        "timing_mode", "cold_cache", "seed",
         "kv_elems_per_token", "kv_bytes_per_token", "kv_bytes_per_rank", "kernel_bytes_per_step", "kernel_flops_per_step",
         "weight_bytes_per_rank", "allreduce_bytes_per_step", "allreduce_count_per_step",
         "validation", "validation_max_err", "warmup_steps", "timed_steps", "timer_resolution_us",
@@ -81,9 +83,14 @@ public final class AppendOnlyCSV {
         return Inspection(path: path, columns: columns, rows: rows, repair: complete == bytes.count ? .none : .cut(to: complete))
     }
 
+    /// A file of an older schema is never appended to with rows of this one (a reader
+    /// would find two layouts under one header): the sweep goes to a new file, and the
+    /// analysis merges both.
     static func otherSchema(_ path: String, _ bytes: [UInt8]) -> HarnessError {
-        HarnessError("\(path) has another schema (its header differs from this harness's schema \(ResultsSchema.version)"
-                     + schemaNote(bytes) + "); the file is left unchanged; write to a new file")
+        let note = schemaNote(bytes)
+        return HarnessError("\(path) has another schema (its header differs from this harness's schema \(ResultsSchema.version)"
+                            + note + "); the file is left unchanged; write to a new file"
+                            + (note.isEmpty ? "" : " (the analysis reads the old and the new file together)"))
     }
 
     /// Opens an inspected file for appending, after applying its repair (cut a torn

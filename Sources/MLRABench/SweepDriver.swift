@@ -1,5 +1,6 @@
 import Foundation
 import MLRACore
+import MLRACuda
 import MLRAParallel
 
 public struct SweepOptions {
@@ -10,6 +11,8 @@ public struct SweepOptions {
     public var isolate: Bool?
     public var arrayTask = 0, arrayCount = 1
     public var calibrationPath: String?
+    /// --gpu-calibration: the roofline of cuda rows (default: measured on rank 0's GPU).
+    public var gpuCalibrationPath: String?
     public var quickCalibration = false
     public var seed: UInt64 = 0
     /// Self-test: perturb the checked output so validation must fail.
@@ -40,8 +43,15 @@ public final class SweepDriver {
     var samplesFile: AppendOnlyCSV?
     /// Held by rank 0 from before it reads the outputs until the run ends.
     var locks: [RunLock] = []
-    /// --calibration, loaded (on rank 0) with the other inputs, before any output is touched.
+    /// --calibration and --gpu-calibration, loaded (on rank 0) with the other inputs, before any output is touched.
     var calibrationFile: Calibration?
+    var gpuCalibrationFile: GPUCalibration?
+    /// This rank's GPU, bound when the sweep has cuda configurations to run (SweepDriver+CUDA).
+    var gpu: CUDADevice?
+    /// The cuda rows' roofline, decided on rank 0 in `prepareMetadata`.
+    var gpuCalibration: GPUCalibration?
+    /// calib_source of each device's rows (part of the resume key).
+    var calibSources: [DeviceKind: String] = [:]
     let started = MPI.wtime()
 
     public init(spec: SweepSpec, options: SweepOptions, world: Communicator) {
@@ -62,6 +72,7 @@ public final class SweepDriver {
             }
         }
         let mine = all.enumerated().filter { $0.offset % options.arrayCount == options.arrayTask }.map(\.element)
+        try bindGPUs(for: mine)
 
         // Rank 0 owns the files; resuming skips configurations already present.
         let doneText = try world.collectively { () throws -> String in
@@ -70,11 +81,11 @@ public final class SweepDriver {
         }
         let done = Set(world.broadcast(doneText).split(separator: "\n").map(String.init))
 
-        try prepareMetadata(threadCounts: Array(Set(mine.map(\.threads))).sorted())
+        try prepareMetadata(threadCounts: Array(Set(mine.filter { $0.device == .cpu }.map(\.threads))).sorted())
         // The run-wide settings that are part of the resume key, now that every rank agreed on them.
         let configs = mine.map { c in
             var c = c
-            c.seed = options.seed; c.isolated = isolate; c.calibSource = metadata["calib_source"]!
+            c.seed = options.seed; c.isolated = isolate; c.calibSource = calibSources[c.device] ?? ""
             return c
         }
         var summary = SweepSummary()
@@ -89,7 +100,7 @@ public final class SweepDriver {
             let tag = "[\(i + 1)/\(total)] \(config.label)"
             if done.contains(config.key) { summary.resumed += 1; progress("\(tag): already in \(options.out), skipped"); continue }
             if let reason = config.skipReason() { summary.skipped += 1; progress("\(tag): skipped: \(reason)"); continue }
-            if let reason = memoryShortfall(config) { summary.skipped += 1; progress("\(tag): skipped: \(reason)"); continue }
+            if let reason = try memoryShortfall(config) { summary.skipped += 1; progress("\(tag): skipped: \(reason)"); continue }
             let median = try measure(config)
             summary.measured += 1
             let elapsed = MPI.wtime() - started
@@ -107,6 +118,7 @@ public final class SweepDriver {
     /// the headers must be read under the lock.)
     func openOutputs() throws -> [String] {
         if let path = options.calibrationPath { calibrationFile = try Calibration.load(path: path) }
+        if let path = options.gpuCalibrationPath { gpuCalibrationFile = try GPUCalibration.load(path: path) }
         try checkWritable(options.out)
         if let s = options.samples {
             try checkWritable(s)
@@ -142,10 +154,11 @@ public final class SweepDriver {
         return outInfo.rows.map(SweepConfig.key(row:))
     }
 
-    /// Calibrations, one per thread count the sweep uses (rank 0 measures while the
-    /// others sleep; a `--calibration` file serves every row and says its own thread
-    /// count), the timing mode, and the run's metadata columns — all decided on rank 0
-    /// and broadcast, so every rank takes the same decisions.
+    /// Calibrations, one per thread count the sweep's cpu configurations use (rank 0
+    /// measures while the others sleep; a `--calibration` file serves every row and says
+    /// its own thread count) and, with cuda configurations, the GPU's (--gpu-calibration,
+    /// or measured on rank 0's GPU), the timing mode, and the run's metadata columns —
+    /// all decided on rank 0 and broadcast, so every rank takes the same decisions.
     func prepareMetadata(threadCounts: [Int]) throws {
         let calText = try world.collectively { () throws -> String in
             guard world.rank == 0 else { return "" }
@@ -164,27 +177,40 @@ public final class SweepDriver {
         }
         let decoded = try JSONDecoder().decode([String: Calibration].self, from: Data(world.broadcast(calText).utf8))
         calibrations = Dictionary(uniqueKeysWithValues: decoded.compactMap { k, v in Int(k).map { ($0, v) } })
+        if let gpu {
+            let gpuText = try world.collectively { () throws -> String in
+                guard world.rank == 0 else { return "" }
+                let cal = try gpuCalibrationFile ?? GPUCalibration.measure(device: gpu, quick: options.quickCalibration)
+                if gpuCalibrationFile == nil {
+                    progress(String(format: "GPU calibration (%@): read %.1f GB/s, copy %.1f GB/s, tensor bf16 %.1f TFLOP/s, f32 FMA %.1f TFLOP/s",
+                                    cal.gpuName, cal.readGBs, cal.copyGBs, cal.tensorTFlops, cal.fmaTFlops))
+                }
+                return String(decoding: try JSONEncoder().encode(cal), as: UTF8.self)
+            }
+            gpuCalibration = try JSONDecoder().decode(GPUCalibration.self, from: Data(world.broadcast(gpuText).utf8))
+        }
         isolate = world.broadcast(world.rank == 0 ? (localIsolationVerdict ? "1" : "0") : "") == "1"
         let runId = world.broadcast(world.rank == 0 ? String(UInt64.random(in: 0...UInt64.max), radix: 16) : "")
-        let calibSource = world.broadcast(world.rank == 0 ? try calibrationSource() : "")
+        calibSources[.cpu] = world.broadcast(world.rank == 0 ? try calibrationSource(calibrationFile) : "")
+        calibSources[.cuda] = world.broadcast(world.rank == 0 ? "gpu-" + (try calibrationSource(gpuCalibrationFile)) : "")
         metadata = [
             "schema_version": ResultsSchema.version, "run_id": runId, "harness_version": HarnessVersion.string,
             "git_rev": world.broadcast(world.rank == 0 ? gitRevision() : ""), "mpi_library": MPI.libraryVersion,
-            "world_size": "\(world.size)", "calib_source": calibSource,
+            "world_size": "\(world.size)",
             "array_task": "\(options.arrayTask)", "array_count": "\(options.arrayCount)",
         ]
     }
 
-    /// The calibration's identity (column calib_source, part of the resume key: the
+    /// A calibration's identity (column calib_source, part of the resume key: the
     /// roofline columns are computed from it): "measured" by this run (each run's
     /// measurement differs a little, but it is the same procedure), or "file:" and a
-    /// hash of the --calibration file's values (not its bytes: reformatting the JSON
-    /// does not change the calibration).
-    func calibrationSource() throws -> String {
-        guard let cal = calibrationFile else { return options.quickCalibration ? "measured-quick" : "measured" }
+    /// hash of the calibration file's values (not its bytes: reformatting the JSON
+    /// does not change the calibration). cuda rows prefix theirs with "gpu-".
+    func calibrationSource<C: Encodable>(_ file: C?) throws -> String {
+        guard let file else { return options.quickCalibration ? "measured-quick" : "measured" }
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
-        return "file:" + fnv1aHex([UInt8](try encoder.encode(cal)))
+        return "file:" + fnv1aHex([UInt8](try encoder.encode(file)))
     }
 
     func sameFile(_ a: String, _ b: String) -> Bool {
@@ -194,8 +220,13 @@ public final class SweepDriver {
         return norm(a) == norm(b)
     }
 
-    /// The calibration of a configuration's thread count (the roofline its row is held to).
+    /// The CPU calibration of a configuration's thread count (the roofline a cpu row is held to).
     func calibration(_ c: SweepConfig) -> Calibration { calibrations[c.threads] ?? calibrations.values.first! }
+
+    /// The calibration a configuration's row is held to.
+    func rowCalibration(_ c: SweepConfig) -> RowCalibration {
+        c.device == .cuda ? .gpu(gpuCalibration!) : .cpu(calibration(c))
+    }
 
     func groups(tp: Int) throws -> TPGroups {
         if let g = groupsByTP[tp] { return g }
@@ -216,7 +247,8 @@ public final class SweepDriver {
 
     /// Predicted memory of a configuration on this node against what is available
     /// (decided on rank 0, so every rank takes the same decision).
-    func memoryShortfall(_ c: SweepConfig) -> String? {
+    func memoryShortfall(_ c: SweepConfig) throws -> String? {
+        if c.device == .cuda { return try gpuMemoryShortfall(c) }
         var message = ""
         if world.rank == 0, let need = try? predictedBytesPerRank(c) {
             let ranks = c.isDeviceShare ? 1 : MemoryBudget.ranksOnNode ?? world.size
@@ -245,84 +277,63 @@ public final class SweepDriver {
         }
     }
 
+    /// Where a configuration runs in this job: this rank's TP group (none for one
+    /// device's share), whether this rank takes part, its rank in the group and the
+    /// sequences it decodes.
+    struct Placement {
+        let groups: TPGroups?
+        let active: Bool
+        let tpRank: Int
+        let sequences: Int
+        /// The group's rank 0 describes its group in a row.
+        var reporter: Bool { active && tpRank == 0 }
+    }
+
+    func placement(_ c: SweepConfig) throws -> Placement {
+        let g: TPGroups? = c.isDeviceShare ? nil : try groups(tp: c.tp)
+        return Placement(groups: g, active: c.isDeviceShare ? world.rank == 0 : g!.replica < c.replicas, tpRank: g?.tpRank ?? 0,
+                         sequences: c.isDeviceShare ? c.batch : c.sequencesPerReplica)
+    }
+
+    /// The rank of the plan whose shard this rank runs: its own, or the busiest for one device's share.
+    func planRank(_ c: SweepConfig, _ layout: any AttentionLayout, _ p: Placement) throws -> Int {
+        c.isDeviceShare ? try KernelWorkload.busiestRank(layout, tp: c.tp) : p.tpRank
+    }
+
+    /// What validating and timing one configuration gave this rank (used where it took part).
+    struct Measurement {
+        var samples = StepSamples(step: [], kernel: [], collective: [])
+        /// Largest validation error, max over the world.
+        var maxError = 0.0
+        var weightBytes = 0
+        /// The all-reduce payloads of one step (floats; none at tp 1).
+        var allReduceFloats: [Int] = []
+        /// Columns only this device's rows have: kernel_isa on the CPU, the GPU's identity on cuda.
+        var columns: [String: String] = [:]
+    }
+
     /// Validates and times one configuration; returns the median step seconds.
     func measure(_ c: SweepConfig) throws -> Double {
         let layout = try c.attentionConfig.layout()
         let cost = try DecodeCost(layout, tp: c.tp, dtype: c.dtype)
-        let mode = c.timingMode
-        let g: TPGroups? = c.isDeviceShare ? nil : try groups(tp: c.tp)
-        let active = c.isDeviceShare ? world.rank == 0 : g!.replica < c.replicas
-        let tpRank = g?.tpRank ?? 0
-        let seqs = c.isDeviceShare ? c.batch : c.sequencesPerReplica
-        // Every scope runs this kernel object; its ISA (the loops it dispatches to) goes into the row.
-        let kernel = try TiledAttentionKernel(threads: c.threads)
-        let timed = TimedKernel(kernel)
-        let weights = SeededWeights(seed: options.seed)
-
-        // Build this rank's workload and validate it before timing.
-        let (work, check) = try world.collectively { () throws -> (StepWorkload?, ValidationResult) in
-            guard active else { return (nil, ValidationResult(maxError: 0, violation: nil)) }
-            let rank = c.isDeviceShare ? try KernelWorkload.busiestRank(layout, tp: c.tp) : tpRank
-            let capacity = c.context + c.warmup + c.steps + 1
-            switch c.scope {
-            case .kernel:
-                let shard = try layout.shard(tp: c.tp, rank: rank)
-                let check = Validation.kernel(layout: layout, shard: shard, dtype: c.dtype, context: c.context,
-                                              kernel: timed.inner, injectError: options.injectValidationError)
-                let w = try KernelWorkload(layout: layout, shard: shard, dtype: c.dtype, context: c.context, sequences: seqs,
-                                           coldCache: c.coldCache, kernel: timed, llcBytes: calibration(c).llcBytes)
-                return (KernelStep(w), check)
-            case .layer:
-                let shard = try layout.makeShard(layout.shard(tp: c.tp, rank: rank), weights: weights, prefix: "")
-                let check = try Validation.layer(c, shard: shard, weights: weights, group: g!.group, kernel: timed.inner,
-                                                 injectError: options.injectValidationError)
-                return (LayerStep(shard: shard, sequences: seqs, context: c.context, capacity: capacity, dtype: c.dtype, kernel: timed), check)
-            case .model:
-                let model = try DecoderShard(layout: ModelLayout(config: c.attentionConfig), tp: c.tp, rank: rank, weights: weights)
-                let check = try Validation.model(c, model: model, weights: weights, group: g!.group, kernel: timed.inner,
-                                                 injectError: options.injectValidationError)
-                return (ModelStep(model: model, sequences: seqs, context: c.context, capacity: capacity, dtype: c.dtype, kernel: timed), check)
-            }
-        }
-        try world.collectively {
-            if let v = check.violation { throw HarnessError("validation failed for \(c.label): \(v)") }
-        }
-        let maxError = world.allReduce(check.maxError, max: true)
-
-        // Time it.
-        var samples = StepSamples(step: [], kernel: [], collective: [])
-        switch mode {
-        case .concurrent:
-            if active, let work { samples = TimingProtocol.concurrent(work, group: g!.group, kernel: timed, warmup: c.warmup, steps: c.steps) }
-            world.quietBarrier()
-        case .isolated, .deviceShare:
-            let local = TimingProtocol.isolatedLocal(work, world: world, tpSize: c.tp, tpRank: tpRank, kernel: active ? timed : nil,
-                                                     warmup: c.warmup, steps: c.steps)
-            if mode == .deviceShare {
-                samples = StepSamples(step: local.step, kernel: local.kernel, collective: [Double](repeating: 0, count: local.step.count))
-            } else if active, let work, let group = g?.group {
-                let comm = TimingProtocol.collectivesOnly(work.collectivePattern, group: group, warmup: c.warmup, steps: c.steps)
-                let stepMax = group.allReduceMax(local.step), kernelMax = group.allReduceMax(local.kernel)
-                samples = StepSamples(step: zip(stepMax, comm).map { $0 + $1 }, kernel: kernelMax, collective: comm)
-            }
-            world.quietBarrier()
-        }
+        let p = try placement(c)
+        let m = c.device == .cuda ? try measureOnGPU(c, layout: layout, p) : try measureOnCPU(c, layout: layout, p)
+        let samples = m.samples, g = p.groups, seqs = p.sequences
 
         // Rows: each active group's rank 0 describes its group; world rank 0 writes them all at once.
-        let reporter = active && tpRank == 0
-        let stepStats = reporter ? SampleStats(samples.step) : nil
-        let tokensPerSecond = world.allReduce(reporter ? Double(seqs) / stepStats!.median : 0, max: false)
+        let stepStats = p.reporter ? SampleStats(samples.step) : nil
+        let tokensPerSecond = world.allReduce(p.reporter ? Double(seqs) / stepStats!.median : 0, max: false)
         var rowJSON = ""
         var sampleLines = [[String: String]]()
-        if reporter, let stepStats, let work {
-            let row = try makeRow(c, cost: cost, mode: mode, group: g?.replica ?? 0, seqs: seqs, samples: samples, stepStats: stepStats,
-                              tokensPerSecond: tokensPerSecond, maxError: maxError, work: work, kernelISA: kernel.isa)
+        if p.reporter, let stepStats {
+            let row = try makeRow(c, cost: cost, group: g?.replica ?? 0, seqs: seqs, measured: m, stepStats: stepStats,
+                                  tokensPerSecond: tokensPerSecond)
             rowJSON = String(decoding: try JSONEncoder().encode(row), as: UTF8.self)
             if options.samples != nil {
                 sampleLines = samples.step.indices.map { k in
                     ["run_id": metadata["run_id"]!, "config_id": c.configID, "variant": c.variant.rawValue, "scope": c.scope.rawValue, "tp": "\(c.tp)",
                      "tp_group": "\(g?.replica ?? 0)", "context": "\(c.context)", "batch": "\(c.batch)", "n_head": "\(c.heads)",
-                     "kv_lora_rank": "\(c.kvRank)", "kv_dtype": c.dtype.rawValue, "threads": "\(c.threads)", "timing_mode": mode.rawValue,
+                     "kv_lora_rank": "\(c.kvRank)", "kv_dtype": c.dtype.rawValue, "threads": "\(c.threads)", "timing_mode": c.timingMode.rawValue,
                      "step_index": "\(k)", "step_us": fmt(samples.step[k] * 1e6), "kernel_us": fmt(samples.kernel[k] * 1e6),
                      "allreduce_us": c.scope == .kernel ? "" : fmt(samples.collective[k] * 1e6)]
                 }
@@ -354,49 +365,105 @@ public final class SweepDriver {
         return (Double(median) ?? 0) / 1e6
     }
 
-    func makeRow(_ c: SweepConfig, cost: DecodeCost, mode: TimingMode, group: Int, seqs: Int, samples: StepSamples,
-                 stepStats: SampleStats, tokensPerSecond: Double, maxError: Double, work: StepWorkload,
-                 kernelISA: KernelISA) throws -> [String: String] {
-        let kernelStats = SampleStats(samples.kernel)
+    /// A cpu configuration: the rank's workload in its scope, validated, then timed by TimingProtocol.
+    func measureOnCPU(_ c: SweepConfig, layout: any AttentionLayout, _ p: Placement) throws -> Measurement {
+        let mode = c.timingMode, g = p.groups, seqs = p.sequences
+        // Every scope runs this kernel object; its ISA (the loops it dispatches to) goes into the row.
+        let kernel = try TiledAttentionKernel(threads: c.threads)
+        let timed = TimedKernel(kernel)
+        let weights = SeededWeights(seed: options.seed)
+
+        // Build this rank's workload and validate it before timing.
+        let (work, check) = try world.collectively { () throws -> (StepWorkload?, ValidationResult) in
+            guard p.active else { return (nil, ValidationResult(maxError: 0, violation: nil)) }
+            let rank = try planRank(c, layout, p)
+            let capacity = c.context + c.warmup + c.steps + 1
+            switch c.scope {
+            case .kernel:
+                let shard = try layout.shard(tp: c.tp, rank: rank)
+                let check = Validation.kernel(layout: layout, shard: shard, dtype: c.dtype, context: c.context,
+                                              kernel: timed.inner, injectError: options.injectValidationError)
+                let w = try KernelWorkload(layout: layout, shard: shard, dtype: c.dtype, context: c.context, sequences: seqs,
+                                           coldCache: c.coldCache, kernel: timed, llcBytes: calibration(c).llcBytes)
+                return (KernelStep(w), check)
+            case .layer:
+                let shard = try layout.makeShard(layout.shard(tp: c.tp, rank: rank), weights: weights, prefix: "")
+                let check = try Validation.layer(c, shard: shard, weights: weights, group: g!.group, kernel: timed.inner,
+                                                 injectError: options.injectValidationError)
+                return (LayerStep(shard: shard, sequences: seqs, context: c.context, capacity: capacity, dtype: c.dtype, kernel: timed), check)
+            case .model:
+                let model = try DecoderShard(layout: ModelLayout(config: c.attentionConfig), tp: c.tp, rank: rank, weights: weights)
+                let check = try Validation.model(c, model: model, weights: weights, group: g!.group, kernel: timed.inner,
+                                                 injectError: options.injectValidationError)
+                return (ModelStep(model: model, sequences: seqs, context: c.context, capacity: capacity, dtype: c.dtype, kernel: timed), check)
+            }
+        }
+        try world.collectively {
+            if let v = check.violation { throw HarnessError("validation failed for \(c.label): \(v)") }
+        }
+        var m = Measurement()
+        m.maxError = world.allReduce(check.maxError, max: true)
+
+        // Time it.
+        switch mode {
+        case .concurrent:
+            if p.active, let work { m.samples = TimingProtocol.concurrent(work, group: g!.group, kernel: timed, warmup: c.warmup, steps: c.steps) }
+            world.quietBarrier()
+        case .isolated, .deviceShare:
+            let local = TimingProtocol.isolatedLocal(work, world: world, tpSize: c.tp, tpRank: p.tpRank, kernel: p.active ? timed : nil,
+                                                     warmup: c.warmup, steps: c.steps)
+            if mode == .deviceShare {
+                m.samples = StepSamples(step: local.step, kernel: local.kernel, collective: [Double](repeating: 0, count: local.step.count))
+            } else if p.active, let work, let group = g?.group {
+                let comm = TimingProtocol.collectivesOnly(work.collectivePattern, group: group, warmup: c.warmup, steps: c.steps)
+                let stepMax = group.allReduceMax(local.step), kernelMax = group.allReduceMax(local.kernel)
+                m.samples = StepSamples(step: zip(stepMax, comm).map { $0 + $1 }, kernel: kernelMax, collective: comm)
+            }
+            world.quietBarrier()
+        }
+        if let work {
+            m.weightBytes = work.weightBytes
+            // The step's all-reduces as the workload issues them (none at tp 1: a group of one communicates nothing).
+            m.allReduceFloats = c.tp > 1 ? work.collectivePattern.allReduceFloats : []
+        }
+        m.columns["kernel_isa"] = kernel.isa.rawValue
+        return m
+    }
+
+    func makeRow(_ c: SweepConfig, cost: DecodeCost, group: Int, seqs: Int, measured m: Measurement,
+                 stepStats: SampleStats, tokensPerSecond: Double) throws -> [String: String] {
+        let kernelStats = SampleStats(m.samples.kernel)
         let bytes = try cost.kernelBytes(context: c.context, sequences: seqs, layers: c.nLayer)
         let flops = try cost.kernelFlops(context: c.context, sequences: seqs, layers: c.nLayer)
-        let cal = calibration(c)
-        let roofline = cal.rooflineSeconds(bytes: Double(bytes), flops: Double(flops))
-        // The step's all-reduces as the workload issues them (none at tp 1: a group of one communicates nothing).
-        let allReduces = c.tp > 1 ? work.collectivePattern.allReduceFloats : []
         let tick = MPI.wtick()
         if stepStats.median < 100 * tick {
             FileHandle.standardError.write(Data("mlra: warning: \(c.label): median step \(stepStats.median) s is within 100 ticks of the timer (\(tick) s)\n".utf8))
         }
         var row = metadata
         row["date_utc"] = ISO8601DateFormatter().string(from: Date())
-        row["calib_threads"] = "\(cal.threads)"
-        row["calib_read_gbs"] = fmt(cal.readGBs); row["calib_triad_gbs"] = fmt(cal.triadGBs)
-        row["calib_sgemm_gflops"] = fmt(cal.sgemmGFlops); row["calib_fma_gflops"] = fmt(cal.fmaGFlops)
-        row["calib_fma_width"] = cal.fmaWidth
         row["host"] = MPI.processorName
-        for (k, v) in c.keyFields { row[k] = v }   // the key's columns, seed, timing_mode and calib_source among them
+        for (k, v) in c.keyFields { row[k] = v }   // the key's columns, seed, device, timing_mode and calib_source among them
         row["config_id"] = c.configID
         let latent = layoutBlockWidth(c)
         row["dp"] = "\(c.isDeviceShare ? 1 : c.replicas)"; row["tp_group"] = "\(group)"; row["block_width"] = "\(latent)"
-        row["kernel_isa"] = kernelISA.rawValue
         row["kv_elems_per_token"] = "\(cost.kvElemsPerToken)"; row["kv_bytes_per_token"] = "\(cost.kvBytesPerToken)"
         row["kv_bytes_per_rank"] = "\(cost.kvBytesPerToken * c.context * seqs * c.nLayer)"
         row["kernel_bytes_per_step"] = "\(bytes)"; row["kernel_flops_per_step"] = "\(flops)"
-        row["weight_bytes_per_rank"] = "\(work.weightBytes)"
-        row["allreduce_bytes_per_step"] = "\(4 * allReduces.reduce(0, +))"
-        row["allreduce_count_per_step"] = "\(allReduces.count)"
-        row["validation"] = "pass"; row["validation_max_err"] = String(format: "%.3e", maxError)
+        row["weight_bytes_per_rank"] = "\(m.weightBytes)"
+        row["allreduce_bytes_per_step"] = "\(4 * m.allReduceFloats.reduce(0, +))"
+        row["allreduce_count_per_step"] = "\(m.allReduceFloats.count)"
+        row["validation"] = "pass"; row["validation_max_err"] = String(format: "%.3e", m.maxError)
         row["warmup_steps"] = "\(c.warmup)"; row["timed_steps"] = "\(c.steps)"; row["timer_resolution_us"] = fmt(tick * 1e6)
         row["step_us_median"] = fmt(stepStats.median * 1e6); row["step_us_p10"] = fmt(stepStats.p10 * 1e6)
         row["step_us_p90"] = fmt(stepStats.p90 * 1e6); row["step_us_min"] = fmt(stepStats.min * 1e6); row["step_us_max"] = fmt(stepStats.max * 1e6)
         row["kernel_us_median"] = fmt(kernelStats.median * 1e6); row["kernel_us_p10"] = fmt(kernelStats.p10 * 1e6)
         row["kernel_us_p90"] = fmt(kernelStats.p90 * 1e6)
-        row["allreduce_us_median"] = c.scope == .kernel ? "" : fmt(SampleStats(samples.collective).median * 1e6)
+        row["allreduce_us_median"] = c.scope == .kernel ? "" : fmt(SampleStats(m.samples.collective).median * 1e6)
         row["tokens_per_s"] = fmt(tokensPerSecond)
         row["achieved_gbs"] = fmt(Double(bytes) / kernelStats.median / 1e9)
         row["achieved_gflops"] = fmt(Double(flops) / kernelStats.median / 1e9)
-        row["roofline_us"] = fmt(roofline * 1e6); row["roofline_fraction"] = fmt(roofline / kernelStats.median)
+        row.merge(rowCalibration(c).columns(dtype: c.dtype, bytes: Double(bytes), flops: Double(flops), kernelSeconds: kernelStats.median)) { $1 }
+        row.merge(m.columns) { $1 }
         return row
     }
 

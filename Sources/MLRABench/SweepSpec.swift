@@ -7,12 +7,17 @@ import MLRACore
 /// model = n_layer pre-norm attention + SwiGLU layers, final norm, tied lm_head, logits gathered.
 public enum Scope: String, CaseIterable, Codable, Sendable { case kernel, layer, model }
 
+/// Where a configuration's attention kernel runs (the commands' --device, the sweep's
+/// --devices): this rank's CPU cores, or the GPU the rank binds (node-local rank mod
+/// visible GPUs; Sources/MLRACuda).
+public enum DeviceKind: String, CaseIterable, Codable, Sendable { case cpu, cuda }
+
 /// A sweep's grid as JSON (the spec file format, documented in the README):
 ///
 ///     {"defaults": {"head_dim": 64, "warmup": 3, "steps": 20, ...},
 ///      "grids": [{"variants": ["mla", "mlra4"], "tp": [1, 2, 4], "contexts": [4096],
 ///                 "kv_ranks": [512], "heads": [16], "dtypes": ["bf16"], "batch": [1],
-///                 "scopes": ["kernel", "layer"], "threads": [1]}, ...]}
+///                 "scopes": ["kernel", "layer"], "threads": [1], "devices": ["cpu", "cuda"]}, ...]}
 ///
 /// Each grid is a cartesian product; keys a grid leaves out come from
 /// "defaults", then from `Grid.fallback`. Several grids let one spec pair
@@ -33,12 +38,13 @@ public struct SweepSpec: Codable, Sendable {
         public var batch: [Int]?
         public var scopes: [Scope]?
         public var threads: [Int]?
+        public var devices: [DeviceKind]?
         public var headDim: Int?, ropeDim: Int?, qLoraRank: Int?, kvHeads: Int?, nEmbd: Int?
         public var nLayer: Int?, intermediateSize: Int?, vocabSize: Int?
         public var warmup: Int?, steps: Int?, coldCache: Bool?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
-            case variants, tp, contexts, kvRanks = "kv_ranks", heads, dtypes, batch, scopes, threads
+            case variants, tp, contexts, kvRanks = "kv_ranks", heads, dtypes, batch, scopes, threads, devices
             case headDim = "head_dim", ropeDim = "rope_dim", qLoraRank = "q_lora_rank", kvHeads = "kv_heads", nEmbd = "n_embd"
             case nLayer = "n_layer", intermediateSize = "intermediate_size", vocabSize = "vocab_size"
             case warmup, steps, coldCache = "cold_cache"
@@ -55,6 +61,7 @@ public struct SweepSpec: Codable, Sendable {
             g.variants = variants ?? base.variants; g.tp = tp ?? base.tp; g.contexts = contexts ?? base.contexts
             g.kvRanks = kvRanks ?? base.kvRanks; g.heads = heads ?? base.heads; g.dtypes = dtypes ?? base.dtypes
             g.batch = batch ?? base.batch; g.scopes = scopes ?? base.scopes; g.threads = threads ?? base.threads
+            g.devices = devices ?? base.devices
             g.headDim = headDim ?? base.headDim; g.ropeDim = ropeDim ?? base.ropeDim; g.qLoraRank = qLoraRank ?? base.qLoraRank
             g.kvHeads = kvHeads ?? base.kvHeads; g.nEmbd = nEmbd ?? base.nEmbd; g.nLayer = nLayer ?? base.nLayer
             g.intermediateSize = intermediateSize ?? base.intermediateSize; g.vocabSize = vocabSize ?? base.vocabSize
@@ -66,7 +73,7 @@ public struct SweepSpec: Codable, Sendable {
         public static var fallback: Grid {
             var g = Grid()
             g.variants = VariantName.allCases; g.tp = [1]; g.contexts = [4096]; g.kvRanks = [512]; g.heads = [16]
-            g.dtypes = ["bf16"]; g.batch = [1]; g.scopes = [.kernel]; g.threads = [1]
+            g.dtypes = ["bf16"]; g.batch = [1]; g.scopes = [.kernel]; g.threads = [1]; g.devices = [.cpu]
             g.headDim = 128; g.ropeDim = 64; g.qLoraRank = 1536; g.kvHeads = 8
             g.nLayer = 2; g.intermediateSize = 2048; g.vocabSize = 4096
             g.warmup = 3; g.steps = 20; g.coldCache = true
@@ -123,20 +130,21 @@ public struct SweepSpec: Codable, Sendable {
         var out = [SweepConfig]()
         var seen = Set<String>()   // keys already expanded (a set: large grids stay linear)
         for (g, dtypes) in resolved.map({ ($0.grid, $0.dtypes) }) {
-            for variant in g.variants! { for scope in g.scopes! { for tp in g.tp! { for heads in g.heads! {
+            for device in g.devices! { for variant in g.variants! { for scope in g.scopes! { for tp in g.tp! { for heads in g.heads! {
                 for kvRank in (variant.isLatent ? g.kvRanks! : [0]) { for dtype in dtypes { for context in g.contexts! {
-                    for batch in g.batch! { for threads in g.threads! {
+                    // One host thread drives a GPU: --threads does not multiply cuda configurations.
+                    for batch in g.batch! { for threads in (device == .cpu ? g.threads! : [1]) {
                         let c = SweepConfig(variant: variant, scope: scope, tp: tp, context: context, batch: batch, heads: heads,
                                             headDim: g.headDim!, ropeDim: variant.isLatent ? g.ropeDim! : 0, kvRank: kvRank,
                                             qLoraRank: g.qLoraRank!, kvHeads: variant.isLatent ? 0 : kvHeadsFor(variant, heads, g.kvHeads!),
                                             nEmbd: g.nEmbd ?? heads * g.headDim!, dtype: dtype, threads: threads,
                                             nLayer: scope == .model ? g.nLayer! : 1, intermediateSize: g.intermediateSize!,
                                             vocabSize: g.vocabSize!, warmup: g.warmup!, steps: g.steps!,
-                                            coldCache: scope == .kernel && g.coldCache!, worldSize: worldSize)
+                                            coldCache: scope == .kernel && g.coldCache!, worldSize: worldSize, device: device)
                         if seen.insert(c.key).inserted { out.append(c) }
                     } }
                 } } }
-            } } } }
+            } } } } }
         }
         return out
     }
@@ -146,7 +154,8 @@ public struct SweepSpec: Codable, Sendable {
     func resolve(_ index: Int, maxThreads: Int) throws -> (grid: Grid, dtypes: [StorageDType], combinations: Double) {
         let g = grids[index].over(defaults).over(.fallback)
         // An empty list would expand to no configuration and the sweep would "succeed" measuring nothing.
-        for (name, count) in [("variants", g.variants!.count), ("dtypes", g.dtypes!.count), ("scopes", g.scopes!.count)] where count == 0 {
+        for (name, count) in [("variants", g.variants!.count), ("dtypes", g.dtypes!.count), ("scopes", g.scopes!.count),
+                                 ("devices", g.devices!.count)] where count == 0 {
             throw HarnessError("grid \(index): '\(name)' is empty")
         }
         let dtypes = try g.dtypes!.map { name in
@@ -181,7 +190,7 @@ public struct SweepSpec: Codable, Sendable {
             throw HarnessError("grid \(index): '\(name)' has \(v); the largest supported value is \(limit)")
         } }
         let combinations = [g.variants!.count, g.scopes!.count, g.tp!.count, g.heads!.count, g.kvRanks!.count, dtypes.count,
-                            g.contexts!.count, g.batch!.count, g.threads!.count].reduce(1.0) { $0 * Double($1) }
+                            g.contexts!.count, g.batch!.count, g.threads!.count, g.devices!.count].reduce(1.0) { $0 * Double($1) }
         // Bytes of the largest configuration (Double): the cache at the longest context plus all weights.
         let width = Double(g.heads!.max()!) * 2 * Double(g.headDim!) + Double(g.kvRanks!.max()!) + Double(g.ropeDim!)
         let embd = Double(g.nEmbd ?? g.heads!.max()! * g.headDim!)
@@ -208,6 +217,8 @@ public struct SweepConfig: Sendable {
     public let nLayer: Int, intermediateSize: Int, vocabSize: Int
     public let warmup: Int, steps: Int, coldCache: Bool
     public let worldSize: Int
+    /// Where the kernel runs; cuda configurations run in kernel scope only (`skipReason`).
+    public let device: DeviceKind
     /// Run-wide settings that change what is measured, set by the driver once the
     /// ranks agreed on them (the weights' seed; isolated timing, from --isolate; the
     /// calibration the roofline columns are computed from, `calib_source`).
@@ -239,6 +250,9 @@ public struct SweepConfig: Sendable {
 
     /// Why this configuration cannot run, or nil. Checked identically on every rank.
     public func skipReason() -> String? {
+        if device == .cuda && scope != .kernel {
+            return "\(scope.rawValue) scope runs on the CPU only; on cuda the sweep times kernel scope (GPU layer and model scope are a later issue)"
+        }
         if variant == .gqa && heads % kvHeads != 0 { return "gqa: n_head \(heads) is not divisible by kv_heads \(kvHeads)" }
         let layout: any AttentionLayout
         do { layout = try attentionConfig.layout() } catch let e as HarnessError { return e.message } catch { return "\(error)" }
@@ -259,7 +273,8 @@ public struct SweepConfig: Sendable {
     /// it by a test. Every setting that can change a value in a row is here: the grid
     /// point; the job's world size and dp (with tp and batch they fix how the batch is
     /// split); the timing mode (--isolate); the weights' seed; warm-up and timed steps;
-    /// the cold cache; the calibration the roofline columns come from. Not here: the
+    /// the cold cache; the device (cpu or cuda); the calibration the roofline columns
+    /// come from (the CPU's or, on cuda, the GPU's: `calib_source`). Not here: the
     /// output paths and the Slurm array shape (they decide where a row goes, not what
     /// it holds), and the machine (host, CPU, harness build), which every row records
     /// beside its numbers: resuming on another node of the same kind is the point of
@@ -275,7 +290,8 @@ public struct SweepConfig: Sendable {
         ("q_lora_rank", { "\($0.variant.isLatent ? $0.qLoraRank : 0)" }), ("kv_heads", { "\($0.kvHeads)" }),
         ("intermediate_size", { "\($0.scope == .model ? $0.intermediateSize : 0)" }),
         ("vocab_size", { "\($0.scope == .model ? $0.vocabSize : 0)" }),
-        ("kv_dtype", { $0.dtype.rawValue }), ("threads", { "\($0.threads)" }), ("timing_mode", { $0.timingMode.rawValue }),
+        ("kv_dtype", { $0.dtype.rawValue }), ("threads", { "\($0.threads)" }), ("device", { $0.device.rawValue }),
+        ("timing_mode", { $0.timingMode.rawValue }),
         ("cold_cache", { $0.coldCache ? "true" : "false" }), ("seed", { "\($0.seed)" }),
         ("warmup_steps", { "\($0.warmup)" }), ("timed_steps", { "\($0.steps)" }),
     ]
@@ -306,7 +322,7 @@ public struct SweepConfig: Sendable {
     /// A short description for progress lines.
     public var label: String {
         "\(variant.rawValue) \(scope.rawValue) tp=\(tp) L=\(context) B=\(batch) h=\(heads)"
-            + (variant.isLatent ? " dc=\(kvRank)" : " kv=\(kvHeads)") + " \(dtype.rawValue) thr=\(threads)"
+            + (variant.isLatent ? " dc=\(kvRank)" : " kv=\(kvHeads)") + " \(dtype.rawValue)" + (device == .cpu ? " thr=\(threads)" : " cuda")
     }
 }
 

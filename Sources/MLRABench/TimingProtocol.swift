@@ -56,9 +56,8 @@ public enum TimingProtocol {
                                      kernel: TimedKernel?, warmup: Int, steps: Int) -> (step: [Double], kernel: [Double]) {
         var step = [Double](), kern = [Double]()
         let local = LocalOnlyCollectives(tpSize: tpSize, tpRank: tpRank)
-        for turn in 0..<world.size {
-            world.quietBarrier()
-            guard turn == world.rank, let work, let kernel else { continue }
+        inTurn(world: world) {
+            guard let work, let kernel else { return }
             for _ in 0..<warmup { work.step(collectives: local) }
             for _ in 0..<steps {
                 let k0 = kernel.seconds
@@ -68,8 +67,18 @@ public enum TimingProtocol {
                 kern.append(kernel.seconds - k0)
             }
         }
-        world.quietBarrier()
         return (step, kern)
+    }
+
+    /// Runs `body` on each rank of `world` in turn while the others sleep in a quiet
+    /// barrier: the order of isolation mode (the CPU's local work above, a GPU's
+    /// timing in SweepDriver+CUDA). `body` must not communicate.
+    public static func inTurn(world: Communicator, _ body: () -> Void) {
+        for turn in 0..<world.size {
+            world.quietBarrier()
+            if turn == world.rank { body() }
+        }
+        world.quietBarrier()
     }
 
     /// The collectives of one step, measured on their own (same payloads, same

@@ -9,21 +9,22 @@ public enum CUDADriver {
     nonisolated(unsafe) private static var initialised = false
 
     /// Opens libcuda.so.1 and initialises the driver; throws when there is no driver or no GPU.
-    public static func load() throws {
+    /// `flag` begins the message: what asked for the GPU (the sweep's is --devices cuda).
+    public static func load(flag: String = "--device cuda") throws {
         lock.lock(); defer { lock.unlock() }
         if initialised { return }
         var err = [CChar](repeating: 0, count: 1024)
         guard mlra_cuda_load_driver(&err, err.count) == 0 else {
-            throw HarnessError("--device cuda: " + String(cString: err))
+            throw HarnessError("\(flag): " + String(cString: err))
         }
         let r = mlra_cuda.cuInit!(0)
         if r == Int32(MLRA_CUDA_ERROR_NO_DEVICE) {
-            throw HarnessError("--device cuda: the NVIDIA driver sees no GPU (cuInit: CUDA_ERROR_NO_DEVICE; check CUDA_VISIBLE_DEVICES)")
+            throw HarnessError("\(flag): the NVIDIA driver sees no GPU (cuInit: CUDA_ERROR_NO_DEVICE; check CUDA_VISIBLE_DEVICES)")
         }
-        try check(r, "--device cuda: cuInit")
+        try check(r, "\(flag): cuInit")
         var count: Int32 = 0
         try check(mlra_cuda.cuDeviceGetCount!(&count), "cuDeviceGetCount")
-        guard count > 0 else { throw HarnessError("--device cuda: the NVIDIA driver sees no GPU (check CUDA_VISIBLE_DEVICES)") }
+        guard count > 0 else { throw HarnessError("\(flag): the NVIDIA driver sees no GPU (check CUDA_VISIBLE_DEVICES)") }
         _ = mlra_cuda_load_nvml()
         initialised = true
     }
@@ -79,8 +80,9 @@ public final class CUDADevice: @unchecked Sendable {
     public let stream: CUstream
 
     /// Binds GPU `localRank mod count`; `localSize` ranks on this node share the visible GPUs.
-    public init(localRank: Int, localSize: Int) throws {
-        try CUDADriver.load()
+    /// `flag` begins the error messages (CUDADriver.load).
+    public init(localRank: Int, localSize: Int, flag: String = "--device cuda") throws {
+        try CUDADriver.load(flag: flag)
         let count = CUDADriver.deviceCount
         ordinal = localRank % count
         ranksSharing = (localSize - ordinal + count - 1) / count
@@ -109,7 +111,7 @@ public final class CUDADevice: @unchecked Sendable {
         try CUDADriver.check(mlra_cuda.cuDeviceTotalMem!(&total, dev), "cuDeviceTotalMem")
         totalMemoryBytes = total
         guard computeCapability.major >= 8 else {
-            throw HarnessError("--device cuda: \(name) has compute capability \(computeCapability.major).\(computeCapability.minor); "
+            throw HarnessError("\(flag): \(name) has compute capability \(computeCapability.major).\(computeCapability.minor); "
                                + "the kernels need 8.0 or newer (bf16 mma.sync)")
         }
         var ctx: CUcontext? = nil
@@ -166,6 +168,16 @@ public final class CUDADevice: @unchecked Sendable {
 
     public func synchronize() throws {
         try CUDADriver.check(mlra_cuda.cuStreamSynchronize!(stream), "cuStreamSynchronize")
+    }
+
+    /// The columns that name the GPU a CSV row ran on (bench's --device cuda CSV and the
+    /// sweep's; docs/csv-schema.md), and this device's values for them, clocks as read
+    /// before timing (0 when NVML is absent).
+    public static let csvColumns = ["gpu_name", "gpu_uuid", "gpu_pci_bus_id", "gpu_driver",
+                                    "gpu_sm_clock_mhz", "gpu_mem_clock_mhz", "gpu_ranks_sharing"]
+
+    public func csvFields(clocks: (sm: Int, memory: Int)?) -> [String] {
+        [name, uuid, pciBusId, CUDADriver.driverVersion, "\(clocks?.sm ?? 0)", "\(clocks?.memory ?? 0)", "\(ranksSharing)"]
     }
 
     /// One line for the output: which GPU this rank drives, and whether it is shared.

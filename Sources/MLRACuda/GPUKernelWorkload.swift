@@ -43,6 +43,19 @@ public final class GPUKernelWorkload {
         cold ? max(1, (4 * l2Bytes + setBytes - 1) / max(setBytes, 1)) : 1
     }
 
+    /// Device bytes a workload of this shape will allocate, before anything is: the cache
+    /// sets, queries, outputs and the largest split-KV partial states (the sweep skips a
+    /// configuration that exceeds its GPU's free memory; the initialiser refuses it).
+    public static func predictedBytes(device: CUDADevice, layout: any AttentionLayout, shard: RankShard, dtype: StorageDType,
+                                      lengths: [Int], coldCache: Bool) -> Int {
+        let groups = layout.kernelGroups(for: shard)
+        let set = setBytes(width: layout.cacheWidth(units: shard.units.count), dtype: dtype, lengths: lengths)
+        let partials = GPUAttention.predictedPartialBytes(groups: groups, maxBatch: lengths.count,
+                                                          splits: min(device.smCount * 8, ((lengths.max() ?? 0) + 15) / 16))
+        return cacheSets(setBytes: set, l2Bytes: device.l2Bytes, cold: coldCache) * set
+            + 4 * lengths.count * (groups.totalQueryCount + groups.totalOutputCount) + partials
+    }
+
     public init(device: CUDADevice, layout: any AttentionLayout, shard: RankShard, dtype: StorageDType, lengths: [Int],
                 coldCache: Bool, tuning: GPUTuning = GPUTuning(), seed: UInt64 = 0) throws {
         guard !lengths.isEmpty, lengths.allSatisfy({ $0 >= 1 }) else { throw HarnessError("every sequence needs at least one cached token") }
@@ -54,10 +67,8 @@ public final class GPUKernelWorkload {
         cacheSets = Self.cacheSets(setBytes: set, l2Bytes: device.l2Bytes, cold: coldCache)
         let maxLen = lengths.max()!
 
-        // Refuse before allocating anything: caches, queries, outputs and the largest partial states.
-        let partials = GPUAttention.predictedPartialBytes(groups: groups, maxBatch: lengths.count,
-                                                          splits: min(device.smCount * 8, (maxLen + 15) / 16))
-        let predicted = cacheSets * set + 4 * lengths.count * (groups.totalQueryCount + groups.totalOutputCount) + partials
+        // Refuse before allocating anything.
+        let predicted = Self.predictedBytes(device: device, layout: layout, shard: shard, dtype: dtype, lengths: lengths, coldCache: coldCache)
         try device.checkFits(bytes: predicted, what: "this configuration (\(cacheSets) cache set(s) of \(String(format: "%.2f", Double(set) / 1e9)) GB)")
 
         let initializer = SeededInit(seed: seed)

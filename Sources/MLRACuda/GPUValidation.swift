@@ -11,6 +11,18 @@ public enum GPUValidation {
         public var passed: Bool { violation == nil }
     }
 
+    /// The checks a kernel passes before it is timed (bench and sweep alike): against the
+    /// CPU plain kernel, then (`full`) against the device reference at the full lengths.
+    /// Throws naming the first check that failed and its first mismatch.
+    public static func beforeTiming(_ w: GPUKernelWorkload, full: Bool) throws -> [Result] {
+        var checks = [try againstCPU(w)]
+        if full { checks.append(try againstDeviceReference(w)) }
+        if let failed = checks.first(where: { !$0.passed }) {
+            throw HarnessError("validation failed (\(failed.what)): \(failed.violation!)")
+        }
+        return checks
+    }
+
     /// Rows a CPU check covers: several tiles and splits, short enough for the CPU plain kernel.
     public static let cpuCheckRows = 1031
 

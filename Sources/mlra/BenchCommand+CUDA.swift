@@ -17,12 +17,7 @@ extension BenchCommand {
                                          lengths: Array(repeating: context, count: batch), coldCache: coldCache, tuning: gpu.tuning)
         let used = freeBefore - (try device.freeMemoryBytes())
 
-        // Validate before timing: against the CPU plain kernel, then the device reference at full length.
-        var checks = [try GPUValidation.againstCPU(work)]
-        if fullCheck { checks.append(try GPUValidation.againstDeviceReference(work)) }
-        if let failed = checks.first(where: { !$0.passed }) {
-            throw HarnessError("validation failed (\(failed.what)): \(failed.violation!)")
-        }
+        let checks = try GPUValidation.beforeTiming(work, full: fullCheck)
         let samples = try GPUTiming.run(work, warmup: warmup, steps: steps)
         let out = try work.outputs()
         guard out.allSatisfy(\.isFinite) else { throw HarnessError("the GPU kernel produced non-finite outputs") }
@@ -56,8 +51,8 @@ struct GPUBenchRow {
     var tflops: Double { flops / graph.median / 1e12 }
     var bandwidthFraction: Double { bytes / (cal.readGBs * 1e9) / graph.median }
 
-    static let csvHeader = "variant,tp,rank,context,batch,kv_dtype,device,gpu_name,gpu_uuid,gpu_pci_bus_id,gpu_driver,"
-        + "gpu_sm_clock_mhz,gpu_mem_clock_mhz,gpu_ranks_sharing,kernel,cache_mode,cache_sets,steps,"
+    static let csvHeader = "variant,tp,rank,context,batch,kv_dtype,device," + CUDADevice.csvColumns.joined(separator: ",")
+        + ",kernel,cache_mode,cache_sets,steps,"
         + "lat_us_median,lat_us_p10,lat_us_p90,lat_us_min,lat_us_max,graph_us_median,graph_us_p10,graph_us_p90,launch_overhead_us,"
         + "kv_bytes_per_step,flops_per_step,achieved_GBs,achieved_TFLOPs,cal_read_GBs,cal_copy_GBs,cal_tensor_TFLOPs,cal_fma_TFLOPs,"
         + "roofline_us,roofline_limit,roofline_fraction,read_bw_fraction,validation_cpu_max_err,validation_full_max_err,"
@@ -68,8 +63,8 @@ struct GPUBenchRow {
         let f = { (format: String, v: Double) -> String in String(format: format, v) }
         let quoted = "\"" + kernel.replacingOccurrences(of: "\"", with: "'") + "\""
         var fields: [String] = [variant, "\(tp)", "\(rank)", "\(context)", "\(batch)", kvDtype.rawValue, "cuda"]
-        fields += [device.name, device.uuid, device.pciBusId, CUDADriver.driverVersion]
-        fields += ["\(clocks?.sm ?? 0)", "\(clocks?.memory ?? 0)", "\(device.ranksSharing)", quoted, mode, "\(cacheSets)", "\(steps)"]
+        fields += device.csvFields(clocks: clocks)
+        fields += [quoted, mode, "\(cacheSets)", "\(steps)"]
         fields += [us(launched.median), us(launched.p10), us(launched.p90), us(launched.min), us(launched.max)]
         fields += [us(graph.median), us(graph.p10), us(graph.p90), us(launched.median - graph.median)]
         fields += [f("%.0f", bytes), f("%.0f", flops), f("%.1f", gbs), f("%.2f", tflops)]

@@ -1,9 +1,10 @@
 import ArgumentParser
+import MLRABench
 import MLRACore
 import MLRACuda
 
-/// Where a command's attention kernel runs.
-enum DeviceKind: String, ExpressibleByArgument, CaseIterable { case cpu, cuda }
+/// Where a command's attention kernel runs (MLRABench's DeviceKind, also the sweep's grid key).
+extension DeviceKind: ExpressibleByArgument {}
 
 extension GPUKernelPath: ExpressibleByArgument {}
 

@@ -96,6 +96,19 @@ func parseList<T>(_ text: String, _ flag: String, _ parse: (String) throws -> [T
     return values
 }
 
+/// A comma-separated list of an enum's values (--scopes, --devices); an unknown one is
+/// refused naming the choices.
+func parseChoiceList<T: RawRepresentable & CaseIterable>(_ text: String, _ flag: String, _ what: String) throws -> [T]
+    where T.RawValue == String {
+    try parseList(text, flag) { try $0.split(separator: ",").map { t in
+        guard let v = T(rawValue: String(t)) else {
+            let names = T.allCases.map(\.rawValue)
+            throw HarnessError("unknown \(what) '\(t)'; expected \(names.dropLast().joined(separator: ", ")) or \(names.last!)")
+        }
+        return v
+    } }
+}
+
 func parseIntList(_ text: String, _ flag: String) throws -> [Int] {
     try parseList(text, flag) { try $0.split(separator: ",").map {
         guard let v = Int($0.trimmingCharacters(in: .whitespaces)) else { throw HarnessError("\(flag): '\($0)' is not an integer") }

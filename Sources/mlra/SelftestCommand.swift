@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MLRABench
 import MLRACore
 import MLRACuda
 

@@ -2,17 +2,20 @@ import ArgumentParser
 import Foundation
 import MLRABench
 import MLRACore
+import MLRACuda
 import MLRAParallel
 
 /// `mlra sweep`: the harness's main job. Run it under mpirun; rank 0 writes the CSV.
 struct SweepCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sweep",
-        abstract: "Sweep variants × contexts × TP degrees × latent ranks × heads × dtypes × batch × scope × threads into a CSV.",
+        abstract: "Sweep variants × contexts × TP degrees × latent ranks × heads × dtypes × batch × scope × threads × devices into a CSV.",
         discussion: """
             The grid comes from --preset, --spec FILE.json, or the grid flags (flags override the preset's or file's values \
             in every grid). TP degrees run as sub-communicators of one job: with N ranks and degree t, the N/t groups are \
-            data-parallel replicas that split the batch. Rerunning with the same --out resumes. Schema: docs/csv-schema.md.
+            data-parallel replicas that split the batch. --devices cuda runs kernel scope on each rank's GPU (node-local \
+            rank mod visible GPUs); cuda configurations in layer or model scope are skipped. Rerunning with the same --out \
+            resumes. Schema: docs/csv-schema.md.
             """)
 
     @Option(help: "Built-in grid: quick, paper or throughput.") var preset: SweepPreset?
@@ -27,7 +30,8 @@ struct SweepCommand: ParsableCommand {
     @Option(help: "Comma-separated cache dtypes (f32, f16, bf16).") var dtypes: String?
     @Option(help: "Comma-separated global batch sizes.") var batch: String?
     @Option(help: "Comma-separated scopes (kernel, layer, model).") var scopes: String?
-    @Option(help: "Comma-separated thread counts per rank.") var threads: String?
+    @Option(help: "Comma-separated thread counts per rank (cpu configurations).") var threads: String?
+    @Option(help: "Comma-separated devices: cpu, cuda (cuda: kernel scope on each rank's GPU).") var devices: String?
     @Option(name: .customLong("head-dim"), help: "d_n / d_h.") var headDim: Int?
     @Option(name: .customLong("rope-dim"), help: "d_r.") var ropeDim: Int?
     @Option(name: .customLong("q-rank"), help: "q_lora_rank.") var qRank: Int?
@@ -45,6 +49,9 @@ struct SweepCommand: ParsableCommand {
     @Option(name: .customLong("array-task"), help: "Run only configurations with index mod --array-count == this.") var arrayTask = 0
     @Option(name: .customLong("array-count"), help: "Number of array tasks splitting the sweep.") var arrayCount = 1
     @Option(help: "Calibration JSON from 'mlra calibrate --format json' (default: measure now).") var calibration: String?
+    @Option(name: .customLong("gpu-calibration"),
+            help: "GPU calibration JSON from 'mlra calibrate --device cuda --format json' for cuda rows (default: measure on rank 0's GPU).")
+    var gpuCalibration: String?
     @Option(help: "Seed of the weights.") var seed: UInt64 = 0
     @Flag(help: "Silence progress on stderr.") var quiet = false
     @Flag(name: .customLong("inject-validation-error"), help: .hidden) var injectValidationError = false
@@ -57,6 +64,7 @@ struct SweepCommand: ParsableCommand {
             let spec = try world.collectively { () throws -> SweepSpec in
                 // Every input is checked before the driver creates or resumes any file.
                 if let calibration { _ = try Calibration.load(path: calibration) }
+                if let gpuCalibration { _ = try GPUCalibration.load(path: gpuCalibration) }
                 return try resolvedSpec(worldSize: world.size)
             }
             if printSpec {
@@ -66,7 +74,7 @@ struct SweepCommand: ParsableCommand {
             var o = SweepOptions(out: out)
             o.samples = samples; o.quiet = quiet; o.arrayTask = arrayTask; o.arrayCount = arrayCount
             o.isolate = isolate == .auto ? nil : isolate == .on
-            o.calibrationPath = calibration; o.seed = seed; o.injectValidationError = injectValidationError
+            o.calibrationPath = calibration; o.gpuCalibrationPath = gpuCalibration; o.seed = seed; o.injectValidationError = injectValidationError
             o.quickCalibration = preset == .quick
             let summary = try SweepDriver(spec: spec, options: o, world: world).run()
             if summary.interrupted { MPI.finalize(); Foundation.exit(130) }
@@ -84,11 +92,9 @@ struct SweepCommand: ParsableCommand {
         o.heads = try heads.map { try parseIntList($0, "--heads") }
         o.dtypes = try dtypes.map { try parseList($0, "--dtypes") { try $0.split(separator: ",").map { try StorageDType.parse(String($0)).rawValue } } }
         o.batch = try batch.map { try parseIntList($0, "--batch") }
-        o.scopes = try scopes.map { try parseList($0, "--scopes") { try $0.split(separator: ",").map { t in
-            guard let sc = Scope(rawValue: String(t)) else { throw HarnessError("unknown scope '\(t)'; expected kernel, layer or model") }
-            return sc
-        } } }
+        o.scopes = try scopes.map { try parseChoiceList($0, "--scopes", "scope") }
         o.threads = try threads.map { try parseIntList($0, "--threads") }
+        o.devices = try devices.map { try parseChoiceList($0, "--devices", "device") }
         o.headDim = headDim; o.ropeDim = ropeDim; o.qLoraRank = qRank; o.kvHeads = kvHeads; o.nEmbd = nEmbd; o.nLayer = nLayer
         o.warmup = warmup; o.steps = steps; o.coldCache = coldCache
         s.defaults = o.over(s.defaults)

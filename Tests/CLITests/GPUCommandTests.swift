@@ -1,4 +1,5 @@
 import Foundation
+import MLRABench
 import XCTest
 
 /// The GPU backend's bad input on a machine without a GPU (CI): one `mlra: error:` line
@@ -43,6 +44,48 @@ final class GPUCommandTests: XCTestCase {
                                    "--output", dir.path("y.safetensors"), "--device", "cuda"], timeout: 120)
         assertCleanError(r, contains: "no NVIDIA driver")
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path("y.safetensors")))
+    }
+
+    /// Issue 11: `sweep --devices cuda` (or a spec's "devices") on a machine without a GPU:
+    /// one line under mpirun, every rank exits, and no file is created or changed (not even
+    /// the lock files): the GPUs are bound before any output is opened. An unknown device or
+    /// a CPU calibration given as --gpu-calibration is one line too. cuda configurations that
+    /// are all skipped (layer scope) need no GPU: the cpu rows are measured.
+    func testSweepOnCudaWithoutAGPUIsOneLineOnEveryRankAndTouchesNothing() throws {
+        try XCTSkipIf(hasGPU, "this machine has a GPU")
+        let dir = try TempDir()
+        let cal = try calibration(dir)
+        let out = dir.path("s.csv"), samples = dir.path("samples.csv")
+        let grid = ["--variants", "mlra4", "--contexts", "64", "--tp", "1", "--heads", "4", "--head-dim", "16", "--rope-dim", "8",
+                    "--kv-ranks", "64", "--q-rank", "16", "--n-embd", "32", "--warmup", "0", "--steps", "2", "--calibration", cal]
+        let files = { Set(try FileManager.default.contentsOfDirectory(atPath: dir.url.path)) }
+        let before = try files()
+        let r = try CLI.mpirun(2, ["sweep", "--out", out, "--samples", samples, "--devices", "cuda"] + grid, timeout: 120)
+        assertCleanError(r, contains: "--devices cuda: no NVIDIA driver")
+        XCTAssertEqual(try files(), before, "nothing may be created before the GPUs are bound")
+
+        let spec = dir.write("spec.json", #"{"defaults": {"heads": [4], "head_dim": 16, "rope_dim": 8, "kv_ranks": [64], "contexts": [64], "q_lora_rank": 16, "steps": 2}, "grids": [{"variants": ["mla"], "devices": ["cpu", "cuda"]}]}"#)
+        let existing = dir.write("old.csv", "a,b\n1,2\n")
+        assertCleanError(try CLI.mpirun(2, ["sweep", "--spec", spec, "--out", existing, "--calibration", cal], timeout: 120),
+                         contains: "--devices cuda: no NVIDIA driver")
+        XCTAssertEqual(try String(contentsOfFile: existing, encoding: .utf8), "a,b\n1,2\n")
+
+        assertCleanError(try CLI.run(["sweep", "--out", out, "--devices", "cpu,gpu"] + grid, timeout: 60),
+                         contains: "unknown device 'gpu'; expected cpu or cuda")
+        assertCleanError(try CLI.run(["sweep", "--out", out, "--devices", "cuda", "--gpu-calibration", cal] + grid, timeout: 60),
+                         contains: "re-run 'mlra calibrate --device cuda --format json'")
+        XCTAssertEqual(try files(), before.union(["spec.json", "old.csv"]))
+
+        let ok = try CLI.mpirun(2, ["sweep", "--out", out, "--devices", "cpu,cuda", "--scopes", "layer"] + grid, timeout: 120)
+        XCTAssertEqual(ok.status, 0, ok.stderr)
+        XCTAssertTrue(ok.stderr.contains("bf16 cuda: skipped: layer scope runs on the CPU only"), ok.stderr)
+        let rows = AppendOnlyCSV.readRows(path: out)
+        XCTAssertEqual(rows.count, 1, "mlra4 layer tp 1 batch 1 on the CPU: one replica, one row")
+        for row in rows {
+            XCTAssertEqual(row["device"], "cpu")
+            XCTAssertTrue(row["calib_source"]?.hasPrefix("file:") ?? false, row["calib_source"] ?? "nil")
+            for column in ResultsSchema.columns where column.hasPrefix("gpu_") { XCTAssertEqual(row[column], "", column) }
+        }
     }
 
     func testKernelsCompileAndABadNVRTCPathIsOneLine() throws {

@@ -47,6 +47,8 @@ final class SweepCommandTests: XCTestCase {
             XCTAssertEqual(row["calib_sgemm_gflops"], "50", "rows carry the calibration they are held to")
             XCTAssertEqual(row["schema_version"], ResultsSchema.version)
             XCTAssertEqual(row["calib_fma_width"], "avx2", "rows carry the width of the calibration's FMA loop")
+            XCTAssertEqual(row["device"], "cpu", "the default device")
+            XCTAssertEqual(row["gpu_name"], "", "GPU columns are empty on cpu rows")
             // The kernel the sweep built: the CPU's best loops, in kernel and layer scope alike.
             XCTAssertEqual(row["kernel_isa"], KernelISA.detected.rawValue)
             XCTAssertTrue(KernelISA.allCases.map(\.rawValue).contains(row["kernel_isa"] ?? ""), row["kernel_isa"] ?? "nil")

@@ -41,6 +41,47 @@ final class SweepSpecTests: XCTestCase {
         XCTAssertTrue(SweepConfig.keyColumns.allSatisfy(ResultsSchema.columns.contains))
     }
 
+    /// Issue 11: "devices" is a grid key like "dtypes" (default cpu): it multiplies the
+    /// grid (cuda configurations once per thread count: one host thread drives a GPU),
+    /// enters the resume key, and cuda runs kernel scope only (layer and model skipped
+    /// with the reason).
+    func testDevicesExpandAsAGridKeyAndEnterTheResumeKey() throws {
+        let spec = try decode(#"""
+            {"defaults": {"heads": [4], "head_dim": 16, "rope_dim": 8, "kv_ranks": [64], "contexts": [64]},
+             "grids": [{"variants": ["mla"], "devices": ["cpu", "cuda"], "scopes": ["kernel", "layer"], "threads": [1, 2]}]}
+            """#)
+        XCTAssertTrue(SweepSpec.Grid.keys.contains("devices"))
+        let configs = try spec.configurations(worldSize: 2, maxThreads: 2)
+        XCTAssertEqual(configs.count, 2 * 2 + 2, "cpu: 2 scopes × 2 thread counts; cuda: 2 scopes")
+        let cuda = configs.filter { $0.device == .cuda }
+        XCTAssertEqual(cuda.map(\.threads), [1, 1])
+        XCTAssertNil(cuda.first { $0.scope == .kernel }!.skipReason())
+        XCTAssertEqual(cuda.first { $0.scope == .layer }!.skipReason(),
+                       "layer scope runs on the CPU only; on cuda the sweep times kernel scope (GPU layer and model scope are a later issue)")
+        XCTAssertTrue(configs.filter { $0.device == .cpu }.allSatisfy { $0.skipReason() == nil })
+        // The same grid point on the two devices: two keys, the device column telling them apart.
+        let cpuKernel = configs.first { $0.device == .cpu && $0.scope == .kernel && $0.threads == 1 }!
+        let cudaKernel = cuda.first { $0.scope == .kernel }!
+        XCTAssertNotEqual(cpuKernel.key, cudaKernel.key)
+        XCTAssertNotEqual(cpuKernel.configID, cudaKernel.configID)
+        XCTAssertTrue(SweepConfig.keyColumns.contains("device"))
+        XCTAssertEqual(Dictionary(uniqueKeysWithValues: cudaKernel.keyFields)["device"], "cuda")
+        XCTAssertTrue(cudaKernel.label.hasSuffix("bf16 cuda"), cudaKernel.label)
+        // Left out, a grid runs on the CPU; an empty list is refused like any other.
+        XCTAssertEqual(Set(try SweepSpec(grids: [SweepSpec.Grid()]).configurations(worldSize: 1).map(\.device)), [.cpu])
+        var none = SweepSpec.Grid(); none.devices = []
+        XCTAssertThrowsError(try SweepSpec(grids: [none]).configurations(worldSize: 1)) {
+            XCTAssertEqual(($0 as? HarnessError)?.message, "grid 0: 'devices' is empty")
+        }
+        // A spec file naming a device the harness does not know is refused with the key.
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("devices-\(UUID()).json").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try #"{"defaults": {}, "grids": [{"devices": ["gpu"]}]}"#.write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try SweepSpec.load(path: path)) {
+            XCTAssertTrue("\($0)".contains("'grids.Index 0.devices.Index 0' has an invalid value"), "\($0)")
+        }
+    }
+
     func testSkipReasonsAndReplicas() throws {
         var g = SweepSpec.Grid()
         g.variants = [.mlra4, .mla]; g.tp = [1, 3, 4]; g.heads = [6]; g.kvRanks = [64]; g.batch = [1, 4]
@@ -114,11 +155,11 @@ final class SweepSpecTests: XCTestCase {
     /// A sweep CSV of schema 1 (no calib_fma_width, kernel_isa) is refused on resume,
     /// and the error names both versions; the file is left as it was.
     func testResumingASchema1CSVIsRefusedNamingBothVersions() throws {
-        XCTAssertEqual(ResultsSchema.version, "3")
+        XCTAssertEqual(ResultsSchema.version, "4")
         let fmaAt = try XCTUnwrap(ResultsSchema.columns.firstIndex(of: "calib_fma_width"))
         let isaAt = try XCTUnwrap(ResultsSchema.columns.firstIndex(of: "kernel_isa"))
         XCTAssertEqual(ResultsSchema.columns[fmaAt - 1], "calib_fma_gflops")
-        XCTAssertEqual(ResultsSchema.columns[isaAt - 1], "threads")
+        XCTAssertEqual(ResultsSchema.columns[isaAt - 2], "threads", "schema 2 put kernel_isa after threads; schema 4, device between them")
         let v1 = ResultsSchema.columns.filter { $0 != "calib_fma_width" && $0 != "kernel_isa" }
         let row = v1.map { $0 == "schema_version" ? "1" : "" }.joined(separator: ",")
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("v1-\(UUID()).csv").path
@@ -127,7 +168,40 @@ final class SweepSpecTests: XCTestCase {
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try AppendOnlyCSV(path: path, columns: ResultsSchema.columns)) {
             let message = ($0 as? HarnessError)?.message ?? ""
-            XCTAssertTrue(message.contains("has another schema (its header differs from this harness's schema 3, the file's rows are schema 1)"),
+            XCTAssertTrue(message.contains("has another schema (its header differs from this harness's schema 4, the file's rows are schema 1)"),
+                          message)
+        }
+        XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), text)
+    }
+
+    /// Schema 4: the device and the GPU's columns, where docs/csv-schema.md puts them; a
+    /// schema-3 file (the previous header) is refused on resume, left byte for byte, with
+    /// what to do.
+    func testSchema4HeaderAndASchema3FileIsNotAppendedTo() throws {
+        let columns = ResultsSchema.columns
+        func after(_ column: String) -> String? { columns.firstIndex(of: column).map { columns[$0 - 1] } }
+        XCTAssertEqual(after("device"), "threads")
+        XCTAssertEqual(after("kernel_isa"), "device")
+        XCTAssertEqual(after("gpu_kernel"), "kernel_isa")
+        XCTAssertEqual(Array(columns.drop { $0 != "gpu_name" }.prefix(7)),
+                       ["gpu_name", "gpu_uuid", "gpu_pci_bus_id", "gpu_driver", "gpu_sm_clock_mhz", "gpu_mem_clock_mhz", "gpu_ranks_sharing"])
+        XCTAssertEqual(after("timing_mode"), "gpu_ranks_sharing")
+        XCTAssertEqual(Array(columns.drop { $0 != "calib_source" }.prefix(5)),
+                       ["calib_source", "gpu_calib_read_gbs", "gpu_calib_copy_gbs", "gpu_calib_tensor_tflops", "gpu_calib_fma_tflops"])
+        XCTAssertEqual(Set(columns).count, columns.count, "no column twice")
+
+        let schema4Only: Set = ["device", "gpu_kernel", "gpu_name", "gpu_uuid", "gpu_pci_bus_id", "gpu_driver", "gpu_sm_clock_mhz",
+                                "gpu_mem_clock_mhz", "gpu_ranks_sharing", "gpu_calib_read_gbs", "gpu_calib_copy_gbs",
+                                "gpu_calib_tensor_tflops", "gpu_calib_fma_tflops"]
+        let v3 = columns.filter { !schema4Only.contains($0) }
+        let text = v3.joined(separator: ",") + "\n" + v3.map { $0 == "schema_version" ? "3" : "" }.joined(separator: ",") + "\n"
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("v3-\(UUID()).csv").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try AppendOnlyCSV(path: path, columns: columns)) {
+            let message = ($0 as? HarnessError)?.message ?? ""
+            XCTAssertTrue(message.contains("its header differs from this harness's schema 4, the file's rows are schema 3"), message)
+            XCTAssertTrue(message.contains("the file is left unchanged; write to a new file (the analysis reads the old and the new file together)"),
                           message)
         }
         XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), text)

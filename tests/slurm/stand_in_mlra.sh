@@ -104,7 +104,7 @@ for v in "${V[@]}"; do for s in "${S[@]}"; do for t in "${T[@]}"; do for c in "$
       [host]=$(hostname -s) [mpi_library]='"stand-in, not a measurement"' [world_size]=$world
       [date_utc]=$(date -u +%Y-%m-%dT%H:%M:%SZ) [variant]=$v [scope]=$s [tp]=$t [dp]=$dp
       [tp_group]=$g [context]=$c [batch]=$batch [n_layer]=1 [n_head]=$heads
-      [kv_lora_rank]=$kvrank [kv_dtype]=$d [threads]=$threads [timing_mode]=concurrent
+      [kv_lora_rank]=$kvrank [kv_dtype]=$d [threads]=$threads [device]=cpu [timing_mode]=concurrent
       [cold_cache]=false [validation]=pass [validation_max_err]=0 [warmup_steps]=1
       [timed_steps]=3 [step_us_median]=1.0 [kernel_us_median]=1.0
     )
