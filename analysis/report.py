@@ -105,7 +105,7 @@ def section_table(t: Table, out_dir: str, threshold: float) -> str:
     """A table's Markdown (what it holds fixed, how its intervals were made, the table,
     a link to its CSV, written beside report.md), or the one line saying why it is empty."""
     if t.data.empty:
-        return f"_{md_text(t.why_empty or 'Nothing to show.')}_\n"
+        return f"_{t.why_empty or 'Nothing to show.'}_\n"   # the analysis's own words
     t.data.to_csv(os.path.join(out_dir, f"{t.name}.csv"), index=False)
     note = f"{t.note}\n\n" if t.note else ""   # the analysis's own words, no CSV text
     return held_fixed_line(t.fixed) + note + md_table(t.data, threshold) + f"\nCSV: [{t.name}.csv]({t.name}.csv)\n"

@@ -78,10 +78,12 @@ def steps_from_percentiles(row, metric: str) -> np.ndarray | None:
     the known points (min, p10, median, p90, max; for the kernel p10, median, p90, held
     flat beyond them), read at m evenly spaced quantiles, m = timed_steps made odd so
     the middle step is the row's median exactly. None without a median and a spread."""
-    known = {q: float(row[c]) for q, c in METRICS[metric][1].items() if c in row and pd.notna(row[c])}
+    cells = {q: pd.to_numeric(row.get(c), errors="coerce") for q, c in METRICS[metric][1].items()}
+    known = {q: float(v) for q, v in cells.items() if pd.notna(v)}
     if 0.5 not in known or len(known) < 2:
         return None
-    n = int(row["timed_steps"]) if pd.notna(row.get("timed_steps")) else 20
+    n = pd.to_numeric(row.get("timed_steps"), errors="coerce")
+    n = int(n) if pd.notna(n) else 20
     m = n if n % 2 else n + 1
     q = np.array(sorted(known))
     v = np.sort([known[k] for k in q])   # a quantile function cannot decrease
@@ -117,7 +119,7 @@ def _interval(boot: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _text(v) -> str:
+def as_text(v) -> str:
     """A key or link cell as text: 4.0 and "4" alike, case and spaces ignored."""
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
@@ -155,10 +157,10 @@ class Intervals:
         link = (SAMPLE_LINK_BY_ID if by_id else SAMPLE_LINK) + extra
         if any(c not in samples.columns or c not in raw.columns for c in link):
             return {}
-        groups = {k: g for k, g in samples.groupby([samples[c].map(_text) for c in link], sort=False)}
+        groups = {k: g for k, g in samples.groupby([samples[c].map(as_text) for c in link], sort=False)}
         out = {}
         for i, r in raw.iterrows():
-            hit = groups.get(tuple(_text(r[c]) for c in link))
+            hit = groups.get(tuple(as_text(r[c]) for c in link))
             if hit is not None:
                 out[i] = hit
         return out

@@ -38,9 +38,11 @@ def _t1_comparison(rows: pd.DataFrame, iv: Intervals, baseline: str) -> list[str
     one = rows[rows["tp"] == 1]
     one = one[one["scope"] == "kernel"] if (one["scope"] == "kernel").any() else one
     base = one[one["variant"] == baseline].sort_values("context", ascending=False)
+    key = SAME_WORK + ["dp", "context"]
+    others = tables.matches(one[one["variant"] == other], key)
     for _, b in base.iterrows():
-        hit = one[(one["variant"] == other) & tables.matches(one, b, SAME_WORK + ["dp", "context"])]
-        if hit.empty:
+        hit = others.get(tables.key_text(b, key))
+        if hit is None:
             continue
         o = hit.iloc[0]
         name = f"{label(baseline)}/{label(other)} kernel time"

@@ -22,7 +22,7 @@ import pandas as pd
 
 from . import model
 from .merge import MEASUREMENT_KEY
-from .stats import HI, LO, Estimate, Intervals, add_columns
+from .stats import HI, LO, Estimate, Intervals, add_columns, as_text
 
 LABEL = {"mha": "MHA", "mqa": "MQA", "gqa": "GQA", "mla": "MLA", "gla2": "GLA-2",
          "mlra2": "MLRA-2", "mlra4": "MLRA-4"}
@@ -176,12 +176,15 @@ def throughput_table(rows: pd.DataFrame, iv: Intervals) -> Table:
                  interval_source(iv, rows["_config"]))
 
 
-def matches(rows: pd.DataFrame, r, key: list[str]) -> pd.Series:
-    """Rows that agree with row r on every column of key (empty cells agree with empty)."""
-    hit = pd.Series(True, index=rows.index)
-    for c in key:
-        hit &= (rows[c] == r[c]) | (rows[c].isna() & pd.isna(r[c]))
-    return hit
+def key_text(r, key: list[str]) -> tuple:
+    """A row's values of key as comparable text (4.0 and 4 alike; empty cells alike)."""
+    return tuple(as_text(r[c]) for c in key)
+
+
+def matches(rows: pd.DataFrame, key: list[str]) -> dict[tuple, pd.DataFrame]:
+    """rows grouped by their key_text: the rows that agree with a row on every column of key."""
+    texts = [key_text(r, key) for _, r in rows.iterrows()]
+    return {k: rows.loc[[i for i, t in zip(rows.index, texts) if t == k]] for k in dict.fromkeys(texts)}
 
 
 def _ratio_columns(rec: dict, name: str, e: Estimate) -> None:
@@ -190,7 +193,9 @@ def _ratio_columns(rec: dict, name: str, e: Estimate) -> None:
 
 def describe(r, cols: list[str]) -> str:
     """A configuration in words for a ratio's label: "MLA t=2 kernel L=1024 …"."""
-    parts = [f"{label(r['variant'])} t={_whole(r['tp'])}"] + [f"{c}={r[c]}" for c in cols if c in r]
+    def plain(v):
+        return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+    parts = [f"{label(r['variant'])} t={_whole(r['tp'])}"] + [f"{c}={plain(r[c])}" for c in cols if c in r]
     return " ".join(parts)
 
 
@@ -206,11 +211,13 @@ def speedup_table(rows: pd.DataFrame, iv: Intervals, baseline: str = "mlra4") ->
     others = sorted(set(rows["variant"]) - {baseline}, key=variant_key)
     fixed, varying = held_fixed(base, SAME_WORK)
     recs, found = [], False
+    same = matches(rows, key)
     for _, b in base.iterrows():
         rec = {c: b[c] for c in varying + ["tp", "dp", "context"]}
         _ratio_columns(rec, f"{base_name} µs", Estimate(b[STEP], b[STEP + LO], b[STEP + HI]))
         for v in others:
-            hit = rows[(rows["variant"] == v) & matches(rows, b, key)]
+            hit = same[key_text(b, key)]
+            hit = hit[hit["variant"] == v]
             e = Estimate(math.nan)
             if len(hit):
                 found = True
@@ -282,8 +289,9 @@ def scaling_table(rows: pd.DataFrame, iv: Intervals) -> Table:
     key = ["variant"] + SAME_WORK + SHAPE + ["context"]
     fixed, varying = held_fixed(rows, SAME_WORK + ["dp"])
     recs = []
+    same = matches(rows[rows["tp"] == 1], key)
     for _, r in rows.iterrows():
-        one = rows[(rows["tp"] == 1) & matches(rows, r, key)].sort_values("dp")
+        one = same.get(key_text(r, key), rows.iloc[:0]).sort_values("dp")
         if one.empty:
             continue
         t1 = one.iloc[0]
@@ -448,7 +456,7 @@ def paper_layout(rows: pd.DataFrame, iv: Intervals, paper: pd.DataFrame) -> tupl
                         "reading": reading(name, e, num, den, by_bytes, by_flops)})
             recs.append(rec)
     note = interval_source(iv, at["_config"], "kernel")
-    ratios = Table("paper_layout_ratios", _sorted(pd.DataFrame(recs), varying + ["context", "ratio"]) if recs
+    ratios = Table("paper_layout_ratios", _sorted(pd.DataFrame(recs), varying + ["context"]) if recs
                    else pd.DataFrame(), fixed, note,
                    why_empty="" if recs else "No MLRA-4 t=4 row beside an MLA t=1 or GQA t=8 row of the same work: "
                                              "no ratio to show.")
