@@ -135,15 +135,18 @@ def latency_vs_context(latency: Table, out_dir: str) -> list[str]:
         return []
     by = [c for c in d.columns[:list(d.columns).index("context")]]
     layouts = _value_columns(d, by + ["context"])
+    # Colour: the variant; line and marker: the TP degree ("MLA t=2 dp=1" → 2).
+    tp_of = {col: col.split(" t=")[1].split(" ")[0] if " t=" in col else "" for col in layouts}
+    tps = sorted(set(tp_of.values()), key=lambda t: (len(t), t))
     names = []
     for page, facets in enumerate(_pages(_facets(d, by))):
         fig, axes = _grid(len(facets))
         for ax, (key, g) in zip(axes, facets):
             g = g.sort_values("context")
-            for j, col in enumerate(layouts):
+            for col in layouts:
                 if g[col].notna().any():
-                    v = col.split(" ")[0]
-                    _errorbar(ax, g["context"], g, col, color=color(v), ls=STYLES[j % len(STYLES)],
+                    j = tps.index(tp_of[col])
+                    _errorbar(ax, g["context"], g, col, color=color(col.split(" ")[0]), ls=STYLES[j % len(STYLES)],
                               marker=MARKERS[j % len(MARKERS)], label=col)
             _log_axis(ax, "x", "tokens")
             _log_axis(ax, "y", "time")

@@ -116,6 +116,11 @@ def plain_table(df: pd.DataFrame, name: str, out_dir: str) -> str:
     return section_table(Table(name, df), out_dir, threshold=math.inf)
 
 
+def section(title: str, intro: str, *parts: str) -> str:
+    """A numbered section: its heading, what it shows, then its tables and figures."""
+    return f"\n## {title}\n\n{intro}\n\n" + "".join(parts)
+
+
 def images(names: list[str], alt: str) -> str:
     return "".join(f"\n![{alt}]({n})\n" for n in names)
 
@@ -155,6 +160,9 @@ def build(loaded: Loaded, out_dir: str, samples: Loaded | None = None, *, baseli
         "paper": figures.paper_vs_model(comparison, out_dir),
     }
     warnings = loaded.warnings + (samples.warnings if samples is not None else [])
+
+    def table(t: Table) -> str:
+        return section_table(t, out_dir, threshold)
     base = md_text(tables.label(baseline))
     out = []
     w = out.append
@@ -213,28 +221,22 @@ def build(loaded: Loaded, out_dir: str, samples: Loaded | None = None, *, baseli
     w("MLA t=1 (any dp), GLA-2 t=2, MLRA-4 t=4, GQA t=8 (SPEC §6), side by side at the same work per TP group "
       "and context; the time is the kernel part of the step (max over the group's ranks), one device's share as "
       f"in the paper. {md_text(layout_missing)}\n\n")
-    w(section_table(layout_times, out_dir, threshold))
+    w(table(layout_times))
     w("\nThe ratios T(variant)/T(MLRA-4) measured, beside the ratios the rows' own bytes "
       "(`kernel_bytes_per_step`) and FLOPs (`kernel_flops_per_step`) predict, the roofline's (`roofline_us`, the "
       "rows' calibration) and the paper's at its nearest context (`paper L`).\n\n")
-    w(section_table(layout_ratios, out_dir, threshold))
+    w(table(layout_ratios))
     w(images(figs["layout"], "the paper's layout"))
 
-    w("\n## 3. Decode latency vs context\n\nMedian step time (µs), one column per layout, at the same work "
-      "per TP group in every row (`seqs_per_group`, never the global batch).\n\n")
-    w(section_table(latency, out_dir, threshold))
-    w(images(figs["latency"], "latency vs context"))
-    w(images(figs["dist"], "latency distributions"))
-
-    w(f"\n## 4. Speedup of {base}\n\nT(variant)/T({base}) of the step (`--baseline`), at the same TP layout "
-      f"(t and dp), context and work (> 1: {base} is faster).\n\n")
-    w(section_table(speedup, out_dir, threshold))
-
-    w("\n## 5. Throughput at the same global batch\n\n`tokens_per_s` (tokens/s, summed over the dp "
-      "replicas as written by the sweep); each row compares the layouts (t × dp) that decode the same global "
-      "batch on the same number of ranks. Interval: the step time's, inverted.\n\n")
-    w(section_table(throughput, out_dir, threshold))
-
+    w(section("3. Decode latency vs context", "Median step time (µs), one column per layout, at the same work "
+              "per TP group in every row (`seqs_per_group`, never the global batch).",
+              table(latency), images(figs["latency"], "latency vs context"),
+              images(figs["dist"], "latency distributions")))
+    w(section(f"4. Speedup of {base}", f"T(variant)/T({base}) of the step (`--baseline`), at the same TP layout "
+              f"(t and dp), context and work (> 1: {base} is faster).", table(speedup)))
+    w(section("5. Throughput at the same global batch", "`tokens_per_s` (tokens/s, summed over the dp replicas as "
+              "written by the sweep); each row compares the layouts (t × dp) that decode the same global batch on "
+              "the same number of ranks. Interval: the step time's, inverted.", table(throughput)))
     w("\n## 6. Achieved bandwidth, FLOP rate and roofline fraction\n\n")
     w(f"Kernel part of the step. Roofs per rank (medians over rows): read {local.bandwidth_gbs:.2f} GB/s; "
       f"compute peak {local.peak_gflops:.2f} GFLOP/s = {model.PEAK_SOURCE} per row, as in the harness's "
@@ -244,20 +246,17 @@ def build(loaded: Loaded, out_dir: str, samples: Loaded | None = None, *, baseli
       f"Kernel inner loops: {distinct(rows, 'kernel_isa')}. `% peak` = achieved GFLOP/s / that peak; "
       "`roofline_fraction` = roofline bound / measured kernel time (1 = at the roof). `check` holds each row's "
       "rates against its own bytes, FLOPs and time, TP group by TP group.\n\n")
-    w(section_table(efficiency, out_dir, threshold))
+    w(table(efficiency))
     w(images(figs["roofline"], "roofline"))
 
-    w("\n## 7. Strong scaling vs TP degree\n\nThe work per TP group fixed (sequences per group, context, "
-      "shape); speedup = T(1)/T(t), efficiency = speedup/t, bootstrapped from the step times. Where several "
-      "t = 1 rows fit, T(1) is the one with the fewest concurrent groups (smallest dp).\n\n")
-    w(section_table(scaling, out_dir, threshold))
-    w(images(figs["scaling"], "scaling vs TP"))
-
-    w("\n## 8. All-reduce share of the step (layer and model scope)\n\n`share %` = all-reduce time / step "
-      "time; `busbw GB/s` = algbw·2(t−1)/t with algbw = `allreduce_bytes_per_step` / all-reduce time (layer "
-      "scope only: in model scope the time also holds the logits all-gather, whose bytes the CSV does not "
-      "record).\n\n")
-    w(section_table(allreduce, out_dir, threshold))
+    w(section("7. Strong scaling vs TP degree", "The work per TP group fixed (sequences per group, context, "
+              "shape); speedup = T(1)/T(t), efficiency = speedup/t, bootstrapped from the step times. Where several "
+              "t = 1 rows fit, T(1) is the one with the fewest concurrent groups (smallest dp).",
+              table(scaling), images(figs["scaling"], "scaling vs TP")))
+    w(section("8. All-reduce share of the step (layer and model scope)", "`share %` = all-reduce time / step time; "
+              "`busbw GB/s` = algbw·2(t−1)/t with algbw = `allreduce_bytes_per_step` / all-reduce time (layer scope "
+              "only: in model scope the time also holds the logits all-gather, whose bytes the CSV does not "
+              "record).", table(allreduce)))
 
     w("\n## 9. Performance model\n\n")
     w("step = max(bytes/BW, FLOPs/peak) + weight bytes/BW + calls·α + 2(t−1)/t·all-reduce bytes/β "
@@ -272,7 +271,7 @@ def build(loaded: Loaded, out_dir: str, samples: Loaded | None = None, *, baseli
     w(plain_table(comparison, "paper_vs_model", out_dir))
     w(images(figs["paper"], "paper vs model"))
     w("\n### 9b. Local machine: model vs measurement\n\n")
-    w(section_table(measured, out_dir, threshold))
+    w(table(measured))
     w("\n### 9c. When the MLA family turns compute-bound\n\nPer cached token a block serving H heads costs "
       "H·(4·d_l + 2·d_r) FLOP for (d_l + d_r)·b bytes, so it is compute-bound above "
       "H* = ridge·(d_l + d_r)·b/(4·d_l + 2·d_r) heads per branch.\n\n")
