@@ -7,7 +7,7 @@ import os
 import sys
 import warnings
 
-from . import merge, report
+from . import merge, report, stats, tables
 
 
 def say(kind: str, text: str) -> None:
@@ -19,6 +19,22 @@ def say(kind: str, text: str) -> None:
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
     """A Python warning in the CLI's format: one line, never a source excerpt."""
     say("warning", f"{category.__name__}: {message} ({os.path.basename(filename)}:{lineno})")
+
+
+def _at_least(low: int):
+    def parse(text: str) -> int:
+        n = int(text)
+        if n < low:
+            raise argparse.ArgumentTypeError(f"{n} is below {low}")
+        return n
+    return parse
+
+
+def _fraction(text: str) -> float:
+    x = float(text)
+    if not 0 < x < 10:   # a relative half-width: 0.1 is ±10%
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction above 0 (0.1 means ±10%)")
+    return x
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +54,18 @@ def _main(argv: list[str] | None) -> int:
     r = sub.add_parser("report", help="write report.md and PNG figures")
     r.add_argument("csv", nargs="+", help="sweep CSV files or globs (docs/csv-schema.md)")
     r.add_argument("--out", default="report", help="output directory (default: report)")
-    r.add_argument("--samples", nargs="+", default=None, help="raw samples files or globs (optional)")
+    r.add_argument("--samples", nargs="+", default=None,
+                   help="raw samples files or globs (optional): intervals from the per-step times")
+    r.add_argument("--baseline", default="mlra4", choices=tables.ORDER,
+                   help="the variant every speedup divides by (default: mlra4)")
+    r.add_argument("--seed", type=int, default=stats.DEFAULT_SEED,
+                   help=f"seed of the bootstrap; the same input and seed give the same report "
+                        f"(default: {stats.DEFAULT_SEED})")
+    r.add_argument("--resamples", type=_at_least(100), default=stats.RESAMPLES,
+                   help=f"bootstrap resamples per median (default: {stats.RESAMPLES})")
+    r.add_argument("--noise-threshold", type=_fraction, default=stats.DEFAULT_NOISE_THRESHOLD, metavar="FRACTION",
+                   help="flag a median or ratio whose 95%% interval's half-width exceeds this fraction of it "
+                        f"(default: {stats.DEFAULT_NOISE_THRESHOLD:g}, i.e. ±{100 * stats.DEFAULT_NOISE_THRESHOLD:g}%%)")
     a = p.parse_args(argv)
     try:
         loaded = merge.load_sweeps(a.csv)
@@ -51,7 +78,8 @@ def _main(argv: list[str] | None) -> int:
     for w in loaded.warnings + (samples.warnings if samples else []):
         say("warning", w)
     try:
-        path = report.build(loaded, a.out, samples)
+        path = report.build(loaded, a.out, samples, baseline=a.baseline, seed=a.seed, resamples=a.resamples,
+                            threshold=a.noise_threshold)
     except OSError as e:
         say("error", f"{a.out}: cannot write the report ({e.strerror or e})")
         return 1

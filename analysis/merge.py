@@ -60,9 +60,18 @@ def read_resume_key(path: str = RESUME_KEY_FILE) -> list[str]:
 
 # What identifies a measured configuration: the harness's resume key, per TP group
 # (one row each), and per host (the same configuration on two machines is two
-# measurements). Two rows that agree on all of these are reruns of one measurement,
-# and only the latest (date_utc) is kept.
+# measurements). Rows that agree on all of these but not on run_id (or `repeat`) are
+# repeats or reruns of one measurement: all are kept (UNIT_KEY).
 CONFIG_KEY = read_resume_key() + ["tp_group", "host"]
+# A configuration as the tables show it: TP groups and hosts merged (tables.collapse_groups).
+MEASUREMENT_KEY = [c for c in CONFIG_KEY if c not in ("tp_group", "host")]
+# Columns a newer harness may add; absent ones are empty, without a warning. `repeat`
+# numbers the repeats of one configuration within one run; `imbalance_us_median` is the
+# wait for the slowest rank, split off the collective time in `allreduce_us_median`.
+OPTIONAL_TEXT_COLUMNS = ["repeat"]
+OPTIONAL_NUMERIC_COLUMNS = ["imbalance_us_median"]
+# One measurement: a row of one run (and repeat) of a configuration on one TP group.
+UNIT_KEY = CONFIG_KEY + ["run_id", "repeat"]
 SAMPLES_COLUMNS = [
     "run_id", "variant", "scope", "tp", "tp_group", "context", "batch", "n_head",
     "kv_lora_rank", "kv_dtype", "threads", "timing_mode", "step_index", "step_us",
@@ -111,13 +120,13 @@ def load_sweeps(patterns: list[str]) -> Loaded:
     if not frames or all(f.empty for f in frames):
         raise InputError("no usable rows in " + ", ".join(paths), warnings)
     df = pd.concat(frames, ignore_index=True)
-    for col in TEXT_COLUMNS + NUMERIC_COLUMNS:
+    for col in TEXT_COLUMNS + NUMERIC_COLUMNS + OPTIONAL_TEXT_COLUMNS + OPTIONAL_NUMERIC_COLUMNS:
         if col not in df.columns:
             df[col] = ""
         df[col] = df[col].fillna("")   # a column only some files have (a newer schema) is empty in the others
     for col in CONFIG_KEY:   # key columns the reader does not otherwise use (q_lora_rank, ...): compared as text
         df[col] = df[col].fillna("").astype(str).str.strip() if col in df.columns else ""
-    df = to_numbers(df, NUMERIC_COLUMNS, REQUIRED_COLUMNS, warnings)
+    df = to_numbers(df, NUMERIC_COLUMNS + OPTIONAL_NUMERIC_COLUMNS, REQUIRED_COLUMNS, warnings)
     df["variant"] = df["variant"].str.strip().str.lower()
     df["scope"] = df["scope"].str.strip().str.lower()
     df["kv_dtype"] = df["kv_dtype"].str.strip().str.lower()
@@ -145,21 +154,29 @@ def load_sweeps(patterns: list[str]) -> Loaded:
     if dup.any():
         notes.append(f"dropped {int(dup.sum())} exact duplicate row(s)")
     df = df[~dup]
-    # Reruns: the same configuration measured again; keep the latest by date_utc.
+    # Repeats and reruns (the same configuration, another run_id or `repeat`) are all kept:
+    # tables merge them into one median with an interval (stats.py). Only two rows of one
+    # run and repeat are one measurement written twice; the latest by date_utc is kept.
     df = df.assign(_date=pd.to_datetime(df["date_utc"], errors="coerce", utc=True))
     for i in df.index[df["_date"].isna()]:
         warnings.append(f"{df.at[i, '_file']}:{df.at[i, '_line']}: date_utc={df.at[i, 'date_utc']!r} is not ISO-8601; "
-                        "treated as oldest when de-duplicating reruns")
-    key = [c for c in CONFIG_KEY]
+                        "treated as oldest when de-duplicating rows of one run")
     df = df.sort_values("_date", kind="stable", na_position="first")
-    rerun = df.duplicated(subset=key, keep="last")
-    if rerun.any():
-        notes.append(f"dropped {int(rerun.sum())} older rerun(s) of a configuration already measured "
-                     "(same host and resume-key columns); kept the latest by date_utc")
-    df = df[~rerun].drop(columns="_date").sort_values(["scope", "variant", "tp", "context", "batch"], kind="stable")
+    rewritten = df.duplicated(subset=UNIT_KEY, keep="last")
+    if rewritten.any():
+        notes.append(f"dropped {int(rewritten.sum())} older row(s) of a configuration written again by the same run "
+                     "(same run_id, repeat, host and resume-key columns); kept the latest by date_utc")
+    df = df[~rewritten].drop(columns="_date").sort_values(["scope", "variant", "tp", "context", "batch"], kind="stable")
+    repeated = df.duplicated(subset=MEASUREMENT_KEY, keep=False)
+    if repeated.any():
+        n_configs = df[repeated].groupby(MEASUREMENT_KEY, dropna=False).ngroups
+        notes.append(f"kept {int(repeated.sum())} row(s) measuring {n_configs} configuration(s) more than once "
+                     "(TP groups, repeats, reruns): each configuration is one median with a bootstrap interval "
+                     "over them")
     df = df.reset_index(drop=True)
     df["dtype_bytes"] = df["kv_dtype"].map(DTYPE_BYTES)
     df["seqs_per_group"] = df["batch"] / df["dp"].where(df["dp"] > 0, 1)
+    df["_config"] = ["\x1f".join(map(str, k)) for k in df[MEASUREMENT_KEY].itertuples(index=False)]
     return Loaded(rows=df, warnings=warnings, notes=notes, files=paths)
 
 

@@ -301,5 +301,5 @@ def test_every_numeric_column_has_exactly_one_range():
     sets = [reader.AT_LEAST_ONE, reader.COUNT, reader.POSITIVE, reader.NON_NEGATIVE]
     samples_numeric = [c for c in merge.SAMPLES_COLUMNS if c not in ("run_id", "variant", "scope", "kv_dtype",
                                                                      "timing_mode")]
-    for col in merge.NUMERIC_COLUMNS + samples_numeric:
+    for col in merge.NUMERIC_COLUMNS + merge.OPTIONAL_NUMERIC_COLUMNS + samples_numeric:
         assert sum(col in s for s in sets) == 1, col

@@ -15,13 +15,30 @@ def test_concat_and_exact_duplicates(tmp_path):
     assert got.warnings == []
 
 
-def test_rerun_keeps_latest(tmp_path):
+def test_reruns_are_kept_and_merged_into_one_configuration(tmp_path):
     old = synth.row("mla", kernel_us=500.0, date="2026-01-01T00:00:00Z", run_id="a")
     new = synth.row("mla", kernel_us=400.0, date="2026-02-01T00:00:00Z", run_id="b")
-    p = synth.write_csv(tmp_path / "r.csv", [new, old])  # newest first: order must not matter
+    p = synth.write_csv(tmp_path / "r.csv", [new, old])
     got = merge.load_sweeps([p])
+    assert sorted(got.rows["step_us_median"]) == [400.0, 500.0]
+    assert got.rows["_config"].nunique() == 1
+    assert any("kept 2 row(s) measuring 1 configuration(s) more than once" in n for n in got.notes)
+
+
+def test_a_row_written_twice_by_one_run_keeps_the_latest(tmp_path):
+    old = synth.row("mla", kernel_us=500.0, date="2026-01-01T00:00:00Z", run_id="a")
+    new = synth.row("mla", kernel_us=400.0, date="2026-02-01T00:00:00Z", run_id="a")
+    got = merge.load_sweeps([synth.write_csv(tmp_path / "r.csv", [new, old])])   # newest first: order must not matter
     assert len(got.rows) == 1 and got.rows["step_us_median"].iloc[0] == 400.0
     assert any("kept the latest by date_utc" in n for n in got.notes)
+
+
+def test_a_repeat_column_tells_repeats_of_one_run_apart(tmp_path):
+    rows = [synth.row("mla", kernel_us=k, run_id="a", repeat=i) for i, k in enumerate((400.0, 500.0, 450.0))]
+    got = merge.load_sweeps([synth.write_csv(tmp_path / "r.csv", rows, columns=synth.COLUMNS + ["repeat"])])
+    assert len(got.rows) == 3 and got.warnings == []
+    # Without the column (today's CSVs) nothing is warned about either.
+    assert merge.load_sweeps([synth.write_csv(tmp_path / "s.csv", rows[:1])]).warnings == []
 
 
 def test_glob_pattern_expanded(tmp_path):

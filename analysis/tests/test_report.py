@@ -7,7 +7,7 @@ import synth
 from analysis import cli
 
 FIGURES = ["latency_vs_context.png", "cache_traffic_vs_tp.png", "roofline.png", "scaling_vs_tp.png",
-           "latency_distributions.png", "paper_vs_model.png"]
+           "latency_distributions.png", "paper_vs_model.png", "paper_layout.png"]
 
 
 def write_samples(path, rows):
@@ -31,9 +31,10 @@ def test_full_report(tmp_path):
     out = tmp_path / "report"
     assert cli.main(["report", a, b, "--samples", str(tmp_path / "samples.csv"), "--out", str(out)]) == 0
     text = (out / "report.md").read_text()
-    for section in ["## 1. Per-device KV cache", "## 2. Decode latency", "## 3. Speedup of MLRA-4",
-                    "## 4. Throughput", "## 5. Achieved bandwidth", "## 6. Strong scaling",
-                    "## 7. All-reduce share", "### 8a. H100", "### 8b. Local machine", "### 8c. When the MLA"]:
+    for section in ["## Summary", "## Input", "## 1. Per-device KV cache", "## 2. The paper's layout",
+                    "## 3. Decode latency", "## 4. Speedup of MLRA-4", "## 5. Throughput", "## 6. Achieved bandwidth",
+                    "## 7. Strong scaling", "## 8. All-reduce share", "### 9a. H100", "### 9b. Local machine",
+                    "### 9c. When the MLA", "## 10. Noisy measurements"]:
         assert section in text, section
     assert "All checks agree." in text and "No warnings" in text
     assert "arXiv 2603.02188" in text

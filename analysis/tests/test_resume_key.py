@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import synth
 
-from analysis import merge
+from analysis import merge, tables
 
 
 def test_the_key_is_the_harness_resume_key_per_group_and_host():
@@ -28,8 +28,11 @@ def test_rows_that_differ_only_in_a_key_column_are_all_kept(tmp_path):
     assert len(got.rows) == 3, got.notes
 
 
-def test_a_rerun_of_one_configuration_is_still_one_row(tmp_path):
-    a = synth.write_csv(tmp_path / "a.csv", [synth.row("mla", date="2026-01-01T00:00:00Z", kernel_us=100.0)])
-    b = synth.write_csv(tmp_path / "b.csv", [synth.row("mla", date="2026-01-02T00:00:00Z", kernel_us=90.0)])
+def test_a_rerun_of_one_configuration_is_still_one_configuration(tmp_path):
+    a = synth.write_csv(tmp_path / "a.csv", [synth.row("mla", date="2026-01-01T00:00:00Z", kernel_us=100.0,
+                                                       run_id="a")])
+    b = synth.write_csv(tmp_path / "b.csv", [synth.row("mla", date="2026-01-02T00:00:00Z", kernel_us=90.0,
+                                                       run_id="b")])
     got = merge.load_sweeps([a, b])
-    assert len(got.rows) == 1 and float(got.rows["kernel_us_median"].iloc[0]) == 90.0
+    assert len(got.rows) == 2 and got.rows["_config"].nunique() == 1
+    assert len(tables.collapse_groups(got.rows)) == 1

@@ -65,10 +65,10 @@ def test_the_report_gives_cuda_rows_their_own_section(tmp_path):
     rows += [v4("mlra4", gpu=True, context=L, kernel_us=50.0, step_us=60.0) for L in (1024, 8192)]
     f = synth.write_csv(tmp_path / "r.csv", rows, columns=SCHEMA4_COLUMNS)
     text = open(report.build(merge.load_sweeps([f]), str(tmp_path / "out")), encoding="utf-8").read()
-    assert "## 1. Per-device KV cache" in text and "## 9. GPU kernel rows (device cuda)" in text
-    gpu = text.split("## 9.")[1]
+    assert "## 1. Per-device KV cache" in text and "## 11. GPU kernel rows (device cuda)" in text
+    gpu = text.split("## 11.")[1]
     assert "NVIDIA H200" in gpu and "| 10 |" in gpu, "launch µs = step − graph replay = 60 − 50"
     # Only cuda rows: the GPU section alone, no CPU roofline built from empty CPU calibrations.
     g = synth.write_csv(tmp_path / "g.csv", [v4("mlra4", gpu=True)], columns=SCHEMA4_COLUMNS)
     only = open(report.build(merge.load_sweeps([g]), str(tmp_path / "g")), encoding="utf-8").read()
-    assert "## 9. GPU kernel rows" in only and "## 1." not in only
+    assert "## 11. GPU kernel rows" in only and "## 1." not in only

@@ -4,11 +4,18 @@ import pandas as pd
 import pytest
 import synth
 
-from analysis import merge, report, tables
+from analysis import merge, report, stats, tables
+
+
+def measured(tmp_path, rows):
+    """(configurations with their estimates, merged rows, intervals) of synthetic rows."""
+    raw = merge.load_sweeps([synth.write_csv(tmp_path / "s.csv", rows)]).rows
+    iv = stats.Intervals(raw)
+    return tables.attach_estimates(tables.collapse_groups(raw), iv), raw, iv
 
 
 def load(tmp_path, rows):
-    return tables.collapse_groups(merge.load_sweeps([synth.write_csv(tmp_path / "s.csv", rows)]).rows)
+    return measured(tmp_path, rows)[0]
 
 
 def test_kv_table_values_and_flags(tmp_path):
@@ -43,17 +50,22 @@ def test_latency_speedup_throughput(tmp_path):
             synth.row("gqa", tp=2, context=1024, kernel_us=120.0),
             synth.row("mlra4", tp=2, context=4096, kernel_us=400.0),
             synth.row("mla", tp=2, context=4096, kernel_us=1000.0)]
-    df = load(tmp_path, rows)
-    lat = tables.latency_table(df).set_index("context")
+    df, _, iv = measured(tmp_path, rows)
+    lat = tables.latency_table(df, iv).data.set_index("context")
     assert lat.loc[1024, "MLRA-4 t=2"] == 100.0 and lat.loc[4096, "MLA t=2"] == 1000.0
-    sp = tables.speedup_table(df).set_index("context")
+    sp = tables.speedup_table(df, iv).data.set_index("context")
     assert sp.loc[1024, "MLA/MLRA-4"] == pytest.approx(3.0)       # 300/100
     assert sp.loc[1024, "GLA-2/MLRA-4"] == pytest.approx(1.5)     # 150/100
     assert sp.loc[1024, "GQA/MLRA-4"] == pytest.approx(1.2)       # 120/100
     assert sp.loc[4096, "MLA/MLRA-4"] == pytest.approx(2.5)       # 1000/400
     assert pd.isna(sp.loc[4096, "GQA/MLRA-4"])                    # no GQA row at 4096
-    tput = tables.throughput_table(df).set_index("context")
+    tput = tables.throughput_table(df, iv).data.set_index("context")
     assert tput.loc[1024, "MLRA-4 t=2"] == pytest.approx(10_000)  # 1 token / 100 µs
+
+
+def efficiency(tmp_path, rows):
+    df, raw, iv = measured(tmp_path, rows)
+    return tables.efficiency_table(df, raw, iv).data.iloc[0]
 
 
 def test_efficiency(tmp_path):
@@ -62,7 +74,7 @@ def test_efficiency(tmp_path):
     #   peak = max(sgemm 40, FMA 50) = 50 GFLOP/s (synth.CALIB)
     #   roofline = max(393216/1e4, 41943040/5e4) = max(39.3216, 838.8608) = 838.8608 µs
     #   → fraction 838.8608/100 = 8.388608 (synthetic, too fast)
-    eff = tables.efficiency_table(load(tmp_path, [synth.row("mlra4", tp=4, kernel_us=100.0)])).iloc[0]
+    eff = efficiency(tmp_path, [synth.row("mlra4", tp=4, kernel_us=100.0)])
     assert eff["GB/s"] == pytest.approx(3.93216)
     assert eff["GFLOP/s"] == pytest.approx(419.43040)
     assert eff["FLOP/byte"] == pytest.approx(106.6667, abs=1e-3)
@@ -72,7 +84,7 @@ def test_efficiency(tmp_path):
     assert eff["bound"] == "compute"  # 106.7 > ridge 50/10 = 5
     assert eff["check"] == "**faster than the measured roof**"
     bad = synth.row("mla", kernel_us=2e5, achieved_gbs=99.0)  # true rate 1024·1152 B / 2e5 µs = 0.0059 GB/s
-    eff = tables.efficiency_table(load(tmp_path, [bad])).iloc[0]
+    eff = efficiency(tmp_path, [bad])
     assert eff["check"] == "GB/s ≠ bytes/time (0.005898)"
 
 
@@ -82,8 +94,7 @@ def test_efficiency_peak_is_the_fma_figure_when_it_exceeds_sgemm(tmp_path):
     #   % peak = 100·419.4304/2000 = 20.97152 (against sgemm it would be 1048.576)
     #   ridge = 2000/10 = 200 FLOP/B > 106.67 → bandwidth-bound (against sgemm: 4 → compute)
     #   roofline = max(393216/1e4, 41943040/2e6) = max(39.3216, 20.97152) = 39.3216 µs → fraction 0.393216
-    eff = tables.efficiency_table(load(tmp_path, [synth.row("mlra4", tp=4, kernel_us=100.0,
-                                                            calib_fma_gflops=2000.0)])).iloc[0]
+    eff = efficiency(tmp_path, [synth.row("mlra4", tp=4, kernel_us=100.0, calib_fma_gflops=2000.0)])
     assert eff["% peak"] == pytest.approx(100 * 419.4304 / 2000)
     assert eff["bound"] == "bandwidth"
     assert eff["roofline_fraction"] == pytest.approx(39.3216 / 100)
@@ -94,8 +105,7 @@ def test_efficiency_peak_falls_back_to_sgemm_without_fma(tmp_path):
     # An empty calib_fma_gflops: peak = sgemm 40.
     #   % peak = 100·419.4304/40 = 1048.576; ridge 40/10 = 4 < 106.67 → compute-bound
     #   roofline = max(393216/1e4, 41943040/4e4) = 1048.576 µs → fraction 10.48576
-    eff = tables.efficiency_table(load(tmp_path, [synth.row("mlra4", tp=4, kernel_us=100.0,
-                                                            calib_fma_gflops="")])).iloc[0]
+    eff = efficiency(tmp_path, [synth.row("mlra4", tp=4, kernel_us=100.0, calib_fma_gflops="")])
     assert eff["% peak"] == pytest.approx(100 * 419.4304 / 40)
     assert eff["bound"] == "compute"
     assert eff["roofline_fraction"] == pytest.approx(1048.576 / 100)
@@ -105,12 +115,12 @@ def test_scaling_and_allreduce_share(tmp_path):
     rows = [synth.row("mla", "layer", tp=1, kernel_us=1000.0),
             synth.row("mla", "layer", tp=2, kernel_us=575.0, allreduce_us=25.0),   # step 600
             synth.row("mla", "layer", tp=4, kernel_us=300.0, allreduce_us=100.0)]  # step 400
-    df = load(tmp_path, rows)
-    sc = tables.scaling_table(df).set_index("tp")
+    df, _, iv = measured(tmp_path, rows)
+    sc = tables.scaling_table(df, iv).data.set_index("tp")
     assert sc.loc[2, "speedup"] == pytest.approx(1000 / 600)
     assert sc.loc[2, "efficiency"] == pytest.approx(1000 / (2 * 600))   # 0.8333
     assert sc.loc[4, "efficiency"] == pytest.approx(1000 / (4 * 400))   # 0.625
-    ar = tables.allreduce_table(df).set_index("tp")
+    ar = tables.allreduce_table(df, iv).data.set_index("tp")
     assert ar.loc[2, "share %"] == pytest.approx(25 / 600 * 100)        # 4.1667 %
     assert ar.loc[4, "share %"] == pytest.approx(25.0)                  # 100/400
 
@@ -120,6 +130,7 @@ def test_scaling_matches_sequences_per_group(tmp_path):
     rows = [synth.row("mlra4", tp=1, batch=1, kernel_us=800.0),
             synth.row("mlra4", tp=2, batch=2, dp=2, tp_group=0, kernel_us=500.0),
             synth.row("mlra4", tp=2, batch=2, dp=2, tp_group=1, kernel_us=300.0, host="node2")]
-    sc = tables.scaling_table(load(tmp_path, rows)).set_index("tp")
-    # the two groups collapse to their median, 400 µs: efficiency 800/(2·400) = 1.0
+    df, _, iv = measured(tmp_path, rows)
+    sc = tables.scaling_table(df, iv).data.set_index("tp")
+    # the two groups collapse to the median of their medians, 400 µs: efficiency 800/(2·400) = 1.0
     assert sc.loc[2, "step µs"] == 400.0 and sc.loc[2, "efficiency"] == pytest.approx(1.0)
