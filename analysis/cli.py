@@ -7,7 +7,7 @@ import os
 import sys
 import warnings
 
-from . import merge, report, stats, tables
+from . import merge, noise, report, stats, tables
 
 
 def say(kind: str, text: str) -> None:
@@ -63,6 +63,9 @@ def _main(argv: list[str] | None) -> int:
                         f"(default: {stats.DEFAULT_SEED})")
     r.add_argument("--resamples", type=_at_least(100), default=stats.RESAMPLES,
                    help=f"bootstrap resamples per median (default: {stats.RESAMPLES})")
+    r.add_argument("--noise", nargs="+", default=None, metavar="JSON",
+                   help="noise probe reports or globs (mlra noise --out; the sweep's <out>.noise-<run_id>.json): "
+                        "section 12 shows their spectra and says whether the nodes were quiet enough")
     r.add_argument("--noise-threshold", type=_fraction, default=stats.DEFAULT_NOISE_THRESHOLD, metavar="FRACTION",
                    help="flag a median or ratio whose 95%% interval's half-width exceeds this fraction of it "
                         f"(default: {stats.DEFAULT_NOISE_THRESHOLD:g}, i.e. ±{100 * stats.DEFAULT_NOISE_THRESHOLD:g}%%)")
@@ -70,6 +73,7 @@ def _main(argv: list[str] | None) -> int:
     try:
         loaded = merge.load_sweeps(a.csv)
         samples = merge.load_samples(a.samples) if a.samples else None
+        probes = noise.load_reports(a.noise, loaded.warnings) if a.noise else []
     except merge.InputError as e:
         for w in e.warnings:   # why nothing was usable, then the one error line
             say("warning", w)
@@ -79,7 +83,7 @@ def _main(argv: list[str] | None) -> int:
         say("warning", w)
     try:
         path = report.build(loaded, a.out, samples, baseline=a.baseline, seed=a.seed, resamples=a.resamples,
-                            threshold=a.noise_threshold)
+                            threshold=a.noise_threshold, noise_reports=probes)
     except OSError as e:
         say("error", f"{a.out}: cannot write the report ({e.strerror or e})")
         return 1

@@ -347,3 +347,31 @@ def paper_layout(times: Table, ratios: Table, paper: pd.DataFrame, out_dir: str)
         fig.suptitle("The paper's layout: MLA t=1, GLA-2 t=2, MLRA-4 t=4, GQA t=8")
         names.append(_save(fig, out_dir, _page_name("paper_layout.png", page)))
     return names
+
+
+def noise_spectra(reports: list[dict], out_dir: str) -> list[str]:
+    """The noise probe's amplitude spectrum per node (one facet per host and probe run), one
+    line per rank: frequency in Hz on a log axis, amplitude as % of the mean work per quantum."""
+    facets = {}
+    for r in reports:
+        for k in r["ranks"]:
+            facets.setdefault((k["host"], r.get("started", "")), []).append(k)
+    names = []
+    for page, chunk in enumerate(_pages(list(facets.items()))):
+        fig, axes = _grid(len(chunk))
+        for ax, ((host, started), ranks) in zip(axes, chunk):
+            for i, k in enumerate(sorted(ranks, key=lambda k: k["rank"])):
+                s = k["summary"]
+                amp = 100 * np.asarray(s["spectrum_amplitude"], float)
+                ax.plot(s["spectrum_hz"], np.where(amp > 0, amp, np.nan), STYLES[i % len(STYLES)], lw=0.9,
+                        color=plt.get_cmap("tab10")(i % 10), label=f"rank {k['rank']}")
+            _log_axis(ax, "x", "plain")
+            _log_axis(ax, "y", "plain")
+            ax.set_xlabel("frequency (Hz)")
+            ax.set_ylabel("amplitude (% of mean work)")
+            ax.set_title(f"{host} {started}", fontsize=8)
+            ax.grid(True, which="both", alpha=0.3)
+        _legend(fig, axes)
+        fig.suptitle("Noise probe (FTQ): spectrum of the work per quantum")
+        names.append(_save(fig, out_dir, _page_name("noise_spectra.png", page)))
+    return names

@@ -1,4 +1,4 @@
-"""Read sweep CSVs and raw samples files, validate them against schema 4 (or 3, 2, 1)
+"""Read sweep CSVs and raw samples files, validate them against schema 5 (or 4, 3, 2, 1)
 and merge them. Nothing here fails on bad input: every unusable file or row becomes
 a warning (printed to stderr by the CLI and listed in the report). Only a path
 that does not exist is fatal (`InputError`). Files, lines and cells are read by
@@ -11,19 +11,22 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from .noise import NOISE_ROW_COLUMNS
 from .reader import InputError, expand_paths, read_table, to_numbers  # noqa: F401 (InputError: merge's API)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Versions this reader takes: schema 1 lacks the columns of SINCE_SCHEMA_2 and later,
 # schema 2 those of SINCE_SCHEMA_3 and later, schema 3 those of SINCE_SCHEMA_4; they
-# stay empty for its rows (`device` reads as cpu: every row before schema 4 is a cpu row).
-KNOWN_SCHEMA_VERSIONS = ("1", "2", "3", "4")
+# stay empty for its rows (`device` reads as cpu: every row before schema 4 is a cpu row),
+# schema 4 those of SINCE_SCHEMA_5.
+KNOWN_SCHEMA_VERSIONS = ("1", "2", "3", "4", "5")
 SINCE_SCHEMA_2 = ["calib_fma_width", "kernel_isa"]
 SINCE_SCHEMA_3 = ["config_id", "array_task", "array_count", "calib_source", "seed"]
 GPU_TEXT_COLUMNS = ["gpu_kernel", "gpu_name", "gpu_uuid", "gpu_pci_bus_id", "gpu_driver"]
 GPU_NUMERIC_COLUMNS = ["gpu_sm_clock_mhz", "gpu_mem_clock_mhz", "gpu_ranks_sharing", "gpu_calib_read_gbs",
                        "gpu_calib_copy_gbs", "gpu_calib_tensor_tflops", "gpu_calib_fma_tflops"]
 SINCE_SCHEMA_4 = ["device"] + GPU_TEXT_COLUMNS + GPU_NUMERIC_COLUMNS
+SINCE_SCHEMA_5 = NOISE_ROW_COLUMNS
 
 TEXT_COLUMNS = [
     "run_id", "harness_version", "git_rev", "host", "mpi_library", "date_utc",
@@ -42,7 +45,7 @@ NUMERIC_COLUMNS = [
     "timer_resolution_us", "step_us_median", "step_us_p10", "step_us_p90", "step_us_min",
     "step_us_max", "kernel_us_median", "kernel_us_p10", "kernel_us_p90", "allreduce_us_median",
     "tokens_per_s", "achieved_gbs", "achieved_gflops", "roofline_us", "roofline_fraction",
-    *GPU_NUMERIC_COLUMNS,
+    *GPU_NUMERIC_COLUMNS, *NOISE_ROW_COLUMNS,
 ]
 # A row without any of these cannot go into any table; the rest may be empty.
 REQUIRED_COLUMNS = [
@@ -110,6 +113,8 @@ def load_sweeps(patterns: list[str]) -> Loaded:
             absent = [c for c in absent if c not in SINCE_SCHEMA_3]
         if version.isin(["1", "2", "3"]).all():   # nor schema 3 these
             absent = [c for c in absent if c not in SINCE_SCHEMA_4]
+        if version.isin(["1", "2", "3", "4"]).all():   # nor schema 4 these
+            absent = [c for c in absent if c not in SINCE_SCHEMA_5]
         if absent:
             warnings.append(f"{path}: missing column(s) {', '.join(absent)}; treated as empty")
         wrong = ~version.isin(KNOWN_SCHEMA_VERSIONS)

@@ -8,7 +8,7 @@ import os
 
 import pandas as pd
 
-from . import figures, model, stats, summary, tables
+from . import figures, model, noise, stats, summary, tables
 from .merge import Loaded
 from .stats import HI, LO
 from .tables import Table
@@ -127,9 +127,10 @@ def images(names: list[str], alt: str) -> str:
 
 def build(loaded: Loaded, out_dir: str, samples: Loaded | None = None, *, baseline: str = "mlra4",
           seed: int = stats.DEFAULT_SEED, resamples: int = stats.RESAMPLES,
-          threshold: float = stats.DEFAULT_NOISE_THRESHOLD) -> str:
+          threshold: float = stats.DEFAULT_NOISE_THRESHOLD, noise_reports: list[dict] | None = None) -> str:
     """Write report.md, its tables' CSVs and its figures into out_dir; return the report's path.
-    The same input and seed give the same files."""
+    The same input and seed give the same files. noise_reports: the FTQ probe's reports
+    (`noise.load_reports`), for section 12."""
     os.makedirs(out_dir, exist_ok=True)
     raw = loaded.rows
     smp = samples.rows if samples is not None else pd.DataFrame()
@@ -179,7 +180,9 @@ def build(loaded: Loaded, out_dir: str, samples: Loaded | None = None, *, baseli
       f"({len(rows)} configuration(s) after merging TP groups, repeats and reruns){span}.\n")
 
     w("\n## Summary\n\n")
-    w(" ".join(md_text(x) for x in opening) + "\n" if has_cpu else "Only GPU (cuda) rows: see section 11.\n")
+    quiet = noise.quiet_sentence(noise_reports or [], threshold)
+    w(" ".join(md_text(x) for x in (opening if has_cpu else ["Only GPU (cuda) rows: see section 11."]) + ([quiet] if quiet else []))
+      + "\n")
 
     hosts = md_text(", ".join(sorted(map(str, raw["host"].dropna().unique()))))
     revs = md_text(", ".join(sorted(map(str, raw["git_rev"].dropna().unique()))))
@@ -297,7 +300,38 @@ def build(loaded: Loaded, out_dir: str, samples: Loaded | None = None, *, baseli
           "is the row's own, held to the GPU calibration named by `calib_source` (read "
           "`gpu_calib_read_gbs`; tensor-core peak for 16-bit caches, FMA peak for f32).\n\n")
         w(plain_table(tables.gpu_table(gpu_rows), "gpu_kernels", out_dir))
+    w(noise_section(raw, smp, noise_reports or [], quiet, out_dir))
     path = os.path.join(out_dir, "report.md")
     with open(path, "w", encoding="utf-8") as f:
         f.write("".join(out))
     return path
+
+
+def noise_section(raw: pd.DataFrame, smp: pd.DataFrame, reports: list[dict], quiet: str, out_dir: str) -> str:
+    """Section 12: what the FTQ noise probe found on the nodes (the rows' summary columns,
+    the probe reports given with --noise and their spectra) and which configurations'
+    steps are dominated by one periodic component."""
+    probed = raw[["run_id", "host", *noise.NOISE_ROW_COLUMNS]].copy()
+    probed = probed[pd.to_numeric(probed["noise_cv_max"], errors="coerce").notna()].drop_duplicates()
+    periodic = noise.periodic_steps(smp)
+    if probed.empty and not reports and periodic.empty:
+        return ("\n## 12. Node noise\n\n_No noise probe in these rows (swept with --no-noise-probe, or before schema 5), no "
+                "probe report given (--noise), and no samples file with periodic steps._\n")
+    parts = []
+    if not probed.empty:
+        parts.append("Per run, the probe's worst rank as recorded in the rows (`noise_cv_max`, `noise_lost_fraction_max`, "
+                     "`noise_top_hz`):\n\n" + plain_table(probed.reset_index(drop=True), "noise_per_run", out_dir))
+    if reports:
+        parts.append(f"\n{md_text(quiet)}\n\nEvery rank of the probe reports ({len(reports)} file(s)):\n\n"
+                     + plain_table(noise.probe_table(reports), "noise_probe", out_dir)
+                     + images(figures.noise_spectra(reports, out_dir), "noise probe spectra"))
+    what = (f"Configurations whose per-step times have one frequency holding at least {100 * noise.PERIODIC_SHARE:g}% "
+            f"of their variance (periodogram of the steps in order; runs whose configurations have fewer than "
+            f"{noise.MIN_STEPS} steps are taken together):\n\n")
+    if smp.empty:
+        parts.append("\n_No samples file (--samples): the per-step periodicity is not checked._\n")
+    else:
+        parts.append("\n" + what + (plain_table(periodic, "periodic_steps", out_dir) if not periodic.empty else
+                                     "_No configuration's steps are dominated by a periodic component._\n"))
+    return section("12. Node noise", "The FTQ probe (`mlra noise`, and the sweep before it measures) counts fixed work "
+                   "in fixed 100 µs quanta on every rank at once; a quiet core does the same work in each.", *parts)

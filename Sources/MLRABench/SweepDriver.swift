@@ -17,6 +17,8 @@ public struct SweepOptions {
     public var seed: UInt64 = 0
     /// Self-test: perturb the checked output so validation must fail.
     public var injectValidationError = false
+    /// The FTQ noise probe run on every rank before measuring (nil: --no-noise-probe).
+    public var noiseProbe: NoiseProbe.Settings? = NoiseProbe.Settings(budget: 1)
     public init(out: String) { self.out = out }
 }
 
@@ -82,6 +84,7 @@ public final class SweepDriver {
         let done = Set(world.broadcast(doneText).split(separator: "\n").map(String.init))
 
         try prepareMetadata(threadCounts: Array(Set(mine.filter { $0.device == .cpu }.map(\.threads))).sorted())
+        if mine.contains(where: { !done.contains($0.key) }) { try probeNoise() }
         // The run-wide settings that are part of the resume key, now that every rank agreed on them.
         let configs = mine.map { c in
             var c = c
@@ -199,6 +202,28 @@ public final class SweepDriver {
             "world_size": "\(world.size)",
             "array_task": "\(options.arrayTask)", "array_count": "\(options.arrayCount)",
         ]
+    }
+
+    /// The noise probe on every rank at once, before anything is measured: its summary goes
+    /// into every row of the run (the worst rank's), its whole report beside --out.
+    func probeNoise() throws {
+        guard let settings = options.noiseProbe else {
+            for c in ["noise_cv_max", "noise_lost_fraction_max", "noise_top_hz"] { metadata[c] = "" }
+            return
+        }
+        let report = try NoiseReport.measure(world: world, settings: settings)
+        let worst = report.ranks.max { $0.summary.cv < $1.summary.cv }!
+        metadata["noise_cv_max"] = String(format: "%.6g", worst.summary.cv)
+        metadata["noise_lost_fraction_max"] = String(format: "%.6g", report.ranks.map(\.summary.lostFraction).max() ?? 0)
+        metadata["noise_top_hz"] = worst.summary.topHz.map { String(format: "%.6g", $0) } ?? ""
+        try world.collectively {
+            guard world.rank == 0 else { return }
+            let path = options.out + ".noise-\(metadata["run_id"] ?? "run").json"
+            try writeAtomically(try report.json(), to: path)
+            progress(String(format: "noise probe (%g s on %d rank(s)): worst CV %.4f on rank %d, %.2f%% of quanta lost >10%%, strongest component %@ → %@",
+                            settings.budget, report.ranks.count, worst.summary.cv, worst.rank, 100 * worst.summary.lostFraction,
+                            worst.summary.topHz.map { String(format: "%.1f Hz", $0) } ?? "none", path))
+        }
     }
 
     /// A calibration's identity (column calib_source, part of the resume key: the

@@ -53,6 +53,9 @@ struct SweepCommand: ParsableCommand {
             help: "GPU calibration JSON from 'mlra calibrate --device cuda --format json' for cuda rows (default: measure on rank 0's GPU).")
     var gpuCalibration: String?
     @Option(help: "Seed of the weights.") var seed: UInt64 = 0
+    @Flag(name: .customLong("no-noise-probe"), help: "Skip the FTQ noise probe that runs on every rank before measuring (mlra noise).")
+    var noNoiseProbe = false
+    @Option(name: .customLong("noise-budget"), help: "Seconds of the noise probe before measuring.") var noiseBudget = 1.0
     @Flag(help: "Silence progress on stderr.") var quiet = false
     @Flag(name: .customLong("inject-validation-error"), help: .hidden) var injectValidationError = false
 
@@ -63,6 +66,7 @@ struct SweepCommand: ParsableCommand {
         try runParallel { world in
             let spec = try world.collectively { () throws -> SweepSpec in
                 // Every input is checked before the driver creates or resumes any file.
+                if !noNoiseProbe { try NoiseProbe.Settings(budget: noiseBudget).validate() }
                 if let calibration { _ = try Calibration.load(path: calibration) }
                 if let gpuCalibration { _ = try GPUCalibration.load(path: gpuCalibration) }
                 return try resolvedSpec(worldSize: world.size)
@@ -76,6 +80,7 @@ struct SweepCommand: ParsableCommand {
             o.isolate = isolate == .auto ? nil : isolate == .on
             o.calibrationPath = calibration; o.gpuCalibrationPath = gpuCalibration; o.seed = seed; o.injectValidationError = injectValidationError
             o.quickCalibration = preset == .quick
+            o.noiseProbe = noNoiseProbe ? nil : NoiseProbe.Settings(budget: noiseBudget)
             let summary = try SweepDriver(spec: spec, options: o, world: world).run()
             if summary.interrupted { MPI.finalize(); Foundation.exit(130) }
         }

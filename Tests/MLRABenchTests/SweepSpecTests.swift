@@ -155,7 +155,7 @@ final class SweepSpecTests: XCTestCase {
     /// A sweep CSV of schema 1 (no calib_fma_width, kernel_isa) is refused on resume,
     /// and the error names both versions; the file is left as it was.
     func testResumingASchema1CSVIsRefusedNamingBothVersions() throws {
-        XCTAssertEqual(ResultsSchema.version, "4")
+        XCTAssertEqual(ResultsSchema.version, "5")
         let fmaAt = try XCTUnwrap(ResultsSchema.columns.firstIndex(of: "calib_fma_width"))
         let isaAt = try XCTUnwrap(ResultsSchema.columns.firstIndex(of: "kernel_isa"))
         XCTAssertEqual(ResultsSchema.columns[fmaAt - 1], "calib_fma_gflops")
@@ -168,7 +168,7 @@ final class SweepSpecTests: XCTestCase {
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try AppendOnlyCSV(path: path, columns: ResultsSchema.columns)) {
             let message = ($0 as? HarnessError)?.message ?? ""
-            XCTAssertTrue(message.contains("has another schema (its header differs from this harness's schema 4, the file's rows are schema 1)"),
+            XCTAssertTrue(message.contains("has another schema (its header differs from this harness's schema 5, the file's rows are schema 1)"),
                           message)
         }
         XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), text)
@@ -190,19 +190,38 @@ final class SweepSpecTests: XCTestCase {
                        ["calib_source", "gpu_calib_read_gbs", "gpu_calib_copy_gbs", "gpu_calib_tensor_tflops", "gpu_calib_fma_tflops"])
         XCTAssertEqual(Set(columns).count, columns.count, "no column twice")
 
+        let schema5Only: Set = ["noise_cv_max", "noise_lost_fraction_max", "noise_top_hz"]
         let schema4Only: Set = ["device", "gpu_kernel", "gpu_name", "gpu_uuid", "gpu_pci_bus_id", "gpu_driver", "gpu_sm_clock_mhz",
                                 "gpu_mem_clock_mhz", "gpu_ranks_sharing", "gpu_calib_read_gbs", "gpu_calib_copy_gbs",
                                 "gpu_calib_tensor_tflops", "gpu_calib_fma_tflops"]
-        let v3 = columns.filter { !schema4Only.contains($0) }
+        let v3 = columns.filter { !schema4Only.contains($0) && !schema5Only.contains($0) }
         let text = v3.joined(separator: ",") + "\n" + v3.map { $0 == "schema_version" ? "3" : "" }.joined(separator: ",") + "\n"
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("v3-\(UUID()).csv").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try AppendOnlyCSV(path: path, columns: columns)) {
             let message = ($0 as? HarnessError)?.message ?? ""
-            XCTAssertTrue(message.contains("its header differs from this harness's schema 4, the file's rows are schema 3"), message)
+            XCTAssertTrue(message.contains("its header differs from this harness's schema 5, the file's rows are schema 3"), message)
             XCTAssertTrue(message.contains("the file is left unchanged; write to a new file (the analysis reads the old and the new file together)"),
                           message)
+        }
+        XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), text)
+    }
+
+    /// Schema 5: the run's noise probe summary after date_utc; a schema-4 file is refused on
+    /// resume, byte for byte as it was.
+    func testSchema5PutsTheNoiseProbeAfterTheDateAndRefusesASchema4File() throws {
+        let columns = ResultsSchema.columns
+        XCTAssertEqual(Array(columns.drop { $0 != "date_utc" }.prefix(4)),
+                       ["date_utc", "noise_cv_max", "noise_lost_fraction_max", "noise_top_hz"])
+        let v4 = columns.filter { !$0.hasPrefix("noise_") }
+        let text = v4.joined(separator: ",") + "\n" + v4.map { $0 == "schema_version" ? "4" : "" }.joined(separator: ",") + "\n"
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("v4-\(UUID()).csv").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try AppendOnlyCSV(path: path, columns: columns)) {
+            let message = ($0 as? HarnessError)?.message ?? ""
+            XCTAssertTrue(message.contains("its header differs from this harness's schema 5, the file's rows are schema 4"), message)
         }
         XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), text)
     }
