@@ -27,7 +27,7 @@ build: setup
 run: build
 	@mkdir -p $(RESULTS)
 	$(MPIRUN) $(MLRA) sweep --preset quick --out $(RESULTS)/quick.csv --samples $(RESULTS)/quick.samples.csv
-	.venv/bin/python -m analysis report $(RESULTS)/quick.csv --samples $(RESULTS)/quick.samples.csv --out report/
+	.venv/bin/python -m analysis report $(RESULTS)/quick.csv --samples $(RESULTS)/quick.samples.csv --noise '$(RESULTS)/quick.csv.noise-*.json' --out report/
 	@echo "report: report/report.md"
 
 test: build test-swift test-analysis test-slurm

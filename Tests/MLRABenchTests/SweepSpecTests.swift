@@ -194,18 +194,23 @@ final class SweepSpecTests: XCTestCase {
         let schema4Only: Set = ["device", "gpu_kernel", "gpu_name", "gpu_uuid", "gpu_pci_bus_id", "gpu_driver", "gpu_sm_clock_mhz",
                                 "gpu_mem_clock_mhz", "gpu_ranks_sharing", "gpu_calib_read_gbs", "gpu_calib_copy_gbs",
                                 "gpu_calib_tensor_tflops", "gpu_calib_fma_tflops"]
-        let v3 = columns.filter { !schema4Only.contains($0) && !schema5Only.contains($0) }
-        let text = v3.joined(separator: ",") + "\n" + v3.map { $0 == "schema_version" ? "3" : "" }.joined(separator: ",") + "\n"
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("v3-\(UUID()).csv").path
+        let message = try refusedOnResume(columns.filter { !schema4Only.contains($0) && !schema5Only.contains($0) }, version: "3")
+        XCTAssertTrue(message.contains("its header differs from this harness's schema 5, the file's rows are schema 3"), message)
+        XCTAssertTrue(message.contains("the file is left unchanged; write to a new file (the analysis reads the old and the new file together)"),
+                      message)
+    }
+
+    /// Resumes into a file of an older schema (header `old`, one row of `version`): the
+    /// refusal's message; the file must be left byte for byte.
+    func refusedOnResume(_ old: [String], version: String) throws -> String {
+        let text = old.joined(separator: ",") + "\n" + old.map { $0 == "schema_version" ? version : "" }.joined(separator: ",") + "\n"
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("v\(version)-\(UUID()).csv").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         try text.write(toFile: path, atomically: true, encoding: .utf8)
-        XCTAssertThrowsError(try AppendOnlyCSV(path: path, columns: columns)) {
-            let message = ($0 as? HarnessError)?.message ?? ""
-            XCTAssertTrue(message.contains("its header differs from this harness's schema 5, the file's rows are schema 3"), message)
-            XCTAssertTrue(message.contains("the file is left unchanged; write to a new file (the analysis reads the old and the new file together)"),
-                          message)
-        }
+        var message = ""
+        XCTAssertThrowsError(try AppendOnlyCSV(path: path, columns: ResultsSchema.columns)) { message = ($0 as? HarnessError)?.message ?? "" }
         XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), text)
+        return message
     }
 
     /// Schema 5: the run's noise probe summary after date_utc; a schema-4 file is refused on
@@ -214,15 +219,7 @@ final class SweepSpecTests: XCTestCase {
         let columns = ResultsSchema.columns
         XCTAssertEqual(Array(columns.drop { $0 != "date_utc" }.prefix(4)),
                        ["date_utc", "noise_cv_max", "noise_lost_fraction_max", "noise_top_hz"])
-        let v4 = columns.filter { !$0.hasPrefix("noise_") }
-        let text = v4.joined(separator: ",") + "\n" + v4.map { $0 == "schema_version" ? "4" : "" }.joined(separator: ",") + "\n"
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("v4-\(UUID()).csv").path
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
-        XCTAssertThrowsError(try AppendOnlyCSV(path: path, columns: columns)) {
-            let message = ($0 as? HarnessError)?.message ?? ""
-            XCTAssertTrue(message.contains("its header differs from this harness's schema 5, the file's rows are schema 4"), message)
-        }
-        XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), text)
+        let message = try refusedOnResume(columns.filter { !$0.hasPrefix("noise_") }, version: "4")
+        XCTAssertTrue(message.contains("its header differs from this harness's schema 5, the file's rows are schema 4"), message)
     }
 }
