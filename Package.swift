@@ -41,7 +41,8 @@ let package = Package(
         .target(name: "CCuda", linkerSettings: [.linkedLibrary("dl")]),
         // Math, variants, caches, kernels, safetensors. No MPI.
         .target(name: "MLRACore", dependencies: ["CBLAS", "CKernels"], swiftSettings: coreSwiftSettings),
-        // Communicator, tensor-parallel plans at run time, sharded layer and model.
+        // The communicator over MPI (MLRACore's TPCollectives) and TP groups; the sharded
+        // layer and model themselves are MLRACore's (Decode/, Model/).
         .target(name: "MLRAParallel", dependencies: ["MLRACore", "CMPI"]),
         // The GPU backend: device binding, NVRTC-compiled decode kernels (kernels/*.cu,
         // embedded in the binary), device caches, GPU calibration. No MPI.

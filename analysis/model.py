@@ -1,5 +1,5 @@
 """Performance model for one decode step, hardware presets, and the paper's
-per-device shapes (SPEC §4–§6).
+per-device shapes (method §4–§6).
 
     kernel_us    = max(bytes / bandwidth, flops / peak)            (roofline)
     allreduce_us = count · α + 2·(t−1)/t · ar_bytes / β            (ring all-reduce)
@@ -108,7 +108,7 @@ def predict_rows(rows: pd.DataFrame, hw: Hardware) -> pd.DataFrame:
     return pd.DataFrame(out, index=rows.index)
 
 
-# ---- SPEC §4/§5 formulas -------------------------------------------------------
+# ---- method §4/§5 formulas -------------------------------------------------------
 
 GROUPED = {"mha", "mqa", "gqa"}
 LATENT = {"mla", "gla2", "mlra2", "mlra4"}
@@ -116,7 +116,7 @@ LATENT = {"mla", "gla2", "mlra2", "mlra4"}
 
 def kv_elems_per_token(variant: str, tp: int, head_dim: int, rope_dim: int,
                        kv_lora_rank: int, block_width: int, kv_heads: int) -> int:
-    """Cache elements per token per layer on the busiest rank (SPEC §4 plans)."""
+    """Cache elements per token per layer on the busiest rank (method §4 plans)."""
     if variant in GROUPED:
         heads = kv_heads // tp if tp <= kv_heads else 1
         return 2 * heads * head_dim
@@ -125,11 +125,11 @@ def kv_elems_per_token(variant: str, tp: int, head_dim: int, rope_dim: int,
 
 
 def latent_flops_per_token(heads: int, block_width: int, rope_dim: int, blocks: int = 1) -> int:
-    """SPEC §5: per branch 2·(d_l + d_r) for scores + 2·d_l for values."""
+    """method §5: per branch 2·(d_l + d_r) for scores + 2·d_l for values."""
     return blocks * heads * (2 * (block_width + rope_dim) + 2 * block_width)
 
 
-# The paper's decode-kernel shapes (SPEC §6): one device's share, bf16, batch 1.
+# The paper's decode-kernel shapes (method §6): one device's share, bf16, batch 1.
 PAPER_SHAPES = {
     #         query heads, cache elements per token, FLOP per cached token
     "gqa":   dict(tp=8, heads=8,  elems=2 * 1 * 128,  flops=8 * 2 * 128 * 2),

@@ -218,7 +218,7 @@ def build(loaded: Loaded, out_dir: str, samples: Loaded | None = None, *, baseli
     if has_cpu:
         w("\n## 1. Per-device KV cache per token vs TP degree\n\n")
         w("Cache elements and bytes per token per layer on the busiest rank (columns `kv_elems_per_token`, "
-          "`kv_bytes_per_token`). Checked: elems × dtype bytes = bytes; the SPEC §4 plan recomputed from the shape "
+          "`kv_bytes_per_token`). Checked: elems × dtype bytes = bytes; the method §4 plan recomputed from the shape "
           "columns (`plan_elems`); `kernel_bytes_per_step` = bytes × context × sequences per group × layers; and the "
           "paper's Table 1 (`paper_in_d_h`, in units of d_h = 128) where the shape is the paper's "
           "(h 64, d_h 128, d_r 64, d_c 512, GQA n_kv 8).\n\n")
@@ -228,7 +228,7 @@ def build(loaded: Loaded, out_dir: str, samples: Loaded | None = None, *, baseli
         w(images(figs["traffic"], "per-device cache traffic vs TP"))
 
         w("\n## 2. The paper's layout: each variant at its paper TP degree\n\n")
-        w("MLA t=1 (any dp), GLA-2 t=2, MLRA-4 t=4, GQA t=8 (SPEC §6), side by side at the same work per TP group "
+        w("MLA t=1 (any dp), GLA-2 t=2, MLRA-4 t=4, GQA t=8 (method §6), side by side at the same work per TP group "
           "and context; the time is the kernel part of the step (max over the group's ranks), one device's share as "
           f"in the paper. {md_text(layout_missing)}\n\n")
         w(table(layout_times))
@@ -274,9 +274,9 @@ def build(loaded: Loaded, out_dir: str, samples: Loaded | None = None, *, baseli
         w(plain_table(pd.DataFrame([{"preset": h.name, "BW GB/s": h.bandwidth_gbs, "peak GFLOP/s": h.peak_gflops,
                                      "ridge FLOP/B": h.ridge, "α µs": h.ar_latency_us, "β GB/s": h.ar_bandwidth_gbs,
                                      "source": h.source} for h in presets]), "model_presets", out_dir))
-        w("\n### 9a. H100: model vs the paper (SPEC §6)\n\n")
+        w("\n### 9a. H100: model vs the paper (method §6)\n\n")
         w("Paper: Liu et al., ICLR 2026, arXiv 2603.02188 (`analysis/data/paper_decode_latency.csv`). Model: the "
-          "`h100` preset on the paper's per-device shapes (bf16, batch 1; bytes and FLOPs per token from SPEC §4/§5 "
+          "`h100` preset on the paper's per-device shapes (bf16, batch 1; bytes and FLOPs per token from method §4/§5 "
           "in `model.PAPER_SHAPES`). The model is a lower bound; paper/model is the kernels' distance from it.\n\n")
         w(plain_table(comparison, "paper_vs_model", out_dir))
         w(images(figs["paper"], "paper vs model"))

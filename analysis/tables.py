@@ -27,7 +27,7 @@ from .stats import HI, LO, Estimate, Intervals, add_columns, as_text
 LABEL = {"mha": "MHA", "mqa": "MQA", "gqa": "GQA", "mla": "MLA", "gla2": "GLA-2",
          "mlra2": "MLRA-2", "mlra4": "MLRA-4"}
 ORDER = ["mha", "mqa", "gqa", "mla", "gla2", "mlra2", "mlra4"]
-# Paper's Table 1 shape (SPEC §4).
+# Paper's Table 1 shape (method §4).
 PAPER_SHAPE = dict(n_head=64, head_dim=128, rope_dim=64, kv_lora_rank=512)
 PAPER_KV_HEADS = {"mha": 64, "gqa": 8}
 # A variant's own shape (the paper matches parameter counts with a per-variant FFN
@@ -359,7 +359,7 @@ def model_vs_measured(rows: pd.DataFrame, hw: model.Hardware, iv: Intervals) -> 
     return Table("model_vs_measured", data, fixed, interval_source(iv, rows["_config"]))
 
 
-# ---- the paper's layout (SPEC §6): each variant at its paper TP degree --------------
+# ---- the paper's layout (method §6): each variant at its paper TP degree --------------
 
 PAPER_TP = {v: s["tp"] for v, s in model.PAPER_SHAPES.items()}
 PAPER_RATIOS = ["mla", "gqa"]   # numerators; MLRA-4 is the denominator, as in the paper
@@ -465,7 +465,7 @@ def paper_layout(rows: pd.DataFrame, iv: Intervals, paper: pd.DataFrame) -> tupl
 
 def kv_table(rows: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     """Per-device KV bytes per token against TP, cross-checked three ways:
-    elems × dtype bytes = bytes; plan recomputed from the shape columns (SPEC §4);
+    elems × dtype bytes = bytes; plan recomputed from the shape columns (method §4);
     kernel_bytes_per_step = bytes × context × sequences × layers; and the paper's
     Table 1 where the shape is the paper's."""
     recs = []
@@ -490,7 +490,7 @@ def kv_table(rows: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
         except (ValueError, ZeroDivisionError, KeyError):
             plan = np.nan
         if plan != e:
-            problems.append(f"SPEC §4 plan gives {plan:g} elems")
+            problems.append(f"method §4 plan gives {plan:g} elems")
         expect = g["kv_bytes_per_token"] * g["context"] * g["seqs_per_group"] * g["n_layer"]
         off = (expect != g["kernel_bytes_per_step"]).sum()
         if off:

@@ -1,4 +1,4 @@
-"""The paper's per-device decode-kernel shapes (SPEC §6) on one GPU, measured by
+"""The paper's per-device decode-kernel shapes (method §6) on one GPU, measured by
 `mlra bench --device cuda`, with PyTorch on the same GPU in the same run.
 
 Prints, per shape and context: µs (CUDA-graph replay median), achieved GB/s and TFLOP/s,
@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 
-SHAPES = [  # name, mlra bench flags (one device's share, SPEC §6)
+SHAPES = [  # name, mlra bench flags (one device's share, method §6)
     ("gqa", ["--variant", "gqa", "--heads", "64", "--kv-heads", "8", "--tp", "8"]),
     ("mla", ["--variant", "mla", "--heads", "64", "--tp", "1"]),
     ("gla2", ["--variant", "gla2", "--heads", "64", "--tp", "2"]),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Launch shapes of the GPU decode kernels, measured: for each of the paper's per-device
-# shapes (SPEC §6) at one context, every kernel path, tile, stage count and warp count
+# shapes (method §6) at one context, every kernel path, tile, stage count and warp count
 # worth trying, graph-replay median and fraction of the read bandwidth. The defaults in
 # Sources/MLRACuda/GPUAttention.swift (launchShape) were chosen from this table.
 #   benchmarks/gpu_tune.sh [mlra] [context]     (a benchmark: prints figures, asserts nothing)

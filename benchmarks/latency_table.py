@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Per-device decode-kernel latency shapes of the paper (SPEC §6), timed with
+"""Per-device decode-kernel latency shapes of the paper (method §6), timed with
 `mlra bench` (tiled kernel, cold cache) and against PyTorch on the CPU.
 
 For every shape x context x dtype x threads it prints: median latency of the

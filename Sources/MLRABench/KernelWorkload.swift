@@ -77,7 +77,7 @@ public final class KernelWorkload {
     /// Cache bytes the kernel streams per step on this rank: L × row width × bytes × sequences
     /// (equals `DecodeCost.kernelBytes` for the busiest rank).
     public var bytesPerStep: Int { context * sequences * layout.cacheWidth(units: shard.units.count) * dtype.bytes }
-    /// Nominal kernel FLOPs per step on this rank (SPEC §5; equals `DecodeCost.kernelFlops` for the busiest rank).
+    /// Nominal kernel FLOPs per step on this rank (method §5; equals `DecodeCost.kernelFlops` for the busiest rank).
     public var flopsPerStep: Int { context * sequences * shard.branchCount * layout.kernelFlopsPerTokenPerBranch }
     /// Bytes the workload keeps resident: all cache sets, queries and outputs (kernel scope has no weights).
     public var residentBytes: Int {

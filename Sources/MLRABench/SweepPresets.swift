@@ -6,7 +6,7 @@ public enum SweepPreset: String, CaseIterable, Sendable {
     /// The README's main job: every variant at TP 1, 2, 4 in all three scopes, on
     /// small shapes, in about 2 minutes under `mpirun -n 4 --oversubscribe` on 2 cores.
     case quick
-    /// The paper's latency shapes (SPEC §6): one device's share, batch 1, bf16 and f32,
+    /// The paper's latency shapes (method §6): one device's share, batch 1, bf16 and f32,
     /// GQA at TP 8, MLA unsharded, GLA-2 at TP 2, MLRA-4 at TP 4, h = 64, d_h 128,
     /// d_r 64, d_c 512; contexts from 8K up to 2M, each checked against memory first.
     case paper

@@ -158,6 +158,6 @@ public final class GPUKernelWorkload {
 
     /// Cache bytes a step streams: Σ lengths × row width × bytes (every element once).
     public var bytesPerStep: Int { lengths.reduce(0, +) * width * dtype.bytes }
-    /// Nominal FLOPs per step (SPEC §5).
+    /// Nominal FLOPs per step (method §5).
     public var flopsPerStep: Int { lengths.reduce(0, +) * shard.branchCount * layout.kernelFlopsPerTokenPerBranch }
 }

@@ -4,7 +4,7 @@ import MLRABench
 import MLRACore
 
 /// `mlra plan`: what each device caches, computes, holds and communicates per
-/// variant and TP degree, computed from the plans (SPEC §4–5), never from a table.
+/// variant and TP degree, computed from the plans (method §4–5), never from a table.
 struct PlanCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plan",

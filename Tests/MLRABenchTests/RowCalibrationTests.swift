@@ -16,7 +16,7 @@ final class RowCalibrationTests: XCTestCase {
         """#.utf8))
     let cpu = Calibration(threads: 2, readGBs: 10, triadGBs: 9, sgemmGFlops: 50, fmaGFlops: 200, fmaWidth: "avx512",
                           blasCore: "test", llcBytes: 1 << 20, arrayBytes: 4 << 20)
-    // MLRA-4 at TP 4, 512K tokens, bf16: 201326592 bytes, 21474836480 FLOPs per step (SPEC §5).
+    // MLRA-4 at TP 4, 512K tokens, bf16: 201326592 bytes, 21474836480 FLOPs per step (method §5).
     let bytes = 201_326_592.0, flops = 21_474_836_480.0
 
     func number(_ row: [String: String], _ column: String) throws -> Double {

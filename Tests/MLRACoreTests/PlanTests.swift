@@ -45,7 +45,7 @@ final class PlanTests: XCTestCase {
         }
     }
 
-    /// SPEC §4 Table 1: h = 64, d_h = d_n = 128, d_r = 64, d_c = 512, GQA n_kv = 8.
+    /// method §4 Table 1: h = 64, d_h = d_n = 128, d_r = 64, d_c = 512, GQA n_kv = 8.
     func testReproducesPaperTable1() throws {
         let dh = 128
         func elems(_ c: AttentionConfig, _ tp: Int) throws -> Double {

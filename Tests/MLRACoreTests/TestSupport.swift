@@ -11,7 +11,7 @@ enum Shapes {
         AttentionConfig(variant: v, nEmbd: d, nHead: h, headDim: dh, groupSize: group)
     }
 
-    /// Per variant, configurations covering the pitfalls of SPEC §3.
+    /// Per variant, configurations covering the pitfalls of method §3.
     static let all: [AttentionConfig] = [
         grouped(.mha, h: 3), grouped(.mqa, h: 5), grouped(.gqa, h: 6, group: 3), grouped(.gqa, h: 8, dh: 16, group: 2),
         latent(.mla, h: 3, dc: 20),                 // odd heads, d_l = 20 ≠ d_n = 12

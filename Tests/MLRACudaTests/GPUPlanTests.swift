@@ -12,7 +12,7 @@ final class GPUPlanTests: XCTestCase {
                               fmaTFlops: 60, l2Bytes: 60 << 20, arrayBytes: 4 << 30)
 
     func testRooflineUsesTensorPeakFor16BitAndFMAPeakForF32() {
-        // MLRA-4 at TP 4, 512K tokens: 201326592 bytes, 21474836480 FLOPs (SPEC §5).
+        // MLRA-4 at TP 4, 512K tokens: 201326592 bytes, 21474836480 FLOPs (method §5).
         let bytes = 201_326_592.0, flops = 21_474_836_480.0
         XCTAssertEqual(h200.rooflineSeconds(bytes: bytes, flops: flops, cache: .bf16), bytes / 4000e9, accuracy: 1e-12)
         XCTAssertTrue(h200.memoryBound(bytes: bytes, flops: flops, cache: .bf16))

@@ -1,7 +1,7 @@
 """Synthetic sweep rows in the layout of docs/csv-schema.md (schema 2; the columns
 the analysis reads, in the schema's order).
 
-`row(...)` derives the plan columns from the shape with the SPEC §4/§5 formulas and
+`row(...)` derives the plan columns from the shape with the method §4/§5 formulas and
 the timing columns from the given kernel/all-reduce times, so every table the
 report prints can be hand-computed from the arguments."""
 

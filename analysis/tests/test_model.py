@@ -23,7 +23,7 @@ def test_hand_worked_step():
 
 
 def test_paper_shapes_give_spec_ideal_at_2m():
-    # SPEC §6: bytes / 3.35 TB/s at 2M = 2·2^20 tokens is 240 µs for MLRA-4, 721 µs for MLA.
+    # method §6: bytes / 3.35 TB/s at 2M = 2·2^20 tokens is 240 µs for MLRA-4, 721 µs for MLA.
     #   MLRA-4: 2097152 · (128 + 64) · 2 B = 805306368 B / 3.35e6 B/µs = 240.39 µs
     #   MLA:    2097152 · (512 + 64) · 2 B = 2415919104 B / 3.35e6 B/µs = 721.17 µs
     b, f = model.paper_shape_cost("mlra4", 2097152)

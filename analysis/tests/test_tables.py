@@ -40,7 +40,7 @@ def test_kv_table_flags_plan_and_paper_disagreement(tmp_path):
     bad = synth.row("gla2", tp=2, kv_elems_per_token=576, kv_bytes_per_token=1152)
     _, paper_kv = report.load_paper()
     check = tables.kv_table(load(tmp_path, [bad]), paper_kv)["check"].iloc[0]
-    assert "SPEC §4 plan gives 320" in check and "paper Table 1 gives 2.5·d_h = 320" in check
+    assert "method §4 plan gives 320" in check and "paper Table 1 gives 2.5·d_h = 320" in check
 
 
 def test_latency_speedup_throughput(tmp_path):

@@ -1,4 +1,4 @@
-/// MLA-family decode shard (SPEC §3 absorbed decode, §4 plan).
+/// MLA-family decode shard (method §3 absorbed decode, §4 plan).
 ///
 /// Per rank: HR = its query heads, NU = its blocks, HK = heads of block k on this rank.
 ///   wDQ   [DQ, D]            replicated (small)        qNorm [DQ]

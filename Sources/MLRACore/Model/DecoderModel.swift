@@ -1,4 +1,4 @@
-/// A Llama-style decoder (SPEC §3 "the rest of a decoder layer") around any
+/// A Llama-style decoder (method §3 "the rest of a decoder layer") around any
 /// attention variant, sharded for one rank of a TP group:
 ///   x ← x + attn(RMSNorm(x; input_layernorm))                 one all-reduce
 ///   x ← x + W_down(silu(W_1 h) ⊙ W_2 h), h = RMSNorm(x; post_attention_layernorm)   one all-reduce

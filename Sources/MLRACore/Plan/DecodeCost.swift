@@ -1,5 +1,5 @@
 /// What one rank of a TP group holds, streams and computes per decode step,
-/// derived from the plans (SPEC §4) and the cost model (SPEC §5), never from a
+/// derived from the plans (method §4) and the cost model (method §5), never from a
 /// table. "Per device" figures are the maximum over the group's ranks, since a
 /// step ends when its slowest rank ends.
 public struct DecodeCost: Equatable, Sendable {

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 
-/// The plain, un-absorbed attention layer in Double (SPEC §3): per-head K and V
+/// The plain, un-absorbed attention layer in Double (method §3): per-head K and V
 /// materialised for every position, causal softmax, no cache, no sharding. It
 /// reads the checkpoint tensors in their own layouts and shares no code with
 /// the decode path beyond the parameter list, so it is an independent check.

@@ -52,7 +52,7 @@ public enum BLAS {
     public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
 }
 
-/// RMSNorm in f32 (SPEC §2), in place, times `gain` · scale: w ⊙ x / sqrt(mean(x²) + 1e-6).
+/// RMSNorm in f32 (method §2), in place, times `gain` · scale: w ⊙ x / sqrt(mean(x²) + 1e-6).
 @inline(__always)
 public func rmsNorm(_ x: UnsafeMutablePointer<Float>, count: Int, weight: UnsafePointer<Float>, scale: Float = 1) {
     var ss: Float = 0
@@ -61,7 +61,7 @@ public func rmsNorm(_ x: UnsafeMutablePointer<Float>, count: Int, weight: Unsafe
     for i in 0..<count { x[i] = x[i] * inv * weight[i] }
 }
 
-/// Half-split rotary embedding tables for one rotary width (SPEC §2).
+/// Half-split rotary embedding tables for one rotary width (method §2).
 public struct RoPE: Sendable {
     public let dim: Int
     let frequencies: [Double]   // f_j = 10000^(−2j/dim), j < dim/2

@@ -11,7 +11,7 @@ public struct ParamSpec: Equatable, Sendable {
 }
 
 /// What one tensor-parallel rank of an attention layer holds and computes
-/// (SPEC §4). `units` are latent blocks (MLA family) or KV heads (GQA family),
+/// (method §4). `units` are latent blocks (MLA family) or KV heads (GQA family),
 /// in the order their vectors sit in a cache row.
 public struct RankShard: Equatable, Sendable {
     public let tp: Int
@@ -44,7 +44,7 @@ public protocol AttentionLayout: Sendable {
     func shard(tp: Int, rank: Int) throws -> RankShard
     /// Cache elements per token for a rank holding `units`.
     func cacheWidth(units: Int) -> Int
-    /// Nominal kernel FLOPs per cached token for one branch (SPEC §5).
+    /// Nominal kernel FLOPs per cached token for one branch (method §5).
     var kernelFlopsPerTokenPerBranch: Int { get }
     /// The kernel's work for a rank: one group per held unit.
     func kernelGroups(for shard: RankShard) -> [KernelGroup]

@@ -1,7 +1,7 @@
-/// MHA, GQA and MQA (SPEC §3): H query heads of width DH share NKV = H / group_size
+/// MHA, GQA and MQA (method §3): H query heads of width DH share NKV = H / group_size
 /// KV heads; query head i reads KV head ⌊i / group_size⌋. RoPE on the full DH.
 ///
-/// TP plan (SPEC §4): rank r computes query heads r·H/TP ..< (r+1)·H/TP and holds
+/// TP plan (method §4): rank r computes query heads r·H/TP ..< (r+1)·H/TP and holds
 /// NKV/TP KV heads when TP ≤ NKV, else KV head ⌊r·NKV/TP⌋ (replicated TP/NKV times).
 public struct GroupedLayout: AttentionLayout {
     public let variant: VariantName

@@ -1,4 +1,4 @@
-/// The MLA family (MLA, GLA-2, MLRA-2, MLRA-4), SPEC §3.
+/// The MLA family (MLA, GLA-2, MLRA-2, MLRA-4), method §3.
 ///
 /// Dimension letters used throughout: D = n_embd, H = n_head, DQ = q_lora_rank,
 /// DC = kv_lora_rank, DN = qk_nope_head_dim (= value head dim), DR = qk_rope_head_dim,
@@ -16,7 +16,7 @@ public protocol LatentScheme: Sendable {
     var alpha: Float { get }
     func normName(block: Int) -> String
     var upProjection: UpProjectionLayout { get }
-    /// (blocks held, query heads computed) for rank `rank` of `tp` (SPEC §4).
+    /// (blocks held, query heads computed) for rank `rank` of `tp` (method §4).
     func plan(tp: Int, rank: Int, layout: LatentLayout) throws -> (blocks: [Int], heads: Range<Int>)
 }
 
@@ -105,7 +105,7 @@ func latentScheme(_ v: VariantName) -> any LatentScheme {
 
 extension LatentLayout {
     /// One kernel group per held block: its served heads read [c_b | k_rope] as key
-    /// and c_b as value (absorbed decode, SPEC §3).
+    /// and c_b as value (absorbed decode, method §3).
     public func kernelGroups(for shard: RankShard) -> [KernelGroup] {
         let rope = shard.units.count * blockWidth
         return shard.unitHeads.enumerated().map { k, heads in
