@@ -37,6 +37,11 @@ def _fraction(text: str) -> float:
     return x
 
 
+def report_main() -> None:
+    """`mlra-report …` (the installed command, pyproject.toml): `python -m analysis report …`."""
+    sys.exit(main(["report", *sys.argv[1:]]))
+
+
 def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = _warning_line

@@ -52,7 +52,8 @@ REQUIRED_COLUMNS = [
     "schema_version", "date_utc", "variant", "scope", "tp", "dp", "tp_group", "context",
     "batch", "n_layer", "n_head", "kv_dtype", "step_us_median",
 ]
-RESUME_KEY_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "resume-key.txt")
+# docs/resume-key.txt, through the package's data/resume-key.txt (a link in a checkout, a copy when installed).
+RESUME_KEY_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "resume-key.txt")
 
 
 def read_resume_key(path: str = RESUME_KEY_FILE) -> list[str]:
