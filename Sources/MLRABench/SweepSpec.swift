@@ -86,6 +86,27 @@ public struct SweepSpec: Codable, Sendable {
         return try StrictJSON.decode(SweepSpec.self, from: data, path: path, kind: "spec", check: { try checkKeys($0, path: path) })
     }
 
+    /// The known key closest to `key` in edit distance, if it is close enough to be a slip
+    /// (at most a third of its letters changed): "head" → "heads", "context" → "contexts".
+    static func nearest(_ key: String, in known: [String]) -> String? {
+        func distance(_ a: [Character], _ b: [Character]) -> Int {
+            var row = Array(0...b.count)
+            for (i, ca) in a.enumerated() {
+                var previous = row[0]
+                row[0] = i + 1
+                for (j, cb) in b.enumerated() {
+                    let substitution = previous + (ca == cb ? 0 : 1)
+                    previous = row[j + 1]
+                    row[j + 1] = min(substitution, row[j] + 1, row[j + 1] + 1)
+                }
+            }
+            return row[b.count]
+        }
+        let k = Array(key.lowercased())
+        guard let best = known.map({ ($0, distance(k, Array($0))) }).min(by: { $0.1 < $1.1 }) else { return nil }
+        return best.1 <= max(1, k.count / 3) ? best.0 : nil
+    }
+
     /// The decoder ignores keys it does not know, so a misspelt key ("variant",
     /// "context") would silently run the defaults: every key of the spec, of
     /// "defaults" and of each grid must be one the format defines.
@@ -94,7 +115,9 @@ public struct SweepSpec: Codable, Sendable {
         let known = Grid.keys
         func check(_ members: [StrictJSON.Member], _ prefix: String, _ allowed: [String]) throws {
             if let key = members.map(\.key).first(where: { !allowed.contains($0) }) {
-                throw HarnessError("\(path): spec key '\(prefix)\(SafeTensorsFile.printable(key))' is unknown; the keys are \(allowed.joined(separator: ", "))")
+                let guess = nearest(key, in: allowed).map { "did you mean '\($0)'? " } ?? ""
+                throw HarnessError("\(path): spec key '\(prefix)\(SafeTensorsFile.printable(key))' is unknown; \(guess)"
+                                   + "the keys are \(allowed.joined(separator: ", "))")
             }
         }
         try check(root, "", ["defaults", "grids"])

@@ -42,7 +42,7 @@ struct SweepCommand: ParsableCommand {
     @Option(help: "Timed steps.") var steps: Int?
     @Option(name: .customLong("cold-cache"), help: "Kernel scope: rotate caches beyond the LLC (true/false).") var coldCache: Bool?
 
-    @Option(help: "CSV to write (appended to; resumes).") var out: String
+    @Option(help: "CSV to write (appended to; resumes). Not needed with --print-spec.") var out: String?
     @Option(help: "Also write every timed step to this CSV.") var samples: String?
     @Option(help: "auto, on or off: time the ranks of a group one after another (for oversubscribed nodes).")
     var isolate: IsolateChoice = .auto
@@ -61,12 +61,18 @@ struct SweepCommand: ParsableCommand {
 
     enum IsolateChoice: String, ExpressibleByArgument { case auto, on, off }
 
+    func validate() throws {
+        if out == nil && !printSpec { throw ValidationError("--out is required: the CSV to write (appended to; a rerun resumes)") }
+        if !noNoiseProbe {
+            do { try NoiseProbe.Settings(budget: noiseBudget).validate() } catch let e as HarnessError { throw ValidationError(e.message) }
+        }
+    }
+
     func run() throws {
         installStopHandlers()
         try runParallel { world in
             let spec = try world.collectively { () throws -> SweepSpec in
                 // Every input is checked before the driver creates or resumes any file.
-                if !noNoiseProbe { try NoiseProbe.Settings(budget: noiseBudget).validate() }
                 if let calibration { _ = try Calibration.load(path: calibration) }
                 if let gpuCalibration { _ = try GPUCalibration.load(path: gpuCalibration) }
                 return try resolvedSpec(worldSize: world.size)
@@ -75,6 +81,7 @@ struct SweepCommand: ParsableCommand {
                 if world.rank == 0 { print(spec.json()) }
                 return
             }
+            guard let out else { return }   // validate() asked for it unless --print-spec, which has returned
             var o = SweepOptions(out: out)
             o.samples = samples; o.quiet = quiet; o.arrayTask = arrayTask; o.arrayCount = arrayCount
             o.isolate = isolate == .auto ? nil : isolate == .on
@@ -83,6 +90,9 @@ struct SweepCommand: ParsableCommand {
             o.noiseProbe = noNoiseProbe ? nil : NoiseProbe.Settings(budget: noiseBudget)
             let summary = try SweepDriver(spec: spec, options: o, world: world).run()
             if summary.interrupted { MPI.finalize(); Foundation.exit(130) }
+            if summary.measured == 0 && summary.resumed == 0 && summary.skipped > 0 {
+                throw AgreedError(message: "every one of the \(summary.skipped) configuration(s) was skipped (the reasons are above); nothing was measured")
+            }
         }
     }
 

@@ -125,6 +125,38 @@ final class SweepCommandTests: XCTestCase {
         XCTAssertEqual(Set(a.map { $0["dp"]! }), ["1"])
     }
 
+    /// A sweep in which every configuration is skipped measured nothing: it says so and exits 1
+    /// (a job script must not report success); the file holds no row.
+    func testASweepWhoseEveryConfigurationIsSkippedFails() throws {
+        let dir = try TempDir()
+        let out = dir.path("none.csv")
+        let r = try CLI.mpirun(2, ["sweep", "--out", out, "--calibration", calibration(dir), "--variants", "mlra4", "--tp", "3",
+                                   "--heads", "4", "--contexts", "64", "--kv-ranks", "64", "--head-dim", "16", "--rope-dim", "8",
+                                   "--n-embd", "64", "--q-rank", "16", "--batch", "2", "--steps", "2", "--warmup", "0", "--no-noise-probe"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("mlra: error: every one of the 1 configuration(s) was skipped (the reasons are above)"), r.stderr)
+        XCTAssertEqual(rows(out).count, 0)
+    }
+
+    /// --print-spec needs no --out (the README's example); without --print-spec, --out is
+    /// required, one usage line; a misspelt spec key names the key it was probably meant to be.
+    func testPrintSpecNeedsNoOutAndAMisspeltKeyIsNamed() throws {
+        let spec = try CLI.run(["sweep", "--preset", "quick", "--print-spec"])
+        XCTAssertEqual(spec.status, 0, spec.stderr)
+        XCTAssertTrue(spec.stdout.contains("\"grids\""), spec.stdout)
+        let missing = try CLI.run(["sweep", "--preset", "quick"])
+        XCTAssertEqual(missing.status, 64, missing.stderr)
+        XCTAssertEqual(missing.stderr.split(separator: "\n").count, 1, missing.stderr)
+        XCTAssertTrue(missing.stderr.contains("--out is required"), missing.stderr)
+        let dir = try TempDir()
+        let file = dir.path("s.json")
+        try #"{"grids": [{"head": [64], "variants": ["mla"]}]}"#.write(toFile: file, atomically: true, encoding: .utf8)
+        let typo = try CLI.run(["sweep", "--spec", file, "--out", dir.path("t.csv")])
+        XCTAssertEqual(typo.status, 1, typo.stderr)
+        XCTAssertTrue(typo.stderr.contains("spec key 'grids.0.head' is unknown; did you mean 'heads'?"), typo.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path("t.csv")))
+    }
+
     func testIllegalCombinationsAreSkippedWithAReason() throws {
         let dir = try TempDir()
         let out = dir.path("i.csv")

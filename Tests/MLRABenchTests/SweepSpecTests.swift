@@ -222,4 +222,13 @@ final class SweepSpecTests: XCTestCase {
         let message = try refusedOnResume(columns.filter { !$0.hasPrefix("noise_") }, version: "4")
         XCTAssertTrue(message.contains("its header differs from this harness's schema 5, the file's rows are schema 4"), message)
     }
+
+    func testTheNearestKnownKeyIsOnlyNamedWhenItIsASlip() {
+        let keys = SweepSpec.Grid.keys
+        XCTAssertEqual(SweepSpec.nearest("head", in: keys), "heads")
+        XCTAssertEqual(SweepSpec.nearest("context", in: keys), "contexts")
+        XCTAssertEqual(SweepSpec.nearest("kv_rank", in: keys), "kv_ranks")
+        XCTAssertEqual(SweepSpec.nearest("Variants", in: keys), "variants")
+        XCTAssertNil(SweepSpec.nearest("temperature", in: keys))
+    }
 }
