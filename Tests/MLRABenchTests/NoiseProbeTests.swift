@@ -72,3 +72,25 @@ final class NoiseProbeTests: XCTestCase {
         XCTAssertNoThrow(try NoiseProbe.Settings().validate())
     }
 }
+
+/// FFTW missing at build time: the system-library target's header stops the build with a
+/// line naming the package (checked by preprocessing it with no system include path).
+final class FFTWBuildErrorTests: XCTestCase {
+    func testAMissingFFTWHeaderIsAnErrorNamingThePackage() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let empty = FileManager.default.temporaryDirectory.appendingPathComponent("no-fftw-\(UUID())")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: empty) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["cc", "-E", "-nostdinc", "-I", empty.path, root.appendingPathComponent("Sources/CFFTW/shim.h").path]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertNotEqual(p.terminationStatus, 0)
+        XCTAssertTrue(text.contains("FFTW 3 is missing: install libfftw3-dev"), text)
+    }
+}
