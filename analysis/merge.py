@@ -69,7 +69,7 @@ MEASUREMENT_KEY = [c for c in CONFIG_KEY if c not in ("tp_group", "host")]
 # numbers the repeats of one configuration within one run; `imbalance_us_median` is the
 # wait for the slowest rank, split off the collective time in `allreduce_us_median`.
 OPTIONAL_TEXT_COLUMNS = ["repeat"]
-OPTIONAL_NUMERIC_COLUMNS = ["imbalance_us_median"]
+OPTIONAL_NUMERIC_COLUMNS = ["imbalance_us_median", "allreduce_us_p10", "allreduce_us_p90"]
 # One measurement: a row of one run (and repeat) of a configuration on one TP group.
 UNIT_KEY = CONFIG_KEY + ["run_id", "repeat"]
 SAMPLES_COLUMNS = [

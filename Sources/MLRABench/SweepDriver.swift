@@ -17,6 +17,9 @@ public struct SweepOptions {
     public var seed: UInt64 = 0
     /// Self-test: perturb the checked output so validation must fail.
     public var injectValidationError = false
+    /// Self-test: the last rank of each TP group sleeps this long (µs) before each
+    /// collective of a timed step, so the wait must show in imbalance_us, not allreduce_us.
+    public var injectRankDelayUs = 0.0
     public init(out: String) { self.out = out }
 }
 
@@ -335,7 +338,8 @@ public final class SweepDriver {
                      "tp_group": "\(g?.replica ?? 0)", "context": "\(c.context)", "batch": "\(c.batch)", "n_head": "\(c.heads)",
                      "kv_lora_rank": "\(c.kvRank)", "kv_dtype": c.dtype.rawValue, "threads": "\(c.threads)", "timing_mode": c.timingMode.rawValue,
                      "step_index": "\(k)", "step_us": fmt(samples.step[k] * 1e6), "kernel_us": fmt(samples.kernel[k] * 1e6),
-                     "allreduce_us": c.scope == .kernel ? "" : fmt(samples.collective[k] * 1e6)]
+                     "allreduce_us": c.scope == .kernel ? "" : fmt(samples.collective[k] * 1e6),
+                     "imbalance_us": c.scope == .kernel ? "" : fmt(samples.wait[k] * 1e6)]
                 }
             }
         }
@@ -407,7 +411,11 @@ public final class SweepDriver {
         // Time it.
         switch mode {
         case .concurrent:
-            if p.active, let work { m.samples = TimingProtocol.concurrent(work, group: g!.group, kernel: timed, warmup: c.warmup, steps: c.steps) }
+            if p.active, let work, let group = g?.group {
+                if group.rank == group.size - 1 { group.injectedDelay = options.injectRankDelayUs * 1e-6 }
+                defer { group.injectedDelay = 0 }
+                m.samples = TimingProtocol.concurrent(work, group: group, kernel: timed, warmup: c.warmup, steps: c.steps)
+            }
             world.quietBarrier()
         case .isolated, .deviceShare:
             let local = TimingProtocol.isolatedLocal(work, world: world, tpSize: c.tp, tpRank: p.tpRank, kernel: p.active ? timed : nil,
@@ -417,7 +425,11 @@ public final class SweepDriver {
             } else if p.active, let work, let group = g?.group {
                 let comm = TimingProtocol.collectivesOnly(work.collectivePattern, group: group, warmup: c.warmup, steps: c.steps)
                 let stepMax = group.allReduceMax(local.step), kernelMax = group.allReduceMax(local.kernel)
-                m.samples = StepSamples(step: zip(stepMax, comm).map { $0 + $1 }, kernel: kernelMax, collective: comm)
+                let stepMin = group.allReduceMax(local.step.map { -$0 }).map { -$0 }
+                // The modelled step: every rank arrives when the slowest has done its local
+                // work, then the collectives run; the fastest rank waits max − min.
+                m.samples = StepSamples(step: zip(stepMax, comm).map { $0 + $1 }, kernel: kernelMax, collective: comm,
+                                        wait: zip(stepMax, stepMin).map { $0 - $1 })
             }
             world.quietBarrier()
         }
@@ -458,7 +470,12 @@ public final class SweepDriver {
         row["step_us_p90"] = fmt(stepStats.p90 * 1e6); row["step_us_min"] = fmt(stepStats.min * 1e6); row["step_us_max"] = fmt(stepStats.max * 1e6)
         row["kernel_us_median"] = fmt(kernelStats.median * 1e6); row["kernel_us_p10"] = fmt(kernelStats.p10 * 1e6)
         row["kernel_us_p90"] = fmt(kernelStats.p90 * 1e6)
-        row["allreduce_us_median"] = c.scope == .kernel ? "" : fmt(SampleStats(m.samples.collective).median * 1e6)
+        if c.scope != .kernel {
+            let collective = SampleStats(m.samples.collective)
+            row["allreduce_us_median"] = fmt(collective.median * 1e6)
+            row["allreduce_us_p10"] = fmt(collective.p10 * 1e6); row["allreduce_us_p90"] = fmt(collective.p90 * 1e6)
+            row["imbalance_us_median"] = fmt(SampleStats(m.samples.wait).median * 1e6)
+        }
         row["tokens_per_s"] = fmt(tokensPerSecond)
         row["achieved_gbs"] = fmt(Double(bytes) / kernelStats.median / 1e9)
         row["achieved_gflops"] = fmt(Double(flops) / kernelStats.median / 1e9)

@@ -55,6 +55,7 @@ struct SweepCommand: ParsableCommand {
     @Option(help: "Seed of the weights.") var seed: UInt64 = 0
     @Flag(help: "Silence progress on stderr.") var quiet = false
     @Flag(name: .customLong("inject-validation-error"), help: .hidden) var injectValidationError = false
+    @Option(name: .customLong("inject-rank-delay-us"), help: .hidden) var injectRankDelayUs: Double = 0
 
     enum IsolateChoice: String, ExpressibleByArgument { case auto, on, off }
 
@@ -65,6 +66,9 @@ struct SweepCommand: ParsableCommand {
                 // Every input is checked before the driver creates or resumes any file.
                 if let calibration { _ = try Calibration.load(path: calibration) }
                 if let gpuCalibration { _ = try GPUCalibration.load(path: gpuCalibration) }
+                guard injectRankDelayUs >= 0, injectRankDelayUs <= 1e6 else {
+                    throw HarnessError("--inject-rank-delay-us \(injectRankDelayUs) must lie in 0...1000000")
+                }
                 return try resolvedSpec(worldSize: world.size)
             }
             if printSpec {
@@ -75,6 +79,7 @@ struct SweepCommand: ParsableCommand {
             o.samples = samples; o.quiet = quiet; o.arrayTask = arrayTask; o.arrayCount = arrayCount
             o.isolate = isolate == .auto ? nil : isolate == .on
             o.calibrationPath = calibration; o.gpuCalibrationPath = gpuCalibration; o.seed = seed; o.injectValidationError = injectValidationError
+            o.injectRankDelayUs = injectRankDelayUs
             o.quickCalibration = preset == .quick
             let summary = try SweepDriver(spec: spec, options: o, world: world).run()
             if summary.interrupted { MPI.finalize(); Foundation.exit(130) }
