@@ -20,6 +20,8 @@ public struct SweepOptions {
     /// Self-test: the last rank of each TP group sleeps this long (µs) before each
     /// collective of a timed step, so the wait must show in imbalance_us, not allreduce_us.
     public var injectRankDelayUs = 0.0
+    /// --spread-warn: configurations whose step p90/p10 exceeds this are listed at the end.
+    public var spreadWarn = 1.5
     public init(out: String) { self.out = out }
 }
 
@@ -92,25 +94,49 @@ public final class SweepDriver {
             return c
         }
         var summary = SweepSummary()
-        let total = configs.count
-        for (i, config) in configs.enumerated() {
-            let stop = world.allReduce(Double(sweepStopRequested), max: true)
-            if stop > 0 {
-                summary.interrupted = true
-                progress("interrupted: stopping before configuration \(i + 1)/\(total); finished rows are in \(options.out); rerun the same command to resume")
-                break
+        let repeats = try world.collectively { try spec.checkedRepeats() }
+        // Interleaved: every configuration once, then every one again, so that drift of
+        // the machine over the run (thermal, neighbours, a bandwidth drop) is spread over
+        // all variants instead of biasing the ones measured last.
+        let total = configs.count * repeats
+        var skippedIndices = Set<Int>()
+        var spreads = [(label: String, spread: Double)]()
+        sweep: for round in 0..<repeats {
+            for (i, base) in configs.enumerated() {
+                var config = base
+                config.repeatIndex = round
+                let n = round * configs.count + i + 1
+                let stop = world.allReduce(Double(sweepStopRequested), max: true)
+                if stop > 0 {
+                    summary.interrupted = true
+                    progress("interrupted: stopping before configuration \(n)/\(total); finished rows are in \(options.out); rerun the same command to resume")
+                    break sweep
+                }
+                let label = config.label + (repeats > 1 ? " rep \(round)/\(repeats)" : "")
+                let tag = "[\(n)/\(total)] \(label)"
+                // Skipping depends on the configuration, not the repeat: decided (and said) once.
+                if skippedIndices.contains(i) { continue }
+                if done.contains(config.key) { summary.resumed += 1; progress("\(tag): already in \(options.out), skipped"); continue }
+                if let reason = try config.skipReason() ?? memoryShortfall(config) {
+                    summary.skipped += 1; skippedIndices.insert(i); progress("\(tag): skipped: \(reason)"); continue
+                }
+                let step = try measure(config)
+                summary.measured += 1
+                let spread = step.p10 > 0 ? step.p90 / step.p10 : .infinity
+                if spread > options.spreadWarn { spreads.append((label, spread)) }
+                let elapsed = MPI.wtime() - started
+                let eta = elapsed / Double(n) * Double(total - n)
+                progress(String(format: "%@: step median %.1f µs, p90/p10 %.2f · elapsed %.0f s · ETA %.0f s",
+                                tag, step.median * 1e6, spread, elapsed, eta))
             }
-            let tag = "[\(i + 1)/\(total)] \(config.label)"
-            if done.contains(config.key) { summary.resumed += 1; progress("\(tag): already in \(options.out), skipped"); continue }
-            if let reason = config.skipReason() { summary.skipped += 1; progress("\(tag): skipped: \(reason)"); continue }
-            if let reason = try memoryShortfall(config) { summary.skipped += 1; progress("\(tag): skipped: \(reason)"); continue }
-            let median = try measure(config)
-            summary.measured += 1
-            let elapsed = MPI.wtime() - started
-            let eta = elapsed / Double(i + 1) * Double(total - i - 1)
-            progress(String(format: "%@: step median %.1f µs · elapsed %.0f s · ETA %.0f s", tag, median * 1e6, elapsed, eta))
         }
         progress("sweep done: \(summary.measured) measured, \(summary.resumed) already present, \(summary.skipped) skipped → \(options.out)")
+        if world.rank == 0, !spreads.isEmpty {
+            // Not silenced by --quiet: these rows are in the CSV, and a reader should know.
+            let list = spreads.map { String(format: "%@ (%.2f)", $0.label, $0.spread) }.joined(separator: "; ")
+            FileHandle.standardError.write(Data(("mlra: warning: \(spreads.count) measurement\(spreads.count == 1 ? "" : "s") "
+                + String(format: "spread p90/p10 above %.2f (--spread-warn): ", options.spreadWarn) + list + "\n").utf8))
+        }
         return summary
     }
 
@@ -315,8 +341,8 @@ public final class SweepDriver {
         var columns: [String: String] = [:]
     }
 
-    /// Validates and times one configuration; returns the median step seconds.
-    func measure(_ c: SweepConfig) throws -> Double {
+    /// Validates and times one configuration; returns the step's median, p10 and p90 (seconds).
+    func measure(_ c: SweepConfig) throws -> (median: Double, p10: Double, p90: Double) {
         let layout = try c.attentionConfig.layout()
         let cost = try DecodeCost(layout, tp: c.tp, dtype: c.dtype)
         let p = try placement(c)
@@ -337,6 +363,7 @@ public final class SweepDriver {
                     ["run_id": metadata["run_id"]!, "config_id": c.configID, "variant": c.variant.rawValue, "scope": c.scope.rawValue, "tp": "\(c.tp)",
                      "tp_group": "\(g?.replica ?? 0)", "context": "\(c.context)", "batch": "\(c.batch)", "n_head": "\(c.heads)",
                      "kv_lora_rank": "\(c.kvRank)", "kv_dtype": c.dtype.rawValue, "threads": "\(c.threads)", "timing_mode": c.timingMode.rawValue,
+                     "repeat": "\(c.repeatIndex)",
                      "step_index": "\(k)", "step_us": fmt(samples.step[k] * 1e6), "kernel_us": fmt(samples.kernel[k] * 1e6),
                      "allreduce_us": c.scope == .kernel ? "" : fmt(samples.collective[k] * 1e6),
                      "imbalance_us": c.scope == .kernel ? "" : fmt(samples.wait[k] * 1e6)]
@@ -365,8 +392,8 @@ public final class SweepDriver {
                 throw error
             }
         }
-        let median = world.broadcast(rows.first?["step_us_median"] ?? "0")
-        return (Double(median) ?? 0) / 1e6
+        let step = ["step_us_median", "step_us_p10", "step_us_p90"].map { (Double(world.broadcast(rows.first?[$0] ?? "0")) ?? 0) / 1e6 }
+        return (step[0], step[1], step[2])
     }
 
     /// A cpu configuration: the rank's workload in its scope, validated, then timed by TimingProtocol.
