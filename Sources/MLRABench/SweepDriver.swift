@@ -22,6 +22,8 @@ public struct SweepOptions {
     public var injectRankDelayUs = 0.0
     /// --spread-warn: configurations whose step p90/p10 exceeds this are listed at the end.
     public var spreadWarn = 1.5
+    /// --recalibrate: replace the calibration stored beside --out instead of reusing it.
+    public var recalibrate = false
     public init(out: String) { self.out = out }
 }
 
@@ -51,6 +53,8 @@ public final class SweepDriver {
     /// --calibration and --gpu-calibration, loaded (on rank 0) with the other inputs, before any output is touched.
     var calibrationFile: Calibration?
     var gpuCalibrationFile: GPUCalibration?
+    /// The calibration stored beside --out by an earlier run (CalibrationStore), read on rank 0 with the inputs.
+    var storedCalibration: CalibrationStore?
     /// This rank's GPU, bound when the sweep has cuda configurations to run (SweepDriver+CUDA).
     var gpu: CUDADevice?
     /// The cuda rows' roofline, decided on rank 0 in `prepareMetadata`.
@@ -148,6 +152,20 @@ public final class SweepDriver {
     func openOutputs() throws -> [String] {
         if let path = options.calibrationPath { calibrationFile = try Calibration.load(path: path) }
         if let path = options.gpuCalibrationPath { gpuCalibrationFile = try GPUCalibration.load(path: path) }
+        if !options.recalibrate, let stored = try CalibrationStore.load(for: options.out) {
+            // An explicit calibration that is not the stored one would hold the rows to come
+            // to another roofline than the file's rows (under another calib_source): refused.
+            let storePath = CalibrationStore.path(for: options.out)
+            if calibrationFile != nil, !stored.cpu.isEmpty, try calibrationSource(calibrationFile) != stored.cpuSource {
+                throw HarnessError("\(options.out)'s rows are held to the calibration in \(storePath) (calib_source \(stored.cpuSource)), "
+                                   + "--calibration gives another (\(try calibrationSource(calibrationFile))); give --recalibrate to replace it, or write to a new file")
+            }
+            if gpuCalibrationFile != nil, let source = stored.gpuSource, "gpu-" + (try calibrationSource(gpuCalibrationFile)) != source {
+                throw HarnessError("\(options.out)'s cuda rows are held to the GPU calibration in \(storePath) (calib_source \(source)), "
+                                   + "--gpu-calibration gives another; give --recalibrate to replace it, or write to a new file")
+            }
+            storedCalibration = stored
+        }
         try checkWritable(options.out)
         if let s = options.samples {
             try checkWritable(s)
@@ -189,39 +207,67 @@ public final class SweepDriver {
     /// or measured on rank 0's GPU), the timing mode, and the run's metadata columns —
     /// all decided on rank 0 and broadcast, so every rank takes the same decisions.
     func prepareMetadata(threadCounts: [Int]) throws {
+        // The store beside --out: what this run's rows are held to, and what the next run reuses.
+        var store = storedCalibration ?? CalibrationStore(cpu: [:], cpuSource: "")
+        func measureCPU(_ t: Int, quick: Bool) throws -> Calibration {
+            let cal = try Calibration.measure(threads: t, quick: quick)
+            progress(String(format: "calibration (%d thread%@): read %.1f GB/s, triad %.1f GB/s, sgemm %.1f GFLOP/s, FMA loop %.1f GFLOP/s",
+                            cal.threads, cal.threads == 1 ? "" : "s", cal.readGBs, cal.triadGBs, cal.sgemmGFlops, cal.fmaGFlops))
+            return cal
+        }
         let calText = try world.collectively { () throws -> String in
             guard world.rank == 0 else { return "" }
             var cals = [String: Calibration]()
-            if let cal = calibrationFile {
-                for t in threadCounts { cals["\(t)"] = cal }
-            } else {
+            if let stored = storedCalibration, !stored.cpu.isEmpty {
+                // Reused, with its calib_source; a thread count it lacks is measured the same
+                // way (quick or not) and added, so the source stays true for every row.
                 for t in threadCounts {
-                    let cal = try Calibration.measure(threads: t, quick: options.quickCalibration)
-                    progress(String(format: "calibration (%d thread%@): read %.1f GB/s, triad %.1f GB/s, sgemm %.1f GFLOP/s, FMA loop %.1f GFLOP/s",
-                                    cal.threads, cal.threads == 1 ? "" : "s", cal.readGBs, cal.triadGBs, cal.sgemmGFlops, cal.fmaGFlops))
-                    cals["\(t)"] = cal
+                    if let cal = stored.cpu(threads: t) { cals["\(t)"] = cal; continue }
+                    let cal = try measureCPU(t, quick: stored.cpuSource == "measured-quick")
+                    cals["\(t)"] = cal; store.cpu["\(t)"] = cal
+                }
+            } else {
+                store.cpuSource = try calibrationSource(calibrationFile)
+                if let cal = calibrationFile {
+                    for t in threadCounts { cals["\(t)"] = cal }
+                    if !threadCounts.isEmpty { store.cpu = ["\(cal.threads)": cal] }
+                } else {
+                    for t in threadCounts { cals["\(t)"] = try measureCPU(t, quick: options.quickCalibration) }
+                    store.cpu = cals
                 }
             }
-            return String(decoding: try JSONEncoder().encode(cals), as: UTF8.self)
+            return String(decoding: try JSONEncoder().encode(CalibrationStore(cpu: cals, cpuSource: store.cpuSource)), as: UTF8.self)
         }
-        let decoded = try JSONDecoder().decode([String: Calibration].self, from: Data(world.broadcast(calText).utf8))
-        calibrations = Dictionary(uniqueKeysWithValues: decoded.compactMap { k, v in Int(k).map { ($0, v) } })
+        let decoded = try JSONDecoder().decode(CalibrationStore.self, from: Data(world.broadcast(calText).utf8))
+        calibrations = Dictionary(uniqueKeysWithValues: decoded.cpu.compactMap { k, v in Int(k).map { ($0, v) } })
+        calibSources[.cpu] = decoded.cpuSource
+        calibSources[.cuda] = world.broadcast(world.rank == 0 ? "gpu-" + (try calibrationSource(gpuCalibrationFile)) : "")
         if let gpu {
             let gpuText = try world.collectively { () throws -> String in
                 guard world.rank == 0 else { return "" }
+                if let cal = storedCalibration?.gpu, let source = storedCalibration?.gpuSource {
+                    return String(decoding: try JSONEncoder().encode(CalibrationStore(cpu: [:], cpuSource: "-", gpu: cal, gpuSource: source)), as: UTF8.self)
+                }
                 let cal = try gpuCalibrationFile ?? GPUCalibration.measure(device: gpu, quick: options.quickCalibration)
                 if gpuCalibrationFile == nil {
                     progress(String(format: "GPU calibration (%@): read %.1f GB/s, copy %.1f GB/s, tensor bf16 %.1f TFLOP/s, f32 FMA %.1f TFLOP/s",
                                     cal.gpuName, cal.readGBs, cal.copyGBs, cal.tensorTFlops, cal.fmaTFlops))
                 }
-                return String(decoding: try JSONEncoder().encode(cal), as: UTF8.self)
+                store.gpu = cal; store.gpuSource = "gpu-" + (try calibrationSource(gpuCalibrationFile))
+                return String(decoding: try JSONEncoder().encode(store), as: UTF8.self)
             }
-            gpuCalibration = try JSONDecoder().decode(GPUCalibration.self, from: Data(world.broadcast(gpuText).utf8))
+            let got = try JSONDecoder().decode(CalibrationStore.self, from: Data(world.broadcast(gpuText).utf8))
+            gpuCalibration = got.gpu
+            calibSources[.cuda] = got.gpuSource ?? calibSources[.cuda]
+        }
+        // Stored only now, after every input was checked and the measurement succeeded,
+        // and before any row refers to it.
+        try world.collectively {
+            guard world.rank == 0, store != storedCalibration, !store.cpu.isEmpty || store.gpu != nil else { return }
+            try store.write(for: options.out)
         }
         isolate = world.broadcast(world.rank == 0 ? (localIsolationVerdict ? "1" : "0") : "") == "1"
         let runId = world.broadcast(world.rank == 0 ? String(UInt64.random(in: 0...UInt64.max), radix: 16) : "")
-        calibSources[.cpu] = world.broadcast(world.rank == 0 ? try calibrationSource(calibrationFile) : "")
-        calibSources[.cuda] = world.broadcast(world.rank == 0 ? "gpu-" + (try calibrationSource(gpuCalibrationFile)) : "")
         metadata = [
             "schema_version": ResultsSchema.version, "run_id": runId, "harness_version": HarnessVersion.string,
             "git_rev": world.broadcast(world.rank == 0 ? gitRevision() : ""), "mpi_library": MPI.libraryVersion,

@@ -49,6 +49,8 @@ struct SweepCommand: ParsableCommand {
     @Option(name: .customLong("array-task"), help: "Run only configurations with index mod --array-count == this.") var arrayTask = 0
     @Option(name: .customLong("array-count"), help: "Number of array tasks splitting the sweep.") var arrayCount = 1
     @Option(help: "Calibration JSON from 'mlra calibrate --format json' (default: measure now).") var calibration: String?
+    @Flag(help: "Measure (or take --calibration) again and replace the calibration stored beside --out (by default the CSV's rows all share the first run's).")
+    var recalibrate = false
     @Option(name: .customLong("gpu-calibration"),
             help: "GPU calibration JSON from 'mlra calibrate --device cuda --format json' for cuda rows (default: measure on rank 0's GPU).")
     var gpuCalibration: String?
@@ -86,7 +88,7 @@ struct SweepCommand: ParsableCommand {
             o.samples = samples; o.quiet = quiet; o.arrayTask = arrayTask; o.arrayCount = arrayCount
             o.isolate = isolate == .auto ? nil : isolate == .on
             o.calibrationPath = calibration; o.gpuCalibrationPath = gpuCalibration; o.seed = seed; o.injectValidationError = injectValidationError
-            o.injectRankDelayUs = injectRankDelayUs; o.spreadWarn = spreadWarn
+            o.injectRankDelayUs = injectRankDelayUs; o.spreadWarn = spreadWarn; o.recalibrate = recalibrate
             o.quickCalibration = preset == .quick
             let summary = try SweepDriver(spec: spec, options: o, world: world).run()
             if summary.interrupted { MPI.finalize(); Foundation.exit(130) }
