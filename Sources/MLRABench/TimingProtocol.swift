@@ -11,7 +11,8 @@ public struct StepSamples {
     /// Seconds per timed step (max over the group's ranks).
     public var step: [Double]
     public var kernel: [Double]
-    /// The collectives alone, after the barrier that waits for the group's last rank.
+    /// The collectives alone, after the barrier that waits for the group's last rank
+    /// (concurrent mode: min over ranks, see `concurrent`).
     public var collective: [Double]
     /// The wait in that barrier: max over ranks, i.e. the fastest rank's wait for the
     /// slowest (0 where nothing is communicated).
@@ -59,8 +60,14 @@ public enum TimingProtocol {
             s.collective.append(group.collectiveSeconds - c0)
             s.wait.append(group.waitSeconds - w0)
         }
+        // The collective per step is the min over ranks, not the max: ranks leave the barrier
+        // at slightly different times (on a loaded node one may not run for milliseconds),
+        // and a rank that enters the collective first waits inside it for the others. The
+        // rank that enters last waits for no one: its time is the communication, and every
+        // rank of an all-reduce takes part in all of it, so no rank needs less.
         return StepSamples(step: group.allReduceMax(s.step), kernel: group.allReduceMax(s.kernel),
-                           collective: group.allReduceMax(s.collective), wait: group.allReduceMax(s.wait))
+                           collective: group.allReduceMax(s.collective.map { -$0 }).map { -$0 },
+                           wait: group.allReduceMax(s.wait))
     }
 
     /// Local work timed on this rank alone: every rank of `world` takes its turn
