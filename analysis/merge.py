@@ -66,14 +66,16 @@ def read_resume_key(path: str = RESUME_KEY_FILE) -> list[str]:
 # (one row each), and per host (the same configuration on two machines is two
 # measurements). Rows that agree on all of these but not on run_id (or `repeat`) are
 # repeats or reruns of one measurement: all are kept (UNIT_KEY).
-CONFIG_KEY = read_resume_key() + ["tp_group", "host"]
+# The harness's key also holds `repeat` (so a killed run resumes at its repeat); here
+# repeats of one configuration are one configuration, told apart by UNIT_KEY.
+CONFIG_KEY = [c for c in read_resume_key() if c != "repeat"] + ["tp_group", "host"]
 # A configuration as the tables show it: TP groups and hosts merged (tables.collapse_groups).
 MEASUREMENT_KEY = [c for c in CONFIG_KEY if c not in ("tp_group", "host")]
 # Columns a newer harness may add; absent ones are empty, without a warning. `repeat`
 # numbers the repeats of one configuration within one run; `imbalance_us_median` is the
 # wait for the slowest rank, split off the collective time in `allreduce_us_median`.
 OPTIONAL_TEXT_COLUMNS = ["repeat"]
-OPTIONAL_NUMERIC_COLUMNS = ["imbalance_us_median"]
+OPTIONAL_NUMERIC_COLUMNS = ["imbalance_us_median", "allreduce_us_p10", "allreduce_us_p90"]
 # One measurement: a row of one run (and repeat) of a configuration on one TP group.
 UNIT_KEY = CONFIG_KEY + ["run_id", "repeat"]
 SAMPLES_COLUMNS = [

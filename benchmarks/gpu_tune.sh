@@ -13,7 +13,7 @@ run() {  # label, flags...
     local out; out=$("$mlra" bench --device cuda "${common[@]}" "$@" 2>&1) || { printf '%-44s failed: %s\n' "$label" "${out##*$'\n'}"; return; }
     python3 -c 'import csv, sys
 r = next(csv.DictReader(sys.stdin))
-print("%-44s %9.1f us  %6.3f of read BW  %s" % (sys.argv[1], float(r["graph_us_median"]), float(r["read_bw_fraction"]), r["kernel"]))' "$label" <<< "$out"
+print("%-44s %9.1f us  %6.3f of read BW  %s" % (sys.argv[1], float(r["kernel_us_median"]), float(r["read_bw_fraction"]), r["gpu_kernel"]))' "$label" <<< "$out"
 }
 printf 'context %s, bf16, batch 1\n' "$L"
 for shape in "mlra4:--variant mlra4 --heads 64 --tp 4" "gqa:--variant gqa --heads 64 --kv-heads 8 --tp 8"; do

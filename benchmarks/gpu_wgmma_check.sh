@@ -25,7 +25,7 @@ bench() {  # label, flags...
     local o; o=$(timeout 90 "$mlra" bench --device cuda "${common[@]}" "$@" 2>&1) || { printf '%-40s failed: %s\n' "$label" "${o##*$'\n'}"; return; }
     python3 -c 'import csv, sys
 r = next(csv.DictReader(sys.stdin))
-print("%-40s %9.1f us  %6.3f of read BW  %s" % (sys.argv[1], float(r["graph_us_median"]), float(r["read_bw_fraction"]), r["kernel"]))' "$label" <<< "$o"
+print("%-40s %9.1f us  %6.3f of read BW  %s" % (sys.argv[1], float(r["kernel_us_median"]), float(r["read_bw_fraction"]), r["gpu_kernel"]))' "$label" <<< "$o"
 }
 shapes=("mla:--variant mla --heads 64 --tp 1" "gla2:--variant gla2 --heads 64 --tp 2" "mlra4:--variant mlra4 --heads 64 --tp 4")
 for L in 131072 524288 2097152; do

@@ -143,10 +143,10 @@ def main():
                 for t in THREADS:
                     steps = 5 if a.quick else (a.long_steps if ctx >= 131072 else a.steps)
                     r = mlra_bench(a.mlra, args, ctx, dt, t, cal[t][0], steps)
-                    med = float(r["lat_us_median"])
+                    med = float(r["step_us_median"])
                     tus = float("nan") if a.no_torch else torch_latency_isolated(shape, ctx, dt, t, steps) * 1e6
                     row = dict(shape=name, context=ctx, kv_dtype=dt, threads=t, mlra_us_median=med,
-                               mlra_us_p10=float(r["lat_us_p10"]), mlra_us_p90=float(r["lat_us_p90"]),
+                               mlra_us_p10=float(r["step_us_p10"]), mlra_us_p90=float(r["step_us_p90"]),
                                roofline_us=float(r["roofline_us"]), roofline_limit=r["roofline_limit"],
                                roofline_fraction=float(r["roofline_fraction"]), torch_us_median=tus,
                                ratio_vs_torch=tus / med, peak_rss_mb=int(r["peak_rss_bytes"]) / 1e6,

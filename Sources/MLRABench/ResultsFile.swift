@@ -14,17 +14,19 @@ public enum ResultsSchema {
         "variant", "scope", "tp", "dp", "tp_group", "context", "batch", "n_layer", "n_embd", "n_head", "head_dim",
         "rope_dim", "kv_lora_rank", "q_lora_rank", "block_width", "kv_heads", "intermediate_size", "vocab_size", "kv_dtype",
         "threads", "device", "kernel_isa", "gpu_kernel"] + CUDADevice.csvColumns + [
-        "timing_mode", "cold_cache", "seed",
+        "timing_mode", "cold_cache", "seed", "repeat",
         "kv_elems_per_token", "kv_bytes_per_token", "kv_bytes_per_rank", "kernel_bytes_per_step", "kernel_flops_per_step",
         "weight_bytes_per_rank", "allreduce_bytes_per_step", "allreduce_count_per_step",
         "validation", "validation_max_err", "warmup_steps", "timed_steps", "timer_resolution_us",
         "step_us_median", "step_us_p10", "step_us_p90", "step_us_min", "step_us_max",
         "kernel_us_median", "kernel_us_p10", "kernel_us_p90", "allreduce_us_median",
+        "allreduce_us_p10", "allreduce_us_p90", "imbalance_us_median",
         "tokens_per_s", "achieved_gbs", "achieved_gflops", "roofline_us", "roofline_fraction",
     ]
     public static let sampleColumns = [
         "run_id", "config_id", "variant", "scope", "tp", "tp_group", "context", "batch", "n_head", "kv_lora_rank", "kv_dtype",
-        "threads", "timing_mode", "step_index", "step_us", "kernel_us", "allreduce_us",
+        "threads", "timing_mode", "repeat", "step_index", "step_us", "kernel_us", "allreduce_us",
+        "imbalance_us",
     ]
 }
 

@@ -19,6 +19,13 @@ public struct SweepOptions {
     public var injectValidationError = false
     /// The FTQ noise probe run on every rank before measuring (nil: --no-noise-probe).
     public var noiseProbe: NoiseProbe.Settings? = NoiseProbe.Settings(budget: 1)
+    /// Self-test: the last rank of each TP group sleeps this long (µs) before each
+    /// collective of a timed step, so the wait must show in imbalance_us, not allreduce_us.
+    public var injectRankDelayUs = 0.0
+    /// --spread-warn: configurations whose step p90/p10 exceeds this are listed at the end.
+    public var spreadWarn = 1.5
+    /// --recalibrate: replace the calibration stored beside --out instead of reusing it.
+    public var recalibrate = false
     public init(out: String) { self.out = out }
 }
 
@@ -48,6 +55,8 @@ public final class SweepDriver {
     /// --calibration and --gpu-calibration, loaded (on rank 0) with the other inputs, before any output is touched.
     var calibrationFile: Calibration?
     var gpuCalibrationFile: GPUCalibration?
+    /// The calibration stored beside --out by an earlier run (CalibrationStore), read on rank 0 with the inputs.
+    var storedCalibration: CalibrationStore?
     /// This rank's GPU, bound when the sweep has cuda configurations to run (SweepDriver+CUDA).
     var gpu: CUDADevice?
     /// The cuda rows' roofline, decided on rank 0 in `prepareMetadata`.
@@ -84,7 +93,6 @@ public final class SweepDriver {
         let done = Set(world.broadcast(doneText).split(separator: "\n").map(String.init))
 
         try prepareMetadata(threadCounts: Array(Set(mine.filter { $0.device == .cpu }.map(\.threads))).sorted())
-        if mine.contains(where: { !done.contains($0.key) }) { try probeNoise() }
         // The run-wide settings that are part of the resume key, now that every rank agreed on them.
         let configs = mine.map { c in
             var c = c
@@ -92,25 +100,54 @@ public final class SweepDriver {
             return c
         }
         var summary = SweepSummary()
-        let total = configs.count
-        for (i, config) in configs.enumerated() {
-            let stop = world.allReduce(Double(sweepStopRequested), max: true)
-            if stop > 0 {
-                summary.interrupted = true
-                progress("interrupted: stopping before configuration \(i + 1)/\(total); finished rows are in \(options.out); rerun the same command to resume")
-                break
+        let repeats = try world.collectively { try spec.checkedRepeats() }
+        // The node's noise, once per run that has anything left to measure.
+        let pending = configs.contains { c in
+            (0..<repeats).contains { r in var k = c; k.repeatIndex = r; return !done.contains(k.key) }
+        }
+        if pending { try probeNoise() }
+        // Interleaved: every configuration once, then every one again, so that drift of
+        // the machine over the run (thermal, neighbours, a bandwidth drop) is spread over
+        // all variants instead of biasing the ones measured last.
+        let total = configs.count * repeats
+        var skippedIndices = Set<Int>()
+        var spreads = [(label: String, spread: Double)]()
+        sweep: for round in 0..<repeats {
+            for (i, base) in configs.enumerated() {
+                var config = base
+                config.repeatIndex = round
+                let n = round * configs.count + i + 1
+                let stop = world.allReduce(Double(sweepStopRequested), max: true)
+                if stop > 0 {
+                    summary.interrupted = true
+                    progress("interrupted: stopping before configuration \(n)/\(total); finished rows are in \(options.out); rerun the same command to resume")
+                    break sweep
+                }
+                let label = config.label + (repeats > 1 ? " rep \(round)/\(repeats)" : "")
+                let tag = "[\(n)/\(total)] \(label)"
+                // Skipping depends on the configuration, not the repeat: decided (and said) once.
+                if skippedIndices.contains(i) { continue }
+                if done.contains(config.key) { summary.resumed += 1; progress("\(tag): already in \(options.out), skipped"); continue }
+                if let reason = try config.skipReason() ?? memoryShortfall(config) {
+                    summary.skipped += 1; skippedIndices.insert(i); progress("\(tag): skipped: \(reason)"); continue
+                }
+                let step = try measure(config)
+                summary.measured += 1
+                let spread = step.p10 > 0 ? step.p90 / step.p10 : .infinity
+                if spread > options.spreadWarn { spreads.append((label, spread)) }
+                let elapsed = MPI.wtime() - started
+                let eta = elapsed / Double(n) * Double(total - n)
+                progress(String(format: "%@: step median %.1f µs, p90/p10 %.2f · elapsed %.0f s · ETA %.0f s",
+                                tag, step.median * 1e6, spread, elapsed, eta))
             }
-            let tag = "[\(i + 1)/\(total)] \(config.label)"
-            if done.contains(config.key) { summary.resumed += 1; progress("\(tag): already in \(options.out), skipped"); continue }
-            if let reason = config.skipReason() { summary.skipped += 1; progress("\(tag): skipped: \(reason)"); continue }
-            if let reason = try memoryShortfall(config) { summary.skipped += 1; progress("\(tag): skipped: \(reason)"); continue }
-            let median = try measure(config)
-            summary.measured += 1
-            let elapsed = MPI.wtime() - started
-            let eta = elapsed / Double(i + 1) * Double(total - i - 1)
-            progress(String(format: "%@: step median %.1f µs · elapsed %.0f s · ETA %.0f s", tag, median * 1e6, elapsed, eta))
         }
         progress("sweep done: \(summary.measured) measured, \(summary.resumed) already present, \(summary.skipped) skipped → \(options.out)")
+        if world.rank == 0, !spreads.isEmpty {
+            // Not silenced by --quiet: these rows are in the CSV, and a reader should know.
+            let list = spreads.map { String(format: "%@ (%.2f)", $0.label, $0.spread) }.joined(separator: "; ")
+            FileHandle.standardError.write(Data(("mlra: warning: \(spreads.count) measurement\(spreads.count == 1 ? "" : "s") "
+                + String(format: "spread p90/p10 above %.2f (--spread-warn): ", options.spreadWarn) + list + "\n").utf8))
+        }
         return summary
     }
 
@@ -122,6 +159,20 @@ public final class SweepDriver {
     func openOutputs() throws -> [String] {
         if let path = options.calibrationPath { calibrationFile = try Calibration.load(path: path) }
         if let path = options.gpuCalibrationPath { gpuCalibrationFile = try GPUCalibration.load(path: path) }
+        if !options.recalibrate, let stored = try CalibrationStore.load(for: options.out) {
+            // An explicit calibration that is not the stored one would hold the rows to come
+            // to another roofline than the file's rows (under another calib_source): refused.
+            let storePath = CalibrationStore.path(for: options.out)
+            if calibrationFile != nil, !stored.cpu.isEmpty, try calibrationSource(calibrationFile) != stored.cpuSource {
+                throw HarnessError("\(options.out)'s rows are held to the calibration in \(storePath) (calib_source \(stored.cpuSource)), "
+                                   + "--calibration gives another (\(try calibrationSource(calibrationFile))); give --recalibrate to replace it, or write to a new file")
+            }
+            if gpuCalibrationFile != nil, let source = stored.gpuSource, "gpu-" + (try calibrationSource(gpuCalibrationFile)) != source {
+                throw HarnessError("\(options.out)'s cuda rows are held to the GPU calibration in \(storePath) (calib_source \(source)), "
+                                   + "--gpu-calibration gives another; give --recalibrate to replace it, or write to a new file")
+            }
+            storedCalibration = stored
+        }
         try checkWritable(options.out)
         if let s = options.samples {
             try checkWritable(s)
@@ -163,39 +214,67 @@ public final class SweepDriver {
     /// or measured on rank 0's GPU), the timing mode, and the run's metadata columns —
     /// all decided on rank 0 and broadcast, so every rank takes the same decisions.
     func prepareMetadata(threadCounts: [Int]) throws {
+        // The store beside --out: what this run's rows are held to, and what the next run reuses.
+        var store = storedCalibration ?? CalibrationStore(cpu: [:], cpuSource: "")
+        func measureCPU(_ t: Int, quick: Bool) throws -> Calibration {
+            let cal = try Calibration.measure(threads: t, quick: quick)
+            progress(String(format: "calibration (%d thread%@): read %.1f GB/s, triad %.1f GB/s, sgemm %.1f GFLOP/s, FMA loop %.1f GFLOP/s",
+                            cal.threads, cal.threads == 1 ? "" : "s", cal.readGBs, cal.triadGBs, cal.sgemmGFlops, cal.fmaGFlops))
+            return cal
+        }
         let calText = try world.collectively { () throws -> String in
             guard world.rank == 0 else { return "" }
             var cals = [String: Calibration]()
-            if let cal = calibrationFile {
-                for t in threadCounts { cals["\(t)"] = cal }
-            } else {
+            if let stored = storedCalibration, !stored.cpu.isEmpty {
+                // Reused, with its calib_source; a thread count it lacks is measured the same
+                // way (quick or not) and added, so the source stays true for every row.
                 for t in threadCounts {
-                    let cal = try Calibration.measure(threads: t, quick: options.quickCalibration)
-                    progress(String(format: "calibration (%d thread%@): read %.1f GB/s, triad %.1f GB/s, sgemm %.1f GFLOP/s, FMA loop %.1f GFLOP/s",
-                                    cal.threads, cal.threads == 1 ? "" : "s", cal.readGBs, cal.triadGBs, cal.sgemmGFlops, cal.fmaGFlops))
-                    cals["\(t)"] = cal
+                    if let cal = stored.cpu(threads: t) { cals["\(t)"] = cal; continue }
+                    let cal = try measureCPU(t, quick: stored.cpuSource == "measured-quick")
+                    cals["\(t)"] = cal; store.cpu["\(t)"] = cal
+                }
+            } else {
+                store.cpuSource = try calibrationSource(calibrationFile)
+                if let cal = calibrationFile {
+                    for t in threadCounts { cals["\(t)"] = cal }
+                    if !threadCounts.isEmpty { store.cpu = ["\(cal.threads)": cal] }
+                } else {
+                    for t in threadCounts { cals["\(t)"] = try measureCPU(t, quick: options.quickCalibration) }
+                    store.cpu = cals
                 }
             }
-            return String(decoding: try JSONEncoder().encode(cals), as: UTF8.self)
+            return String(decoding: try JSONEncoder().encode(CalibrationStore(cpu: cals, cpuSource: store.cpuSource)), as: UTF8.self)
         }
-        let decoded = try JSONDecoder().decode([String: Calibration].self, from: Data(world.broadcast(calText).utf8))
-        calibrations = Dictionary(uniqueKeysWithValues: decoded.compactMap { k, v in Int(k).map { ($0, v) } })
+        let decoded = try JSONDecoder().decode(CalibrationStore.self, from: Data(world.broadcast(calText).utf8))
+        calibrations = Dictionary(uniqueKeysWithValues: decoded.cpu.compactMap { k, v in Int(k).map { ($0, v) } })
+        calibSources[.cpu] = decoded.cpuSource
+        calibSources[.cuda] = world.broadcast(world.rank == 0 ? "gpu-" + (try calibrationSource(gpuCalibrationFile)) : "")
         if let gpu {
             let gpuText = try world.collectively { () throws -> String in
                 guard world.rank == 0 else { return "" }
+                if let cal = storedCalibration?.gpu, let source = storedCalibration?.gpuSource {
+                    return String(decoding: try JSONEncoder().encode(CalibrationStore(cpu: [:], cpuSource: "-", gpu: cal, gpuSource: source)), as: UTF8.self)
+                }
                 let cal = try gpuCalibrationFile ?? GPUCalibration.measure(device: gpu, quick: options.quickCalibration)
                 if gpuCalibrationFile == nil {
                     progress(String(format: "GPU calibration (%@): read %.1f GB/s, copy %.1f GB/s, tensor bf16 %.1f TFLOP/s, f32 FMA %.1f TFLOP/s",
                                     cal.gpuName, cal.readGBs, cal.copyGBs, cal.tensorTFlops, cal.fmaTFlops))
                 }
-                return String(decoding: try JSONEncoder().encode(cal), as: UTF8.self)
+                store.gpu = cal; store.gpuSource = "gpu-" + (try calibrationSource(gpuCalibrationFile))
+                return String(decoding: try JSONEncoder().encode(store), as: UTF8.self)
             }
-            gpuCalibration = try JSONDecoder().decode(GPUCalibration.self, from: Data(world.broadcast(gpuText).utf8))
+            let got = try JSONDecoder().decode(CalibrationStore.self, from: Data(world.broadcast(gpuText).utf8))
+            gpuCalibration = got.gpu
+            calibSources[.cuda] = got.gpuSource ?? calibSources[.cuda]
+        }
+        // Stored only now, after every input was checked and the measurement succeeded,
+        // and before any row refers to it.
+        try world.collectively {
+            guard world.rank == 0, store != storedCalibration, !store.cpu.isEmpty || store.gpu != nil else { return }
+            try store.write(for: options.out)
         }
         isolate = world.broadcast(world.rank == 0 ? (localIsolationVerdict ? "1" : "0") : "") == "1"
         let runId = world.broadcast(world.rank == 0 ? String(UInt64.random(in: 0...UInt64.max), radix: 16) : "")
-        calibSources[.cpu] = world.broadcast(world.rank == 0 ? try calibrationSource(calibrationFile) : "")
-        calibSources[.cuda] = world.broadcast(world.rank == 0 ? "gpu-" + (try calibrationSource(gpuCalibrationFile)) : "")
         metadata = [
             "schema_version": ResultsSchema.version, "run_id": runId, "harness_version": HarnessVersion.string,
             "git_rev": world.broadcast(world.rank == 0 ? gitRevision() : ""), "mpi_library": MPI.libraryVersion,
@@ -337,8 +416,8 @@ public final class SweepDriver {
         var columns: [String: String] = [:]
     }
 
-    /// Validates and times one configuration; returns the median step seconds.
-    func measure(_ c: SweepConfig) throws -> Double {
+    /// Validates and times one configuration; returns the step's median, p10 and p90 (seconds).
+    func measure(_ c: SweepConfig) throws -> (median: Double, p10: Double, p90: Double) {
         let layout = try c.attentionConfig.layout()
         let cost = try DecodeCost(layout, tp: c.tp, dtype: c.dtype)
         let p = try placement(c)
@@ -359,8 +438,10 @@ public final class SweepDriver {
                     ["run_id": metadata["run_id"]!, "config_id": c.configID, "variant": c.variant.rawValue, "scope": c.scope.rawValue, "tp": "\(c.tp)",
                      "tp_group": "\(g?.replica ?? 0)", "context": "\(c.context)", "batch": "\(c.batch)", "n_head": "\(c.heads)",
                      "kv_lora_rank": "\(c.kvRank)", "kv_dtype": c.dtype.rawValue, "threads": "\(c.threads)", "timing_mode": c.timingMode.rawValue,
+                     "repeat": "\(c.repeatIndex)",
                      "step_index": "\(k)", "step_us": fmt(samples.step[k] * 1e6), "kernel_us": fmt(samples.kernel[k] * 1e6),
-                     "allreduce_us": c.scope == .kernel ? "" : fmt(samples.collective[k] * 1e6)]
+                     "allreduce_us": c.scope == .kernel ? "" : fmt(samples.collective[k] * 1e6),
+                     "imbalance_us": c.scope == .kernel ? "" : fmt(samples.wait[k] * 1e6)]
                 }
             }
         }
@@ -386,8 +467,8 @@ public final class SweepDriver {
                 throw error
             }
         }
-        let median = world.broadcast(rows.first?["step_us_median"] ?? "0")
-        return (Double(median) ?? 0) / 1e6
+        let step = ["step_us_median", "step_us_p10", "step_us_p90"].map { (Double(world.broadcast(rows.first?[$0] ?? "0")) ?? 0) / 1e6 }
+        return (step[0], step[1], step[2])
     }
 
     /// A cpu configuration: the rank's workload in its scope, validated, then timed by TimingProtocol.
@@ -432,7 +513,11 @@ public final class SweepDriver {
         // Time it.
         switch mode {
         case .concurrent:
-            if p.active, let work { m.samples = TimingProtocol.concurrent(work, group: g!.group, kernel: timed, warmup: c.warmup, steps: c.steps) }
+            if p.active, let work, let group = g?.group {
+                if group.rank == group.size - 1 { group.injectedDelay = options.injectRankDelayUs * 1e-6 }
+                defer { group.injectedDelay = 0 }
+                m.samples = TimingProtocol.concurrent(work, group: group, kernel: timed, warmup: c.warmup, steps: c.steps)
+            }
             world.quietBarrier()
         case .isolated, .deviceShare:
             let local = TimingProtocol.isolatedLocal(work, world: world, tpSize: c.tp, tpRank: p.tpRank, kernel: p.active ? timed : nil,
@@ -442,7 +527,11 @@ public final class SweepDriver {
             } else if p.active, let work, let group = g?.group {
                 let comm = TimingProtocol.collectivesOnly(work.collectivePattern, group: group, warmup: c.warmup, steps: c.steps)
                 let stepMax = group.allReduceMax(local.step), kernelMax = group.allReduceMax(local.kernel)
-                m.samples = StepSamples(step: zip(stepMax, comm).map { $0 + $1 }, kernel: kernelMax, collective: comm)
+                let stepMin = group.allReduceMax(local.step.map { -$0 }).map { -$0 }
+                // The modelled step: every rank arrives when the slowest has done its local
+                // work, then the collectives run; the fastest rank waits max − min.
+                m.samples = StepSamples(step: zip(stepMax, comm).map { $0 + $1 }, kernel: kernelMax, collective: comm,
+                                        wait: zip(stepMax, stepMin).map { $0 - $1 })
             }
             world.quietBarrier()
         }
@@ -483,7 +572,12 @@ public final class SweepDriver {
         row["step_us_p90"] = fmt(stepStats.p90 * 1e6); row["step_us_min"] = fmt(stepStats.min * 1e6); row["step_us_max"] = fmt(stepStats.max * 1e6)
         row["kernel_us_median"] = fmt(kernelStats.median * 1e6); row["kernel_us_p10"] = fmt(kernelStats.p10 * 1e6)
         row["kernel_us_p90"] = fmt(kernelStats.p90 * 1e6)
-        row["allreduce_us_median"] = c.scope == .kernel ? "" : fmt(SampleStats(m.samples.collective).median * 1e6)
+        if c.scope != .kernel {
+            let collective = SampleStats(m.samples.collective)
+            row["allreduce_us_median"] = fmt(collective.median * 1e6)
+            row["allreduce_us_p10"] = fmt(collective.p10 * 1e6); row["allreduce_us_p90"] = fmt(collective.p90 * 1e6)
+            row["imbalance_us_median"] = fmt(SampleStats(m.samples.wait).median * 1e6)
+        }
         row["tokens_per_s"] = fmt(tokensPerSecond)
         row["achieved_gbs"] = fmt(Double(bytes) / kernelStats.median / 1e9)
         row["achieved_gflops"] = fmt(Double(flops) / kernelStats.median / 1e9)

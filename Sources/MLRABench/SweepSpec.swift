@@ -25,8 +25,24 @@ public enum DeviceKind: String, CaseIterable, Codable, Sendable { case cpu, cuda
 public struct SweepSpec: Codable, Sendable {
     public var defaults: Grid
     public var grids: [Grid]
+    /// How often every configuration is measured (`--repeats`; default 1): all
+    /// configurations once, then all again, so drift of the machine over the run hits
+    /// every variant alike instead of the ones measured last.
+    public var repeats: Int?
 
     public init(defaults: Grid = Grid(), grids: [Grid]) { self.defaults = defaults; self.grids = grids }
+
+    /// Most repeats a sweep may ask for (each is a full pass over the grid).
+    public static let maxRepeats = 1000
+
+    /// The repeats this spec asks for, checked.
+    public func checkedRepeats() throws -> Int {
+        let r = repeats ?? 1
+        guard r >= 1, r <= Self.maxRepeats else {
+            throw HarnessError("repeats is \(r); it must lie in 1...\(Self.maxRepeats)")
+        }
+        return r
+    }
 
     public struct Grid: Codable, Sendable {
         public var variants: [VariantName]?
@@ -120,7 +136,7 @@ public struct SweepSpec: Codable, Sendable {
                                    + "the keys are \(allowed.joined(separator: ", "))")
             }
         }
-        try check(root, "", ["defaults", "grids"])
+        try check(root, "", ["defaults", "grids", "repeats"])
         if let defaults = tree["defaults"]?.members { try check(defaults, "defaults.", known) }
         if case .array(let grids)? = tree["grids"] {
             for (i, grid) in grids.enumerated() { if let g = grid.members { try check(g, "grids.\(i).", known) } }
@@ -248,6 +264,9 @@ public struct SweepConfig: Sendable {
     public var seed: UInt64 = 0
     public var isolated = false
     public var calibSource = ""
+    /// Which of the sweep's repeats this measurement is (0 ..< --repeats): part of the
+    /// key, so a killed run resumes at the repeat it was in.
+    public var repeatIndex = 0
 
     /// The layer config (authors' keys) this configuration runs.
     public var attentionConfig: AttentionConfig {
@@ -297,7 +316,8 @@ public struct SweepConfig: Sendable {
     /// point; the job's world size and dp (with tp and batch they fix how the batch is
     /// split); the timing mode (--isolate); the weights' seed; warm-up and timed steps;
     /// the cold cache; the device (cpu or cuda); the calibration the roofline columns
-    /// come from (the CPU's or, on cuda, the GPU's: `calib_source`). Not here: the
+    /// come from (the CPU's or, on cuda, the GPU's: `calib_source`); the repeat (each
+    /// of --repeats is a measurement of its own). Not here: the
     /// output paths and the Slurm array shape (they decide where a row goes, not what
     /// it holds), and the machine (host, CPU, harness build), which every row records
     /// beside its numbers: resuming on another node of the same kind is the point of
@@ -317,6 +337,7 @@ public struct SweepConfig: Sendable {
         ("timing_mode", { $0.timingMode.rawValue }),
         ("cold_cache", { $0.coldCache ? "true" : "false" }), ("seed", { "\($0.seed)" }),
         ("warmup_steps", { "\($0.warmup)" }), ("timed_steps", { "\($0.steps)" }),
+        ("repeat", { "\($0.repeatIndex)" }),
     ]
 
     /// The resume key's CSV columns, in order.

@@ -5,12 +5,23 @@ import MLRAParallel
 /// barrier; `warmup` untimed steps; then `steps` timed steps, each bracketed by
 /// MPI_Wtime with a barrier before it; every sample kept; per step the maximum
 /// over the TP group's ranks (a TP step ends when its slowest rank ends).
-/// Kernel and collective seconds inside each step are recorded alongside.
+/// Kernel and collective seconds inside each step are recorded alongside, and the
+/// collectives' wait for the slowest rank (the imbalance) apart from the collectives.
 public struct StepSamples {
     /// Seconds per timed step (max over the group's ranks).
     public var step: [Double]
     public var kernel: [Double]
+    /// The collectives alone, after the barrier that waits for the group's last rank
+    /// (concurrent mode: min over ranks, see `concurrent`).
     public var collective: [Double]
+    /// The wait in that barrier: max over ranks, i.e. the fastest rank's wait for the
+    /// slowest (0 where nothing is communicated).
+    public var wait: [Double]
+
+    public init(step: [Double], kernel: [Double], collective: [Double], wait: [Double]? = nil) {
+        self.step = step; self.kernel = kernel; self.collective = collective
+        self.wait = wait ?? [Double](repeating: 0, count: step.count)
+    }
 }
 
 public enum TimingMode: String, Sendable {
@@ -33,20 +44,30 @@ public enum TimingProtocol {
     /// Concurrent mode for the ranks of one TP group.
     public static func concurrent(_ work: StepWorkload, group: Communicator, kernel: TimedKernel,
                                   warmup: Int, steps: Int) -> StepSamples {
+        // Warm-up too: the barriers before the collectives are part of every step timed.
+        group.waitApart = true
+        defer { group.waitApart = false }
         group.barrier()
         for _ in 0..<warmup { work.step(collectives: group) }
-        var s = StepSamples(step: [], kernel: [], collective: [])
+        var s = StepSamples(step: [], kernel: [], collective: [], wait: [])
         for _ in 0..<steps {
             group.barrier()
-            let (k0, c0) = (kernel.seconds, group.collectiveSeconds)
+            let (k0, c0, w0) = (kernel.seconds, group.collectiveSeconds, group.waitSeconds)
             let t0 = MPI.wtime()
             work.step(collectives: group)
             s.step.append(MPI.wtime() - t0)
             s.kernel.append(kernel.seconds - k0)
             s.collective.append(group.collectiveSeconds - c0)
+            s.wait.append(group.waitSeconds - w0)
         }
+        // The collective per step is the min over ranks, not the max: ranks leave the barrier
+        // at slightly different times (on a loaded node one may not run for milliseconds),
+        // and a rank that enters the collective first waits inside it for the others. The
+        // rank that enters last waits for no one: its time is the communication, and every
+        // rank of an all-reduce takes part in all of it, so no rank needs less.
         return StepSamples(step: group.allReduceMax(s.step), kernel: group.allReduceMax(s.kernel),
-                           collective: group.allReduceMax(s.collective))
+                           collective: group.allReduceMax(s.collective.map { -$0 }).map { -$0 },
+                           wait: group.allReduceMax(s.wait))
     }
 
     /// Local work timed on this rank alone: every rank of `world` takes its turn
@@ -82,7 +103,9 @@ public enum TimingProtocol {
     }
 
     /// The collectives of one step, measured on their own (same payloads, same
-    /// count), per step the max over the group's ranks.
+    /// count), per step the max over the group's ranks: the collectives alone, each
+    /// after a barrier as in concurrent mode (the wait there is only the barrier's own
+    /// cost: the ranks arrive together).
     public static func collectivesOnly(_ pattern: (allReduceFloats: [Int], allGatherFloats: Int?), group: Communicator,
                                        warmup: Int, steps: Int) -> [Double] {
         guard group.size > 1, !pattern.allReduceFloats.isEmpty || pattern.allGatherFloats != nil else {
@@ -94,14 +117,16 @@ public enum TimingProtocol {
             for i in buffers.indices { group.allReduceSum(&buffers[i]) }
             if let counts = gatherCounts { _ = group.allGather([Float](repeating: 0, count: counts[group.rank]), counts: counts) }
         }
+        group.waitApart = true
+        defer { group.waitApart = false }
         group.barrier()
         for _ in 0..<warmup { once() }
         var samples = [Double]()
         for _ in 0..<steps {
             group.barrier()
-            let t0 = MPI.wtime()
+            let c0 = group.collectiveSeconds
             once()
-            samples.append(MPI.wtime() - t0)
+            samples.append(group.collectiveSeconds - c0)
         }
         return group.allReduceMax(samples)
     }

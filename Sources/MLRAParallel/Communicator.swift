@@ -16,7 +16,19 @@ public final class Communicator: TPCollectives {
     public private(set) var allGatherCount = 0
     public private(set) var allReduceBytes = 0
     /// Seconds spent inside all-reduce / all-gather so far (timers take differences).
+    /// With `waitApart`, the collective alone: the wait for the slowest rank is in `waitSeconds`.
     public private(set) var collectiveSeconds = 0.0
+    /// Seconds spent in the timed barrier before each collective (only with `waitApart`):
+    /// the imbalance, the time this rank waited for the group's slowest rank.
+    public private(set) var waitSeconds = 0.0
+    /// When set, every all-reduce and all-gather is preceded by a barrier, timed on its
+    /// own: without it a collective's time includes the wait for the last rank to arrive,
+    /// and a slow rank looks like a slow network. The barrier is MPI_Barrier, never
+    /// counted as a collective (`allReduceCount` stays the plan's count).
+    public var waitApart = false
+    /// Self-test (--inject-rank-delay-us): seconds this rank sleeps before each
+    /// collective, so a test can see the delay land in the wait, not in the collective.
+    public var injectedDelay = 0.0
 
     public var tpSize: Int { size }
     public var tpRank: Int { rank }
@@ -65,8 +77,18 @@ public final class Communicator: TPCollectives {
         }
     }
 
+    /// Before a collective: the injected delay, then (with `waitApart`) the timed barrier.
+    func arrive() {
+        if injectedDelay > 0 { usleep(UInt32(min(injectedDelay, 10) * 1e6)) }
+        guard waitApart else { return }
+        let t0 = MPI_Wtime()
+        barrier()
+        waitSeconds += MPI_Wtime() - t0
+    }
+
     public func allReduceSum(_ values: inout [Float]) {
         if size == 1 { return }
+        arrive()
         let t0 = MPI_Wtime()
         let n = values.count
         values.withUnsafeMutableBufferPointer {
@@ -80,6 +102,7 @@ public final class Communicator: TPCollectives {
     public func allGather(_ local: [Float], counts: [Int]) -> [Float] {
         precondition(counts.count == size && counts[rank] == local.count)
         if size == 1 { return local }
+        arrive()
         let t0 = MPI_Wtime()
         var out = [Float](repeating: 0, count: counts.reduce(0, +))
         var displs = [Int32](), c32 = counts.map { Int32($0) }

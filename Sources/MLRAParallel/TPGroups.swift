@@ -34,6 +34,8 @@ public struct TPGroups {
 /// safe to handle by printing once and exiting normally on every rank.
 public struct AgreedError: Error, CustomStringConvertible {
     public let message: String
+    /// An error every rank reached the same way (a decision made on agreed data).
+    public init(message: String) { self.message = message }
     public var description: String { message }
 }
 

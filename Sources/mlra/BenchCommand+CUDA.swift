@@ -52,9 +52,12 @@ struct GPUBenchRow {
     var bandwidthFraction: Double { bytes / (cal.readGBs * 1e9) / graph.median }
 
     static let csvHeader = "variant,tp,rank,context,batch,kv_dtype,device," + CUDADevice.csvColumns.joined(separator: ",")
-        + ",kernel,cache_mode,cache_sets,steps,"
-        + "lat_us_median,lat_us_p10,lat_us_p90,lat_us_min,lat_us_max,graph_us_median,graph_us_p10,graph_us_p90,launch_overhead_us,"
-        + "kv_bytes_per_step,flops_per_step,achieved_GBs,achieved_TFLOPs,cal_read_GBs,cal_copy_GBs,cal_tensor_TFLOPs,cal_fma_TFLOPs,"
+        // Shared quantities under the sweep's names (its cuda rows): the launched step is
+        // step_us_*, the graph replay kernel_us_*, the GPU calibration gpu_calib_*.
+        + ",gpu_kernel,cold_cache,cache_sets,timed_steps,"
+        + "step_us_median,step_us_p10,step_us_p90,step_us_min,step_us_max,kernel_us_median,kernel_us_p10,kernel_us_p90,launch_overhead_us,"
+        + "kernel_bytes_per_step,kernel_flops_per_step,achieved_gbs,achieved_gflops,gpu_calib_read_gbs,gpu_calib_copy_gbs,"
+        + "gpu_calib_tensor_tflops,gpu_calib_fma_tflops,"
         + "roofline_us,roofline_limit,roofline_fraction,read_bw_fraction,validation_cpu_max_err,validation_full_max_err,"
         + "device_bytes_used,device_bytes_needed,device_memory_ratio"
 
@@ -64,10 +67,10 @@ struct GPUBenchRow {
         let quoted = "\"" + kernel.replacingOccurrences(of: "\"", with: "'") + "\""
         var fields: [String] = [variant, "\(tp)", "\(rank)", "\(context)", "\(batch)", kvDtype.rawValue, "cuda"]
         fields += device.csvFields(clocks: clocks)
-        fields += [quoted, mode, "\(cacheSets)", "\(steps)"]
+        fields += [quoted, mode == "cold" ? "true" : "false", "\(cacheSets)", "\(steps)"]
         fields += [us(launched.median), us(launched.p10), us(launched.p90), us(launched.min), us(launched.max)]
         fields += [us(graph.median), us(graph.p10), us(graph.p90), us(launched.median - graph.median)]
-        fields += [f("%.0f", bytes), f("%.0f", flops), f("%.1f", gbs), f("%.2f", tflops)]
+        fields += [f("%.0f", bytes), f("%.0f", flops), f("%.1f", gbs), f("%.1f", tflops * 1e3)]
         fields += [f("%.1f", cal.readGBs), f("%.1f", cal.copyGBs), f("%.1f", cal.tensorTFlops), f("%.1f", cal.fmaTFlops)]
         fields += [us(bound), memoryBound ? "bandwidth" : "compute", f("%.3f", bound / graph.median), f("%.3f", bandwidthFraction)]
         fields += [f("%.3g", checks[0].maxError), checks.count > 1 ? f("%.3g", checks[1].maxError) : ""]

@@ -40,6 +40,7 @@ struct BenchCommand: ParsableCommand {
     @Flag(name: .customLong("full-check"), inversion: .prefixedNo,
           help: "With --device cuda, also check the kernel against the device reference at the full context (default on).")
     var fullCheck = true
+    @Flag(name: .customLong("inject-validation-error"), help: .hidden) var injectValidationError = false
 
     enum KernelChoice: String, ExpressibleByArgument, CaseIterable { case tiled, plain }
 
@@ -83,6 +84,13 @@ struct BenchCommand: ParsableCommand {
 
             let k: AttentionKernel = kernel == .tiled ? try TiledAttentionKernel(threads: threads, tile: tile, simdMaxHeads: simdMaxHeads, simdTile: simdTile, isa: isa)
                 : PlainAttentionKernel()
+            // Validated before it is timed, as every sweep row is: the kernel against the
+            // plain kernel on this rank's shard and dtype (Validation.kernel, the sweep's check).
+            let check = Validation.kernel(layout: layout, shard: shard, dtype: kvDtype, context: context, kernel: k,
+                                          injectError: injectValidationError)
+            if let v = check.violation {
+                throw HarnessError("validation failed for \(variant.rawValue) kernel tp=\(tp) rank \(rank) L=\(context) \(kvDtype.rawValue): \(v)")
+            }
             let work = try KernelWorkload(layout: layout, shard: shard, dtype: kvDtype, context: context, sequences: batch,
                                           coldCache: coldCache, kernel: k, llcBytes: cal.llcBytes)
             for _ in 0..<warmup { work.step() }
@@ -102,8 +110,8 @@ struct BenchCommand: ParsableCommand {
             let bound = cal.rooflineSeconds(bytes: bytes, flops: flops)
             let row = BenchRow(
                 variant: variant.rawValue, tp: tp, rank: rank, context: context, batch: batch, kvDtype: kvDtype.rawValue,
-                threads: threads, kernel: kernel == .tiled ? "tiled-\(isa)" : "plain", tile: tile, mode: coldCache ? "cold" : "warm", cacheSets: work.cacheSets,
-                steps: steps, stats: stats, bytes: bytes, flops: flops,
+                threads: threads, kernel: kernel == .tiled ? "tiled-\(isa)" : "plain", tile: tile, coldCache: coldCache, cacheSets: work.cacheSets,
+                warmup: warmup, steps: steps, maxError: check.maxError, stats: stats, bytes: bytes, flops: flops,
                 busiestBytes: Double(try cost.kernelBytes(context: context, sequences: batch)),
                 cal: cal, boundSeconds: bound, memoryBound: bytes / (cal.bandwidthGBs * 1e9) >= flops / (cal.peakGFlops * 1e9),
                 peakRSS: peakRSS, baselineRSS: baselineRSS, residentBytes: work.residentBytes)
@@ -126,31 +134,37 @@ struct BenchCommand: ParsableCommand {
 /// One bench result: a table for eyes, a CSV row for tools (units in the names).
 struct BenchRow {
     let variant: String, tp: Int, rank: Int, context: Int, batch: Int, kvDtype: String
-    let threads: Int, kernel: String, tile: Int, mode: String, cacheSets: Int, steps: Int
+    let threads: Int, kernel: String, tile: Int, coldCache: Bool, cacheSets: Int, warmup: Int, steps: Int
+    /// Largest |x − ref| of the check before timing (it passed: a failure stops the bench).
+    let maxError: Double
     let stats: SampleStats
     let bytes: Double, flops: Double, busiestBytes: Double
     let cal: Calibration
     let boundSeconds: Double, memoryBound: Bool
     let peakRSS: Int, baselineRSS: Int, residentBytes: Int
 
+    var mode: String { coldCache ? "cold" : "warm" }
     var gbs: Double { bytes / stats.median / 1e9 }
     var gflops: Double { flops / stats.median / 1e9 }
     var fraction: Double { boundSeconds / stats.median }
     /// Peak RSS growth over the process before the workload, against what it must hold.
     var rssRatio: Double { Double(peakRSS - baselineRSS) / Double(residentBytes) }
 
-    static let csvHeader = "variant,tp,rank,context,batch,kv_dtype,threads,kernel,tile,cache_mode,cache_sets,steps,"
-        + "lat_us_median,lat_us_p10,lat_us_p90,lat_us_min,lat_us_max,kv_bytes_per_step,flops_per_step,"
-        + "achieved_GBs,achieved_GFLOPs,cal_read_GBs,cal_triad_GBs,cal_sgemm_GFLOPs,cal_fma_GFLOPs,cal_fma_width,blas_core,"
+    /// The quantities a sweep row also has carry the sweep's names (docs/csv-schema.md), so
+    /// one reader takes both; the rest (rank, tile, cache_sets, memory) are bench's own.
+    static let csvHeader = "variant,tp,rank,context,batch,kv_dtype,threads,kernel,tile,cold_cache,cache_sets,warmup_steps,timed_steps,"
+        + "validation,validation_max_err,"
+        + "step_us_median,step_us_p10,step_us_p90,step_us_min,step_us_max,kernel_bytes_per_step,kernel_flops_per_step,"
+        + "achieved_gbs,achieved_gflops,calib_threads,calib_read_gbs,calib_triad_gbs,calib_sgemm_gflops,calib_fma_gflops,calib_fma_width,blas_core,"
         + "roofline_us,roofline_limit,roofline_fraction,peak_rss_bytes,baseline_rss_bytes,resident_needed_bytes,rss_ratio"
 
     var csv: String {
         let us = { (s: Double) in String(format: "%.2f", s * 1e6) }
-        return [variant, "\(tp)", "\(rank)", "\(context)", "\(batch)", kvDtype, "\(threads)", kernel, "\(tile)", mode,
-                "\(cacheSets)", "\(steps)", us(stats.median), us(stats.p10), us(stats.p90), us(stats.min), us(stats.max),
+        return [variant, "\(tp)", "\(rank)", "\(context)", "\(batch)", kvDtype, "\(threads)", kernel, "\(tile)", coldCache ? "true" : "false",
+                "\(cacheSets)", "\(warmup)", "\(steps)", "pass", String(format: "%.3e", maxError), us(stats.median), us(stats.p10), us(stats.p90), us(stats.min), us(stats.max),
                 String(format: "%.0f", bytes), String(format: "%.0f", flops),
                 String(format: "%.2f", gbs), String(format: "%.2f", gflops),
-                String(format: "%.2f", cal.readGBs), String(format: "%.2f", cal.triadGBs),
+                "\(cal.threads)", String(format: "%.2f", cal.readGBs), String(format: "%.2f", cal.triadGBs),
                 String(format: "%.2f", cal.sgemmGFlops), String(format: "%.2f", cal.fmaGFlops), cal.fmaWidth, cal.blasCore,
                 us(boundSeconds), memoryBound ? "bandwidth" : "compute", String(format: "%.3f", fraction),
                 "\(peakRSS)", "\(baselineRSS)", "\(residentBytes)", String(format: "%.3f", rssRatio)].joined(separator: ",")
@@ -163,6 +177,7 @@ struct BenchRow {
                 + "\(kernel) kernel (tile \(tile)), \(threads) thread(s), \(mode) cache (\(cacheSets) set(s)), \(steps) steps",
             String(format: "  time per step       median %.1f us   p10 %.1f   p90 %.1f   min %.1f   max %.1f",
                    stats.median * 1e6, stats.p10 * 1e6, stats.p90 * 1e6, stats.min * 1e6, stats.max * 1e6),
+            String(format: "  validated           max |error| %.3g against the plain kernel", maxError),
             String(format: "  bytes per step      %.0f (%.2f MB)", bytes, bytes / 1e6),
             String(format: "  FLOPs per step      %.0f (%.3f GFLOP, %.1f FLOP/byte)", flops, flops / 1e9, flops / bytes),
             String(format: "  achieved            %.1f GB/s   %.1f GFLOP/s", gbs, gflops),

@@ -49,15 +49,22 @@ struct SweepCommand: ParsableCommand {
     @Option(name: .customLong("array-task"), help: "Run only configurations with index mod --array-count == this.") var arrayTask = 0
     @Option(name: .customLong("array-count"), help: "Number of array tasks splitting the sweep.") var arrayCount = 1
     @Option(help: "Calibration JSON from 'mlra calibrate --format json' (default: measure now).") var calibration: String?
+    @Flag(help: "Measure (or take --calibration) again and replace the calibration stored beside --out (by default the CSV's rows all share the first run's).")
+    var recalibrate = false
     @Option(name: .customLong("gpu-calibration"),
             help: "GPU calibration JSON from 'mlra calibrate --device cuda --format json' for cuda rows (default: measure on rank 0's GPU).")
     var gpuCalibration: String?
+    @Option(help: "Measure every configuration this many times, interleaved: the whole grid once, then again (spec key \"repeats\"; default 1).")
+    var repeats: Int?
+    @Option(name: .customLong("spread-warn"), help: "At the end, list measurements whose step p90/p10 exceeds this.")
+    var spreadWarn = 1.5
     @Option(help: "Seed of the weights.") var seed: UInt64 = 0
     @Flag(name: .customLong("no-noise-probe"), help: "Skip the FTQ noise probe that runs on every rank before measuring (mlra noise).")
     var noNoiseProbe = false
     @Option(name: .customLong("noise-budget"), help: "Seconds of the noise probe before measuring.") var noiseBudget = 1.0
     @Flag(help: "Silence progress on stderr.") var quiet = false
     @Flag(name: .customLong("inject-validation-error"), help: .hidden) var injectValidationError = false
+    @Option(name: .customLong("inject-rank-delay-us"), help: .hidden) var injectRankDelayUs: Double = 0
 
     enum IsolateChoice: String, ExpressibleByArgument { case auto, on, off }
 
@@ -75,6 +82,12 @@ struct SweepCommand: ParsableCommand {
                 // Every input is checked before the driver creates or resumes any file.
                 if let calibration { _ = try Calibration.load(path: calibration) }
                 if let gpuCalibration { _ = try GPUCalibration.load(path: gpuCalibration) }
+                guard spreadWarn.isFinite, spreadWarn >= 1 else {
+                    throw HarnessError("--spread-warn \(spreadWarn) must be a number of at least 1 (a ratio p90/p10)")
+                }
+                guard injectRankDelayUs >= 0, injectRankDelayUs <= 1e6 else {
+                    throw HarnessError("--inject-rank-delay-us \(injectRankDelayUs) must lie in 0...1000000")
+                }
                 return try resolvedSpec(worldSize: world.size)
             }
             if printSpec {
@@ -86,6 +99,7 @@ struct SweepCommand: ParsableCommand {
             o.samples = samples; o.quiet = quiet; o.arrayTask = arrayTask; o.arrayCount = arrayCount
             o.isolate = isolate == .auto ? nil : isolate == .on
             o.calibrationPath = calibration; o.gpuCalibrationPath = gpuCalibration; o.seed = seed; o.injectValidationError = injectValidationError
+            o.injectRankDelayUs = injectRankDelayUs; o.spreadWarn = spreadWarn; o.recalibrate = recalibrate
             o.quickCalibration = preset == .quick
             o.noiseProbe = noNoiseProbe ? nil : NoiseProbe.Settings(budget: noiseBudget)
             let summary = try SweepDriver(spec: spec, options: o, world: world).run()
@@ -114,6 +128,8 @@ struct SweepCommand: ParsableCommand {
         o.warmup = warmup; o.steps = steps; o.coldCache = coldCache
         s.defaults = o.over(s.defaults)
         s.grids = s.grids.map { o.over($0) }
+        s.repeats = repeats ?? s.repeats
+        _ = try s.checkedRepeats()
         _ = try s.configurations(worldSize: worldSize)   // reject malformed grids now, before any rank allocates
         return s
     }

@@ -50,7 +50,8 @@ final class ResumeKeyTests: XCTestCase {
             ("--steps 4", 2, with(base, "--steps", "4"), nil),
             ("--cold-cache true", 2, with(base, "--cold-cache", "true"), nil),
             ("--q-rank 32", 2, with(base, "--q-rank", "32"), nil),
-            ("another --calibration", 2, base, otherCal),
+            // A CSV keeps the calibration of its first run (CalibrationStore): another one needs --recalibrate.
+            ("another --calibration", 2, base + ["--recalibrate"], otherCal),
         ]
         for (what, n, args, c) in changes {
             XCTAssertGreaterThan(try sweep(n, args, calibration: c ?? cal), 0, "\(what) must be measured again")

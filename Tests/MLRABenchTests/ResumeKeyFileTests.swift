@@ -23,8 +23,9 @@ final class ResumeKeyFileTests: XCTestCase {
         var seeded = c; seeded.seed = 7
         var isolated = c; isolated.isolated = true
         var calibrated = c; calibrated.calibSource = "file:0123456789abcdef"
-        XCTAssertEqual(Set([c.key, seeded.key, isolated.key, calibrated.key]).count, 4)
-        XCTAssertEqual(Set([c.configID, seeded.configID, isolated.configID, calibrated.configID]).count, 4)
+        var repeated = c; repeated.repeatIndex = 1
+        XCTAssertEqual(Set([c.key, seeded.key, isolated.key, calibrated.key, repeated.key]).count, 5)
+        XCTAssertEqual(Set([c.configID, seeded.configID, isolated.configID, calibrated.configID, repeated.configID]).count, 5)
         let wider = try SweepSpec(grids: [g]).configurations(worldSize: 4)[0]
         XCTAssertNotEqual(c.key, wider.key, "world size (and with it dp) is part of the key")
     }

@@ -1,5 +1,5 @@
 import Foundation
-import MLRABench
+@testable import MLRABench
 import MLRACore
 import XCTest
 

@@ -12,7 +12,10 @@ from analysis import merge, tables
 
 def test_the_key_is_the_harness_resume_key_per_group_and_host():
     key = merge.read_resume_key()
-    assert merge.CONFIG_KEY == key + ["tp_group", "host"]
+    assert "repeat" in key   # the harness resumes at the right repeat
+    # Repeats of one configuration are one configuration here (UNIT_KEY tells them apart).
+    assert merge.CONFIG_KEY == [k for k in key if k != "repeat"] + ["tp_group", "host"]
+    assert "repeat" in merge.UNIT_KEY
     for column in ("q_lora_rank", "timed_steps", "warmup_steps", "seed", "calib_source", "world_size", "dp", "timing_mode"):
         assert column in key, column
 
