@@ -21,8 +21,10 @@ public final class Communicator: TPCollectives {
     public var tpSize: Int { size }
     public var tpRank: Int { rank }
 
-    init(_ comm: MPI_Comm) {
-        self.comm = comm
+    /// Optional because Open MPI's handles are pointers (imported as optionals) and MPICH's
+    /// are integers; one spelling compiles against both (`var out = mlra_comm_null()`).
+    init(_ comm: MPI_Comm?) {
+        self.comm = comm!
         var r: Int32 = 0, s: Int32 = 0
         MPI.check(MPI_Comm_rank(comm, &r), "MPI_Comm_rank")
         MPI.check(MPI_Comm_size(comm, &s), "MPI_Comm_size")
@@ -32,21 +34,38 @@ public final class Communicator: TPCollectives {
 
     /// Ranks with equal `color` form a new communicator, ordered by `key`.
     public func split(color: Int, key: Int) -> Communicator {
-        var out: MPI_Comm? = mlra_comm_null()
+        var out = mlra_comm_null()
         MPI.check(MPI_Comm_split(comm, Int32(color), Int32(key), &out), "MPI_Comm_split")
-        return Communicator(out!)
+        return Communicator(out)
     }
 
-    /// This rank's place among the ranks of its node (MPI_Comm_split_type shared memory):
-    /// what binds a rank to a GPU.
-    public func nodeLocal() -> (rank: Int, size: Int) {
-        var node: MPI_Comm? = mlra_comm_null()
+    /// The ranks of this rank's node (MPI_Comm_split_type shared memory), ordered by rank.
+    /// Free it with `free()` when done.
+    public func splitNode() -> Communicator {
+        var node = mlra_comm_null()
         MPI.check(MPI_Comm_split_type(comm, mlra_comm_type_shared(), Int32(rank), mlra_info_null(), &node), "MPI_Comm_split_type")
-        var r: Int32 = 0, s: Int32 = 0
-        MPI.check(MPI_Comm_rank(node!, &r), "MPI_Comm_rank")
-        MPI.check(MPI_Comm_size(node!, &s), "MPI_Comm_size")
-        MPI_Comm_free(&node)
-        return (Int(r), Int(s))
+        return Communicator(node)
+    }
+
+    /// Releases a communicator made by `split` or `splitNode` (never the world).
+    public func free() {
+        MPI.check(mlra_comm_free(comm), "MPI_Comm_free")
+    }
+
+    /// This rank's place among the ranks of its node: what binds a rank to a GPU and what
+    /// the per-node memory budget counts.
+    public func nodeLocal() -> (rank: Int, size: Int) {
+        let node = splitNode()
+        defer { node.free() }
+        return (node.rank, node.size)
+    }
+
+    /// This rank's node named by the lowest rank on it, and this rank's place among its ranks.
+    public func nodeLeader() -> (leader: Int, localRank: Int) {
+        let node = splitNode()
+        defer { node.free() }
+        // Ordered by key = rank: node-local rank 0 holds the node's lowest rank.
+        return (Int(node.allGatherDoubles([Double(rank)])[0]), node.rank)
     }
 
     public func barrier() { MPI.check(MPI_Barrier(comm), "MPI_Barrier") }
@@ -55,7 +74,7 @@ public final class Communicator: TPCollectives {
     /// `pollMicroseconds`), so idle ranks leave the cores to the rank being
     /// timed on an oversubscribed node instead of spinning in MPI_Barrier.
     public func quietBarrier(pollMicroseconds: UInt32 = 200) {
-        var request: MPI_Request? = mlra_request_null()
+        var request = mlra_request_null()
         MPI.check(MPI_Ibarrier(comm, &request), "MPI_Ibarrier")
         var done: Int32 = 0
         while true {
