@@ -52,14 +52,6 @@ public final class Communicator: TPCollectives {
         MPI.check(mlra_comm_free(comm), "MPI_Comm_free")
     }
 
-    /// This rank's place among the ranks of its node: what binds a rank to a GPU and what
-    /// the per-node memory budget counts.
-    public func nodeLocal() -> (rank: Int, size: Int) {
-        let node = splitNode()
-        defer { node.free() }
-        return (node.rank, node.size)
-    }
-
     /// This rank's node named by the lowest rank on it, and this rank's place among its ranks.
     public func nodeLeader() -> (leader: Int, localRank: Int) {
         let node = splitNode()

@@ -47,6 +47,7 @@ struct SweepCommand: ParsableCommand {
     @Option(help: "Calibration JSON from 'mlra calibrate --format json' (default: measure now).") var calibration: String?
     @Option(help: "Seed of the weights.") var seed: UInt64 = 0
     @Flag(help: "Silence progress on stderr.") var quiet = false
+    @OptionGroup var topologyOptions: TopologyOptions
     @Flag(name: .customLong("inject-validation-error"), help: .hidden) var injectValidationError = false
 
     enum IsolateChoice: String, ExpressibleByArgument { case auto, on, off }
@@ -67,6 +68,7 @@ struct SweepCommand: ParsableCommand {
             o.samples = samples; o.quiet = quiet; o.arrayTask = arrayTask; o.arrayCount = arrayCount
             o.isolate = isolate == .auto ? nil : isolate == .on
             o.calibrationPath = calibration; o.seed = seed; o.injectValidationError = injectValidationError
+            o.allowCrossNodeTP = topologyOptions.allowCrossNodeTP
             o.quickCalibration = preset == .quick
             let summary = try SweepDriver(spec: spec, options: o, world: world).run()
             if summary.interrupted { MPI.finalize(); Foundation.exit(130) }
