@@ -19,12 +19,15 @@ SCHEMA_VERSION = 3
 KNOWN_SCHEMA_VERSIONS = ("1", "2", "3")
 SINCE_SCHEMA_2 = ["calib_fma_width", "kernel_isa"]
 SINCE_SCHEMA_3 = ["config_id", "array_task", "array_count", "calib_source", "seed"]
+# Where a TP group ran (issue 16): absent from files of schema 3 and before.
+NODE_COLUMNS = ["group_nodes", "group_hosts"]
 
 TEXT_COLUMNS = [
     "run_id", "harness_version", "git_rev", "host", "mpi_library", "date_utc",
     "calib_fma_width", "variant", "scope", "kv_dtype", "kernel_isa", "timing_mode", "cold_cache", "validation",
     "config_id", "calib_source", "seed",   # seed is text: a 64-bit seed does not survive a float
     "array_task", "array_count",           # which Slurm array task wrote a row: labels, not measurements
+    "group_hosts",                         # the TP group's nodes' host names, ';'-separated
 ]
 NUMERIC_COLUMNS = [
     "world_size", "calib_read_gbs", "calib_triad_gbs", "calib_sgemm_gflops", "calib_fma_gflops",
@@ -36,6 +39,7 @@ NUMERIC_COLUMNS = [
     "timer_resolution_us", "step_us_median", "step_us_p10", "step_us_p90", "step_us_min",
     "step_us_max", "kernel_us_median", "kernel_us_p10", "kernel_us_p90", "allreduce_us_median",
     "tokens_per_s", "achieved_gbs", "achieved_gflops", "roofline_us", "roofline_fraction",
+    "group_nodes",
 ]
 # A row without any of these cannot go into any table; the rest may be empty.
 REQUIRED_COLUMNS = [
@@ -91,6 +95,8 @@ def load_sweeps(patterns: list[str]) -> Loaded:
             absent = [c for c in absent if c not in SINCE_SCHEMA_2]
         if version.isin(["1", "2"]).all():   # nor schema 2 these
             absent = [c for c in absent if c not in SINCE_SCHEMA_3]
+        if version.isin(["1", "2", "3"]).all():
+            absent = [c for c in absent if c not in NODE_COLUMNS]
         if absent:
             warnings.append(f"{path}: missing column(s) {', '.join(absent)}; treated as empty")
         wrong = ~version.isin(KNOWN_SCHEMA_VERSIONS)
