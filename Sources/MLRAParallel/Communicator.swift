@@ -192,8 +192,10 @@ public enum MPI {
         var length: Int32 = 0
         MPI_Get_library_version(&buffer, &length)
         let s = String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        // "Open MPI v4.1.4, package: …" → "Open MPI v4.1.4": the name and version, no CSV quoting needed.
-        return s.split(separator: "\n").first.map { String($0.split(separator: ",").first ?? $0) }?.trimmingCharacters(in: .whitespaces) ?? s
+        // "Open MPI v4.1.4, package: …" → "Open MPI v4.1.4"; "MPICH Version:\t4.0.2\nMPICH Release date: …"
+        // → "MPICH 4.0.2": the name and version, one space between words, no CSV quoting needed.
+        let first = s.split(separator: "\n").first.map { String($0.split(separator: ",").first ?? $0) } ?? s
+        return first.replacingOccurrences(of: "Version:", with: "").split(whereSeparator: \.isWhitespace).joined(separator: " ")
     }
 
     public static var processorName: String {
