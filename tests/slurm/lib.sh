@@ -62,6 +62,44 @@ start_munge() {
   fi
 }
 
+# slurm_conf_common CLUSTER CONTROLLER SLURMD_SPOOL SLURMD_PID SLURMD_LOG -> the slurm.conf
+# lines both tests share (what works without systemd or cgroups: /work/shared/SLURM-NOTES.md);
+# each test adds its nodes and partition. Uses T, SOCK, P1 and P2.
+slurm_conf_common() {
+  cat <<EOF
+ClusterName=$1
+SlurmctldHost=$2
+SlurmdSpoolDir=$3
+SlurmdPidFile=$4
+SlurmdLogFile=$5
+SlurmctldPort=$P1
+SlurmdPort=$P2
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket=$SOCK
+StateSaveLocation=$T/state
+SlurmctldPidFile=$T/run/slurmctld.pid
+SlurmctldLogFile=$T/logs/slurmctld.log
+SlurmctldDebug=info
+SlurmdDebug=info
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=pmix
+TmpFS=$T/tmp
+SchedulerParameters=batch_sched_delay=0
+MailProg=/bin/true
+JobCompType=jobcomp/filetxt
+JobCompLoc=$T/jobcomp.txt
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+ReturnToService=2
+MinJobAge=900
+EOF
+}
+
 # --------------------------------------------------------------------------
 # Submitting, waiting, job states, CSV checks.
 # --------------------------------------------------------------------------

@@ -140,41 +140,12 @@ hw=$(slurmd -C 2>/dev/null | head -n 1 | tr ' ' '\n' | grep -E '^(CPUs|Boards|So
 NCPU=$(printf '%s\n' $hw | sed -n 's/^CPUs=//p')
 
 export SLURM_CONF=$T/slurm.conf
-cat >"$SLURM_CONF" <<EOF
-# Written by tests/slurm/slurm_e2e.sh; lives and dies with $T.
-ClusterName=mlrae2e
-SlurmctldHost=$NODE(127.0.0.1)
-SlurmctldPort=$P1
-SlurmdPort=$P2
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-AuthInfo=socket=$SOCK
-StateSaveLocation=$T/state
-SlurmdSpoolDir=$T/spool
-SlurmctldPidFile=$T/run/slurmctld.pid
-SlurmdPidFile=$T/run/slurmd.pid
-SlurmctldLogFile=$T/logs/slurmctld.log
-SlurmdLogFile=$T/logs/slurmd.log
-SlurmctldDebug=info
-SlurmdDebug=info
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-MpiDefault=pmix
-TmpFS=$T/tmp
-SchedulerParameters=batch_sched_delay=0
-MailProg=/bin/true
-JobCompType=jobcomp/filetxt
-JobCompLoc=$T/jobcomp.txt
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
-ReturnToService=2
-MinJobAge=900
-NodeName=$NODE NodeAddr=127.0.0.1 $hw RealMemory=1000 State=UNKNOWN
-PartitionName=e2e Nodes=ALL Default=YES MaxTime=INFINITE State=UP
-EOF
+{
+  echo "# Written by tests/slurm/slurm_e2e.sh; lives and dies with $T."
+  slurm_conf_common mlrae2e "$NODE(127.0.0.1)" "$T/spool" "$T/run/slurmd.pid" "$T/logs/slurmd.log"
+  echo "NodeName=$NODE NodeAddr=127.0.0.1 $hw RealMemory=1000 State=UNKNOWN"
+  echo "PartitionName=e2e Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
+} >"$SLURM_CONF"
 
 slurmctld -f "$SLURM_CONF" -c </dev/null >"$T/logs/slurmctld.out" 2>&1 \
   || die "slurmctld did not start: $(tail -5 "$T/logs/slurmctld.out" "$T/logs/slurmctld.log" 2>/dev/null)"

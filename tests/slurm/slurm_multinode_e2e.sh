@@ -147,43 +147,14 @@ hw=$(slurmd -C 2>/dev/null | head -n 1 | tr ' ' '\n' | grep -E '^(CPUs|Boards|So
 NCPU=$(printf '%s\n' $hw | sed -n 's/^CPUs=//p')
 [ "$NCPU" -ge 2 ] || die "each node needs 2 CPUs for 2 tasks; slurmd -C says $NCPU"
 export SLURM_CONF=$T/slurm.conf
-cat >"$SLURM_CONF" <<EOF
-# Written by tests/slurm/slurm_multinode_e2e.sh; lives and dies with $T.
-ClusterName=mlramn
-SlurmctldHost=$(hostname -s)($NET.1)
-SlurmctldPort=$P1
-SlurmdPort=$P2
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-AuthInfo=socket=$SOCK
-StateSaveLocation=$T/state
-SlurmdSpoolDir=$T/spool-%n
-SlurmctldPidFile=$T/run/slurmctld.pid
-SlurmdPidFile=$T/run/slurmd-%n.pid
-SlurmctldLogFile=$T/logs/slurmctld.log
-SlurmdLogFile=$T/logs/slurmd-%n.log
-SlurmctldDebug=info
-SlurmdDebug=info
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-MpiDefault=pmix
-TmpFS=$T/tmp
-SchedulerParameters=batch_sched_delay=0
-MailProg=/bin/true
-JobCompType=jobcomp/filetxt
-JobCompLoc=$T/jobcomp.txt
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
-ReturnToService=2
-MinJobAge=900
-KillWait=5
-NodeName=mn1 NodeAddr=$NET.2 NodeHostname=mn1 $hw RealMemory=1000 State=UNKNOWN
-NodeName=mn2 NodeAddr=$NET.3 NodeHostname=mn2 $hw RealMemory=1000 State=UNKNOWN
-PartitionName=e2e Nodes=ALL Default=YES MaxTime=INFINITE State=UP
-EOF
+{
+  echo "# Written by tests/slurm/slurm_multinode_e2e.sh; lives and dies with $T."
+  slurm_conf_common mlramn "$(hostname -s)($NET.1)" "$T/spool-%n" "$T/run/slurmd-%n.pid" "$T/logs/slurmd-%n.log"
+  echo "KillWait=5"   # a killed rank's step is torn down within seconds
+  echo "NodeName=mn1 NodeAddr=$NET.2 NodeHostname=mn1 $hw RealMemory=1000 State=UNKNOWN"
+  echo "NodeName=mn2 NodeAddr=$NET.3 NodeHostname=mn2 $hw RealMemory=1000 State=UNKNOWN"
+  echo "PartitionName=e2e Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
+} >"$SLURM_CONF"
 slurmctld -f "$SLURM_CONF" -c </dev/null >"$T/logs/slurmctld.out" 2>&1 \
   || die "slurmctld did not start: $(tail -5 "$T/logs/slurmctld.out" "$T/logs/slurmctld.log" 2>/dev/null)"
 for i in 1 2; do
