@@ -26,10 +26,10 @@ public final class Communicator: TPCollectives {
     init(_ comm: MPI_Comm?) {
         self.comm = comm!
         var r: Int32 = 0, s: Int32 = 0
-        MPI.check(MPI_Comm_rank(comm, &r), "MPI_Comm_rank")
-        MPI.check(MPI_Comm_size(comm, &s), "MPI_Comm_size")
+        MPI.check(MPI_Comm_rank(self.comm, &r), "MPI_Comm_rank")
+        MPI.check(MPI_Comm_size(self.comm, &s), "MPI_Comm_size")
         rank = Int(r); size = Int(s)
-        MPI.check(MPI_Comm_set_errhandler(comm, mlra_errors_return()), "MPI_Comm_set_errhandler")
+        MPI.check(MPI_Comm_set_errhandler(self.comm, mlra_errors_return()), "MPI_Comm_set_errhandler")
     }
 
     /// Ranks with equal `color` form a new communicator, ordered by `key`.
