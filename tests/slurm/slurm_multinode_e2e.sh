@@ -98,6 +98,10 @@ show_logs() { # on failure: the job logs and daemon log tails
 # 0. What it needs.
 # --------------------------------------------------------------------------
 [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, slurmd as root)"
+if ! command -v ip >/dev/null 2>&1; then   # minimal images lack iproute2
+  timeout 600 apt-get install -y -q --no-install-recommends iproute2 </dev/null >/dev/null 2>&1 \
+    || { timeout 300 apt-get update -q </dev/null >/dev/null 2>&1; timeout 600 apt-get install -y -q --no-install-recommends iproute2 </dev/null >/dev/null 2>&1; }
+fi
 for c in ip nsenter unshare mpirun; do command -v "$c" >/dev/null 2>&1 || die "needs $c (iproute2, util-linux, openmpi-bin)"; done
 MLRA_BIN=${MLRA_BIN:-$REPO/.build/release/mlra}
 case "$MLRA_BIN" in /*) ;; *) MLRA_BIN=$PWD/$MLRA_BIN ;; esac
