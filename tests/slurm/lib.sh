@@ -26,6 +26,29 @@ stop_daemon() { # name pidfile
   kill -KILL "$pid" 2>/dev/null
 }
 
+# Teardown: cancels whatever this private cluster still runs and waits a little.
+cancel_all_jobs() {
+  local left
+  [ -s "$T/run/slurmctld.pid" ] || return 0
+  left=$(timeout 10 squeue -h -o %A 2>/dev/null)
+  # shellcheck disable=SC2086  # one job id per word
+  [ -n "$left" ] && timeout 10 scancel --quiet --full $left 2>/dev/null
+  for _ in $(seq 1 30); do
+    [ -z "$(timeout 5 squeue -h -o %A 2>/dev/null)" ] && break
+    sleep 0.5
+  done
+}
+
+# Teardown's last words: a non-zero exit with no failure counted is one; the
+# summary "N passed, M failed" is the last line; exits 0 only if M = 0.
+finish() { # rc label
+  [ "$1" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
+  echo "# $2 took $(($(date +%s) - t_start)) s"
+  echo "$passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit $?
+}
+
 # slurmctld, slurmd, slurm-client and munge from Debian when missing (needs root).
 need_slurm_packages() {
   need=()

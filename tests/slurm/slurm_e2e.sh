@@ -56,18 +56,10 @@ done
 # --------------------------------------------------------------------------
 T=""
 teardown() {
-  local rc=$? left
+  local rc=$?
   trap - EXIT INT TERM
   if [ -n "$T" ] && [ -d "$T" ]; then
-    if [ -s "$T/run/slurmctld.pid" ]; then
-      # Cancel anything left (only this private cluster's jobs), then wait a little.
-      left=$(timeout 10 squeue -h -o %A 2>/dev/null)
-      [ -n "$left" ] && timeout 10 scancel --quiet --full $left 2>/dev/null
-      for _ in $(seq 1 30); do
-        [ -z "$(timeout 5 squeue -h -o %A 2>/dev/null)" ] && break
-        sleep 0.5
-      done
-    fi
+    cancel_all_jobs
     stop_daemon slurmd "$T/run/slurmd.pid"
     stop_daemon slurmctld "$T/run/slurmctld.pid"
     stop_daemon munged "$T/run/munged.pid"
@@ -77,11 +69,7 @@ teardown() {
       rm -rf "$T"
     fi
   fi
-  [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
-  echo "# e2e took $(($(date +%s) - t_start)) s"
-  echo "$passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
-  exit $?
+  finish "$rc" e2e
 }
 trap teardown EXIT
 trap 'bad "interrupted"; exit 130' INT

@@ -56,14 +56,7 @@ teardown() {
   local rc=$? left ns
   trap - EXIT INT TERM
   if [ -n "$T" ] && [ -d "$T" ]; then
-    if [ -s "$T/run/slurmctld.pid" ]; then
-      left=$(timeout 10 squeue -h -o %A 2>/dev/null)
-      [ -n "$left" ] && timeout 10 scancel --quiet --full $left 2>/dev/null
-      for _ in $(seq 1 30); do
-        [ -z "$(timeout 5 squeue -h -o %A 2>/dev/null)" ] && break
-        sleep 0.5
-      done
-    fi
+    cancel_all_jobs
     for n in "${NODES[@]}"; do stop_daemon "slurmd $n" "$T/run/slurmd-$n.pid"; done
     stop_daemon slurmctld "$T/run/slurmctld.pid"
     stop_daemon munged "$T/run/munged.pid"
@@ -79,11 +72,7 @@ teardown() {
   if [ -n "$T" ] && [ -d "$T" ]; then
     if [ "$keep" = 1 ]; then echo "# kept $T"; else rm -rf "$T"; fi
   fi
-  [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
-  echo "# multi-node e2e took $(($(date +%s) - t_start)) s"
-  echo "$passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
-  exit $?
+  finish "$rc" "multi-node e2e"
 }
 trap teardown EXIT
 trap 'bad "interrupted"; exit 130' INT
