@@ -36,7 +36,7 @@ build: setup-build
 
 # Main job: the quick sweep (every variant, TP 1/2/4) and its report. A rerun resumes
 # (configurations already in results/quick.csv are skipped); `make clean` starts afresh.
-run: build
+run: setup build
 	@mkdir -p $(RESULTS)
 	$(MPIRUN) $(MLRA) sweep --preset quick --out $(RESULTS)/quick.csv --samples $(RESULTS)/quick.samples.csv
 	.venv/bin/python -m analysis report $(RESULTS)/quick.csv --samples $(RESULTS)/quick.samples.csv --out report/
