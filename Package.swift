@@ -1,6 +1,17 @@
 // swift-tools-version:5.9
 // MLRA decode harness: tensor-parallel attention decode over MPI, measured.
+import Foundation
 import PackageDescription
+
+// The MPI library, chosen at build time (`make MPI=mpich`, which sets MLRA_MPI): `openmpi`
+// (default, pkg-config ompi-c) or `mpich` (pkg-config mpich); any other value is taken as
+// the name of the library's pkg-config file (a site MPI, e.g. one a module puts on
+// PKG_CONFIG_PATH). The code uses MPI-3 standard calls only (Sources/CMPI/shim.h), and
+// every CSV row records the library's name and version. Build each library in its own
+// scratch path (`make` does: .build, .build-mpich), so the two never mix objects.
+let mpi = ProcessInfo.processInfo.environment["MLRA_MPI"].flatMap { $0.isEmpty ? nil : $0 } ?? "openmpi"
+let mpiPkgConfig = ["openmpi": "ompi-c", "mpich": "mpich"][mpi] ?? mpi
+let mpiApt = ["openmpi": ["libopenmpi-dev", "openmpi-bin"], "mpich": ["libmpich-dev", "mpich"]][mpi] ?? []
 
 // MLRACore's portable kernels (Sources/MLRACore/Kernels) are Swift SIMD loops; for baseline
 // x86-64 Swift emits SSE2 only (4 lanes, no FMA, no F16C). On an x86_64 host, build
@@ -24,9 +35,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
-        // System libraries: Open MPI (C API), OpenBLAS (CBLAS) and FFTW.
-        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
-                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        // System libraries: MPI (C API; the library links through its pkg-config file) OpenBLAS (CBLAS) and FFTW.
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: mpiPkgConfig,
+                       providers: [.apt(mpiApt)]),
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
         // FFTW 3: the spectra of the noise probe (MLRABench/NoiseProbe.swift).

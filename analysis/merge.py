@@ -26,7 +26,9 @@ GPU_TEXT_COLUMNS = ["gpu_kernel", "gpu_name", "gpu_uuid", "gpu_pci_bus_id", "gpu
 GPU_NUMERIC_COLUMNS = ["gpu_sm_clock_mhz", "gpu_mem_clock_mhz", "gpu_ranks_sharing", "gpu_calib_read_gbs",
                        "gpu_calib_copy_gbs", "gpu_calib_tensor_tflops", "gpu_calib_fma_tflops"]
 SINCE_SCHEMA_4 = ["device"] + GPU_TEXT_COLUMNS + GPU_NUMERIC_COLUMNS
-SINCE_SCHEMA_5 = NOISE_ROW_COLUMNS
+# Where a TP group ran (group_nodes, group_hosts) and the run's noise probe.
+NODE_COLUMNS = ["group_nodes", "group_hosts"]
+SINCE_SCHEMA_5 = NOISE_ROW_COLUMNS + NODE_COLUMNS
 
 TEXT_COLUMNS = [
     "run_id", "harness_version", "git_rev", "host", "mpi_library", "date_utc",
@@ -34,6 +36,7 @@ TEXT_COLUMNS = [
     "config_id", "calib_source", "seed",   # seed is text: a 64-bit seed does not survive a float
     "array_task", "array_count",           # which Slurm array task wrote a row: labels, not measurements
     "device", *GPU_TEXT_COLUMNS,
+    "group_hosts",                         # the TP group's nodes' host names, ';'-separated
 ]
 NUMERIC_COLUMNS = [
     "world_size", "calib_read_gbs", "calib_triad_gbs", "calib_sgemm_gflops", "calib_fma_gflops",
@@ -46,6 +49,7 @@ NUMERIC_COLUMNS = [
     "step_us_max", "kernel_us_median", "kernel_us_p10", "kernel_us_p90", "allreduce_us_median",
     "tokens_per_s", "achieved_gbs", "achieved_gflops", "roofline_us", "roofline_fraction",
     *GPU_NUMERIC_COLUMNS, *NOISE_ROW_COLUMNS,
+    "group_nodes",
 ]
 # A row without any of these cannot go into any table; the rest may be empty.
 REQUIRED_COLUMNS = [

@@ -46,7 +46,8 @@ MAX_MAGNITUDE = 2.0 ** 53
 # TP degree or bandwidth divides by zero, a fractional head count is no configuration.
 #   integer >= 1: counts of ranks, tokens, sequences, layers, heads, threads, steps
 AT_LEAST_ONE = {"world_size", "tp", "dp", "context", "batch", "n_layer", "n_embd", "n_head", "head_dim",
-                "threads", "calib_threads", "timed_steps", "gpu_ranks_sharing"}
+                "threads", "calib_threads", "timed_steps", "gpu_ranks_sharing",
+                "group_nodes"}
 #   integer >= 0: indices, widths that are 0 for one family, element and byte counts
 COUNT = {"tp_group", "rope_dim", "kv_lora_rank", "q_lora_rank", "block_width", "kv_heads",
          "intermediate_size", "vocab_size",
@@ -187,7 +188,7 @@ def _impossible(col: str, num: pd.Series) -> pd.Series:
     why = pd.Series("", index=num.index, dtype=object)
     checks = [(np.isinf(num), "is not finite"), (num.abs() > MAX_MAGNITUDE, f"is beyond {MAX_MAGNITUDE:.0f}")]
     if col in AT_LEAST_ONE or col in COUNT:
-        checks.append((num % 1 != 0, "is not a whole number"))
+        checks.append((num.notna() & (num % 1 != 0), "is not a whole number"))   # NaN % 1 is NaN, and NaN != 0
     if col in AT_LEAST_ONE:
         checks.append((num < 1, "is below 1"))
     if col in COUNT or col in NON_NEGATIVE:

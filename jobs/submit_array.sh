@@ -5,6 +5,7 @@
 #   jobs/submit_array.sh [sbatch options for both jobs ...]
 #   MLRA_ARRAY=0-7%2 jobs/submit_array.sh      # 8 shares, at most 2 at a time
 #   MLRA_SWEEP_NAME=big MLRA_SWEEP_ARGS="--preset paper" jobs/submit_array.sh
+#   MLRA_ARRAY_SCRIPT=jobs/slurm_array_multinode.sbatch jobs/submit_array.sh   # tasks over several nodes
 #
 # The MLRA_* variables of jobs/slurm_array.sbatch travel to both jobs in the
 # environment (sbatch's default --export=ALL). The last line printed is
@@ -12,11 +13,12 @@
 set -eu
 cd "$(dirname "$0")/.."      # submit from the repository's root: results/ lands there
 
+script=${MLRA_ARRAY_SCRIPT:-jobs/slurm_array.sbatch}
 array_opt=
 if [ -n "${MLRA_ARRAY:-}" ]; then array_opt="--array=$MLRA_ARRAY"; fi
 
 # --parsable prints "jobid" or "jobid;cluster".
-aid=$(sbatch --parsable $array_opt "$@" jobs/slurm_array.sbatch)
+aid=$(sbatch --parsable $array_opt "$@" "$script")
 aid=${aid%%;*}
 mid=$(sbatch --parsable \
   --dependency="afterok:$aid" \

@@ -1,26 +1,57 @@
 #!/usr/bin/env bash
-# Installs what the harness needs on a Debian 12 machine (as root), idempotently:
-# Open MPI, OpenBLAS, FFTW and pkg-config from apt, and the analysis virtual
-# environment (.venv) from PyPI. Swift itself is expected at /opt/swift or on PATH.
+# Installs what the harness needs, idempotently, and only what is missing:
+#   - the MPI library (MLRA_MPI: openmpi, the default, or mpich), OpenBLAS, FFTW and
+#     pkg-config: found through pkg-config first (a cluster's `module load` or
+#     PKG_CONFIG_PATH is enough), else from apt on Debian as root; otherwise one
+#     line says what is missing and how to provide it;
+#   - unless --build: the analysis virtual environment (.venv) from PyPI.
+# Swift itself is expected at /opt/swift or on PATH (see README: "Building on a cluster").
 set -euo pipefail
 cd "$(dirname "$0")/.."
+build_only=0
+[ "${1:-}" = --build ] && build_only=1
 
-apt_packages=(libopenmpi-dev openmpi-bin libopenblas-dev libfftw3-dev pkg-config make python3-venv)
+mpi=${MLRA_MPI:-openmpi}
+case "$mpi" in
+  openmpi) mpi_pc=ompi-c; mpi_apt=(libopenmpi-dev openmpi-bin) ;;
+  mpich) mpi_pc=mpich; mpi_apt=(libmpich-dev mpich) ;;
+  *) mpi_pc=$mpi; mpi_apt=() ;;   # a site MPI: its pkg-config file must be found
+esac
+# pkg-config file -> the Debian packages that provide it (with pkg-config itself).
+declare -A apt_for=([openblas]="libopenblas-dev" [fftw3]="libfftw3-dev" [$mpi_pc]="${mpi_apt[*]}")
 missing=()
-for p in "${apt_packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
+if ! command -v pkg-config >/dev/null 2>&1; then
+  missing+=(pkg-config "${mpi_apt[@]}" libopenblas-dev libfftw3-dev)
+else
+  for pc in "$mpi_pc" openblas fftw3; do
+    pkg-config --exists "$pc" || missing+=(${apt_for[$pc]:-})
+    pkg-config --exists "$pc" || [ -n "${apt_for[$pc]:-}" ] || {
+      echo "setup: pkg-config finds no '$pc' (MLRA_MPI=$mpi): load its module or add its lib/pkgconfig folder to PKG_CONFIG_PATH" >&2
+      exit 1
+    }
+  done
+fi
+if [ "$build_only" = 0 ]; then
+  command -v make >/dev/null 2>&1 || missing+=(make)
+  python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+fi
 if ((${#missing[@]})); then
-    echo "setup: installing ${missing[*]}" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "setup: missing ${missing[*]} (MLRA_MPI=$mpi); without root or apt, load them (module load ...) or point PKG_CONFIG_PATH at their .pc files; see README" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if ! command -v swift >/dev/null 2>&1; then
     [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
     command -v swift >/dev/null 2>&1 || { echo "setup: swift not found (install Swift 6 and put it on PATH)" >&2; exit 1; }
 fi
+
+[ "$build_only" = 1 ] && exit 0
 
 # Analysis environment: pinned versions, reinstalled only when requirements change.
 if [ -f analysis/requirements.txt ]; then

@@ -1,5 +1,7 @@
-// Open MPI's handles are macros over global symbols; Swift cannot import
-// them, so they are re-exported here as inline functions.
+// MPI's handles are macros (Open MPI: over global symbols; MPICH: integer
+// constants); Swift cannot import them, so they are re-exported here as inline
+// functions. Only MPI-3 standard names: the same shim builds against Open MPI
+// (pkg-config ompi-c) and MPICH (pkg-config mpich), see Package.swift.
 #ifndef MLRA_CMPI_SHIM_H
 #define MLRA_CMPI_SHIM_H
 #include <mpi.h>
@@ -22,4 +24,7 @@ static inline MPI_Status *mlra_status_ignore(void) { return MPI_STATUS_IGNORE; }
 static inline MPI_Request mlra_request_null(void) { return MPI_REQUEST_NULL; }
 static inline int mlra_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
 static inline MPI_Info mlra_info_null(void) { return MPI_INFO_NULL; }
+// Takes the handle by value: Open MPI's handles import as optional pointers and
+// MPICH's as integers, so `&handle` has no spelling that compiles against both.
+static inline int mlra_comm_free(MPI_Comm comm) { return MPI_Comm_free(&comm); }
 #endif

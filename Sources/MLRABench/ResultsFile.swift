@@ -9,6 +9,7 @@ public enum ResultsSchema {
     public static let columns = [
         "schema_version", "run_id", "config_id", "harness_version", "git_rev", "host", "mpi_library", "world_size",
         "array_task", "array_count", "date_utc", "noise_cv_max", "noise_lost_fraction_max", "noise_top_hz",
+        "group_nodes", "group_hosts",
         "calib_threads", "calib_read_gbs", "calib_triad_gbs", "calib_sgemm_gflops", "calib_fma_gflops", "calib_fma_width",
         "calib_source", "gpu_calib_read_gbs", "gpu_calib_copy_gbs", "gpu_calib_tensor_tflops", "gpu_calib_fma_tflops",
         "variant", "scope", "tp", "dp", "tp_group", "context", "batch", "n_layer", "n_embd", "n_head", "head_dim",

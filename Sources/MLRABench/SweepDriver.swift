@@ -15,6 +15,8 @@ public struct SweepOptions {
     public var gpuCalibrationPath: String?
     public var quickCalibration = false
     public var seed: UInt64 = 0
+    /// --allow-cross-node-tp: TP groups may span nodes (by default a degree that cannot stay inside a node is refused).
+    public var allowCrossNodeTP = false
     /// Self-test: perturb the checked output so validation must fail.
     public var injectValidationError = false
     /// The FTQ noise probe run on every rank before measuring (nil: --no-noise-probe).
@@ -44,6 +46,8 @@ public final class SweepDriver {
     let options: SweepOptions
     let world: Communicator
     var groupsByTP: [Int: TPGroups] = [:]
+    /// Which node every rank is on (the same on every rank), taken at the start of `run`.
+    var topology: NodeTopology!
     var calibrations: [Int: Calibration] = [:]
     /// Isolation mode, agreed by every rank in `prepareMetadata`.
     var isolate = false
@@ -83,6 +87,14 @@ public final class SweepDriver {
             }
         }
         let mine = all.enumerated().filter { $0.offset % options.arrayCount == options.arrayTask }.map(\.element)
+        // TP groups stay inside a node: a degree that cannot is refused now, before any
+        // file or allocation, not skipped (the layout asked for cannot be honoured).
+        topology = NodeTopology(world)
+        try world.collectively {
+            for t in Set(mine.filter { $0.skipReason() == nil && !$0.isDeviceShare }.map(\.tp)).sorted() {
+                try TPGroups.check(tp: t, topology: topology, allowCrossNode: options.allowCrossNodeTP)
+            }
+        }
         try bindGPUs(for: mine)
 
         // Rank 0 owns the files; resuming skips configurations already present.
@@ -334,7 +346,7 @@ public final class SweepDriver {
 
     func groups(tp: Int) throws -> TPGroups {
         if let g = groupsByTP[tp] { return g }
-        let g = try TPGroups(world: world, tp: tp)
+        let g = try TPGroups(world: world, tp: tp, topology: topology, allowCrossNode: options.allowCrossNodeTP)
         groupsByTP[tp] = g
         return g
     }
@@ -342,24 +354,26 @@ public final class SweepDriver {
     var maxThreads: Int { spec.grids.map { $0.over(spec.defaults).over(.fallback).threads!.max()! }.max() ?? 1 }
 
     /// Isolation by default when the node runs more compute threads than it has cores
-    /// (rank 0's view; broadcast so that no rank times differently from the others).
+    /// (rank 0's node; broadcast so that no rank times differently from the others).
     var localIsolationVerdict: Bool {
         if let i = options.isolate { return i }
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        return (MemoryBudget.ranksOnNode ?? world.size) * maxThreads > cores
+        return topology.localSize * maxThreads > cores
     }
 
-    /// Predicted memory of a configuration on this node against what is available
-    /// (decided on rank 0, so every rank takes the same decision).
+    /// Predicted memory of a configuration against what each node has: node-local rank 0
+    /// of every node judges its own node (its ranks × the prediction; device-share runs
+    /// on rank 0 alone), and the first node short of memory decides for every rank.
     func memoryShortfall(_ c: SweepConfig) throws -> String? {
         if c.device == .cuda { return try gpuMemoryShortfall(c) }
         var message = ""
-        if world.rank == 0, let need = try? predictedBytesPerRank(c) {
-            let ranks = c.isDeviceShare ? 1 : MemoryBudget.ranksOnNode ?? world.size
-            message = MemoryBudget.shortfall(bytesPerRank: need, ranks: ranks) ?? ""
+        if topology.localRank == 0, world.rank == 0 || !c.isDeviceShare, let need = try? predictedBytesPerRank(c),
+           let short = MemoryBudget.shortfall(bytesPerRank: need, ranks: c.isDeviceShare ? 1 : topology.localSize) {
+            message = topology.nodeCount > 1 ? "on \(topology.hostOf[topology.nodeOf[world.rank]]): \(short)" : short
         }
-        let text = world.broadcast(message)
-        return text.isEmpty ? nil : text
+        let flags = world.allGatherDoubles([message.isEmpty ? 0 : 1])
+        guard let first = flags.firstIndex(of: 1) else { return nil }
+        return world.broadcast(message, root: first)
     }
 
     func predictedBytesPerRank(_ c: SweepConfig) throws -> Int {
@@ -430,7 +444,8 @@ public final class SweepDriver {
         var rowJSON = ""
         var sampleLines = [[String: String]]()
         if p.reporter, let stepStats {
-            let row = try makeRow(c, cost: cost, group: g?.replica ?? 0, seqs: seqs, measured: m, stepStats: stepStats,
+            let hosts = g.map { $0.hosts(ofReplica: $0.replica) } ?? [MPI.processorName]
+            let row = try makeRow(c, cost: cost, group: g?.replica ?? 0, hosts: hosts, seqs: seqs, measured: m, stepStats: stepStats,
                                   tokensPerSecond: tokensPerSecond)
             rowJSON = String(decoding: try JSONEncoder().encode(row), as: UTF8.self)
             if options.samples != nil {
@@ -448,7 +463,7 @@ public final class SweepDriver {
         let replicas = c.isDeviceShare ? 1 : c.replicas
         var rows = [[String: String]](), sampleRows = [[String: String]]()
         for replica in 0..<replicas {
-            let root = replica * (c.isDeviceShare ? 1 : c.tp)
+            let root = g?.ranks(ofReplica: replica).first ?? 0   // the replica's TP rank 0 wrote its row
             let text = world.broadcast(rowJSON, root: root)
             let samplesText = world.broadcast(String(decoding: (try? JSONEncoder().encode(sampleLines)) ?? Data(), as: UTF8.self), root: root)
             if world.rank == 0 {
@@ -544,7 +559,7 @@ public final class SweepDriver {
         return m
     }
 
-    func makeRow(_ c: SweepConfig, cost: DecodeCost, group: Int, seqs: Int, measured m: Measurement,
+    func makeRow(_ c: SweepConfig, cost: DecodeCost, group: Int, hosts: [String], seqs: Int, measured m: Measurement,
                  stepStats: SampleStats, tokensPerSecond: Double) throws -> [String: String] {
         let kernelStats = SampleStats(m.samples.kernel)
         let bytes = try cost.kernelBytes(context: c.context, sequences: seqs, layers: c.nLayer)
@@ -556,6 +571,7 @@ public final class SweepDriver {
         var row = metadata
         row["date_utc"] = ISO8601DateFormatter().string(from: Date())
         row["host"] = MPI.processorName
+        row["group_nodes"] = "\(hosts.count)"; row["group_hosts"] = hosts.joined(separator: ";")
         for (k, v) in c.keyFields { row[k] = v }   // the key's columns, seed, device, timing_mode and calib_source among them
         row["config_id"] = c.configID
         let latent = layoutBlockWidth(c)

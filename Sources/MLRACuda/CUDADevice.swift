@@ -124,7 +124,7 @@ public final class CUDADevice: @unchecked Sendable {
 
     /// Binds this process's GPU for commands run without MPI (bench, calibrate, selftest):
     /// the node-local rank and size from the launcher's environment, Open MPI's, then
-    /// Slurm's, else 0 of 1. (Under MPI: Communicator.nodeLocal().)
+    /// Slurm's, else 0 of 1. (Under MPI: NodeTopology's localRank and localSize.)
     public static func bindFromEnvironment() throws -> CUDADevice {
         let env = ProcessInfo.processInfo.environment
         let rank = Int(env["OMPI_COMM_WORLD_LOCAL_RANK"] ?? env["SLURM_LOCALID"] ?? "") ?? 0

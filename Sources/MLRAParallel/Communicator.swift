@@ -33,32 +33,43 @@ public final class Communicator: TPCollectives {
     public var tpSize: Int { size }
     public var tpRank: Int { rank }
 
-    init(_ comm: MPI_Comm) {
-        self.comm = comm
+    /// Optional because Open MPI's handles are pointers (imported as optionals) and MPICH's
+    /// are integers; one spelling compiles against both (`var out = mlra_comm_null()`).
+    init(_ comm: MPI_Comm?) {
+        self.comm = comm!
         var r: Int32 = 0, s: Int32 = 0
-        MPI.check(MPI_Comm_rank(comm, &r), "MPI_Comm_rank")
-        MPI.check(MPI_Comm_size(comm, &s), "MPI_Comm_size")
+        MPI.check(MPI_Comm_rank(self.comm, &r), "MPI_Comm_rank")
+        MPI.check(MPI_Comm_size(self.comm, &s), "MPI_Comm_size")
         rank = Int(r); size = Int(s)
-        MPI.check(MPI_Comm_set_errhandler(comm, mlra_errors_return()), "MPI_Comm_set_errhandler")
+        MPI.check(MPI_Comm_set_errhandler(self.comm, mlra_errors_return()), "MPI_Comm_set_errhandler")
     }
 
     /// Ranks with equal `color` form a new communicator, ordered by `key`.
     public func split(color: Int, key: Int) -> Communicator {
-        var out: MPI_Comm? = mlra_comm_null()
+        var out = mlra_comm_null()
         MPI.check(MPI_Comm_split(comm, Int32(color), Int32(key), &out), "MPI_Comm_split")
-        return Communicator(out!)
+        return Communicator(out)
     }
 
-    /// This rank's place among the ranks of its node (MPI_Comm_split_type shared memory):
-    /// what binds a rank to a GPU.
-    public func nodeLocal() -> (rank: Int, size: Int) {
-        var node: MPI_Comm? = mlra_comm_null()
+    /// The ranks of this rank's node (MPI_Comm_split_type shared memory), ordered by rank.
+    /// Free it with `free()` when done.
+    public func splitNode() -> Communicator {
+        var node = mlra_comm_null()
         MPI.check(MPI_Comm_split_type(comm, mlra_comm_type_shared(), Int32(rank), mlra_info_null(), &node), "MPI_Comm_split_type")
-        var r: Int32 = 0, s: Int32 = 0
-        MPI.check(MPI_Comm_rank(node!, &r), "MPI_Comm_rank")
-        MPI.check(MPI_Comm_size(node!, &s), "MPI_Comm_size")
-        MPI_Comm_free(&node)
-        return (Int(r), Int(s))
+        return Communicator(node)
+    }
+
+    /// Releases a communicator made by `split` or `splitNode` (never the world).
+    public func free() {
+        MPI.check(mlra_comm_free(comm), "MPI_Comm_free")
+    }
+
+    /// This rank's node named by the lowest rank on it, and this rank's place among its ranks.
+    public func nodeLeader() -> (leader: Int, localRank: Int) {
+        let node = splitNode()
+        defer { node.free() }
+        // Ordered by key = rank: node-local rank 0 holds the node's lowest rank.
+        return (Int(node.allGatherDoubles([Double(rank)])[0]), node.rank)
     }
 
     public func barrier() { MPI.check(MPI_Barrier(comm), "MPI_Barrier") }
@@ -67,7 +78,7 @@ public final class Communicator: TPCollectives {
     /// `pollMicroseconds`), so idle ranks leave the cores to the rank being
     /// timed on an oversubscribed node instead of spinning in MPI_Barrier.
     public func quietBarrier(pollMicroseconds: UInt32 = 200) {
-        var request: MPI_Request? = mlra_request_null()
+        var request = mlra_request_null()
         MPI.check(MPI_Ibarrier(comm, &request), "MPI_Ibarrier")
         var done: Int32 = 0
         while true {
@@ -221,8 +232,10 @@ public enum MPI {
         var length: Int32 = 0
         MPI_Get_library_version(&buffer, &length)
         let s = String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        // "Open MPI v4.1.4, package: …" → "Open MPI v4.1.4": the name and version, no CSV quoting needed.
-        return s.split(separator: "\n").first.map { String($0.split(separator: ",").first ?? $0) }?.trimmingCharacters(in: .whitespaces) ?? s
+        // "Open MPI v4.1.4, package: …" → "Open MPI v4.1.4"; "MPICH Version:\t4.0.2\nMPICH Release date: …"
+        // → "MPICH 4.0.2": the name and version, one space between words, no CSV quoting needed.
+        let first = s.split(separator: "\n").first.map { String($0.split(separator: ",").first ?? $0) } ?? s
+        return first.replacingOccurrences(of: "Version:", with: "").split(whereSeparator: \.isWhitespace).joined(separator: " ")
     }
 
     public static var processorName: String {

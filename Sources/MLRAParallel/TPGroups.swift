@@ -1,7 +1,11 @@
 import MLRACore
 
-/// The world split into N/t tensor-parallel groups of t consecutive ranks
-/// (MPI_Comm_split, color = rank / t). Group g is data-parallel replica g.
+/// The world split into N/t tensor-parallel groups of t ranks (MPI_Comm_split). The
+/// ranks are taken node by node (`NodeTopology.nodeMajorOrder`), t at a time, so a
+/// group lies inside one node whenever t divides every node's rank count, whether the
+/// launcher placed ranks by slot or by node; one node alone gives groups of t
+/// consecutive ranks. A group that would span nodes is refused unless
+/// `allowCrossNode`. Group g is data-parallel replica g; replicas span nodes freely.
 public struct TPGroups {
     public let world: Communicator
     public let tp: Int
@@ -9,11 +13,15 @@ public struct TPGroups {
     public let group: Communicator
     /// Which replica this rank's group is (0 ..< N/t).
     public let replica: Int
+    public let topology: NodeTopology
+    /// World ranks in group order: replica g is members[g·t ..< (g+1)·t], its rank 0 first.
+    public let members: [Int]
     public var replicas: Int { world.size / tp }
     public var tpRank: Int { group.rank }
 
-    /// Checks t against the world before any allocation; every rank computes the
-    /// same verdict, so every rank stops together with the same one-line error.
+    /// Checks t against the world and its nodes before any allocation; every rank
+    /// computes the same verdict (the topology is the same everywhere), so every rank
+    /// stops together with the same one-line error.
     public static func check(tp: Int, worldSize: Int) throws {
         guard tp >= 1 else { throw HarnessError("TP degree must be at least 1, got \(tp)") }
         guard worldSize % tp == 0 else {
@@ -21,13 +29,26 @@ public struct TPGroups {
         }
     }
 
-    public init(world: Communicator, tp: Int) throws {
-        try Self.check(tp: tp, worldSize: world.size)
+    public static func check(tp: Int, topology: NodeTopology, allowCrossNode: Bool) throws {
+        try check(tp: tp, worldSize: topology.nodeOf.count)
+        if !allowCrossNode, let reason = topology.crossNodeReason(tp: tp) { throw HarnessError(reason) }
+    }
+
+    public init(world: Communicator, tp: Int, topology: NodeTopology, allowCrossNode: Bool) throws {
+        try Self.check(tp: tp, topology: topology, allowCrossNode: allowCrossNode)
         self.world = world
         self.tp = tp
-        replica = world.rank / tp
-        group = world.split(color: replica, key: world.rank % tp)
+        self.topology = topology
+        members = topology.nodeMajorOrder
+        let position = members.firstIndex(of: world.rank)!
+        replica = position / tp
+        group = world.split(color: replica, key: position % tp)
     }
+
+    /// The world ranks of replica g, its TP rank 0 first.
+    public func ranks(ofReplica g: Int) -> ArraySlice<Int> { members[(g * tp)..<((g + 1) * tp)] }
+    /// Replica g's number of nodes and their host names (columns group_nodes, group_hosts).
+    public func hosts(ofReplica g: Int) -> [String] { topology.nodes(of: ranks(ofReplica: g)).map { topology.hostOf[$0] } }
 }
 
 /// An error every rank of a communicator has agreed on (see `collectively`):

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MLRACore
 import MLRACuda
+import MLRAParallel
 
 /// `mlra forward`: the file contract for checking the harness against another
 /// implementation. x [T, n_embd] in, y [T, n_embd] out; positions 0 ..< T0 go
@@ -16,6 +17,7 @@ struct ForwardCommand: ParsableCommand {
     @OptionGroup var weightOptions: WeightOptions
     @OptionGroup var kernelOptions: KernelOptions
     @OptionGroup var gpu: GPUOptions
+    @OptionGroup var topologyOptions: TopologyOptions
     @Option(help: "safetensors file holding tensor 'x' [T, n_embd] (F32).")
     var input: String
     @Option(help: "Positions 0..<T0 go through prefill; later ones through decode steps.")
@@ -33,7 +35,10 @@ struct ForwardCommand: ParsableCommand {
         // Under mpirun -n t every rank holds one TP shard; rank 0 writes y.
         try runParallel { world in
             let tp = world.size
+            let topology = NodeTopology(world)
             let (layout, x, shard, weights) = try world.collectively { () throws -> (any AttentionLayout, Tensor, AttentionShard, WeightSource) in
+                // The world is one TP group: refused before anything is read if it spans nodes.
+                try TPGroups.check(tp: tp, topology: topology, allowCrossNode: topologyOptions.allowCrossNodeTP)
                 let layout = try AttentionConfig.load(path: config).layout()
                 // Everything is checked from the header before x's data is read: a huge x is
                 // refused from its predicted memory at once, not after minutes of loading.
@@ -53,7 +58,7 @@ struct ForwardCommand: ParsableCommand {
                 let what = "the memory of a forward run over \(tokens) tokens"
                 let need = try CheckedSize.sum([try CheckedSize.product([cost.kvBytesPerToken, tokens], what), cost.weightElemsPerRank * 4,
                                                 try CheckedSize.product([12, tokens, layout.nEmbd], what)], what)
-                try MemoryBudget.check(bytesPerRank: need, ranks: MemoryBudget.ranksOnNode ?? tp, what: "this forward run over \(tokens) tokens")
+                try MemoryBudget.check(bytesPerRank: need, ranks: topology.localSize, what: "this forward run over \(tokens) tokens")
                 let x = try file.tensor("x")
                 try SafeTensors.checkFinite(x.data, what: "\(input): tensor 'x'")
                 let weights = try weightOptions.source()
@@ -64,8 +69,8 @@ struct ForwardCommand: ParsableCommand {
             // --device cuda: the attention kernel on this rank's GPU (node-local rank mod GPUs).
             let cudaKernel = try world.collectively { () throws -> CUDAAttentionKernel? in
                 guard gpu.device == .cuda else { return nil }
-                let local = world.nodeLocal()
-                return CUDAAttentionKernel(device: try CUDADevice(localRank: local.rank, localSize: local.size), tuning: gpu.tuning)
+                return CUDAAttentionKernel(device: try CUDADevice(localRank: topology.localRank, localSize: topology.localSize),
+                                           tuning: gpu.tuning)
             }
             let y = runSequence(shard, x: x.data, tokens: tokens, prefill: prefill, cache: cache,
                                 kernel: try cudaKernel ?? kernelOptions.make(), collectives: world)

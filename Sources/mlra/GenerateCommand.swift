@@ -14,6 +14,7 @@ struct GenerateCommand: ParsableCommand {
     var config: String
     @OptionGroup var weightOptions: WeightOptions
     @OptionGroup var kernelOptions: KernelOptions
+    @OptionGroup var topologyOptions: TopologyOptions
     @Option(help: "Comma-separated prompt token ids.")
     var prompt: String
     @Option(help: "Number of tokens to generate.")
@@ -27,7 +28,10 @@ struct GenerateCommand: ParsableCommand {
 
     func run() throws {
         try runParallel { world in
+            let topology = NodeTopology(world)
             let (model, promptIds) = try world.collectively { () throws -> (DecoderShard, [Int]) in
+                // The world is one TP group: refused before anything is read if it spans nodes.
+                try TPGroups.check(tp: world.size, topology: topology, allowCrossNode: topologyOptions.allowCrossNodeTP)
                 let layout = try ModelLayout(config: AttentionConfig.load(path: config))
                 let ids = try parseTokenIds(prompt, vocab: layout.vocabSize)
                 try requirePositive(tokens, "--tokens")
@@ -43,7 +47,7 @@ struct GenerateCommand: ParsableCommand {
                 let need = try CheckedSize.sum([try CheckedSize.product([cost.kvBytesPerToken, layout.nLayer, positions], what),
                                                 weights / world.size, 4 * layout.vocabSize * layout.nEmbd,
                                                 try CheckedSize.product([4, layout.vocabSize, tokens], what)], what)
-                try MemoryBudget.check(bytesPerRank: need, ranks: MemoryBudget.ranksOnNode ?? world.size, what: "generating \(tokens) tokens")
+                try MemoryBudget.check(bytesPerRank: need, ranks: topology.localSize, what: "generating \(tokens) tokens")
                 return (try DecoderShard(layout: layout, tp: world.size, rank: world.rank, weights: weightOptions.source()), ids)
             }
             let caches = model.makeCaches(dtype: kvDtype, capacity: promptIds.count + tokens)

@@ -19,6 +19,13 @@ struct WeightOptions: ParsableArguments {
     }
 }
 
+/// Where a TP group may lie: inside one node (the default) or across nodes.
+struct TopologyOptions: ParsableArguments {
+    @Flag(name: .customLong("allow-cross-node-tp"),
+          help: "Let a TP group span nodes (default: a TP degree that does not divide the ranks per node is refused).")
+    var allowCrossNodeTP = false
+}
+
 /// Which attention kernel runs the decode: the fast tiled one (what sweeps time)
 /// or the plain reference kernel.
 struct KernelOptions: ParsableArguments {

@@ -63,6 +63,7 @@ struct SweepCommand: ParsableCommand {
     var noNoiseProbe = false
     @Option(name: .customLong("noise-budget"), help: "Seconds of the noise probe before measuring.") var noiseBudget = 1.0
     @Flag(help: "Silence progress on stderr.") var quiet = false
+    @OptionGroup var topologyOptions: TopologyOptions
     @Flag(name: .customLong("inject-validation-error"), help: .hidden) var injectValidationError = false
     @Option(name: .customLong("inject-rank-delay-us"), help: .hidden) var injectRankDelayUs: Double = 0
 
@@ -100,6 +101,7 @@ struct SweepCommand: ParsableCommand {
             o.isolate = isolate == .auto ? nil : isolate == .on
             o.calibrationPath = calibration; o.gpuCalibrationPath = gpuCalibration; o.seed = seed; o.injectValidationError = injectValidationError
             o.injectRankDelayUs = injectRankDelayUs; o.spreadWarn = spreadWarn; o.recalibrate = recalibrate
+            o.allowCrossNodeTP = topologyOptions.allowCrossNodeTP
             o.quickCalibration = preset == .quick
             o.noiseProbe = noNoiseProbe ? nil : NoiseProbe.Settings(budget: noiseBudget)
             let summary = try SweepDriver(spec: spec, options: o, world: world).run()

@@ -1,4 +1,5 @@
 import Foundation
+import MLRABench
 import MLRACore
 import XCTest
 
@@ -105,6 +106,28 @@ final class ParallelCommandTests: XCTestCase {
                 XCTAssertEqual(run.stats["allreduce_calls"] as! [Int], [Int](repeating: 2 * 2 * steps, count: n), "\(v) t=\(n)")
                 XCTAssertEqual(run.stats["allgather_calls"] as! [Int], [Int](repeating: steps, count: n), "\(v) t=\(n)")
             }
+        }
+    }
+
+    /// Every row names the MPI library the build linked (MLRA_MPI: Open MPI by default, MPICH
+    /// under `make test-mpich`) and where its TP group ran: here one node, this host.
+    func testSweepRowsNameTheMPILibraryAndTheNode() throws {
+        let dir = try TempDir()
+        let out = dir.path("s.csv")
+        let r = try CLI.mpirun(2, ["sweep", "--out", out, "--calibration", calibration(dir), "--variants", "mla", "--contexts", "32",
+                                   "--heads", "4", "--head-dim", "16", "--rope-dim", "8", "--kv-ranks", "64", "--q-rank", "16",
+                                   "--n-embd", "32", "--tp", "1,2", "--scopes", "layer", "--batch", "2", "--warmup", "0", "--steps", "2",
+                                   "--isolate", "off", "--quiet"], timeout: 120)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map { parseCSVLine(String($0)) }
+        let header = try XCTUnwrap(lines.first)
+        let rows = lines.dropFirst().map { Dictionary(uniqueKeysWithValues: zip(header, $0)) }
+        XCTAssertEqual(rows.count, 3, "t = 1: 2 groups, t = 2: 1")
+        let library = ProcessInfo.processInfo.environment["MLRA_MPI"] == "mpich" ? "MPICH " : "Open MPI v"
+        for row in rows {
+            XCTAssertTrue(row["mpi_library"]?.hasPrefix(library) == true, "mpi_library \(row["mpi_library"] ?? "")")
+            XCTAssertEqual(row["group_nodes"], "1")
+            XCTAssertEqual(row["group_hosts"], row["host"])
         }
     }
 

@@ -35,6 +35,8 @@ set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE=$REPO/tests/slurm
+# shellcheck source=tests/slurm/lib.sh
+source "$HERE/lib.sh"   # counters, daemons, job states, CSV checks: shared with slurm_multinode_e2e.sh
 use_stand_in=0
 keep=0
 time_limit=0
@@ -48,44 +50,16 @@ for arg in "$@"; do
   esac
 done
 
-passed=0
-failed=0
-t_start=$(date +%s)
-ok() { passed=$((passed + 1)); echo "ok   - $*"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $*"; }
-note() { echo "#      $*"; }
-check() { # description command...
-  local what=$1; shift
-  if "$@"; then ok "$what"; else bad "$what"; fi
-}
 
 # --------------------------------------------------------------------------
 # Teardown: runs on every exit; prints the summary as the very last line.
 # --------------------------------------------------------------------------
 T=""
-stop_daemon() { # name pidfile
-  local pid
-  [ -s "$2" ] || return 0
-  pid=$(cat "$2")
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  echo "# $1 (pid $pid) did not stop on SIGTERM; sending SIGKILL" >&2
-  kill -KILL "$pid" 2>/dev/null
-}
 teardown() {
-  local rc=$? left
+  local rc=$?
   trap - EXIT INT TERM
   if [ -n "$T" ] && [ -d "$T" ]; then
-    if [ -s "$T/run/slurmctld.pid" ]; then
-      # Cancel anything left (only this private cluster's jobs), then wait a little.
-      left=$(timeout 10 squeue -h -o %A 2>/dev/null)
-      [ -n "$left" ] && timeout 10 scancel --quiet --full $left 2>/dev/null
-      for _ in $(seq 1 30); do
-        [ -z "$(timeout 5 squeue -h -o %A 2>/dev/null)" ] && break
-        sleep 0.5
-      done
-    fi
+    cancel_all_jobs
     stop_daemon slurmd "$T/run/slurmd.pid"
     stop_daemon slurmctld "$T/run/slurmctld.pid"
     stop_daemon munged "$T/run/munged.pid"
@@ -95,17 +69,12 @@ teardown() {
       rm -rf "$T"
     fi
   fi
-  [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
-  echo "# e2e took $(($(date +%s) - t_start)) s"
-  echo "$passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
-  exit $?
+  finish "$rc" e2e
 }
 trap teardown EXIT
 trap 'bad "interrupted"; exit 130' INT
 trap 'bad "terminated"; exit 143' TERM
 
-die() { bad "$*"; exit 1; }
 
 # --------------------------------------------------------------------------
 # 0. The binary under test.
@@ -130,22 +99,7 @@ ok "binary under test: $MLRA_BIN"
 # --------------------------------------------------------------------------
 # 1. Packages.
 # --------------------------------------------------------------------------
-need=()
-for c in slurmctld slurmd sbatch scontrol squeue scancel munged munge unmunge; do
-  command -v "$c" >/dev/null 2>&1 || need+=("$c")
-done
-if [ "${#need[@]}" -gt 0 ]; then
-  [ "$(id -u)" -eq 0 ] || die "missing ${need[*]}; install slurmctld slurmd slurm-client munge (needs root)"
-  note "installing slurmctld slurmd slurm-client munge (missing: ${need[*]})"
-  export DEBIAN_FRONTEND=noninteractive
-  pk=(slurmctld slurmd slurm-client munge)
-  if ! timeout 600 apt-get install -y -q --no-install-recommends "${pk[@]}" </dev/null >/dev/null 2>&1; then
-    timeout 300 apt-get update -q </dev/null >/dev/null 2>&1
-    timeout 600 apt-get install -y -q --no-install-recommends "${pk[@]}" </dev/null >/dev/null 2>&1 \
-      || die "apt-get install ${pk[*]} failed"
-  fi
-fi
-ok "$(slurmctld -V 2>/dev/null) and $(munged -V 2>/dev/null | cut -d" " -f1) present"
+need_slurm_packages
 
 # --------------------------------------------------------------------------
 # 2. A private Slurm under a temporary folder.
@@ -157,20 +111,8 @@ chmod 0700 "$T/munge"
 chmod 0755 "$T/run"
 SOCK=$T/run/munge.socket
 NODE=$(hostname -s)
+start_munge
 
-# munge: own key, socket, pid, log, seed.
-dd if=/dev/urandom of="$T/munge/munge.key" bs=1024 count=1 status=none
-chmod 0400 "$T/munge/munge.key"
-munged --force --key-file="$T/munge/munge.key" --socket="$SOCK" \
-  --pid-file="$T/run/munged.pid" --log-file="$T/logs/munged.log" \
-  --seed-file="$T/munge/munge.seed" </dev/null >"$T/logs/munged.out" 2>&1 \
-  || die "munged did not start: $(tail -3 "$T/logs/munged.out" "$T/logs/munged.log" 2>/dev/null)"
-for _ in $(seq 1 50); do [ -S "$SOCK" ] && break; sleep 0.1; done
-if timeout 10 munge -n -S "$SOCK" </dev/null | timeout 10 unmunge -S "$SOCK" >/dev/null 2>&1; then
-  ok "munged up (socket $SOCK)"
-else
-  die "munge round trip failed: $(tail -3 "$T/logs/munged.log" 2>/dev/null)"
-fi
 
 # Two free TCP ports (nothing accepts a connection on them).
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -186,41 +128,12 @@ hw=$(slurmd -C 2>/dev/null | head -n 1 | tr ' ' '\n' | grep -E '^(CPUs|Boards|So
 NCPU=$(printf '%s\n' $hw | sed -n 's/^CPUs=//p')
 
 export SLURM_CONF=$T/slurm.conf
-cat >"$SLURM_CONF" <<EOF
-# Written by tests/slurm/slurm_e2e.sh; lives and dies with $T.
-ClusterName=mlrae2e
-SlurmctldHost=$NODE(127.0.0.1)
-SlurmctldPort=$P1
-SlurmdPort=$P2
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-AuthInfo=socket=$SOCK
-StateSaveLocation=$T/state
-SlurmdSpoolDir=$T/spool
-SlurmctldPidFile=$T/run/slurmctld.pid
-SlurmdPidFile=$T/run/slurmd.pid
-SlurmctldLogFile=$T/logs/slurmctld.log
-SlurmdLogFile=$T/logs/slurmd.log
-SlurmctldDebug=info
-SlurmdDebug=info
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-MpiDefault=pmix
-TmpFS=$T/tmp
-SchedulerParameters=batch_sched_delay=0
-MailProg=/bin/true
-JobCompType=jobcomp/filetxt
-JobCompLoc=$T/jobcomp.txt
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
-ReturnToService=2
-MinJobAge=900
-NodeName=$NODE NodeAddr=127.0.0.1 $hw RealMemory=1000 State=UNKNOWN
-PartitionName=e2e Nodes=ALL Default=YES MaxTime=INFINITE State=UP
-EOF
+{
+  echo "# Written by tests/slurm/slurm_e2e.sh; lives and dies with $T."
+  slurm_conf_common mlrae2e "$NODE(127.0.0.1)" "$T/spool" "$T/run/slurmd.pid" "$T/logs/slurmd.log"
+  echo "NodeName=$NODE NodeAddr=127.0.0.1 $hw RealMemory=1000 State=UNKNOWN"
+  echo "PartitionName=e2e Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
+} >"$SLURM_CONF"
 
 slurmctld -f "$SLURM_CONF" -c </dev/null >"$T/logs/slurmctld.out" 2>&1 \
   || die "slurmctld did not start: $(tail -5 "$T/logs/slurmctld.out" "$T/logs/slurmctld.log" 2>/dev/null)"
@@ -238,93 +151,6 @@ ok "slurmctld + slurmd up, node $NODE IDLE ($hw; ports $P1/$P2)"
 # --------------------------------------------------------------------------
 # Helpers: submit, wait, job states, CSV checks.
 # --------------------------------------------------------------------------
-JOB_TIMEOUT=${E2E_JOB_TIMEOUT:-300}
-TERMINAL='^(COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE|PREEMPTED)$'
-
-# job_states ID -> one "JobId State ExitCode Reason" line per job/task.
-job_states() {
-  timeout 10 scontrol -o show job "$1" 2>/dev/null | awk '{
-    id = ""; st = ""; ec = ""; rs = ""
-    for (i = 1; i <= NF; i++) {
-      if ($i ~ /^JobId=/) id = substr($i, 7)
-      else if ($i ~ /^JobState=/) st = substr($i, 10)
-      else if ($i ~ /^ExitCode=/) ec = substr($i, 10)
-      else if ($i ~ /^Reason=/) rs = substr($i, 8)
-    }
-    print id, st, ec, rs
-  }'
-}
-
-# wait_job ID -> 0 when every record of the job (all array tasks) is terminal.
-wait_job() {
-  local id=$1 deadline=$(($(date +%s) + JOB_TIMEOUT)) lines
-  while [ "$(date +%s)" -lt "$deadline" ]; do
-    lines=$(job_states "$id")
-    if [ -n "$lines" ]; then
-      if printf '%s\n' "$lines" | awk '$4 ~ /held|DependencyNeverSatisfied/ {found=1} END {exit !found}'; then
-        note "job $id stuck: $(printf '%s' "$lines" | tr '\n' ';')"
-        return 1
-      fi
-      printf '%s\n' "$lines" | awk -v re="$TERMINAL" '$2 !~ re {busy=1} END {exit busy}' && return 0
-    fi
-    sleep 0.5
-  done
-  note "job $id not finished after $JOB_TIMEOUT s: $(printf '%s' "$lines" | tr '\n' ';')"
-  return 1
-}
-
-# all_completed ID -> every record COMPLETED with exit code 0:0.
-all_completed() {
-  job_states "$1" | awk 'NF {n++; if ($2 != "COMPLETED" || $3 != "0:0") bad++} END {exit !(n > 0 && !bad)}'
-}
-
-# jobcomp_state ID -> the JobState the jobcomp file recorded for job ID.
-jobcomp_state() {
-  awk -v id="$1" '{ for (i = 1; i <= NF; i++) if ($i == "JobId=" id) { for (j = 1; j <= NF; j++) if ($j ~ /^JobState=/) print substr($j, 10) } }' "$T/jobcomp.txt" 2>/dev/null | tail -n 1
-}
-
-# Job ids of an array's tasks (e.g. 5 -> 6 7 ...; the first task keeps the array's id).
-task_ids() { timeout 10 scontrol -o show job "$1" 2>/dev/null | sed -n 's/^JobId=\([0-9]*\) .*/\1/p'; }
-
-show_logs() { # on failure: the job logs and daemon log tails
-  for f in "$T"/logs/*.out; do [ -f "$f" ] && { echo "# --- $f"; tail -n 15 "$f" | sed 's/^/#   /'; }; done
-  for f in "$T/logs/slurmctld.log" "$T/logs/slurmd.log"; do echo "# --- $f"; tail -n 10 "$f" 2>/dev/null | sed 's/^/#   /'; done
-}
-
-SCHEMA_HEADER=$("$HERE/schema_header.sh" "$REPO/docs/csv-schema.md") || die "cannot read the schema from docs/csv-schema.md"
-SCHEMA_VERSION=$("$HERE/schema_header.sh" --version "$REPO/docs/csv-schema.md") || die "cannot read the schema version from docs/csv-schema.md's title"
-
-# csv_check FILE EXPECTED_ROWS -> checks, prints the problems; writes FILE.keys
-# (one configuration key per row, sorted) for comparisons.
-csv_check() {
-  local f=$1 want=$2 problems
-  if [ ! -s "$f" ]; then echo "missing or empty"; return 1; fi
-  if [ "$(head -n 1 "$f")" != "$SCHEMA_HEADER" ]; then echo "header differs from docs/csv-schema.md"; return 1; fi
-  if [ -n "$(tail -c 1 "$f")" ]; then echo "last row has no newline (partial row)"; return 1; fi
-  problems=$(awk -v want="$want" -v keys="$f.keys" -v version="$SCHEMA_VERSION" -f "$HERE/csv.awk" -f /dev/stdin "$f" <<'AWK'
-    NR == 1 { nh = csvsplit($0, h); for (i = 1; i <= nh; i++) col[h[i]] = i; next }
-    {
-      rows++
-      n = csvsplit($0, f)
-      if (n != nh) { printf "line %d: %d fields, header has %d (partial row)\n", NR, n, nh; next }
-      if (f[col["validation"]] != "pass") printf "line %d: validation=%s\n", NR, f[col["validation"]]
-      if (f[col["schema_version"]] != version) printf "line %d: schema_version=%s\n", NR, f[col["schema_version"]]
-      k = f[col["variant"]] "|" f[col["scope"]] "|" f[col["tp"]] "|" f[col["tp_group"]] "|" f[col["context"]] "|" f[col["batch"]] "|" f[col["n_head"]] "|" f[col["kv_lora_rank"]] "|" f[col["kv_dtype"]] "|" f[col["threads"]] "|" f[col["timing_mode"]] "|" f[col["cold_cache"]]
-      if (k in seen) printf "line %d: configuration %s also on line %d\n", NR, k, seen[k]
-      seen[k] = NR
-      print k | ("sort > \"" keys "\"")
-    }
-    END { if (want != "" && rows != want) printf "%d rows, expected %d\n", rows, want }
-AWK
-)
-  if [ -n "$problems" ]; then printf '%s\n' "$problems" | head -n 10; return 1; fi
-  return 0
-}
-csv_ok() { # description FILE EXPECTED_ROWS
-  local out
-  if out=$(csv_check "$2" "$3"); then ok "$1"; else bad "$1"; printf '%s\n' "$out" | sed 's/^/#      /'; fi
-}
-rows_of() { [ -s "$1" ] && echo $(($(wc -l <"$1") - 1)) || echo 0; }
 
 # --------------------------------------------------------------------------
 # 3. Submit. The grid is tiny: 2 ranks, TP 2 only, so every configuration is
@@ -339,11 +165,6 @@ TERM_EXPECT=${E2E_TERM_EXPECT_ROWS:-12}
 COMMON=(--ntasks=2 --time=00:10:00 "--output=$T/logs/%x-%j.out")
 export MLRA_OUT_DIR=$T/results
 
-sub() { # sbatch args... -> job id (stdout)
-  local id
-  id=$(timeout 30 sbatch --parsable "$@" </dev/null) || return 1
-  echo "${id%%;*}"
-}
 
 SINGLE=$(MLRA_SWEEP_NAME=single MLRA_SWEEP_ARGS=$SWEEP sub "${COMMON[@]}" --job-name=e2e-sweep jobs/slurm_sweep.sbatch) \
   || die "sbatch jobs/slurm_sweep.sbatch failed"

@@ -15,13 +15,9 @@ public enum MemoryBudget {
         return Int(ProcessInfo.processInfo.physicalMemory)
     }
 
-    /// Ranks of this job on this node (Open MPI's local size); nil when the launcher did not say.
-    public static var ranksOnNode: Int? {
-        Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? "")
-    }
-
-    /// The reason `bytesPerRank` × `ranks` cannot fit, or nil when it fits.
-    public static func shortfall(bytesPerRank: Int, ranks: Int = ranksOnNode ?? 1, available: Int = availableBytes()) -> String? {
+    /// The reason `bytesPerRank` × `ranks` cannot fit, or nil when it fits. `ranks`: the
+    /// job's ranks on this node (under MPI, NodeTopology.localSize, whatever the launcher).
+    public static func shortfall(bytesPerRank: Int, ranks: Int, available: Int = availableBytes()) -> String? {
         let need = Double(bytesPerRank) * Double(ranks)
         guard need > usableFraction * Double(available) else { return nil }
         return String(format: "needs %.2f GiB on this node (%.2f GiB per rank × %d rank%@), but only %.2f GiB are available",
@@ -30,7 +26,7 @@ public enum MemoryBudget {
     }
 
     /// Throws the shortfall as an error naming `what`.
-    public static func check(bytesPerRank: Int, ranks: Int = ranksOnNode ?? 1, what: String) throws {
+    public static func check(bytesPerRank: Int, ranks: Int, what: String) throws {
         if let s = shortfall(bytesPerRank: bytesPerRank, ranks: ranks) { throw HarnessError("\(what) \(s)") }
     }
 }
