@@ -202,7 +202,7 @@ public struct NoiseReport: Codable, Sendable {
     public static func measure(world: Communicator, settings: NoiseProbe.Settings) throws -> NoiseReport {
         try settings.validate()
         let started = ISO8601DateFormatter().string(from: Date())
-        let nodeRank = world.nodeLocal().rank
+        let nodeRank = NodeTopology(world).localRank
         world.barrier()
         let work = NoiseProbe.measure(settings)
         let summary = NoiseProbe.summarize(work, quantum: settings.quantum)

@@ -13,7 +13,7 @@ extension SweepDriver {
     /// before any output is touched.
     func bindGPUs(for configs: [SweepConfig]) throws {
         guard configs.contains(where: { $0.device == .cuda && $0.skipReason() == nil }) else { return }
-        let local = world.nodeLocal()
+        let local = (rank: topology.localRank, size: topology.localSize)   // set by run() before binding
         gpu = try world.collectively { () throws -> CUDADevice in
             let device = try CUDADevice(localRank: local.rank, localSize: local.size, flag: "--devices cuda")
             try KernelCompiler.shared.load()
