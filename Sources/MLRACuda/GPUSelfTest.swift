@@ -66,13 +66,14 @@ public enum GPUSelfTest {
                     let plain = try w.attention(tuning: GPUTuning(path: .plain))
                     let tol = Tolerance.gpuKernelAgreement(cache: dtype)
                     var kernels = [w.attention, plain]
-                    // Groups the warp-register kernel takes are checked on the shared-memory kernel too,
-                    // and on Hopper the MLA family on the wgmma kernel as well.
-                    if w.attention.classes.contains(where: { $0.path == .warps }) {
+                    // Groups the warp-register or wgmma kernel takes are checked on the shared-memory
+                    // kernel too (what they take on other devices), and on Hopper the MLA family on
+                    // the wgmma kernel whatever the default.
+                    if w.attention.classes.contains(where: { $0.path == .warps || $0.path == .wgmma }) {
                         kernels.append(try w.attention(tuning: GPUTuning(splits: splits, path: .mma)))
                     }
                     if w.attention.classes.allSatisfy({ c in
-                        (c.path == .mma || c.path == .warps)
+                        (c.path == .mma || c.path == .warps)   // not already the default
                             && GPUAttention.wgmmaTakes(keyWidth: c.keyWidth, ropeWidth: c.ropeWidth, valueWidth: c.valueWidth,
                                                        valueIsKey: c.valueIsKey, arch: device.arch)
                     }) {

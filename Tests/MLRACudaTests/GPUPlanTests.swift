@@ -70,10 +70,10 @@ final class GPUPlanTests: XCTestCase {
         XCTAssertThrowsError(try shape(odd, tp: 1, tuning: GPUTuning(path: .mma))) { XCTAssertTrue("\($0)".contains("multiples of 16")) }
     }
 
-    /// On Hopper the MLA family may take the wgmma kernel (opt-in until it has run on a GPU),
-    /// with the largest tile whose stages fit in 227 KiB; the defaults stay as measured.
-    /// Forcing wgmma where it cannot run is one clear error.
-    func testHopperOffersTheMLAFamilyTheWgmmaKernel() throws {
+    /// On Hopper the MLA family takes the wgmma kernel, with the largest tile whose stages fit
+    /// in 227 KiB; GQA keeps the warp-register kernel. Forcing wgmma where it cannot run is one
+    /// clear error.
+    func testHopperGivesTheMLAFamilyTheWgmmaKernel() throws {
         let budget = KernelVariants.sharedBudget(arch: "sm_90a")
         let wgmma = GPUTuning(path: .wgmma)
         let mla = try shape(latent(.mla), tp: 1, arch: "sm_90a", budget: budget, tuning: wgmma)
@@ -85,7 +85,11 @@ final class GPUPlanTests: XCTestCase {
         XCTAssertEqual([gla2.path.rawValue, "\(gla2.tile)", "\(gla2.stages)"], ["wgmma", "64", "2"])
         let mlra4 = try shape(latent(.mlra4), tp: 4, arch: "sm_90a", budget: budget, tuning: wgmma)
         XCTAssertEqual([mlra4.path.rawValue, "\(mlra4.tile)", "\(mlra4.stages)"], ["wgmma", "64", "3"])
-        XCTAssertEqual(try shape(latent(.mla), tp: 1, arch: "sm_90a", budget: budget).path, .mma)
+        XCTAssertEqual(try shape(latent(.mla), tp: 1, arch: "sm_90a", budget: budget).path, .wgmma)
+        XCTAssertEqual(try shape(latent(.mlra4), tp: 4, arch: "sm_90a", budget: budget).path, .wgmma)
+        XCTAssertEqual(try shape(latent(.mla), tp: 1, arch: "sm_80", budget: budget).path, .mma)
+        XCTAssertEqual(try shape(AttentionConfig(variant: .gqa, nEmbd: 64 * 128, nHead: 64, headDim: 128, groupSize: 8), tp: 8,
+                                 arch: "sm_90a", budget: budget).path, .warps)
         let gqa = AttentionConfig(variant: .gqa, nEmbd: 64 * 128, nHead: 64, headDim: 128, groupSize: 8)
         XCTAssertThrowsError(try shape(gqa, tp: 8, arch: "sm_90a", budget: budget, tuning: wgmma)) {
             XCTAssertTrue("\($0)".contains("MLA-family"), "\($0)")

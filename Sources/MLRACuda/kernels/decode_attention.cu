@@ -696,6 +696,11 @@ template <int N> __device__ __forceinline__ void fence_operands(float *r) {
 #pragma unroll
     for (int i = 0; i < N; i++) asm volatile("" : "+f"(r[i])::"memory");
 }
+// The same for the register A operand of a wgmma (read asynchronously until the wait).
+template <int N> __device__ __forceinline__ void fence_operands(u32 *r) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+r"(r[i])::"memory");
+}
 
 #define ACC4(d, i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])
 #define ACC16(d, i) ACC4(d, i), ACC4(d, i + 4), ACC4(d, i + 8), ACC4(d, i + 12)
@@ -877,6 +882,7 @@ decode_wgmma(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
 
 #pragma unroll
         for (int n = 0; n < VNB; n++) fence_operands<32>(o[n]);
+        fence_operands<TN / 4>(&pf[0][0]);
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < TN / 16; kk++)
@@ -895,6 +901,7 @@ decode_wgmma(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
         wgmma_wait<0>();
 #pragma unroll
         for (int n = 0; n < VNB; n++) fence_operands<32>(o[n]);
+        fence_operands<TN / 4>(&pf[0][0]);
     }
     cp_async_wait<0>();
 
@@ -914,8 +921,10 @@ decode_wgmma(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
             for (int j = 0; j < 8; j++) {
                 const int col = wg * DVH + n * 64 + j * 8 + qc * 2;
                 const float x0 = o[n][4 * j + 2 * half], x1 = o[n][4 * j + 2 * half + 1];
-                if (splits == 1) {
-                    *(float2 *)(out + (u64)b * ON + t[4] + (h0 + h) * DV + col) = make_float2(x0 * inv_l, x1 * inv_l);
+                if (splits == 1) {  // scalar: the output offsets of other groups need not be even
+                    float *dst = out + (u64)b * ON + t[4] + (h0 + h) * DV + col;
+                    dst[0] = x0 * inv_l;
+                    dst[1] = x1 * inv_l;
                 } else {
                     *(float2 *)(part_acc + (pidx + (u64)h * splits) * DV + col) = make_float2(x0, x1);
                 }
