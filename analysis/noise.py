@@ -96,16 +96,23 @@ def dominant_period(x: np.ndarray) -> tuple[float, float]:
     """(period in samples, share of the variance in that period's harmonics) of the strongest
     periodic component. A slow step every N is a pulse train: its power sits in equal parts
     at N/1, N/2, N/3 … samples, so the period is the lowest-frequency strong bin of which the
-    strongest bin is a harmonic, and its share counts every harmonic."""
+    strongest bin is a harmonic, and its share counts every harmonic. The first bin (one
+    cycle over the whole series) is a drift, not a period: a component must repeat at least
+    twice to be one, so bin 1 counts in the variance but never as the period."""
     p = periodogram(x)
     total = p.sum()
-    if len(p) == 0 or total <= 0:
+    if len(p) < 2 or total <= 0:
         return math.nan, 0.0
-    strongest = int(np.argmax(p)) + 1   # 1-based bin: frequency strongest / N per sample
-    strong = [k + 1 for k in np.flatnonzero(p >= 0.5 * p[strongest - 1])]
+    strongest = int(np.argmax(p[1:])) + 2   # 1-based bin ≥ 2: frequency strongest / N per sample
+    strong = [k + 1 for k in np.flatnonzero(p >= 0.5 * p[strongest - 1]) if k >= 1]
     base = min(k for k in strong if strongest % k == 0)
     share = p[base - 1::base].sum() / total
     return len(x) / base, float(share)
+
+
+def _whole(v) -> str:
+    """A whole number read as a float (the samples' numeric columns) written without ".0"."""
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def periodic_steps(samples: pd.DataFrame) -> pd.DataFrame:
@@ -114,14 +121,18 @@ def periodic_steps(samples: pd.DataFrame) -> pd.DataFrame:
     if samples.empty or "step_us" not in samples.columns:
         return pd.DataFrame()
     recs, short = [], {}
-    # A configuration: its config_id (schema 3 on), else the sample's key columns.
+    # One series: a configuration (its config_id from schema 3 on, else the sample's key
+    # columns) as one TP group timed it in one repeat; its steps are in time order.
     if "config_id" in samples.columns and samples["config_id"].astype(str).str.strip().ne("").all():
         keys = ["run_id", "config_id"]
     else:
-        keys = ["run_id"] + [c for c in ("variant", "scope", "tp", "tp_group", "context", "batch", "n_head",
+        keys = ["run_id"] + [c for c in ("variant", "scope", "tp", "context", "batch", "n_head",
                                          "kv_lora_rank", "kv_dtype", "threads") if c in samples.columns]
+    keys += [c for c in ("tp_group", "repeat") if c in samples.columns]
     for key, g in samples.groupby(keys, sort=True):
-        run, cfg = key[0], "/".join(map(str, key[1:]))
+        parts = dict(zip(keys, key))
+        run, cfg = key[0], str(parts.get("config_id", ""))
+        where = ", ".join(f"{c.replace('_', ' ')} {_whole(parts[c])}" for c in ("tp_group", "repeat") if c in parts)
         g = g.sort_values("step_index")
         steps = g["step_us"].to_numpy(float)
         steps = steps[np.isfinite(steps)]
@@ -133,8 +144,9 @@ def periodic_steps(samples: pd.DataFrame) -> pd.DataFrame:
         period, share = dominant_period(steps)
         if share >= PERIODIC_SHARE:
             first = g.iloc[0]
-            recs.append({"what": f"{first.get('variant', '')} {first.get('scope', '')} t={first.get('tp', '')} "
-                                 f"L={first.get('context', '')}", "run_id": run, "config_id": cfg, "steps": len(steps),
+            recs.append({"what": f"{first.get('variant', '')} {first.get('scope', '')} t={_whole(first.get('tp', ''))} "
+                                 f"L={_whole(first.get('context', ''))}" + (f" ({where})" if where else ""),
+                         "run_id": run, "config_id": cfg, "steps": len(steps),
                          "period (steps)": period, "period µs": period * float(np.median(steps)),
                          "share of variance": share})
     for run, parts in short.items():   # a run's short configurations, one after the other

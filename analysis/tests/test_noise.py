@@ -92,3 +92,11 @@ def test_section_12_shows_the_probe_and_says_why_when_there_is_nothing(tmp_path)
     assert (tmp_path / "out" / "noise_spectra.png").exists() and (tmp_path / "out" / "noise_probe.csv").exists()
     bare = open(report.build(merge.load_sweeps([f]), str(tmp_path / "bare")), encoding="utf-8").read()
     assert "_No noise probe in these rows" in bare.split("## 12. Node noise")[1]
+
+
+def test_a_drift_over_the_whole_series_is_not_a_period():
+    # Steps that slow down once over the run (a warm-up, a frequency change): one cycle over
+    # the series is a drift; nothing repeats, so nothing is called periodic.
+    x = np.linspace(120.0, 100.0, 40)
+    period, share = noise.dominant_period(x)
+    assert period <= 20 and share < noise.PERIODIC_SHARE
