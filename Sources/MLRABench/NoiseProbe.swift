@@ -196,6 +196,9 @@ public struct NoiseReport: Codable, Sendable {
     public let budgetSeconds: Double
     public let ranks: [Rank]
 
+    /// The rank whose work varied most (the one a row's noise columns describe).
+    public var worst: Rank? { ranks.max { $0.summary.cv < $1.summary.cv } }
+
     public var hosts: [String] { ranks.reduce(into: [String]()) { if !$0.contains($1.host) { $0.append($1.host) } } }
 
     /// Runs the probe on every rank of `world` together (a collective: call it on every rank).
@@ -243,7 +246,7 @@ public struct NoiseReport: Codable, Sendable {
             lines.append(pad("\(r.rank)", 6) + pad(r.host, 21) + pad(String(format: "%.1f", s.meanWork), 14)
                          + pad(String(format: "%.4f", s.cv), 9) + pad(String(format: "%.2f%%", 100 * s.lostFraction), 10) + peaks)
         }
-        if let worst = ranks.max(by: { $0.summary.cv < $1.summary.cv }) {
+        if let worst {
             lines.append("worst: rank \(worst.rank) on \(worst.host), CV " + String(format: "%.4f", worst.summary.cv) + ", "
                          + String(format: "%.2f", 100 * worst.summary.lostFraction) + "% of quanta lost more than 10% of their work")
         }

@@ -298,12 +298,9 @@ public final class SweepDriver {
     /// The noise probe on every rank at once, before anything is measured: its summary goes
     /// into every row of the run (the worst rank's), its whole report beside --out.
     func probeNoise() throws {
-        guard let settings = options.noiseProbe else {
-            for c in ["noise_cv_max", "noise_lost_fraction_max", "noise_top_hz"] { metadata[c] = "" }
-            return
-        }
+        guard let settings = options.noiseProbe else { return }   // the columns stay empty
         let report = try NoiseReport.measure(world: world, settings: settings)
-        let worst = report.ranks.max { $0.summary.cv < $1.summary.cv }!
+        let worst = report.worst!   // every rank reported
         metadata["noise_cv_max"] = String(format: "%.6g", worst.summary.cv)
         metadata["noise_lost_fraction_max"] = String(format: "%.6g", report.ranks.map(\.summary.lostFraction).max() ?? 0)
         metadata["noise_top_hz"] = worst.summary.topHz.map { String(format: "%.6g", $0) } ?? ""
