@@ -748,16 +748,102 @@ __device__ __forceinline__ void wgmma_scores(float *s, const unsigned char *Qs, 
     }
 }
 
-// The pair of tiles starting at token tok0 into one stage: only the key and RoPE columns.
-__device__ __forceinline__ void load_pair(unsigned char *stage, const u16 *rows, int tok0, int end, int key_off, int rope_off) {
+// Rows tok0 ..< tok0 + NTOK (TN-token tiles, TILE_BYTES apart) into shared memory by
+// NT threads (thread index ltid): only the key and RoPE columns.
+template <int NTOK, int NT>
+__device__ __forceinline__ void load_key_rows(unsigned char *dst, const u16 *rows, int tok0, int end, int key_off, int rope_off,
+                                              int ltid) {
     constexpr int CH = DK / 8;  // 16-byte chunks per row
-    for (int i = threadIdx.x; i < 2 * TN * CH; i += NTHREADS) {
+    for (int i = ltid; i < NTOK * CH; i += NT) {
         const int r2 = i / CH, ch = i % CH, w = r2 / TN, r = r2 % TN;
         const int token = tok0 + r2, c = ch * 8;
         const bool valid = token < end;
         const int src = c < KEY_W ? key_off + c : rope_off + (c - KEY_W);
-        unsigned char *dst = stage + w * TILE_BYTES + (ch / 8) * (TN * 128) + sw128_offset(r, c);
-        cp_async16(dst, rows + (u64)(valid ? token : tok0) * ROW_W + src, valid);
+        cp_async16(dst + w * TILE_BYTES + (ch / 8) * (TN * 128) + sw128_offset(r, c), rows + (u64)(valid ? token : tok0) * ROW_W + src,
+                   valid);
+    }
+}
+
+// The block's queries (nh rows of DK f32 at qg; rows nh ..< 64 zero), converted to 16 bits into
+// the swizzled Qs, by all threads.
+__device__ __forceinline__ void load_queries(unsigned char *Qs, const float *qg, int nh) {
+    constexpr int CH = DK / 8;
+    for (int i = threadIdx.x; i < WG_ROWS * CH; i += NTHREADS) {
+        const int r = i / CH, c = (i % CH) * 8;
+        u32 v[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++) v[e] = r < nh ? pack2(qg[r * DK + c + 2 * e], qg[r * DK + c + 2 * e + 1]) : 0u;
+        *(uint4 *)(Qs + (c / 64) * (WG_ROWS * 128) + sw128_offset(r, c)) = make_uint4(v[0], v[1], v[2], v[3]);
+    }
+}
+
+// Masks and scales one tile's scores (s[4j + e]: row r0 for e < 2, else r1; token tok0 + 8j +
+// 2·qc + (e & 1)) and returns the tile's row maxima over the quad that holds each row.
+__device__ __forceinline__ void tile_maxima(float *s, int tok0, int end, int qc, float scale_log2, float &mx0, float &mx1) {
+    mx0 = NEG_INF; mx1 = NEG_INF;
+#pragma unroll
+    for (int j = 0; j < TN / 8; j++) {
+        const int tok = tok0 + j * 8 + qc * 2;
+#pragma unroll
+        for (int e = 0; e < 4; e++) s[4 * j + e] = tok + (e & 1) < end ? s[4 * j + e] * scale_log2 : NEG_INF;
+        mx0 = fmaxf(mx0, fmaxf(s[4 * j], s[4 * j + 1]));
+        mx1 = fmaxf(mx1, fmaxf(s[4 * j + 2], s[4 * j + 3]));
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1)); mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1)); mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+}
+
+// Rows r0 and r1 of NB 64-column accumulator blocks times a0 and a1 (skipped when the
+// warp's running maxima did not move).
+template <int NB> __device__ __forceinline__ void scale_acc(float (*o)[32], float a0, float a1) {
+    if (__any_sync(0xffffffffu, a0 != 1.0f || a1 != 1.0f)) {
+#pragma unroll
+        for (int n = 0; n < NB; n++)
+#pragma unroll
+            for (int j = 0; j < 8; j++) { o[n][4 * j] *= a0; o[n][4 * j + 1] *= a0; o[n][4 * j + 2] *= a1; o[n][4 * j + 3] *= a1; }
+    }
+}
+
+// The running max moves to (n0, n1): rescales the sums and returns the exponent bases (0 for a
+// row that has seen nothing yet) and the accumulators' factors a0, a1.
+__device__ __forceinline__ void move_max(float &m0, float &m1, float &l0, float &l1, float n0, float n1, float &base0, float &base1,
+                                         float &a0, float &a1) {
+    base0 = n0 == NEG_INF ? 0.0f : n0; base1 = n1 == NEG_INF ? 0.0f : n1;
+    a0 = exp2f(m0 - base0); a1 = exp2f(m1 - base1);
+    m0 = n0; m1 = n1;
+    l0 *= a0; l1 *= a1;
+}
+
+// The block's result for head rows r0 and r1 (value columns col0 + n·64 + ..., NB blocks):
+// normalised into `out` with one split, else the partial state for decode_combine. m/L: row
+// max and total sum; write_ml: this thread writes the rows' (m, L).
+template <int NB>
+__device__ __forceinline__ void write_rows(float (*o)[32], int col0, int r0, int r1, int nh, int qc, float m0, float m1, float L0,
+                                           float L1, bool write_ml, int splits, u64 pidx, float *out, int ON, int o_off, int h0,
+                                           int b, float *part_ml, float *part_acc) {
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+        const int h = half ? r1 : r0;
+        if (h >= nh) continue;
+        const float inv_l = 1.0f / (half ? L1 : L0);
+#pragma unroll
+        for (int n = 0; n < NB; n++)
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                const int col = col0 + n * 64 + j * 8 + qc * 2;
+                const float x0 = o[n][4 * j + 2 * half], x1 = o[n][4 * j + 2 * half + 1];
+                if (splits == 1) {  // scalar: the output offsets of other groups need not be even
+                    float *dst = out + (u64)b * ON + o_off + (h0 + h) * DV + col;
+                    dst[0] = x0 * inv_l;
+                    dst[1] = x1 * inv_l;
+                } else {
+                    *(float2 *)(part_acc + (pidx + (u64)h * splits) * DV + col) = make_float2(x0, x1);
+                }
+            }
+        if (splits > 1 && write_ml && qc == 0) {
+            part_ml[2 * (pidx + (u64)h * splits)] = half ? m1 : m0;
+            part_ml[2 * (pidx + (u64)h * splits) + 1] = half ? L1 : L0;
+        }
     }
 }
 
@@ -791,20 +877,10 @@ decode_wgmma(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
 
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
-        if (s < npairs) load_pair(tiles + s * PAIR_BYTES, rows, start + s * 2 * TN, end, key_off, rope_off);
+        if (s < npairs) load_key_rows<2 * TN, NTHREADS>(tiles + s * PAIR_BYTES, rows, start + s * 2 * TN, end, key_off, rope_off, tid);
         cp_async_commit();
     }
-    {   // queries, converted to 16 bits, while the first tiles fly
-        const float *qg = q + (u64)b * QN + t[3] + (u64)h0 * DK;
-        constexpr int CH = DK / 8;
-        for (int i = tid; i < WG_ROWS * CH; i += NTHREADS) {
-            const int r = i / CH, c = (i % CH) * 8;
-            u32 v[4];
-#pragma unroll
-            for (int e = 0; e < 4; e++) v[e] = r < nh ? pack2(qg[r * DK + c + 2 * e], qg[r * DK + c + 2 * e + 1]) : 0u;
-            *(uint4 *)(Qs + (c / 64) * (WG_ROWS * 128) + sw128_offset(r, c)) = make_uint4(v[0], v[1], v[2], v[3]);
-        }
-    }
+    load_queries(Qs, q + (u64)b * QN + t[3] + (u64)h0 * DK, nh);  // while the first tiles fly
 
     float o[VNB][32];
 #pragma unroll
@@ -821,7 +897,8 @@ decode_wgmma(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
         __syncthreads();      // pair p is in; everyone is done with pair p − 1, its P and maxima
         {
             const int next = p + STAGES - 1;
-            if (next < npairs) load_pair(tiles + (next % STAGES) * PAIR_BYTES, rows, start + next * 2 * TN, end, key_off, rope_off);
+            if (next < npairs)
+                load_key_rows<2 * TN, NTHREADS>(tiles + (next % STAGES) * PAIR_BYTES, rows, start + next * 2 * TN, end, key_off, rope_off, tid);
             cp_async_commit();
         }
         const unsigned char *stage = tiles + (p % STAGES) * PAIR_BYTES;
@@ -835,35 +912,16 @@ decode_wgmma(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
         wgmma_wait<0>();
         fence_operands<TN / 2>(s);
 
-        // Fragment: s[4j + e] is row r0 (e < 2) or r1, token 8j + 2·qc + (e & 1).
-        float mx0 = NEG_INF, mx1 = NEG_INF;
-#pragma unroll
-        for (int j = 0; j < TN / 8; j++) {
-            const int tok = tok0 + j * 8 + qc * 2;
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                s[4 * j + e] = tok + (e & 1) < end ? s[4 * j + e] * scale_log2 : NEG_INF;
-            }
-            mx0 = fmaxf(mx0, fmaxf(s[4 * j], s[4 * j + 1]));
-            mx1 = fmaxf(mx1, fmaxf(s[4 * j + 2], s[4 * j + 3]));
-        }
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1)); mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1)); mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        float mx0, mx1;
+        tile_maxima(s, tok0, end, qc, scale_log2, mx0, mx1);
         if (qc == 0) { xmax[wg * WG_ROWS + r0] = mx0; xmax[wg * WG_ROWS + r1] = mx1; }
         __syncthreads();
         // Both warpgroups compute the same new max from the same values.
         const float n0 = fmaxf(m0, fmaxf(xmax[r0], xmax[WG_ROWS + r0]));
         const float n1 = fmaxf(m1, fmaxf(xmax[r1], xmax[WG_ROWS + r1]));
-        const float base0 = n0 == NEG_INF ? 0.0f : n0, base1 = n1 == NEG_INF ? 0.0f : n1;
-        const float a0 = exp2f(m0 - base0), a1 = exp2f(m1 - base1);
-        m0 = n0; m1 = n1;
-        l0 *= a0; l1 *= a1;
-        if (__any_sync(0xffffffffu, a0 != 1.0f || a1 != 1.0f)) {
-#pragma unroll
-            for (int n = 0; n < VNB; n++)
-#pragma unroll
-                for (int j = 0; j < 8; j++) { o[n][4 * j] *= a0; o[n][4 * j + 1] *= a0; o[n][4 * j + 2] *= a1; o[n][4 * j + 3] *= a1; }
-        }
+        float base0, base1, a0, a1;
+        move_max(m0, m1, l0, l1, n0, n1, base0, base1, a0, a1);
+        scale_acc<VNB>(o, a0, a1);
         u32 pf[TN / 16][4];
 #pragma unroll
         for (int j = 0; j < TN / 8; j++) {
@@ -910,31 +968,211 @@ decode_wgmma(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
     if (qc == 0) { lsum[wg * WG_ROWS + r0] = l0; lsum[wg * WG_ROWS + r1] = l1; }
     __syncthreads();
     const float L0 = lsum[r0] + lsum[WG_ROWS + r0], L1 = lsum[r1] + lsum[WG_ROWS + r1];
+    write_rows<VNB>(o, wg * DVH, r0, r1, nh, qc, m0, m1, L0, L1, wg == 0, splits, pidx, out, ON, t[4], h0, b, part_ml, part_acc);
+}
+#ifdef WG_SOLO
+// ---------------------------------------------------------------------------------
+// decode_wgmma_solo: the same wgmma tiles for groups whose value accumulator fits one
+// warpgroup's registers (value width ≤ 256: MLRA-4, MLRA-2, GLA-2). Each warpgroup runs its
+// own split of the tiles (tile i of the block's chunk goes to warpgroup i mod 2) with its own
+// ring of STAGES tiles, its own online softmax and all of the value columns, and waits only
+// on its own 128 threads (named barriers 1 and 2). The two warpgroups never wait on each
+// other inside the loop, so one's softmax runs while the other's products keep the tensor
+// cores busy; they merge their states once at the end. Values are the first key columns:
+// O += P·V reads the score tile's bytes N-major, as decode_wgmma does.
+// ---------------------------------------------------------------------------------
+#define VNS (DV / 64)                                 // 64-column wgmma blocks of the values
+#define RING_BYTES (STAGES * TILE_BYTES)              // one warpgroup's tiles
+static_assert(DV <= 256, "decode_wgmma_solo keeps all value columns of 64 rows in one warpgroup");
+static_assert(RING_BYTES >= WG_ROWS * DV * 4, "warpgroup 1 leaves its accumulator in its own ring");
+#ifdef SOLO_OVERLAP
+static_assert(STAGES >= 3, "SOLO_OVERLAP holds the next tile while this one is in use");
+#endif
+
+// One tile's online-softmax step for a warpgroup that owns its rows' running max: masks and
+// scales s, moves the max, and leaves P (16-bit wgmma A fragments) in pf and its sum in l.
+// a0, a1: the factors the accumulator still has to be scaled by.
+__device__ __forceinline__ void softmax_step(float *s, int tok0, int end, int qc, float scale_log2, float &m0, float &m1, float &l0,
+                                             float &l1, u32 (*pf)[4], float &a0, float &a1) {
+    float mx0, mx1, base0, base1;
+    tile_maxima(s, tok0, end, qc, scale_log2, mx0, mx1);
+    move_max(m0, m1, l0, l1, fmaxf(m0, mx0), fmaxf(m1, mx1), base0, base1, a0, a1);
 #pragma unroll
-    for (int half = 0; half < 2; half++) {
-        const int h = half ? r1 : r0;
-        if (h >= nh) continue;
-        const float inv_l = 1.0f / (half ? L1 : L0);
-#pragma unroll
-        for (int n = 0; n < VNB; n++)
-#pragma unroll
-            for (int j = 0; j < 8; j++) {
-                const int col = wg * DVH + n * 64 + j * 8 + qc * 2;
-                const float x0 = o[n][4 * j + 2 * half], x1 = o[n][4 * j + 2 * half + 1];
-                if (splits == 1) {  // scalar: the output offsets of other groups need not be even
-                    float *dst = out + (u64)b * ON + t[4] + (h0 + h) * DV + col;
-                    dst[0] = x0 * inv_l;
-                    dst[1] = x1 * inv_l;
-                } else {
-                    *(float2 *)(part_acc + (pidx + (u64)h * splits) * DV + col) = make_float2(x0, x1);
-                }
-            }
-        if (splits > 1 && wg == 0 && qc == 0) {
-            part_ml[2 * (pidx + (u64)h * splits)] = half ? m1 : m0;
-            part_ml[2 * (pidx + (u64)h * splits) + 1] = half ? L1 : L0;
-        }
+    for (int j = 0; j < TN / 8; j++) {
+        const float p0 = exp2f(s[4 * j] - base0), p1 = exp2f(s[4 * j + 1] - base0);
+        const float p2 = exp2f(s[4 * j + 2] - base1), p3 = exp2f(s[4 * j + 3] - base1);
+        l0 += p0 + p1; l1 += p2 + p3;
+        pf[j / 2][(j % 2) * 2 + 0] = pack2(p0, p1);
+        pf[j / 2][(j % 2) * 2 + 1] = pack2(p2, p3);
     }
 }
+
+__device__ __forceinline__ void warpgroup_barrier(int wg) { asm volatile("bar.sync %0, 128;\n" ::"r"(wg + 1) : "memory"); }
+
+extern "C" __global__ void __launch_bounds__(256, 1)
+decode_wgmma_solo(const u64 *__restrict__ caches, const int *__restrict__ lengths, const int *__restrict__ gtab, int groups,
+                  const float *__restrict__ q, int QN, float *__restrict__ out, int ON, float scale_log2, int splits, int chunk,
+                  float *__restrict__ part_ml, float *__restrict__ part_acc) {
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    unsigned char *smem = smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u);
+    unsigned char *Qs = smem;                      // [DKB][64 rows][128 B], swizzled
+    unsigned char *rings = Qs + Q_BYTES;           // [2 warpgroups][STAGES][DKB][TN rows][128 B], swizzled
+    float *state = (float *)(rings + 2 * RING_BYTES);  // [2][64]: warpgroup 1's row max and sum at the end
+
+    const int g = blockIdx.x / HBLK, h0 = (blockIdx.x % HBLK) * WG_ROWS, split = blockIdx.y, b = blockIdx.z;
+    const int nh = min(WG_ROWS, GROUP_HEADS - h0);
+    const int *t = gtab + 5 * g;
+    const int key_off = t[0], rope_off = t[1];
+    const int len = lengths[b];
+    const int start = split * chunk, end = min(len, start + chunk);
+    const u64 pidx = (((u64)b * groups + g) * GROUP_HEADS + h0) * (u64)splits + split;
+    const int tid = threadIdx.x, wg = tid / 128, ltid = tid % 128, lane = tid % 32;
+    const int r0 = (ltid / 32) * 16 + lane / 4, r1 = r0 + 8;  // this thread's two head rows
+    const int qc = lane % 4;
+
+    if (start >= end) return empty_split(part_ml, pidx, splits, nh);
+    const u16 *rows = (const u16 *)caches[b];
+    const int ntiles = (end - start + TN - 1) / TN;
+    const int mine = (ntiles - wg + 1) / 2;  // tiles wg, wg + 2, ... of the chunk
+    unsigned char *ring = rings + wg * RING_BYTES;
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+        if (s < mine) load_key_rows<TN, 128>(ring + s * TILE_BYTES, rows, start + (2 * s + wg) * TN, end, key_off, rope_off, ltid);
+        cp_async_commit();
+    }
+    load_queries(Qs, q + (u64)b * QN + t[3] + (u64)h0 * DK, nh);
+    fence_proxy_async();
+    __syncthreads();  // both warpgroups wrote part of Qs
+
+    float o[VNS][32];
+#pragma unroll
+    for (int n = 0; n < VNS; n++)
+#pragma unroll
+        for (int e = 0; e < 32; e++) o[n][e] = 0.0f;
+    float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;  // rows r0, r1 (l: this thread's share)
+
+    // Tile i of this warpgroup: in shared memory once the warpgroup has waited for its copies.
+    auto tile_in = [&](int i) -> const unsigned char * {
+        fence_proxy_async();
+        warpgroup_barrier(wg);  // tile i is in for every thread; all are done with tile i − 1
+        const int next = i + STAGES - 1;
+        if (next < mine)
+            load_key_rows<TN, 128>(ring + (next % STAGES) * TILE_BYTES, rows, start + (2 * next + wg) * TN, end, key_off, rope_off, ltid);
+        cp_async_commit();
+        return ring + (i % STAGES) * TILE_BYTES;
+    };
+    auto scores = [&](float *s, const unsigned char *tile) {
+        wgmma_fence();
+        wgmma_scores(s, Qs, tile);
+        wgmma_commit();
+    };
+    auto values = [&](const u32 (*pf)[4], const unsigned char *tile) {  // O += P·V, issued
+#pragma unroll
+        for (int n = 0; n < VNS; n++) fence_operands<32>(o[n]);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < TN / 16; kk++)
+#pragma unroll
+            for (int n = 0; n < VNS; n++)
+                wgmma_rs_n64_nmajor(o[n], pf[kk], smem_desc(tile + n * (TN * 128) + kk * 2048, V_LBO, 1024, 1));
+        wgmma_commit();
+    };
+    float s[TN / 2];
+    u32 pf[TN / 16][4];
+    float a0, a1;
+#ifdef SOLO_OVERLAP
+    // The scores of tile i + 1 are issued before the products of tile i, and its softmax runs
+    // while those products do; only the accumulator's rescale waits for them. pf holds P of
+    // tile i (read by the products in flight), pn P of tile i + 1.
+    u32 pn[TN / 16][4];
+    if (mine > 0) {
+        cp_async_wait<STAGES - 2>();
+        const unsigned char *tile = tile_in(0);
+        scores(s, tile);
+        wgmma_wait<0>();
+        fence_operands<TN / 2>(s);
+        softmax_step(s, start + wg * TN, end, qc, scale_log2, m0, m1, l0, l1, pf, a0, a1);
+    }
+    // Every iteration has a next tile, so that its two wgmma groups are always the same and
+    // ptxas can see that waiting for all but the last leaves only the products in flight
+    // (with a conditional next tile it serialises the wgmma instead: warning C7514).
+    for (int i = 0; i + 1 < mine; i++) {
+        cp_async_wait<STAGES - 3>();
+        const unsigned char *next = tile_in(i + 1);
+        scores(s, next);
+        fence_operands<TN / 4>(&pf[0][0]);
+        values(pf, ring + (i % STAGES) * TILE_BYTES);
+        wgmma_wait<1>();
+        fence_operands<TN / 2>(s);
+        softmax_step(s, start + (2 * (i + 1) + wg) * TN, end, qc, scale_log2, m0, m1, l0, l1, pn, a0, a1);
+        wgmma_wait<0>();
+#pragma unroll
+        for (int n = 0; n < VNS; n++) fence_operands<32>(o[n]);
+        fence_operands<TN / 4>(&pf[0][0]);
+        scale_acc<VNS>(o, a0, a1);
+#pragma unroll
+        for (int k = 0; k < TN / 16; k++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) pf[k][e] = pn[k][e];
+    }
+    if (mine > 0) {
+        fence_operands<TN / 4>(&pf[0][0]);
+        values(pf, ring + ((mine - 1) % STAGES) * TILE_BYTES);
+        wgmma_wait<0>();
+#pragma unroll
+        for (int n = 0; n < VNS; n++) fence_operands<32>(o[n]);
+        fence_operands<TN / 4>(&pf[0][0]);
+    }
+#else
+    for (int i = 0; i < mine; i++) {
+        cp_async_wait<STAGES - 2>();
+        const unsigned char *tile = tile_in(i);
+        scores(s, tile);
+        wgmma_wait<0>();
+        fence_operands<TN / 2>(s);
+        softmax_step(s, start + (2 * i + wg) * TN, end, qc, scale_log2, m0, m1, l0, l1, pf, a0, a1);
+        scale_acc<VNS>(o, a0, a1);
+        fence_operands<TN / 4>(&pf[0][0]);
+        values(pf, tile);
+        wgmma_wait<0>();
+#pragma unroll
+        for (int n = 0; n < VNS; n++) fence_operands<32>(o[n]);
+        fence_operands<TN / 4>(&pf[0][0]);
+    }
+#endif
+    cp_async_wait<0>();
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+
+    // Warpgroup 1 leaves its state in its own ring (thread-major, so that each warpgroup-0
+    // thread reads what its twin wrote) and warpgroup 0 merges: M = max, weights 2^(m − M).
+    float *twin = (float *)(rings + RING_BYTES);
+    warpgroup_barrier(wg);  // every warp of the warpgroup is done with its ring
+    if (wg == 1) {
+#pragma unroll
+        for (int n = 0; n < VNS; n++)
+#pragma unroll
+            for (int e = 0; e < 32; e++) twin[(n * 32 + e) * 128 + ltid] = o[n][e];
+        if (qc == 0) { state[r0] = m0; state[r1] = m1; state[WG_ROWS + r0] = l0; state[WG_ROWS + r1] = l1; }
+    }
+    __syncthreads();
+    if (wg == 1) return;
+    const float M0 = fmaxf(m0, state[r0]), M1 = fmaxf(m1, state[r1]);  // m0, m1 are finite: warpgroup 0 has a tile
+    const float w0 = exp2f(m0 - M0), w1 = exp2f(m1 - M1), b0 = exp2f(state[r0] - M0), b1 = exp2f(state[r1] - M1);
+#pragma unroll
+    for (int n = 0; n < VNS; n++)
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const int e = 4 * j;
+            o[n][e] = o[n][e] * w0 + twin[(n * 32 + e) * 128 + ltid] * b0;
+            o[n][e + 1] = o[n][e + 1] * w0 + twin[(n * 32 + e + 1) * 128 + ltid] * b0;
+            o[n][e + 2] = o[n][e + 2] * w1 + twin[(n * 32 + e + 2) * 128 + ltid] * b1;
+            o[n][e + 3] = o[n][e + 3] * w1 + twin[(n * 32 + e + 3) * 128 + ltid] * b1;
+        }
+    const float L0 = l0 * w0 + state[WG_ROWS + r0] * b0, L1 = l1 * w1 + state[WG_ROWS + r1] * b1;
+    write_rows<VNS>(o, 0, r0, r1, nh, qc, M0, M1, L0, L1, true, splits, pidx, out, ON, t[4], h0, b, part_ml, part_acc);
+}
+#endif  // WG_SOLO
 #endif  // FAST_WGMMA
 
 #ifdef FAST_F32
