@@ -1,9 +1,10 @@
 // decode_wgmma alone, against a double reference: a development check that needs only nvcc
 // on a Hopper node and a checkout (no Swift). One sequence of L tokens, one group, the shape
 // from -D macros as GPUAttention.launchShape passes them (benchmarks/gpu_wgmma_probe.sh).
-//   probe L [splits]   prints the worst error, OK/WRONG (relative error 2e-2), and µs per step
+//   probe L [splits] [main]   prints the worst error, OK/WRONG (relative error 2e-2), and µs per step
 // (the kernel and, with splits, decode_combine; caches rotated over copies that together
-// exceed the L2, as the harness's cold mode does). Above 65536 tokens it only times.
+// exceed the L2, as the harness's cold mode does). Above 65536 tokens it only times; with
+// `main` it times the kernel without decode_combine.
 // -DWG_SOLO probes decode_wgmma_solo, else decode_wgmma.
 #include <cstdio>
 #include <cstdlib>
@@ -21,6 +22,7 @@ static float bf2f(unsigned short h) { unsigned u = (unsigned)h << 16; float f; m
 int main(int argc, char **argv) {
     const int L = argc > 1 ? atoi(argv[1]) : 1000;
     const int splits = argc > 2 ? atoi(argv[2]) : 1;
+    const bool main_only = argc > 3 && strcmp(argv[3], "main") == 0;
     const int H = GROUP_HEADS;
     const bool check = L <= 65536;
     srand(7);
@@ -79,9 +81,11 @@ int main(int argc, char **argv) {
     const float log2e = 1.4426950408889634f;
     auto step = [&](int set) {
         KERNEL<<<dim3(HBLK, nsplit, 1), 256, shared>>>(dptr + set, dlen, dtab, 1, dq, H * DK, dout, H * DV, scale * log2e, nsplit, chunk, dml, dacc);
-        if (nsplit > 1) decode_combine<<<dim3(H * ((DV + 31) / 32), 1, 1), 256>>>(dml, dacc, dtab, 1, nsplit, dout, H * DV);
+        if (nsplit > 1 && !main_only) decode_combine<<<dim3(H * ((DV + 31) / 32), 1, 1), 256>>>(dml, dacc, dtab, 1, nsplit, dout, H * DV);
     };
     step(0);
+    if (nsplit > 1 && main_only)
+        decode_combine<<<dim3(H * ((DV + 31) / 32), 1, 1), 256>>>(dml, dacc, dtab, 1, nsplit, dout, H * DV);
     CK(cudaGetLastError());
     CK(cudaDeviceSynchronize());
     std::vector<float> out((size_t)H * DV);
@@ -108,6 +112,7 @@ int main(int argc, char **argv) {
                err / refmax, refmax, bad_h, bad_c, bad_h >= 0 ? out[bad_h * DV + bad_c] : 0.0, bad_h >= 0 ? ref[bad_h * DV + bad_c] : 0.0,
                err / refmax < 2e-2 ? "OK" : "WRONG", ms * 1000 / 20);
     else
-        printf("L=%d splits=%d sets=%d  step %.1f us  %.0f GB/s\n", L, nsplit, sets, ms * 1000 / 20, bytes / (ms * 1e-3 / 20) / 1e9);
+        printf("L=%d splits=%d sets=%d  %s %.1f us  %.0f GB/s\n", L, nsplit, sets, main_only ? "main" : "step", ms * 1000 / 20,
+               bytes / (ms * 1e-3 / 20) / 1e9);
     return 0;
 }

@@ -25,6 +25,10 @@ public enum GPUKernelPath: String, CaseIterable, Sendable {
     /// block (decode_wgmma): the MLA family (values are the first key columns), key width a
     /// multiple of 64, value width a multiple of 128. The default there for those groups.
     case wgmma
+    /// Hopper (sm_90a) only: the same wgmma tiles with each warpgroup on its own tiles, softmax
+    /// and all value columns (decode_wgmma_solo): MLA-family groups whose value width is at
+    /// most 256 (MLRA-4, MLRA-2, GLA-2). The default there for those groups.
+    case wgmmaSolo = "wgmma-solo"
     /// f32 caches on CUDA cores (decode_f32).
     case f32
     /// The device-side reference (decode_plain): any dtype, any shape, slow.
@@ -80,7 +84,7 @@ public final class GPUAttention {
 
         public var description: String {
             "\(path) \(heads)h×(\(keyWidth)+\(ropeWidth))→\(valueWidth)"
-                + (path == .plain ? "" : " tile \(path == .wgmma ? "2×" : "")\(tile)" + (path == .f32 ? "" : "×\(stages) stages") + ", \(threads / 32) warps, \(splits) split(s) of \(chunk), "
+                + (path == .plain ? "" : " tile \(path == .wgmma || path == .wgmmaSolo ? "2×" : "")\(tile)" + (path == .f32 ? "" : "×\(stages) stages") + ", \(threads / 32) warps, \(splits) split(s) of \(chunk), "
                     + "\(headsPerBlock) heads/block, \(sharedBytes / 1024) KiB shared, \(blocksPerSM) block(s)/SM")
         }
     }
@@ -112,10 +116,22 @@ public final class GPUAttention {
             let table = try DeviceBuffer(bytes: idx.count * 5 * 4, what: "the group table")
             try table.upload(idx.flatMap { rows[$0] })
             let offsets = idx.flatMap { [groups[$0].keyOffset, groups[$0].ropeOffset, groups[$0].valueOffset] }
+            // The wgmma kernels read queries as 16-byte vectors.
+            let queriesAligned = queryCount % 4 == 0 && idx.allSatisfy { rows[$0][3] % 4 == 0 }
+            var classTuning = tuning
+            if !queriesAligned && tuning.path == nil,
+               [.wgmma, .wgmmaSolo].contains(try Self.launchShape(
+                   heads: key.h, keyWidth: key.k, ropeWidth: key.r, valueWidth: key.v, valueIsKey: key.vk, offsets: offsets,
+                   rowWidth: rowWidth, dtype: dtype, arch: device.arch, sharedBudget: device.sharedPerBlockOptin, tuning: tuning).path) {
+                classTuning.path = .mma
+            }
             classes.append(try Self.plan(device: device, heads: key.h, keyWidth: key.k, ropeWidth: key.r, valueWidth: key.v,
                                          valueIsKey: key.vk, offsets: offsets, groupIndices: idx, table: table,
                                          rowWidth: rowWidth, dtype: dtype, maxBatch: maxBatch, maxLength: maxLength,
-                                         tuning: tuning))
+                                         tuning: classTuning))
+            if !queriesAligned, let c = classes.last, c.path == .wgmma || c.path == .wgmmaSolo {
+                throw HarnessError("the \(c.path.rawValue) kernel reads queries in 16-byte vectors; this rank's query offsets are not multiples of 4")
+            }
         }
     }
 
@@ -144,7 +160,7 @@ public final class GPUAttention {
                 args.add(scale).add(c.scratch!.pointer).add(Int32(maxLength))
                 try c.main.launch(grid: (c.heads, groupsInClass, batch), block: c.threads, stream: device.stream, args)
                 continue
-            case .mma, .f32, .warps, .wgmma:
+            case .mma, .f32, .warps, .wgmma, .wgmmaSolo:
                 args.add(scale * log2e).add(Int32(c.splits)).add(Int32(c.chunk))
                     .add(c.partialML?.pointer ?? 0).add(c.partialAcc?.pointer ?? 0)
                 let headBlocks = (c.heads + c.headsPerBlock - 1) / c.headsPerBlock
@@ -166,6 +182,8 @@ public final class GPUAttention {
     // MARK: - Choosing the launch
 
     static let warps = 8
+    /// decode_wgmma_solo's tiles in order of preference.
+    static let wgmmaSoloTiles = [64, 32]
     /// decode_combine's COMBINE_MAX_SPLITS (its shared weight array).
     static let combineMaxSplits = 1024
 
@@ -196,7 +214,7 @@ public final class GPUAttention {
         public let defines: [(String, Int)]
         public let tile: Int, stages: Int, headsPerBlock: Int, sharedBytes: Int, threads: Int
         public var flags: [String] { path == .plain ? [] : ["--use_fast_math"] }
-        public var functionName: String { "decode_\(path.rawValue)" }
+        public var functionName: String { "decode_" + path.rawValue.replacingOccurrences(of: "-", with: "_") }
     }
 
     /// The groups decode_wgmma takes (with a 16-bit, aligned cache): Hopper, values that are the
@@ -205,11 +223,24 @@ public final class GPUAttention {
         arch == "sm_90a" && valueIsKey && (keyWidth + ropeWidth) % 64 == 0 && valueWidth % 128 == 0
     }
 
+    /// The groups decode_wgmma_solo takes: as decode_wgmma, with every value column of 64 rows
+    /// in one warpgroup's registers (value width at most 256, in 64-column blocks).
+    public static func wgmmaSoloTakes(keyWidth: Int, ropeWidth: Int, valueWidth: Int, valueIsKey: Bool, arch: String) -> Bool {
+        arch == "sm_90a" && valueIsKey && (keyWidth + ropeWidth) % 64 == 0 && valueWidth % 64 == 0 && valueWidth <= 256
+    }
+
     /// decode_wgmma's shared memory: alignment slack, queries, STAGES pairs of tiles, the two
     /// warpgroups' P, their maxima and sums.
     static func wgmmaSharedBytes(keyWidth: Int, ropeWidth: Int, tile: Int, stages: Int) -> Int {
         let dk = keyWidth + ropeWidth
         return 1024 + 2 * 64 * dk + stages * 2 * 2 * tile * dk + 2 * 2 * 64 * tile + 4 * 4 * 64
+    }
+
+    /// decode_wgmma_solo's shared memory: alignment slack, queries, two rings of STAGES tiles,
+    /// warpgroup 1's maxima and sums for the merge.
+    static func wgmmaSoloSharedBytes(keyWidth: Int, ropeWidth: Int, tile: Int, stages: Int) -> Int {
+        let dk = keyWidth + ropeWidth
+        return 1024 + 2 * 64 * dk + 2 * stages * 2 * tile * dk + 2 * 4 * 64
     }
 
     /// Chooses the path, tile, stages and warp split for a class within `sharedBudget` bytes
@@ -225,19 +256,25 @@ public final class GPUAttention {
         // The warp-register kernel holds DK/16·4 query and DV/8·4 accumulator registers per thread.
         let warpFits = (keyWidth + ropeWidth) / 16 * 4 + valueWidth / 8 * 4 <= 112
         let wgmmaFits = wgmmaTakes(keyWidth: keyWidth, ropeWidth: ropeWidth, valueWidth: valueWidth, valueIsKey: valueIsKey, arch: arch)
+        let soloFits = wgmmaSoloTakes(keyWidth: keyWidth, ropeWidth: ropeWidth, valueWidth: valueWidth, valueIsKey: valueIsKey, arch: arch)
         // On Hopper the MLA family takes wgmma: 1.1-1.9x faster than warps/mma at 128K-2M on an
-        // H200 (docs/gpu-kernels.md, "decode_wgmma").
-        let path = tuning.path ?? (dtype == .f32 ? .f32 : !aligned ? .plain : wgmmaFits ? .wgmma : warpFits ? .warps : .mma)
+        // H200, and the solo layout where its values fit one warpgroup (docs/gpu-kernels.md).
+        let path = tuning.path ?? (dtype == .f32 ? .f32 : !aligned ? .plain : soloFits ? .wgmmaSolo : wgmmaFits ? .wgmma : warpFits ? .warps : .mma)
         if path == .wgmma && !wgmmaFits {
             throw HarnessError("the wgmma kernel needs Hopper (sm_90a; this device is \(arch)) and an MLA-family group: values that are "
                                + "the first key columns, key + rope a multiple of 64, value width a multiple of 128 "
                                + "(key \(keyWidth)+\(ropeWidth), value \(valueWidth))")
         }
+        if path == .wgmmaSolo && !soloFits {
+            throw HarnessError("the wgmma-solo kernel needs Hopper (sm_90a; this device is \(arch)) and an MLA-family group whose values "
+                               + "fit one warpgroup: values that are the first key columns, key + rope a multiple of 64, value width "
+                               + "a multiple of 64 and at most 256 (key \(keyWidth)+\(ropeWidth), value \(valueWidth))")
+        }
         if path == .warps && !warpFits {
             throw HarnessError("the warp-register kernel holds at most 112 query + accumulator registers per thread; "
                                + "key \(keyWidth)+\(ropeWidth), value \(valueWidth) need more (use --gpu-kernel mma)")
         }
-        if (path == .mma || path == .warps || path == .wgmma) && (dtype == .f32 || !aligned) {
+        if (path == .mma || path == .warps || path == .wgmma || path == .wgmmaSolo) && (dtype == .f32 || !aligned) {
             throw HarnessError("the tensor-core kernel needs a 16-bit cache, widths that are multiples of 16 and "
                                + "column offsets that are multiples of 8 (\(heads) heads, key \(keyWidth), rope \(ropeWidth), value \(valueWidth), row \(rowWidth))")
         }
@@ -297,6 +334,26 @@ public final class GPUAttention {
             }
             throw HarnessError("no tile of the wgmma kernel fits key \(keyWidth)+\(ropeWidth) in \(sharedBudget / 1024) KiB of shared memory"
                                + (tuning.tile.map { " with --gpu-tile \($0)" } ?? ""))
+        case .wgmmaSolo:
+            // Tile = tokens per warpgroup and iteration; the most stages that fit (warpgroup 1's
+            // accumulator is merged through its own ring, which must hold 64 × value-width f32).
+            guard tuning.tile.map({ $0 == 32 || $0 == 64 }) ?? true else {
+                throw HarnessError("--gpu-tile of the wgmma-solo kernel is 32 or 64, got \(tuning.tile!)")
+            }
+            if let h = tuning.headsPerBlock, h != 64 { throw HarnessError("the wgmma-solo kernel takes 64 heads per block, got \(h)") }
+            let dk = keyWidth + ropeWidth
+            for t in tuning.tile.map({ [$0] }) ?? Self.wgmmaSoloTiles {
+                for s in tuning.stages.map({ [$0] }) ?? [6, 5, 4, 3, 2] where s >= 2 && s * t * dk * 2 >= 64 * valueWidth * 4 {
+                    let shared = wgmmaSoloSharedBytes(keyWidth: keyWidth, ropeWidth: ropeWidth, tile: t, stages: s)
+                    guard shared <= sharedBudget else { continue }
+                    let defines = base + [("FAST_WGMMA", 1), ("WG_SOLO", 1), ("HEADS", 64), ("MT", 4), ("TN", t), ("STAGES", s),
+                                          ("NWARPS", 8), ("VAL_IS_KEY", 1)]
+                    return LaunchShape(path: .wgmmaSolo, defines: defines, tile: t, stages: s, headsPerBlock: 64, sharedBytes: shared,
+                                       threads: 256)
+                }
+            }
+            throw HarnessError("no tile of the wgmma-solo kernel fits key \(keyWidth)+\(ropeWidth), value \(valueWidth) in "
+                               + "\(sharedBudget / 1024) KiB of shared memory" + (tuning.tile.map { " with --gpu-tile \($0)" } ?? ""))
         case .mma:
             // Heads per block: all of the group's, up to 64 (beyond that the value accumulators
             // leave the registers); MT is a power of two so that the softmax's threads per row are too.
@@ -366,7 +423,7 @@ public final class GPUAttention {
         let headBlocks = (heads + headsPerBlock - 1) / headsPerBlock
         let blocksPerSplit = maxBatch * groupIndices.count * headBlocks
         // A split covers whole iterations: the wgmma kernel takes a pair of tiles per iteration.
-        let step = path == .wgmma ? 2 * tile : tile
+        let step = path == .wgmma || path == .wgmmaSolo ? 2 * tile : tile
         let tiles = (maxLength + step - 1) / step
         var splits = tuning.splits ?? max(1, (device.smCount * blocksPerSM + blocksPerSplit - 1) / blocksPerSplit)
         splits = max(1, min(splits, tiles, combineMaxSplits))

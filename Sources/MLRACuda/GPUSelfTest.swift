@@ -66,14 +66,14 @@ public enum GPUSelfTest {
                     let plain = try w.attention(tuning: GPUTuning(path: .plain))
                     let tol = Tolerance.gpuKernelAgreement(cache: dtype)
                     var kernels = [w.attention, plain]
-                    // Groups the warp-register or wgmma kernel takes are checked on the shared-memory
+                    // Groups the warp-register or wgmma kernels take are checked on the shared-memory
                     // kernel too (what they take on other devices), and on Hopper the MLA family on
-                    // the wgmma kernel whatever the default.
-                    if w.attention.classes.contains(where: { $0.path == .warps || $0.path == .wgmma }) {
+                    // the two-warpgroup wgmma kernel whatever the default.
+                    if w.attention.classes.contains(where: { $0.path == .warps || $0.path == .wgmma || $0.path == .wgmmaSolo }) {
                         kernels.append(try w.attention(tuning: GPUTuning(splits: splits, path: .mma)))
                     }
                     if w.attention.classes.allSatisfy({ c in
-                        (c.path == .mma || c.path == .warps)   // not already the default
+                        (c.path == .mma || c.path == .warps || c.path == .wgmmaSolo)   // not already the default
                             && GPUAttention.wgmmaTakes(keyWidth: c.keyWidth, ropeWidth: c.ropeWidth, valueWidth: c.valueWidth,
                                                        valueIsKey: c.valueIsKey, arch: device.arch)
                     }) {

@@ -12,11 +12,11 @@ extension GPUKernelPath: ExpressibleByArgument {}
 struct GPUOptions: ParsableArguments {
     @Option(help: "cpu or cuda (each rank drives GPU <node-local rank> mod <visible GPUs>).")
     var device: DeviceKind = .cpu
-    @Option(name: .customLong("gpu-kernel"), help: "GPU kernel: wgmma (Hopper, MLA family), warps or mma (16-bit caches, tensor cores), f32 or plain (reference); default: chosen from the device, the cache dtype and the group's shape.")
+    @Option(name: .customLong("gpu-kernel"), help: "GPU kernel: wgmma-solo (Hopper, MLA family with values ≤ 256 wide), wgmma (Hopper, MLA family), warps or mma (16-bit caches, tensor cores), f32 or plain (reference); default: chosen from the device, the cache dtype and the group's shape.")
     var gpuKernel: GPUKernelPath?
     @Option(name: .customLong("gpu-tile"), help: "Tokens per tile of the GPU kernel (wgmma: per warpgroup, 32 or 64; default: the largest that fits).")
     var gpuTile: Int?
-    @Option(name: .customLong("gpu-stages"), help: "Shared-memory stages of the tensor-core kernel (default: 3 if it fits, else 2).")
+    @Option(name: .customLong("gpu-stages"), help: "Shared-memory stages of the tensor-core kernel (2-6; default: the most that fit, at most 3 for warps and mma, 6 for wgmma-solo).")
     var gpuStages: Int?
     @Option(name: .customLong("gpu-splits"), help: "Split-KV count (default: enough blocks to fill every SM once).")
     var gpuSplits: Int?
@@ -30,7 +30,7 @@ struct GPUOptions: ParsableArguments {
             if let v, v < 1 { throw ValidationError("\(n) must be at least 1, got \(v)") }
         }
         if let t = gpuTile, t % 16 != 0 { throw ValidationError("--gpu-tile must be a multiple of 16, got \(t)") }
-        if let s = gpuStages, s < 2 || s > 4 { throw ValidationError("--gpu-stages must lie in 2...4, got \(s)") }
+        if let s = gpuStages, s < 2 || s > 6 { throw ValidationError("--gpu-stages must lie in 2...6, got \(s)") }
         if device == .cpu, gpuKernel != nil || gpuTile != nil || gpuStages != nil || gpuSplits != nil || gpuWarps != nil || gpuHeadsPerBlock != nil {
             throw ValidationError("--gpu-kernel, --gpu-tile, --gpu-stages, --gpu-splits and --gpu-warps need --device cuda")
         }

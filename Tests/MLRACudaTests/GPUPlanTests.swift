@@ -86,7 +86,8 @@ final class GPUPlanTests: XCTestCase {
         let mlra4 = try shape(latent(.mlra4), tp: 4, arch: "sm_90a", budget: budget, tuning: wgmma)
         XCTAssertEqual([mlra4.path.rawValue, "\(mlra4.tile)", "\(mlra4.stages)"], ["wgmma", "64", "3"])
         XCTAssertEqual(try shape(latent(.mla), tp: 1, arch: "sm_90a", budget: budget).path, .wgmma)
-        XCTAssertEqual(try shape(latent(.mlra4), tp: 4, arch: "sm_90a", budget: budget).path, .wgmma)
+        XCTAssertEqual(try shape(latent(.mlra4), tp: 4, arch: "sm_90a", budget: budget).path, .wgmmaSolo)
+        XCTAssertEqual(try shape(latent(.gla2), tp: 2, arch: "sm_90a", budget: budget).path, .wgmmaSolo)
         XCTAssertEqual(try shape(latent(.mla), tp: 1, arch: "sm_80", budget: budget).path, .mma)
         XCTAssertEqual(try shape(AttentionConfig(variant: .gqa, nEmbd: 64 * 128, nHead: 64, headDim: 128, groupSize: 8), tp: 8,
                                  arch: "sm_90a", budget: budget).path, .warps)
@@ -97,6 +98,26 @@ final class GPUPlanTests: XCTestCase {
         XCTAssertThrowsError(try shape(latent(.mla), tp: 1, tuning: wgmma)) { XCTAssertTrue("\($0)".contains("sm_90a"), "\($0)") }
         XCTAssertThrowsError(try shape(latent(.mla), tp: 1, arch: "sm_90a", budget: budget, tuning: GPUTuning(tile: 48, path: .wgmma))) {
             XCTAssertTrue("\($0)".contains("32 or 64"), "\($0)")
+        }
+    }
+
+    /// The solo layout takes the MLA-family groups whose values fit one warpgroup, with the most
+    /// stages that fit and whose ring can hold warpgroup 1's accumulator for the merge.
+    func testHopperGivesNarrowLatentsTheSoloWgmmaKernel() throws {
+        let budget = KernelVariants.sharedBudget(arch: "sm_90a")
+        let mlra4 = try shape(latent(.mlra4), tp: 4, arch: "sm_90a", budget: budget)
+        XCTAssertEqual([mlra4.functionName, "\(mlra4.tile)", "\(mlra4.stages)"], ["decode_wgmma_solo", "64", "4"])
+        // 1 KiB alignment + Q 64 × 192 × 2 + 2 rings × 4 stages × 64 × 192 × 2 + 512 bytes of maxima and sums.
+        XCTAssertEqual(mlra4.sharedBytes, 1024 + 24_576 + 196_608 + 512)
+        let gla2 = try shape(latent(.gla2), tp: 2, arch: "sm_90a", budget: budget)
+        XCTAssertEqual(["\(gla2.tile)", "\(gla2.stages)"], ["64", "2"])
+        // A 32-token tile with three stages cannot hold GLA-2's 64 × 256 f32 accumulator (60 KiB < 64 KiB).
+        XCTAssertThrowsError(try shape(latent(.gla2), tp: 2, arch: "sm_90a", budget: budget,
+                                       tuning: GPUTuning(tile: 32, stages: 3, path: .wgmmaSolo))) {
+            XCTAssertTrue("\($0)".contains("wgmma-solo"), "\($0)")
+        }
+        XCTAssertThrowsError(try shape(latent(.mla), tp: 1, arch: "sm_90a", budget: budget, tuning: GPUTuning(path: .wgmmaSolo))) {
+            XCTAssertTrue("\($0)".contains("at most 256"), "\($0)")
         }
     }
 

@@ -748,32 +748,66 @@ __device__ __forceinline__ void wgmma_scores(float *s, const unsigned char *Qs, 
     }
 }
 
-// Rows tok0 ..< tok0 + NTOK (TN-token tiles, TILE_BYTES apart) into shared memory by
-// NT threads (thread index ltid): only the key and RoPE columns.
+// Rows tok0 ..< tok0 + NTOK (TN-token tiles, TILE_BYTES apart) into shared memory by NT
+// threads (thread index ltid): only the key and RoPE columns. A warp copies whole rows, lane l
+// the row's 16-byte chunks l, l + 32, ...: every address but the row's is fixed per lane, so
+// a copy costs a few instructions (a flat index divided into row and chunk cost ~20, and the
+// loads were a third of the kernel's instructions).
 template <int NTOK, int NT>
 __device__ __forceinline__ void load_key_rows(unsigned char *dst, const u16 *rows, int tok0, int end, int key_off, int rope_off,
                                               int ltid) {
-    constexpr int CH = DK / 8;  // 16-byte chunks per row
-    for (int i = ltid; i < NTOK * CH; i += NT) {
-        const int r2 = i / CH, ch = i % CH, w = r2 / TN, r = r2 % TN;
-        const int token = tok0 + r2, c = ch * 8;
+    constexpr int CH = DK / 8, PASSES = (CH + 31) / 32, WARPS = NT / 32;
+    static_assert(NTOK % WARPS == 0, "every warp copies the same number of rows");
+    const int lane = ltid % 32, warp = ltid / 32;
+    int src[PASSES];
+    u32 col[PASSES];  // byte offset of the chunk in its column block, before the swizzle
+#pragma unroll
+    for (int k = 0; k < PASSES; k++) {
+        const int c = (lane + 32 * k) * 8;
+        src[k] = c < KEY_W ? key_off + c : rope_off + (c - KEY_W);
+        col[k] = (c / 64) * (TN * 128) + ((c % 64) / 8);
+    }
+#pragma unroll 4
+    for (int i = 0; i < NTOK / WARPS; i++) {
+        const int r2 = warp + i * WARPS, w = r2 / TN, r = r2 % TN, token = tok0 + r2;
         const bool valid = token < end;
-        const int src = c < KEY_W ? key_off + c : rope_off + (c - KEY_W);
-        cp_async16(dst + w * TILE_BYTES + (ch / 8) * (TN * 128) + sw128_offset(r, c), rows + (u64)(valid ? token : tok0) * ROW_W + src,
-                   valid);
+        const u16 *row = rows + (u64)(valid ? token : tok0) * ROW_W;
+        unsigned char *base = dst + w * TILE_BYTES + r * 128;
+#pragma unroll
+        for (int k = 0; k < PASSES; k++) {
+            if (lane + 32 * k < CH) {
+                const u32 chunk = col[k] & 7u, block = col[k] & ~7u;
+                cp_async16(base + block + ((chunk ^ (r & 7)) << 4), row + src[k], valid);
+            }
+        }
     }
 }
 
 // The block's queries (nh rows of DK f32 at qg; rows nh ..< 64 zero), converted to 16 bits into
-// the swizzled Qs, by all threads.
+// the swizzled Qs, by all threads. The loads of QB chunks are issued before any is used: the
+// queries come from the L2, and a loop that waits for each chunk in turn cost microseconds
+// per block (MLA's 64 × 576 queries are 18 chunks per thread).
 __device__ __forceinline__ void load_queries(unsigned char *Qs, const float *qg, int nh) {
-    constexpr int CH = DK / 8;
-    for (int i = threadIdx.x; i < WG_ROWS * CH; i += NTHREADS) {
-        const int r = i / CH, c = (i % CH) * 8;
-        u32 v[4];
+    constexpr int CH = DK / 8, N = WG_ROWS * CH, PER = (N + NTHREADS - 1) / NTHREADS, QB = PER < 6 ? PER : 6;
 #pragma unroll
-        for (int e = 0; e < 4; e++) v[e] = r < nh ? pack2(qg[r * DK + c + 2 * e], qg[r * DK + c + 2 * e + 1]) : 0u;
-        *(uint4 *)(Qs + (c / 64) * (WG_ROWS * 128) + sw128_offset(r, c)) = make_uint4(v[0], v[1], v[2], v[3]);
+    for (int k0 = 0; k0 < PER; k0 += QB) {
+        float4 v[QB][2];
+#pragma unroll
+        for (int k = 0; k < QB; k++) {
+            const int i = threadIdx.x + (k0 + k) * NTHREADS, r = i / CH, c = (i % CH) * 8;
+            const bool live = k0 + k < PER && i < N && r < nh;
+            const float4 *src = (const float4 *)(qg + r * DK + c);
+            v[k][0] = live ? src[0] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            v[k][1] = live ? src[1] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+#pragma unroll
+        for (int k = 0; k < QB; k++) {
+            const int i = threadIdx.x + (k0 + k) * NTHREADS, r = i / CH, c = (i % CH) * 8;
+            if (k0 + k < PER && i < N)
+                *(uint4 *)(Qs + (c / 64) * (WG_ROWS * 128) + sw128_offset(r, c)) =
+                    make_uint4(pack2(v[k][0].x, v[k][0].y), pack2(v[k][0].z, v[k][0].w), pack2(v[k][1].x, v[k][1].y),
+                               pack2(v[k][1].z, v[k][1].w));
+        }
     }
 }
 
@@ -781,11 +815,12 @@ __device__ __forceinline__ void load_queries(unsigned char *Qs, const float *qg,
 // 2·qc + (e & 1)) and returns the tile's row maxima over the quad that holds each row.
 __device__ __forceinline__ void tile_maxima(float *s, int tok0, int end, int qc, float scale_log2, float &mx0, float &mx1) {
     mx0 = NEG_INF; mx1 = NEG_INF;
+    const bool full = tok0 + TN <= end;  // the common case: no token of the tile to mask
 #pragma unroll
     for (int j = 0; j < TN / 8; j++) {
         const int tok = tok0 + j * 8 + qc * 2;
 #pragma unroll
-        for (int e = 0; e < 4; e++) s[4 * j + e] = tok + (e & 1) < end ? s[4 * j + e] * scale_log2 : NEG_INF;
+        for (int e = 0; e < 4; e++) s[4 * j + e] = full || tok + (e & 1) < end ? s[4 * j + e] * scale_log2 : NEG_INF;
         mx0 = fmaxf(mx0, fmaxf(s[4 * j], s[4 * j + 1]));
         mx1 = fmaxf(mx1, fmaxf(s[4 * j + 2], s[4 * j + 3]));
     }
@@ -985,9 +1020,6 @@ decode_wgmma(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
 #define RING_BYTES (STAGES * TILE_BYTES)              // one warpgroup's tiles
 static_assert(DV <= 256, "decode_wgmma_solo keeps all value columns of 64 rows in one warpgroup");
 static_assert(RING_BYTES >= WG_ROWS * DV * 4, "warpgroup 1 leaves its accumulator in its own ring");
-#ifdef SOLO_OVERLAP
-static_assert(STAGES >= 3, "SOLO_OVERLAP holds the next tile while this one is in use");
-#endif
 
 // One tile's online-softmax step for a warpgroup that owns its rows' running max: masks and
 // scales s, moves the max, and leaves P (16-bit wgmma A fragments) in pf and its sum in l.
@@ -1080,50 +1112,6 @@ decode_wgmma_solo(const u64 *__restrict__ caches, const int *__restrict__ length
     float s[TN / 2];
     u32 pf[TN / 16][4];
     float a0, a1;
-#ifdef SOLO_OVERLAP
-    // The scores of tile i + 1 are issued before the products of tile i, and its softmax runs
-    // while those products do; only the accumulator's rescale waits for them. pf holds P of
-    // tile i (read by the products in flight), pn P of tile i + 1.
-    u32 pn[TN / 16][4];
-    if (mine > 0) {
-        cp_async_wait<STAGES - 2>();
-        const unsigned char *tile = tile_in(0);
-        scores(s, tile);
-        wgmma_wait<0>();
-        fence_operands<TN / 2>(s);
-        softmax_step(s, start + wg * TN, end, qc, scale_log2, m0, m1, l0, l1, pf, a0, a1);
-    }
-    // Every iteration has a next tile, so that its two wgmma groups are always the same and
-    // ptxas can see that waiting for all but the last leaves only the products in flight
-    // (with a conditional next tile it serialises the wgmma instead: warning C7514).
-    for (int i = 0; i + 1 < mine; i++) {
-        cp_async_wait<STAGES - 3>();
-        const unsigned char *next = tile_in(i + 1);
-        scores(s, next);
-        fence_operands<TN / 4>(&pf[0][0]);
-        values(pf, ring + (i % STAGES) * TILE_BYTES);
-        wgmma_wait<1>();
-        fence_operands<TN / 2>(s);
-        softmax_step(s, start + (2 * (i + 1) + wg) * TN, end, qc, scale_log2, m0, m1, l0, l1, pn, a0, a1);
-        wgmma_wait<0>();
-#pragma unroll
-        for (int n = 0; n < VNS; n++) fence_operands<32>(o[n]);
-        fence_operands<TN / 4>(&pf[0][0]);
-        scale_acc<VNS>(o, a0, a1);
-#pragma unroll
-        for (int k = 0; k < TN / 16; k++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) pf[k][e] = pn[k][e];
-    }
-    if (mine > 0) {
-        fence_operands<TN / 4>(&pf[0][0]);
-        values(pf, ring + ((mine - 1) % STAGES) * TILE_BYTES);
-        wgmma_wait<0>();
-#pragma unroll
-        for (int n = 0; n < VNS; n++) fence_operands<32>(o[n]);
-        fence_operands<TN / 4>(&pf[0][0]);
-    }
-#else
     for (int i = 0; i < mine; i++) {
         cp_async_wait<STAGES - 2>();
         const unsigned char *tile = tile_in(i);
@@ -1139,7 +1127,6 @@ decode_wgmma_solo(const u64 *__restrict__ caches, const int *__restrict__ length
         for (int n = 0; n < VNS; n++) fence_operands<32>(o[n]);
         fence_operands<TN / 4>(&pf[0][0]);
     }
-#endif
     cp_async_wait<0>();
     l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
     l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
