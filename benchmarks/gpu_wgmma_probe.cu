@@ -107,6 +107,27 @@ int main(int argc, char **argv) {
     const float ms = runs[2];
     CK(cudaGetLastError());
     const double bytes = (double)L * DK * 2;
+#ifdef PROBE_TIMELINE
+    {   // one more step, stamped: where a block's time goes
+        step(0);
+        CK(cudaDeviceSynchronize());
+        static unsigned long long tl[1024][4];
+        CK(cudaMemcpyFromSymbol(tl, probe_timeline, sizeof(tl)));
+        unsigned long long first = ~0ull, last = 0;
+        std::vector<double> entry, pro, loop, epi;
+        for (int i = 0; i < nsplit; i++) first = std::min(first, tl[i][0]);
+        for (int i = 0; i < nsplit; i++) {
+            last = std::max(last, tl[i][3]);
+            entry.push_back((tl[i][0] - first) * 1e-3); pro.push_back((tl[i][1] - tl[i][0]) * 1e-3);
+            loop.push_back((tl[i][2] - tl[i][1]) * 1e-3); epi.push_back((tl[i][3] - tl[i][2]) * 1e-3);
+        }
+        auto med = [](std::vector<double> v) { std::sort(v.begin(), v.end()); return v[v.size() / 2]; };
+        auto mx = [](std::vector<double> v) { return *std::max_element(v.begin(), v.end()); };
+        printf("timeline L=%d: entry spread med %.2f max %.2f us; prologue med %.2f max %.2f; loop med %.2f max %.2f; "
+               "epilogue med %.2f max %.2f; first entry to last exit %.2f us\n", L, med(entry), mx(entry), med(pro), mx(pro),
+               med(loop), mx(loop), med(epi), mx(epi), (last - first) * 1e-3);
+    }
+#endif
     if (check)
         printf("L=%d splits=%d max|err|=%.3g (rel %.3g of max|ref| %.3g) worst h=%d c=%d out=%g ref=%g  %s  step %.1f us\n", L, nsplit, err,
                err / refmax, refmax, bad_h, bad_c, bad_h >= 0 ? out[bad_h * DV + bad_c] : 0.0, bad_h >= 0 ? ref[bad_h * DV + bad_c] : 0.0,

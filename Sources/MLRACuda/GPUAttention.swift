@@ -83,7 +83,7 @@ public final class GPUAttention {
         let partialML: DeviceBuffer?, partialAcc: DeviceBuffer?, scratch: DeviceBuffer?
 
         public var description: String {
-            "\(path) \(heads)h×(\(keyWidth)+\(ropeWidth))→\(valueWidth)"
+            "\(path.rawValue) \(heads)h×(\(keyWidth)+\(ropeWidth))→\(valueWidth)"
                 + (path == .plain ? "" : " tile \(path == .wgmma || path == .wgmmaSolo ? "2×" : "")\(tile)" + (path == .f32 ? "" : "×\(stages) stages") + ", \(threads / 32) warps, \(splits) split(s) of \(chunk), "
                     + "\(headsPerBlock) heads/block, \(sharedBytes / 1024) KiB shared, \(blocksPerSM) block(s)/SM")
         }

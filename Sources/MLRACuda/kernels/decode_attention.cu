@@ -656,6 +656,21 @@ decode_warps(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
 // Extra macros: TN (32 or 64 tokens per tile), STAGES (pairs in flight).
 // ---------------------------------------------------------------------------------
 #define WG_ROWS 64
+// A development timeline (benchmarks/gpu_wgmma_probe.cu, -DPROBE_TIMELINE): thread 0 of each
+// split's block stamps the global timer at entry, after the prologue, after the loop and at exit.
+#ifdef PROBE_TIMELINE
+__device__ unsigned long long probe_timeline[1024][4];
+#define TIMELINE(k)                                                                        \
+    do {                                                                                   \
+        if (threadIdx.x == 0) {                                                            \
+            u64 t_;                                                                        \
+            asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t_));                         \
+            probe_timeline[blockIdx.y][k] = t_;                                            \
+        }                                                                                  \
+    } while (0)
+#else
+#define TIMELINE(k)
+#endif
 #define DKB (DK / 64)                      // 128-byte column blocks of a key row
 #define DVH (DV / 2)                       // value columns per warpgroup
 #define VNB (DVH / 64)                     // 64-column wgmma blocks per warpgroup
@@ -786,15 +801,19 @@ __device__ __forceinline__ void load_key_rows(unsigned char *dst, const u16 *row
 // The block's queries (nh rows of DK f32 at qg; rows nh ..< 64 zero), converted to 16 bits into
 // the swizzled Qs, by all threads. The loads of QB chunks are issued before any is used: the
 // queries come from the L2, and a loop that waits for each chunk in turn cost microseconds
-// per block (MLA's 64 × 576 queries are 18 chunks per thread).
-__device__ __forceinline__ void load_queries(unsigned char *Qs, const float *qg, int nh) {
+// per block (MLA's 64 × 576 queries are 18 chunks per thread). Every block reads the same
+// queries at the same moment; each starts at its own chunk (rot), so that they do not all
+// queue at the same L2 lines.
+__device__ __forceinline__ void load_queries(unsigned char *Qs, const float *qg, int nh, int rot) {
     constexpr int CH = DK / 8, N = WG_ROWS * CH, PER = (N + NTHREADS - 1) / NTHREADS, QB = PER < 6 ? PER : 6;
+    rot %= PER;
 #pragma unroll
     for (int k0 = 0; k0 < PER; k0 += QB) {
         float4 v[QB][2];
 #pragma unroll
         for (int k = 0; k < QB; k++) {
-            const int i = threadIdx.x + (k0 + k) * NTHREADS, r = i / CH, c = (i % CH) * 8;
+            const int kr = k0 + k + rot < PER ? k0 + k + rot : k0 + k + rot - PER;
+            const int i = threadIdx.x + kr * NTHREADS, r = i / CH, c = (i % CH) * 8;
             const bool live = k0 + k < PER && i < N && r < nh;
             const float4 *src = (const float4 *)(qg + r * DK + c);
             v[k][0] = live ? src[0] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -802,7 +821,8 @@ __device__ __forceinline__ void load_queries(unsigned char *Qs, const float *qg,
         }
 #pragma unroll
         for (int k = 0; k < QB; k++) {
-            const int i = threadIdx.x + (k0 + k) * NTHREADS, r = i / CH, c = (i % CH) * 8;
+            const int kr = k0 + k + rot < PER ? k0 + k + rot : k0 + k + rot - PER;
+            const int i = threadIdx.x + kr * NTHREADS, r = i / CH, c = (i % CH) * 8;
             if (k0 + k < PER && i < N)
                 *(uint4 *)(Qs + (c / 64) * (WG_ROWS * 128) + sw128_offset(r, c)) =
                     make_uint4(pack2(v[k][0].x, v[k][0].y), pack2(v[k][0].z, v[k][0].w), pack2(v[k][1].x, v[k][1].y),
@@ -849,36 +869,58 @@ __device__ __forceinline__ void move_max(float &m0, float &m1, float &l0, float 
     l0 *= a0; l1 *= a1;
 }
 
-// The block's result for head rows r0 and r1 (value columns col0 + n·64 + ..., NB blocks):
-// normalised into `out` with one split, else the partial state for decode_combine. m/L: row
-// max and total sum; write_ml: this thread writes the rows' (m, L).
+// Waits for the 128 threads of warpgroup wg (named barriers 1 and 2; 0 is __syncthreads).
+__device__ __forceinline__ void warpgroup_barrier(int wg) { asm volatile("bar.sync %0, 128;\n" ::"r"(wg + 1) : "memory"); }
+
+#define STAGE_STRIDE(ncols) ((ncols) + 8)  // f32 per staged row: 8 more spreads a fragment store over the banks
+// The result of one warpgroup (wg) for its head rows r0, r1 and value columns col0 ..< col0 +
+// NB·64. One split: normalised into `out` from the fragments (output offsets of other groups
+// need not be even). Else the partial state for decode_combine, through `stage` (shared,
+// 64 × STAGE_STRIDE(NB·64) f32, free for this warpgroup): a warp then writes a head's row
+// with 16-byte stores, where the fragments wrote 32-byte pieces of 8 rows per instruction
+// (about 9 GB/s per SM, MLA's 128 KiB of partials took 14 µs a block). m/L: the rows' max
+// and total sum, written by the threads with write_ml.
 template <int NB>
-__device__ __forceinline__ void write_rows(float (*o)[32], int col0, int r0, int r1, int nh, int qc, float m0, float m1, float L0,
-                                           float L1, bool write_ml, int splits, u64 pidx, float *out, int ON, int o_off, int h0,
-                                           int b, float *part_ml, float *part_acc) {
+__device__ __forceinline__ void write_rows(float (*o)[32], float *stage, int wg, int col0, int r0, int r1, int nh, int qc, float m0,
+                                           float m1, float L0, float L1, bool write_ml, int splits, u64 pidx, float *out, int ON,
+                                           int o_off, int h0, int b, float *part_ml, float *part_acc) {
+    constexpr int NC = NB * 64, SS = STAGE_STRIDE(NC);
+    if (splits == 1) {
 #pragma unroll
-    for (int half = 0; half < 2; half++) {
-        const int h = half ? r1 : r0;
-        if (h >= nh) continue;
-        const float inv_l = 1.0f / (half ? L1 : L0);
+        for (int half = 0; half < 2; half++) {
+            const int h = half ? r1 : r0;
+            if (h >= nh) continue;
+            const float inv_l = 1.0f / (half ? L1 : L0);
+            float *dst = out + (u64)b * ON + o_off + (h0 + h) * DV + col0;
 #pragma unroll
-        for (int n = 0; n < NB; n++)
+            for (int n = 0; n < NB; n++)
 #pragma unroll
-            for (int j = 0; j < 8; j++) {
-                const int col = col0 + n * 64 + j * 8 + qc * 2;
-                const float x0 = o[n][4 * j + 2 * half], x1 = o[n][4 * j + 2 * half + 1];
-                if (splits == 1) {  // scalar: the output offsets of other groups need not be even
-                    float *dst = out + (u64)b * ON + o_off + (h0 + h) * DV + col;
-                    dst[0] = x0 * inv_l;
-                    dst[1] = x1 * inv_l;
-                } else {
-                    *(float2 *)(part_acc + (pidx + (u64)h * splits) * DV + col) = make_float2(x0, x1);
+                for (int j = 0; j < 8; j++) {
+                    const int col = n * 64 + j * 8 + qc * 2;
+                    dst[col] = o[n][4 * j + 2 * half] * inv_l;
+                    dst[col + 1] = o[n][4 * j + 2 * half + 1] * inv_l;
                 }
-            }
-        if (splits > 1 && write_ml && qc == 0) {
-            part_ml[2 * (pidx + (u64)h * splits)] = half ? m1 : m0;
-            part_ml[2 * (pidx + (u64)h * splits) + 1] = half ? L1 : L0;
         }
+        return;
+    }
+#pragma unroll
+    for (int n = 0; n < NB; n++)
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const int col = n * 64 + j * 8 + qc * 2;
+            *(float2 *)(stage + r0 * SS + col) = make_float2(o[n][4 * j], o[n][4 * j + 1]);
+            *(float2 *)(stage + r1 * SS + col) = make_float2(o[n][4 * j + 2], o[n][4 * j + 3]);
+        }
+    if (write_ml && qc == 0) {
+        if (r0 < nh) { part_ml[2 * (pidx + (u64)r0 * splits)] = m0; part_ml[2 * (pidx + (u64)r0 * splits) + 1] = L0; }
+        if (r1 < nh) { part_ml[2 * (pidx + (u64)r1 * splits)] = m1; part_ml[2 * (pidx + (u64)r1 * splits) + 1] = L1; }
+    }
+    warpgroup_barrier(wg);
+    const int lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
+    for (int h = warp; h < nh; h += 4) {
+        float *dst = part_acc + (pidx + (u64)h * splits) * DV + col0;
+#pragma unroll
+        for (int c = lane * 4; c < NC; c += 128) *(float4 *)(dst + c) = *(const float4 *)(stage + h * SS + c);
     }
 }
 
@@ -892,6 +934,7 @@ decode_wgmma(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
     unsigned char *Qs = smem;                              // [DKB][64 rows][128 B], swizzled
     unsigned char *tiles = Qs + Q_BYTES;                   // [STAGES][2 tiles][DKB][TN rows][128 B], swizzled
     unsigned char *Ps = tiles + STAGES * PAIR_BYTES;       // [2][64 × TN], core matrices
+    static_assert(STAGES * PAIR_BYTES >= 2 * WG_ROWS * STAGE_STRIDE(DVH) * 4, "the result is staged in the tiles");
     float *xmax = (float *)(Ps + 2 * P_BYTES);             // [2][64]: each warpgroup's tile maxima
     float *lsum = xmax + 2 * WG_ROWS;                      // [2][64]: row sums at the end
 
@@ -906,6 +949,7 @@ decode_wgmma(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
     const int r0 = ((tid % 128) / 32) * 16 + lane / 4, r1 = r0 + 8;  // this thread's two head rows
     const int qc = lane % 4;
 
+    TIMELINE(0);
     if (start >= end) return empty_split(part_ml, pidx, splits, nh);
     const u16 *rows = (const u16 *)caches[b];
     const int npairs = (end - start + 2 * TN - 1) / (2 * TN);
@@ -915,7 +959,8 @@ decode_wgmma(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
         if (s < npairs) load_key_rows<2 * TN, NTHREADS>(tiles + s * PAIR_BYTES, rows, start + s * 2 * TN, end, key_off, rope_off, tid);
         cp_async_commit();
     }
-    load_queries(Qs, q + (u64)b * QN + t[3] + (u64)h0 * DK, nh);  // while the first tiles fly
+    load_queries(Qs, q + (u64)b * QN + t[3] + (u64)h0 * DK, nh, split);  // while the first tiles fly
+    TIMELINE(1);
 
     float o[VNB][32];
 #pragma unroll
@@ -997,13 +1042,17 @@ decode_wgmma(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
         fence_operands<TN / 4>(&pf[0][0]);
     }
     cp_async_wait<0>();
+    TIMELINE(2);
 
     l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
     l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
     if (qc == 0) { lsum[wg * WG_ROWS + r0] = l0; lsum[wg * WG_ROWS + r1] = l1; }
     __syncthreads();
     const float L0 = lsum[r0] + lsum[WG_ROWS + r0], L1 = lsum[r1] + lsum[WG_ROWS + r1];
-    write_rows<VNB>(o, wg * DVH, r0, r1, nh, qc, m0, m1, L0, L1, wg == 0, splits, pidx, out, ON, t[4], h0, b, part_ml, part_acc);
+    // The tiles are free (the barrier above followed every warpgroup's last products).
+    write_rows<VNB>(o, (float *)tiles + wg * WG_ROWS * STAGE_STRIDE(DVH), wg, wg * DVH, r0, r1, nh, qc, m0, m1, L0, L1, wg == 0, splits,
+                    pidx, out, ON, t[4], h0, b, part_ml, part_acc);
+    TIMELINE(3);
 }
 #ifdef WG_SOLO
 // ---------------------------------------------------------------------------------
@@ -1019,7 +1068,7 @@ decode_wgmma(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
 #define VNS (DV / 64)                                 // 64-column wgmma blocks of the values
 #define RING_BYTES (STAGES * TILE_BYTES)              // one warpgroup's tiles
 static_assert(DV <= 256, "decode_wgmma_solo keeps all value columns of 64 rows in one warpgroup");
-static_assert(RING_BYTES >= WG_ROWS * DV * 4, "warpgroup 1 leaves its accumulator in its own ring");
+static_assert(RING_BYTES >= WG_ROWS * STAGE_STRIDE(DV) * 4, "warpgroup 1 leaves its accumulator in its own ring, 0 stages its result in its");
 
 // One tile's online-softmax step for a warpgroup that owns its rows' running max: masks and
 // scales s, moves the max, and leaves P (16-bit wgmma A fragments) in pf and its sum in l.
@@ -1038,8 +1087,6 @@ __device__ __forceinline__ void softmax_step(float *s, int tok0, int end, int qc
         pf[j / 2][(j % 2) * 2 + 1] = pack2(p2, p3);
     }
 }
-
-__device__ __forceinline__ void warpgroup_barrier(int wg) { asm volatile("bar.sync %0, 128;\n" ::"r"(wg + 1) : "memory"); }
 
 extern "C" __global__ void __launch_bounds__(256, 1)
 decode_wgmma_solo(const u64 *__restrict__ caches, const int *__restrict__ lengths, const int *__restrict__ gtab, int groups,
@@ -1062,6 +1109,7 @@ decode_wgmma_solo(const u64 *__restrict__ caches, const int *__restrict__ length
     const int r0 = (ltid / 32) * 16 + lane / 4, r1 = r0 + 8;  // this thread's two head rows
     const int qc = lane % 4;
 
+    TIMELINE(0);
     if (start >= end) return empty_split(part_ml, pidx, splits, nh);
     const u16 *rows = (const u16 *)caches[b];
     const int ntiles = (end - start + TN - 1) / TN;
@@ -1072,9 +1120,10 @@ decode_wgmma_solo(const u64 *__restrict__ caches, const int *__restrict__ length
         if (s < mine) load_key_rows<TN, 128>(ring + s * TILE_BYTES, rows, start + (2 * s + wg) * TN, end, key_off, rope_off, ltid);
         cp_async_commit();
     }
-    load_queries(Qs, q + (u64)b * QN + t[3] + (u64)h0 * DK, nh);
+    load_queries(Qs, q + (u64)b * QN + t[3] + (u64)h0 * DK, nh, split);
     fence_proxy_async();
     __syncthreads();  // both warpgroups wrote part of Qs
+    TIMELINE(1);
 
     float o[VNS][32];
 #pragma unroll
@@ -1128,6 +1177,7 @@ decode_wgmma_solo(const u64 *__restrict__ caches, const int *__restrict__ length
         fence_operands<TN / 4>(&pf[0][0]);
     }
     cp_async_wait<0>();
+    TIMELINE(2);
     l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
     l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
 
@@ -1157,7 +1207,9 @@ decode_wgmma_solo(const u64 *__restrict__ caches, const int *__restrict__ length
             o[n][e + 3] = o[n][e + 3] * w1 + twin[(n * 32 + e + 3) * 128 + ltid] * b1;
         }
     const float L0 = l0 * w0 + state[WG_ROWS + r0] * b0, L1 = l1 * w1 + state[WG_ROWS + r1] * b1;
-    write_rows<VNS>(o, 0, r0, r1, nh, qc, M0, M1, L0, L1, true, splits, pidx, out, ON, t[4], h0, b, part_ml, part_acc);
+    write_rows<VNS>(o, (float *)rings, 0, 0, r0, r1, nh, qc, M0, M1, L0, L1, true, splits, pidx, out, ON, t[4], h0, b, part_ml,
+                    part_acc);  // warpgroup 0's ring is free: its last products were waited for
+    TIMELINE(3);
 }
 #endif  // WG_SOLO
 #endif  // FAST_WGMMA
