@@ -2,7 +2,7 @@
 # A stand-in for `mlra sweep`, for developing and testing the job scripts
 # without the Swift build. NOT a benchmark: every number it writes is made up.
 #
-#   mpirun -n 2 tests/slurm/stand_in_mlra.sh sweep --variants mla,mlra4 \
+#   mpirun -n 2 integration/slurm/stand_in_mlra.sh sweep --variants mla,mlra4 \
 #       --contexts 128,256 --tp 2 --out results/x.csv [--samples s.csv] \
 #       [--array-task I --array-count N] [--quiet]
 #

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end test of the Slurm job scripts on a REAL single-node Slurm.
 #
-#   tests/slurm/slurm_e2e.sh               # runs .build/release/mlra sweep
-#   tests/slurm/slurm_e2e.sh --stand-in    # runs tests/slurm/stand_in_mlra.sh instead
-#   tests/slurm/slurm_e2e.sh --keep        # keep the temporary folder (configs, logs, CSVs)
-#   tests/slurm/slurm_e2e.sh --time-limit  # stop the SIGTERM job by its real time limit
+#   integration/slurm/slurm_e2e.sh               # runs .build/release/mlra sweep
+#   integration/slurm/slurm_e2e.sh --stand-in    # runs integration/slurm/stand_in_mlra.sh instead
+#   integration/slurm/slurm_e2e.sh --keep        # keep the temporary folder (configs, logs, CSVs)
+#   integration/slurm/slurm_e2e.sh --time-limit  # stop the SIGTERM job by its real time limit
 #                                          # (--time=1 --signal=B:TERM@45; ~1 min longer)
 #
 # What it does (no mocks):
@@ -34,8 +34,8 @@
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-HERE=$REPO/tests/slurm
-# shellcheck source=tests/slurm/lib.sh
+HERE=$REPO/integration/slurm
+# shellcheck source=integration/slurm/lib.sh
 source "$HERE/lib.sh"   # counters, daemons, job states, CSV checks: shared with slurm_multinode_e2e.sh
 use_stand_in=0
 keep=0
@@ -129,7 +129,7 @@ NCPU=$(printf '%s\n' $hw | sed -n 's/^CPUs=//p')
 
 export SLURM_CONF=$T/slurm.conf
 {
-  echo "# Written by tests/slurm/slurm_e2e.sh; lives and dies with $T."
+  echo "# Written by integration/slurm/slurm_e2e.sh; lives and dies with $T."
   slurm_conf_common mlrae2e "$NODE(127.0.0.1)" "$T/spool" "$T/run/slurmd.pid" "$T/logs/slurmd.log"
   echo "NodeName=$NODE NodeAddr=127.0.0.1 $hw RealMemory=1000 State=UNKNOWN"
   echo "PartitionName=e2e Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
