@@ -157,10 +157,10 @@ ok "slurmctld + slurmd up, node $NODE IDLE ($hw; ports $P1/$P2)"
 # one row. Jobs are --exclusive, so they run one after another.
 # --------------------------------------------------------------------------
 cd "$REPO" || die "cd $REPO"
-SWEEP=${E2E_SWEEP_ARGS:---variants mla,mlra4 --contexts 64,128 --tp 2 --dtypes f32 --scopes kernel --batch 1 --threads 1 --isolate off --quiet}
+SWEEP=${E2E_SWEEP_ARGS:---variants mla,mlra4 --contexts 64,128 --tp 2 --kv-dtypes f32 --scopes kernel --batch 1 --threads 1 --isolate off --quiet}
 EXPECT=${E2E_EXPECT_ROWS:-4}
 # Each configuration of this grid runs 2000 steps (~0.5 s) so the job is still sweeping when SIGTERM arrives.
-TERM_SWEEP=${E2E_TERM_SWEEP_ARGS:---variants mla,mlra4 --contexts 64,128,256,512,1024,2048 --tp 2 --dtypes f32 --scopes kernel --batch 1 --threads 1 --isolate off --steps 2000 --quiet}
+TERM_SWEEP=${E2E_TERM_SWEEP_ARGS:---variants mla,mlra4 --contexts 64,128,256,512,1024,2048 --tp 2 --kv-dtypes f32 --scopes kernel --batch 1 --threads 1 --isolate off --steps 2000 --quiet}
 TERM_EXPECT=${E2E_TERM_EXPECT_ROWS:-12}
 COMMON=(--ntasks=2 --time=00:10:00 "--output=$T/logs/%x-%j.out")
 export MLRA_OUT_DIR=$T/results
@@ -171,7 +171,7 @@ SINGLE=$(MLRA_SWEEP_NAME=single MLRA_SWEEP_ARGS=$SWEEP sub "${COMMON[@]}" --job-
 ok "sbatch jobs/slurm_sweep.sbatch -> job $SINGLE"
 
 # One rank with 2 cores (--cpus-per-task=2: the script maps with PE=2).
-THREADS_SWEEP=${E2E_THREADS_SWEEP_ARGS:---variants mla,mlra4 --contexts 64,128 --tp 1 --dtypes f32 --scopes kernel --batch 1 --threads 2 --isolate off --quiet}
+THREADS_SWEEP=${E2E_THREADS_SWEEP_ARGS:---variants mla,mlra4 --contexts 64,128 --tp 1 --kv-dtypes f32 --scopes kernel --batch 1 --threads 2 --isolate off --quiet}
 THREADED=$(MLRA_SWEEP_NAME=threaded MLRA_SWEEP_ARGS=$THREADS_SWEEP \
   sub --ntasks=1 --cpus-per-task=2 --time=00:10:00 "--output=$T/logs/%x-%j.out" --job-name=e2e-threads jobs/slurm_sweep.sbatch) \
   || die "sbatch --cpus-per-task=2 jobs/slurm_sweep.sbatch failed"

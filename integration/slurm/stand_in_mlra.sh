@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
     --variants) variants=$2; shift 2 ;;
     --contexts) contexts=$2; shift 2 ;;
     --tp) tps=$2; shift 2 ;;
-    --dtypes) dtypes=$2; shift 2 ;;
+    --kv-dtypes|--dtypes) dtypes=$2; shift 2 ;;
     --scopes) scopes=$2; shift 2 ;;
     --heads) heads=$2; shift 2 ;;
     --kv-ranks) kvrank=$2; shift 2 ;;
