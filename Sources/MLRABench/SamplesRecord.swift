@@ -10,8 +10,9 @@ public enum SamplesRecord {
 
     /// Records `samples` (made absolute, so a rerun from another folder finds it).
     public static func write(samples: String, for out: String) throws {
-        let absolute = URL(fileURLWithPath: samples).standardizedFileURL.path
-        try writeAtomically(Data((absolute + "\n").utf8), to: path(for: out))
+        let text = URL(fileURLWithPath: samples).standardizedFileURL.path + "\n"
+        if (try? String(contentsOfFile: path(for: out), encoding: .utf8)) == text { return }
+        try writeAtomically(Data(text.utf8), to: path(for: out))
     }
 
     /// The samples file of earlier runs into `out`, if it still exists.

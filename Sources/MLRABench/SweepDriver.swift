@@ -212,11 +212,7 @@ public final class SweepDriver {
                                + "--array-task \(task) --array-count \(count), or write to a new file")
         }
         results = try AppendOnlyCSV(outInfo)
-        if let s = options.samples {
-            try SamplesRecord.write(samples: s, for: options.out)
-        } else if !outInfo.rows.isEmpty {
-            staleSamples = SamplesRecord.existing(for: options.out)
-        }
+        if options.samples == nil, !outInfo.rows.isEmpty { staleSamples = SamplesRecord.existing(for: options.out) }
         if let samplesInfo {
             let file = try AppendOnlyCSV(samplesInfo)
             samplesFile = file
@@ -227,6 +223,10 @@ public final class SweepDriver {
             let linked = Set(outInfo.rows.map { "\($0["run_id"] ?? "") \($0["config_id"] ?? "")" })
             let cut = try file.dropTrailingRows { !linked.contains("\($0["run_id"] ?? "") \($0["config_id"] ?? "")") }
             if cut > 0 { progress("\(file.path): cut off \(cut) samples of a configuration whose row was never written") }
+            // Advisory: a record that cannot be written (a full disk) costs only the warning of a later run.
+            if (try? SamplesRecord.write(samples: file.path, for: options.out)) == nil {
+                progress("\(SamplesRecord.path(for: options.out)): cannot record the samples file beside the CSV")
+            }
         }
         return outInfo.rows.map(SweepConfig.key(row:))
     }

@@ -46,7 +46,8 @@ struct KernelOptions: ParsableArguments {
 
 /// A flag given under its deprecated spelling (kept hidden so that old scripts run):
 /// the value under either name, a warning when the old one was used, a usage error
-/// when both were.
+/// when both were. Call it from `validate()` (ArgumentParser reports only a
+/// ValidationError thrown there as a usage error).
 func renamed<T>(_ value: T?, _ name: String, old: T?, _ oldName: String) throws -> T? {
     guard let old else { return value }
     guard value == nil else { throw ValidationError("give \(name) or its old spelling \(oldName), not both") }

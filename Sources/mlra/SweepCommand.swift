@@ -71,6 +71,7 @@ struct SweepCommand: ParsableCommand {
     enum IsolateChoice: String, ExpressibleByArgument { case auto, on, off }
 
     func validate() throws {
+        _ = try renamed(kvDtypes, "--kv-dtypes", old: kvDtypesOld, "--dtypes")
         if out == nil && !printSpec { throw ValidationError("--out is required: the CSV to write (appended to; a rerun resumes)") }
         if !noNoiseProbe {
             do { try NoiseProbe.Settings(budget: noiseBudget).validate() } catch let e as HarnessError { throw ValidationError(e.message) }
@@ -134,7 +135,7 @@ struct SweepCommand: ParsableCommand {
         o.tp = try tp.map { try parseIntList($0, "--tp") }
         o.kvRanks = try kvRanks.map { try parseIntList($0, "--kv-ranks") }
         o.heads = try heads.map { try parseIntList($0, "--heads") }
-        o.dtypes = try renamed(kvDtypes, "--kv-dtypes", old: kvDtypesOld, "--dtypes").map { try parseList($0, "--kv-dtypes") { try $0.split(separator: ",").map { try StorageDType.parse(String($0)).rawValue } } }
+        o.dtypes = try (kvDtypes ?? kvDtypesOld).map { try parseList($0, "--kv-dtypes") { try $0.split(separator: ",").map { try StorageDType.parse(String($0)).rawValue } } }
         o.batch = try batch.map { try parseIntList($0, "--batch") }
         o.scopes = try scopes.map { try parseChoiceList($0, "--scopes", "scope") }
         o.threads = try threads.map { try parseIntList($0, "--threads") }

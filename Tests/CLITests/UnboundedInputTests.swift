@@ -149,7 +149,7 @@ final class UnboundedInputTests: XCTestCase {
             (["plan", "--context", "-5"], "--context must be positive, got -5"),
             (["bench", "--variant", "mla", "--context", "-5", "--heads", "4"], "--context must be at least 1, got -5"),
             (["calibrate", "--threads", "-2"], "--threads must be at least 1, got -2"),
-            (["sweep", "--out", "/tmp/never.csv", "--contexts", "-5,64"], "'contexts' has -5; values must be at least 1"),
+            (["sweep", "--out", "/tmp/never.csv", "--contexts", "-5,64"], "--contexts has -5; values must be at least 1"),
         ]
         for (args, fragment) in cases {
             let r = try CLI.run(args, timeout: 60)
