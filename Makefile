@@ -54,11 +54,11 @@ test-analysis:
 	.venv/bin/python -m pytest analysis/tests -q
 
 test-slurm:
-	MLRA_BIN=$(CURDIR)/$(MLRA) bash tests/slurm/slurm_e2e.sh
+	MLRA_BIN=$(CURDIR)/$(MLRA) bash integration/slurm/slurm_e2e.sh
 
 # Two Slurm nodes on this machine (network namespaces on a bridge); needs root.
 test-slurm-multinode:
-	MLRA_BIN=$(CURDIR)/$(MLRA) bash tests/slurm/slurm_multinode_e2e.sh
+	MLRA_BIN=$(CURDIR)/$(MLRA) bash integration/slurm/slurm_multinode_e2e.sh
 
 # The MPI tests against MPICH (its own build in .build-mpich, run with mpiexec.mpich):
 # forward at N = 1, 2, 4 against the reference with the collectives counted, the

@@ -14,13 +14,11 @@
 // d128 bf16 32K, 1 thread: 7.1–10.5 ms instead of 0.8–1.0): the hardware prefetchers
 // do not follow their strided reads. See small_group for how the requests are spread.
 
-enum { F32 = 0, F16 = 1, BF16 = 2 };
-
 // 16 elements from element index i of `p` as f32; lanes outside `m` are 0.
 AVX512 __m512 load16(const void *p, long i, int dtype, __mmask16 m) {
     switch (dtype) {
-    case F32: return _mm512_maskz_loadu_ps(m, (const float *)p + i);
-    case F16: return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)p + i));
+    case MLRA_DTYPE_F32: return _mm512_maskz_loadu_ps(m, (const float *)p + i);
+    case MLRA_DTYPE_F16: return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)p + i));
     default:  return _mm512_castsi512_ps(_mm512_slli_epi32(
                   _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, (const uint16_t *)p + i)), 16));
     }
@@ -113,10 +111,10 @@ QK_SMALL(4, 4)
 // 8 elements at element index i into both 256-bit halves, as f32; lanes past `m` are 0.
 AVX512 __m512 load8x2(const void *p, long i, int dtype, __mmask8 m, int full) {
     switch (dtype) {
-    case F32:
+    case MLRA_DTYPE_F32:
         return full ? _mm512_broadcast_f32x8(_mm256_loadu_ps((const float *)p + i))
                     : _mm512_broadcast_f32x8(_mm256_maskz_loadu_ps(m, (const float *)p + i));
-    case F16: {
+    case MLRA_DTYPE_F16: {
         const __m128i x = full ? _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i))
                                : _mm_maskz_loadu_epi16(m, (const uint16_t *)p + i);
         return _mm512_cvtph_ps(_mm256_broadcastsi128_si256(x));
@@ -230,7 +228,7 @@ AVX512 void small_group(const mlra_small_group *g, const void *rows, const int d
     float corr[16];
     const __mmask16 live = first(heads);
     // Bytes of a row the group reads, for prefetching the next sub-tile.
-    const int esize = dtype == F32 ? 4 : 2;
+    const int esize = dtype == MLRA_DTYPE_F32 ? 4 : 2;
     int lo = g->key_off, hi = g->key_off + g->key_w;
     if (g->rope_w > 0) { lo = lo < g->rope_off ? lo : g->rope_off; hi = hi > g->rope_off + g->rope_w ? hi : g->rope_off + g->rope_w; }
     lo = lo < g->value_off ? lo : g->value_off;
@@ -310,14 +308,14 @@ AVX512 void small_group(const mlra_small_group *g, const void *rows, const int d
 }
 
 // One copy of the loops per storage type, so the conversion is resolved at compile time.
-AVX512_FN static void small_f32(const mlra_small_group *g, const void *r, long ld, long n) { small_group(g, r, F32, ld, n); }
-AVX512_FN static void small_f16(const mlra_small_group *g, const void *r, long ld, long n) { small_group(g, r, F16, ld, n); }
-AVX512_FN static void small_bf16(const mlra_small_group *g, const void *r, long ld, long n) { small_group(g, r, BF16, ld, n); }
+AVX512_FN static void small_f32(const mlra_small_group *g, const void *r, long ld, long n) { small_group(g, r, MLRA_DTYPE_F32, ld, n); }
+AVX512_FN static void small_f16(const mlra_small_group *g, const void *r, long ld, long n) { small_group(g, r, MLRA_DTYPE_F16, ld, n); }
+AVX512_FN static void small_bf16(const mlra_small_group *g, const void *r, long ld, long n) { small_group(g, r, MLRA_DTYPE_BF16, ld, n); }
 
-void mlra_avx512_small_group(const mlra_small_group *g, const void *rows, int dtype, long ld, long n) {
+void mlra_avx512_small_group(const mlra_small_group *g, const void *rows, mlra_dtype dtype, long ld, long n) {
     switch (dtype) {
-    case F32: small_f32(g, rows, ld, n); break;
-    case F16: small_f16(g, rows, ld, n); break;
+    case MLRA_DTYPE_F32: small_f32(g, rows, ld, n); break;
+    case MLRA_DTYPE_F16: small_f16(g, rows, ld, n); break;
     default: small_bf16(g, rows, ld, n); break;
     }
 }
@@ -356,7 +354,7 @@ void mlra_small_prepare(const float *q, float scale, int heads, int key_w, int r
 }
 
 #if !defined(__x86_64__)
-void mlra_avx512_small_group(const mlra_small_group *g, const void *rows, int dtype, long ld, long n) {
+void mlra_avx512_small_group(const mlra_small_group *g, const void *rows, mlra_dtype dtype, long ld, long n) {
     (void)g; (void)rows; (void)dtype; (void)ld; (void)n; __builtin_trap();
 }
 #endif

@@ -49,12 +49,12 @@ static double fma256(long iterations) {
     return (double)iterations * 12 * 8 * 2;
 }
 
-double mlra_fma_loop(int isa, long iterations) {
-    return isa >= 2 ? fma512(iterations) : fma256(iterations);
+double mlra_fma_loop(mlra_isa isa, long iterations) {
+    return isa == MLRA_ISA_AVX512 ? fma512(iterations) : fma256(iterations);
 }
 
 #else
 int mlra_cpu_has_avx512(void) { return 0; }
 int mlra_cpu_has_avx2(void) { return 0; }
-double mlra_fma_loop(int isa, long iterations) { (void)isa; (void)iterations; return 0; }
+double mlra_fma_loop(mlra_isa isa, long iterations) { (void)isa; (void)iterations; return 0; }
 #endif

@@ -59,6 +59,8 @@ public final class SweepDriver {
     /// --calibration and --gpu-calibration, loaded (on rank 0) with the other inputs, before any output is touched.
     var calibrationFile: Calibration?
     var gpuCalibrationFile: GPUCalibration?
+    /// Rank 0: the samples file of earlier runs into --out when this run writes none (SamplesRecord).
+    var staleSamples: String?
     /// The calibration stored beside --out by an earlier run (CalibrationStore), read on rank 0 with the inputs.
     var storedCalibration: CalibrationStore?
     /// This rank's GPU, bound when the sweep has cuda configurations to run (SweepDriver+CUDA).
@@ -83,7 +85,7 @@ public final class SweepDriver {
         let all = try world.collectively { try spec.configurations(worldSize: world.size) }
         try world.collectively {
             guard options.arrayCount >= 1, options.arrayTask >= 0, options.arrayTask < options.arrayCount else {
-                throw HarnessError("--array-task \(options.arrayTask) must lie in 0..<\(options.arrayCount) (--array-count)")
+                throw HarnessError.usage("--array-task \(options.arrayTask) must lie in 0..<\(options.arrayCount) (--array-count)")
             }
         }
         let mine = all.enumerated().filter { $0.offset % options.arrayCount == options.arrayTask }.map(\.element)
@@ -114,10 +116,14 @@ public final class SweepDriver {
         var summary = SweepSummary()
         let repeats = try world.collectively { try spec.checkedRepeats() }
         // The node's noise, once per run that has anything left to measure.
-        let pending = configs.contains { c in
-            (0..<repeats).contains { r in var k = c; k.repeatIndex = r; return !done.contains(k.key) }
+        func left(_ c: SweepConfig) -> Bool { (0..<repeats).contains { r in var k = c; k.repeatIndex = r; return !done.contains(k.key) } }
+        if configs.contains(where: left) { try probeNoise() }
+        if world.rank == 0, let staleSamples, configs.contains(where: { $0.skipReason() == nil && left($0) }) {
+            // Not silenced by --quiet: the two files part from here on.
+            FileHandle.standardError.write(Data(("mlra: warning: \(staleSamples) holds the samples of earlier runs into \(options.out), "
+                + "but this run writes none (no --samples): it will no longer match the CSV; "
+                + "give --samples \(staleSamples) to keep them together\n").utf8))
         }
-        if pending { try probeNoise() }
         // Interleaved: every configuration once, then every one again, so that drift of
         // the machine over the run (thermal, neighbours, a bandwidth drop) is spread over
         // all variants instead of biasing the ones measured last.
@@ -206,6 +212,7 @@ public final class SweepDriver {
                                + "--array-task \(task) --array-count \(count), or write to a new file")
         }
         results = try AppendOnlyCSV(outInfo)
+        if options.samples == nil, !outInfo.rows.isEmpty { staleSamples = SamplesRecord.existing(for: options.out) }
         if let samplesInfo {
             let file = try AppendOnlyCSV(samplesInfo)
             samplesFile = file
@@ -216,6 +223,10 @@ public final class SweepDriver {
             let linked = Set(outInfo.rows.map { "\($0["run_id"] ?? "") \($0["config_id"] ?? "")" })
             let cut = try file.dropTrailingRows { !linked.contains("\($0["run_id"] ?? "") \($0["config_id"] ?? "")") }
             if cut > 0 { progress("\(file.path): cut off \(cut) samples of a configuration whose row was never written") }
+            // Advisory: a record that cannot be written (a full disk) costs only the warning of a later run.
+            if (try? SamplesRecord.write(samples: file.path, for: options.out)) == nil {
+                progress("\(SamplesRecord.path(for: options.out)): cannot record the samples file beside the CSV")
+            }
         }
         return outInfo.rows.map(SweepConfig.key(row:))
     }

@@ -3,8 +3,11 @@ import Foundation
 import MLRACore
 
 extension StorageDType {
-    /// The kernels' ELEM code for this cache dtype (decode_attention.cu, cache_fill.cu).
-    var kernelElem: Int32 { switch self { case .bf16: 0; case .f16: 1; case .f32: 2 } }
+    /// The kernels' ELEM code for this cache dtype (CCuda.h's mlra_elem).
+    var kernelElem: Int32 {
+        let code = switch self { case .bf16: MLRA_ELEM_BF16; case .f16: MLRA_ELEM_F16; case .f32: MLRA_ELEM_F32 }
+        return Int32(code.rawValue)
+    }
 }
 
 extension KernelGroup {

@@ -55,8 +55,10 @@ public struct TPGroups {
 /// safe to handle by printing once and exiting normally on every rank.
 public struct AgreedError: Error, CustomStringConvertible {
     public let message: String
+    /// Whether the command line was wrong (usage) or the run failed.
+    public let kind: HarnessError.Kind
     /// An error every rank reached the same way (a decision made on agreed data).
-    public init(message: String) { self.message = message }
+    public init(message: String, kind: HarnessError.Kind = .failure) { self.message = message; self.kind = kind }
     public var description: String { message }
 }
 
@@ -66,11 +68,14 @@ extension Communicator {
     /// (printed once, on rank 0), so no rank is left waiting in a later collective.
     public func collectively<T>(_ body: () throws -> T) throws -> T {
         var result: T?
-        var message = ""
-        do { result = try body() } catch let e as HarnessError { message = e.message } catch { message = "\(error)" }
-        let failing = allGatherDoubles([message.isEmpty ? 0 : 1])
-        guard let first = failing.firstIndex(of: 1) else { return result! }
+        var message = "", kind = HarnessError.Kind.failure
+        do { result = try body() } catch let e as HarnessError { (message, kind) = (e.message, e.kind) }
+        catch let e as AgreedError { (message, kind) = (e.message, e.kind) } catch { message = "\(error)" }
+        // Per rank: 0 passed, 1 failed, 2 failed with a usage error.
+        let outcome = allGatherDoubles([message.isEmpty ? 0 : kind == .usage ? 2 : 1])
+        guard let first = outcome.firstIndex(where: { $0 != 0 }) else { return result! }
         let text = broadcast(message, root: first)
-        throw AgreedError(message: failing.allSatisfy({ $0 == 1 }) ? text : "rank \(first): \(text)")
+        throw AgreedError(message: outcome.allSatisfy({ $0 != 0 }) ? text : "rank \(first): \(text)",
+                          kind: outcome[first] == 2 ? .usage : .failure)
     }
 }

@@ -6,9 +6,7 @@ import MLRACuda
 /// `mlra bench --device cuda`: the same configuration in kernel scope on this rank's GPU.
 extension BenchCommand {
     func runCUDA() throws {
-        let layout = try layerConfig().layout()
-        let rank = try self.rank ?? KernelWorkload.busiestRank(layout, tp: tp)
-        let shard = try layout.shard(tp: tp, rank: rank)
+        let (layout, rank, shard) = try plannedShard()
         let device = try CUDADevice.bindFromEnvironment()
         let cal = try calibration.map(GPUCalibration.load) ?? GPUCalibration.measure(device: device, quick: true)
         let clocks = device.clocksMHz()

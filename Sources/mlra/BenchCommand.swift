@@ -62,60 +62,65 @@ struct BenchCommand: ParsableCommand {
     }
 
     func run() throws {
-        if gpu.device == .cuda { return try runReportingErrors { try runCUDA() } }
-        try runReportingErrors {
+        if gpu.device == .cuda { return try runCUDA() }
+        let (layout, rank, shard) = try plannedShard()
+        let cost = try checkingFlags { try DecodeCost(layout, tp: tp, dtype: kvDtype) }
+        // A calibration file is read (and validated) first: its LLC size decides the cold-cache sets.
+        let calFile = try calibration.map(Calibration.load)
+        // Refuse before calibrating or allocating: the cache sets KernelWorkload will hold
+        // (cold cache: as many sets as span 4 × LLC, at least one).
+        let llc = calFile?.llcBytes ?? Calibration.lastLevelCacheBytes()
+        let setBytes = Double(layout.cacheWidth(units: shard.units.count) * kvDtype.bytes) * Double(context) * Double(batch)
+        let sets = coldCache ? max(1, (4 * Double(llc) / setBytes).rounded(.up)) : 1
+        let need = sets * setBytes
+        try MemoryBudget.check(bytesPerRank: Int(min(need, Double(Int.max / 2))), ranks: 1, what: "this bench")
+
+        let cal = try calFile ?? Calibration.measure(threads: threads, quick: true)
+        ResidentMemory.resetPeak()
+        let baselineRSS = ResidentMemory.currentBytes ?? 0
+
+        let k: AttentionKernel = kernel == .tiled ? try TiledAttentionKernel(threads: threads, tile: tile, simdMaxHeads: simdMaxHeads, simdTile: simdTile, isa: isa)
+            : PlainAttentionKernel()
+        // Validated before it is timed, as every sweep row is: the kernel against the
+        // plain kernel on this rank's shard and dtype (Validation.kernel, the sweep's check).
+        let check = Validation.kernel(layout: layout, shard: shard, dtype: kvDtype, context: context, kernel: k,
+                                      injectError: injectValidationError)
+        if let v = check.violation {
+            throw HarnessError("validation failed for \(variant.rawValue) kernel tp=\(tp) rank \(rank) L=\(context) \(kvDtype.rawValue): \(v)")
+        }
+        let work = try KernelWorkload(layout: layout, shard: shard, dtype: kvDtype, context: context, sequences: batch,
+                                      coldCache: coldCache, kernel: k, llcBytes: cal.llcBytes)
+        for _ in 0..<warmup { work.step() }
+        var samples = [Double]()
+        samples.reserveCapacity(steps)
+        for _ in 0..<steps {
+            let t0 = monotonicSeconds()
+            work.step()
+            samples.append(monotonicSeconds() - t0)
+        }
+        let peakRSS = ResidentMemory.peakBytes ?? 0
+        let out = work.lastOutputs
+        guard out.allSatisfy(\.isFinite) else { throw HarnessError("the kernel produced non-finite outputs") }
+
+        let stats = SampleStats(samples)
+        let bytes = Double(work.bytesPerStep), flops = Double(work.flopsPerStep)
+        let bound = cal.rooflineSeconds(bytes: bytes, flops: flops)
+        let row = BenchRow(
+            variant: variant.rawValue, tp: tp, rank: rank, context: context, batch: batch, kvDtype: kvDtype.rawValue,
+            threads: threads, kernel: kernel == .tiled ? "tiled-\(isa)" : "plain", tile: tile, coldCache: coldCache, cacheSets: work.cacheSets,
+            warmup: warmup, steps: steps, maxError: check.maxError, stats: stats, bytes: bytes, flops: flops,
+            busiestBytes: Double(try cost.kernelBytes(context: context, sequences: batch)),
+            cal: cal, boundSeconds: bound, memoryBound: bytes / (cal.bandwidthGBs * 1e9) >= flops / (cal.peakGFlops * 1e9),
+            peakRSS: peakRSS, baselineRSS: baselineRSS, residentBytes: work.residentBytes)
+        print(format == .csv ? BenchRow.csvHeader + "\n" + row.csv : row.table)
+    }
+
+    /// The layer, rank and shard the flags name; one the plans cannot form is a usage error.
+    func plannedShard() throws -> (layout: any AttentionLayout, rank: Int, shard: RankShard) {
+        try checkingFlags {
             let layout = try layerConfig().layout()
             let rank = try self.rank ?? KernelWorkload.busiestRank(layout, tp: tp)
-            let shard = try layout.shard(tp: tp, rank: rank)
-            let cost = try DecodeCost(layout, tp: tp, dtype: kvDtype)
-            // A calibration file is read (and validated) first: its LLC size decides the cold-cache sets.
-            let calFile = try calibration.map(Calibration.load)
-            // Refuse before calibrating or allocating: the cache sets KernelWorkload will hold
-            // (cold cache: as many sets as span 4 × LLC, at least one).
-            let llc = calFile?.llcBytes ?? Calibration.lastLevelCacheBytes()
-            let setBytes = Double(layout.cacheWidth(units: shard.units.count) * kvDtype.bytes) * Double(context) * Double(batch)
-            let sets = coldCache ? max(1, (4 * Double(llc) / setBytes).rounded(.up)) : 1
-            let need = sets * setBytes
-            try MemoryBudget.check(bytesPerRank: Int(min(need, Double(Int.max / 2))), ranks: 1, what: "this bench")
-
-            let cal = try calFile ?? Calibration.measure(threads: threads, quick: true)
-            ResidentMemory.resetPeak()
-            let baselineRSS = ResidentMemory.currentBytes ?? 0
-
-            let k: AttentionKernel = kernel == .tiled ? try TiledAttentionKernel(threads: threads, tile: tile, simdMaxHeads: simdMaxHeads, simdTile: simdTile, isa: isa)
-                : PlainAttentionKernel()
-            // Validated before it is timed, as every sweep row is: the kernel against the
-            // plain kernel on this rank's shard and dtype (Validation.kernel, the sweep's check).
-            let check = Validation.kernel(layout: layout, shard: shard, dtype: kvDtype, context: context, kernel: k,
-                                          injectError: injectValidationError)
-            if let v = check.violation {
-                throw HarnessError("validation failed for \(variant.rawValue) kernel tp=\(tp) rank \(rank) L=\(context) \(kvDtype.rawValue): \(v)")
-            }
-            let work = try KernelWorkload(layout: layout, shard: shard, dtype: kvDtype, context: context, sequences: batch,
-                                          coldCache: coldCache, kernel: k, llcBytes: cal.llcBytes)
-            for _ in 0..<warmup { work.step() }
-            var samples = [Double]()
-            samples.reserveCapacity(steps)
-            for _ in 0..<steps {
-                let t0 = monotonicSeconds()
-                work.step()
-                samples.append(monotonicSeconds() - t0)
-            }
-            let peakRSS = ResidentMemory.peakBytes ?? 0
-            let out = work.lastOutputs
-            guard out.allSatisfy(\.isFinite) else { throw HarnessError("the kernel produced non-finite outputs") }
-
-            let stats = SampleStats(samples)
-            let bytes = Double(work.bytesPerStep), flops = Double(work.flopsPerStep)
-            let bound = cal.rooflineSeconds(bytes: bytes, flops: flops)
-            let row = BenchRow(
-                variant: variant.rawValue, tp: tp, rank: rank, context: context, batch: batch, kvDtype: kvDtype.rawValue,
-                threads: threads, kernel: kernel == .tiled ? "tiled-\(isa)" : "plain", tile: tile, coldCache: coldCache, cacheSets: work.cacheSets,
-                warmup: warmup, steps: steps, maxError: check.maxError, stats: stats, bytes: bytes, flops: flops,
-                busiestBytes: Double(try cost.kernelBytes(context: context, sequences: batch)),
-                cal: cal, boundSeconds: bound, memoryBound: bytes / (cal.bandwidthGBs * 1e9) >= flops / (cal.peakGFlops * 1e9),
-                peakRSS: peakRSS, baselineRSS: baselineRSS, residentBytes: work.residentBytes)
-            print(format == .csv ? BenchRow.csvHeader + "\n" + row.csv : row.table)
+            return (layout, rank, try layout.shard(tp: tp, rank: rank))
         }
     }
 

@@ -25,7 +25,7 @@ struct CalibrateCommand: ParsableCommand {
     func validate() throws { try validateThreads(threads) }
 
     func run() throws {
-        if device == .cuda { return try runReportingErrors { try runCUDA() } }
+        if device == .cuda { return try runCUDA() }
         let c = try Calibration.measure(threads: threads, quick: quick)
         if format == .json { return try printJSON(c) }
         print("mlra \(HarnessVersion.string) calibrate: threads \(c.threads), \(quick ? "quick" : "full") mode, OpenBLAS core \(c.blasCore)")

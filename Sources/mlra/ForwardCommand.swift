@@ -23,13 +23,23 @@ struct ForwardCommand: ParsableCommand {
     @Option(help: "Positions 0..<T0 go through prefill; later ones through decode steps.")
     var prefill: Int
     @Option(help: "safetensors file to write with tensor 'y' [T, n_embd] (F32).")
-    var output: String
+    var out: String?
+    @Option(name: .customLong("output"), help: .hidden) var outputOld: String?
     @Option(name: .customLong("kv-dtype"), help: "KV-cache storage: f32, f16, bf16.")
     var kvDtype: StorageDType = .f32
     @Flag(help: "Also run the Double reference forward and print the largest difference.")
     var check = false
     @Flag(help: "Print a JSON line with per-rank cache bytes and the collectives issued (for tests and audits).")
     var stats = false
+
+    func validate() throws {
+        guard try renamed(out, "--out", old: outputOld, "--output") != nil else {
+            throw ValidationError("--out is required: the safetensors file to write y to")
+        }
+    }
+
+    /// --out, or its old spelling (validate() has made sure of one).
+    var output: String { out ?? outputOld ?? "" }
 
     func run() throws {
         // Under mpirun -n t every rank holds one TP shard; rank 0 writes y.
@@ -49,7 +59,7 @@ struct ForwardCommand: ParsableCommand {
                 }
                 let tokens = shape[0]
                 guard prefill >= 0, prefill <= tokens else {
-                    throw HarnessError("--prefill \(prefill) must lie in 0...\(tokens) (T of the input)")
+                    throw HarnessError.usage("--prefill \(prefill) must lie in 0...\(tokens) (T of the input)")
                 }
                 if world.rank == 0 { try checkWritable(output) }
                 let plan = try layout.shard(tp: tp, rank: world.rank)

@@ -33,9 +33,11 @@ struct GenerateCommand: ParsableCommand {
                 // The world is one TP group: refused before anything is read if it spans nodes.
                 try TPGroups.check(tp: world.size, topology: topology, allowCrossNode: topologyOptions.allowCrossNodeTP)
                 let layout = try ModelLayout(config: AttentionConfig.load(path: config))
-                let ids = try parseTokenIds(prompt, vocab: layout.vocabSize)
-                try requirePositive(tokens, "--tokens")
-                guard tokens <= 1 << 40 else { throw HarnessError("--tokens \(tokens) is beyond any cache this harness can hold") }
+                let ids = try checkingFlags {
+                    try requirePositive(tokens, "--tokens")
+                    guard tokens <= 1 << 40 else { throw HarnessError("--tokens \(tokens) is beyond any cache this harness can hold") }
+                    return try parseTokenIds(prompt, vocab: layout.vocabSize)
+                }
                 if world.rank == 0, let logitsOut { try checkWritable(logitsOut) }
                 try layout.checkTP(world.size)
                 let cost = try DecodeCost(layout.attention, tp: world.size, dtype: kvDtype)

@@ -1,6 +1,7 @@
 import Foundation
 import ArgumentParser
 import MLRACore
+import MLRAParallel
 
 @main
 struct MLRA: ParsableCommand {
@@ -11,18 +12,23 @@ struct MLRA: ParsableCommand {
         version: HarnessVersion.string,
         subcommands: [SweepCommand.self, ForwardCommand.self, GenerateCommand.self, PlanCommand.self, WeightsCommand.self, CalibrateCommand.self, BenchCommand.self, NoiseCommand.self, SelftestCommand.self, KernelsCommand.self])
 
-    /// Usage errors are one line too (`mlra: error: …`, exit 64); help and version print as usual.
+    /// Every error is one line `mlra: error: …` with the status of ExitStatus; help and
+    /// version print as usual.
     static func main() {
         do {
             var command = try parseAsRoot(joiningNegativeValues(Array(CommandLine.arguments.dropFirst())))
             try command.run()
+        } catch let e as HarnessError {
+            exitReporting(e.message, e.kind)
+        } catch let e as AgreedError {
+            exitReporting(e.message, e.kind)
         } catch {
+            // ArgumentParser's own: parse and validation errors (usage), help and version (success).
             let code = exitCode(for: error)
             guard code != .success else { exit(withError: error) }
-            let text = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            let text = message(for: error)
             let line = text.hasPrefix("Error: ") ? String(text.dropFirst(7)) : text
-            FileHandle.standardError.write(Data("mlra: error: \(line) (see 'mlra help')\n".utf8))
-            Foundation.exit(code.rawValue)
+            exitReporting(line, code == .validationFailure ? .usage : .failure)
         }
     }
 

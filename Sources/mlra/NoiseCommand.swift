@@ -15,8 +15,9 @@ struct NoiseCommand: ParsableCommand {
             + "coefficient of variation of the work per quantum, the fraction of quanta that lost more than 10% of it, and "
             + "the strongest periodic components of the series (FFTW). Run it under mpirun with the ranks of a job.")
 
-    @Option(help: "Probing time in seconds (the spectrum's resolution is 1 / budget).")
-    var budget = 3.0
+    @Option(name: .customLong("noise-budget"), help: "Probing time in seconds (default 3; the spectrum's resolution is 1 / budget).")
+    var noiseBudget: Double?
+    @Option(name: .customLong("budget"), help: .hidden) var budgetOld: Double?
     @Option(name: .customLong("quantum-us"), help: "Length of one quantum in microseconds (the spectrum reaches 1 / (2 quantum)).")
     var quantumMicroseconds = 100.0
     @Option(help: "Also write the whole report (every rank's summary and binned spectrum) as JSON to this file (the analysis reads it: --noise).")
@@ -25,10 +26,13 @@ struct NoiseCommand: ParsableCommand {
     var format: NoiseFormat = .table
 
     func validate() throws {
+        _ = try renamed(noiseBudget, "--noise-budget", old: budgetOld, "--budget")
         do { try settings.validate() } catch let e as HarnessError { throw ValidationError(e.message) }
     }
 
-    var settings: NoiseProbe.Settings { NoiseProbe.Settings(quantum: quantumMicroseconds * 1e-6, budget: budget) }
+    var settings: NoiseProbe.Settings {
+        NoiseProbe.Settings(quantum: quantumMicroseconds * 1e-6, budget: noiseBudget ?? budgetOld ?? 3)
+    }
 
     func run() throws {
         try runParallel { world in

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import MLRACore
 
 extension VariantName: ExpressibleByArgument {}
@@ -41,6 +42,17 @@ struct KernelOptions: ParsableArguments {
     func make() throws -> AttentionKernel {
         kernel == .tiled ? try TiledAttentionKernel(threads: threads) : PlainAttentionKernel()
     }
+}
+
+/// A flag given under its deprecated spelling (kept hidden so that old scripts run):
+/// the value under either name, a warning when the old one was used, a usage error
+/// when both were. Call it from `validate()` (ArgumentParser reports only a
+/// ValidationError thrown there as a usage error).
+func renamed<T>(_ value: T?, _ name: String, old: T?, _ oldName: String) throws -> T? {
+    guard let old else { return value }
+    guard value == nil else { throw ValidationError("give \(name) or its old spelling \(oldName), not both") }
+    FileHandle.standardError.write(Data("mlra: warning: \(oldName) is deprecated; use \(name)\n".utf8))
+    return old
 }
 
 /// `--threads` of every command, checked as a usage error by `WorkerPool.checkThreads`

@@ -29,44 +29,45 @@ struct PlanCommand: ParsableCommand {
     var kvHeads = 8
     @Option(name: .customLong("n-embd"), help: "Model width d (default h·head_dim).")
     var nEmbd: Int?
-    @Option(help: "Cache dtype for byte counts: f32, f16, bf16.")
-    var dtype: StorageDType = .bf16
+    @Option(name: .customLong("kv-dtype"), help: "Cache dtype for byte counts: f32, f16, bf16.")
+    var kvDtype: StorageDType = .bf16
     @Option(help: "Context length L for the per-step columns.")
     var context = 1
     @Option(help: "Output format: table or csv.")
     var format: OutputFormat = .table
 
-    func run() throws {
-        try runReportingErrors {
-            let list = try parseList(variants, "--variants", VariantName.parseList)
-            let degrees = try parseIntList(tp, "--tp")
-            if let bad = degrees.first(where: { $0 < 1 }) { throw HarnessError("--tp: TP degrees must be at least 1, got \(bad)") }
-            for (v, n) in [("--heads", heads), ("--head-dim", headDim), ("--rope-dim", ropeDim), ("--kv-rank", kvRank),
-                           ("--q-rank", qRank), ("--kv-heads", kvHeads), ("--context", context)] { try requirePositive(n, v) }
-            let shapes = PlanShape(heads: heads, headDim: headDim, ropeDim: ropeDim, kvRank: kvRank, qRank: qRank,
-                                   kvHeads: kvHeads, nEmbd: try nEmbd ?? CheckedSize.product([heads, headDim], "--heads × --head-dim"))
-            var table = TextTable(columns: ["variant", "tp", "kv_elems_per_token", "kv_per_token_in_head_dims",
-                                            "kv_bytes_per_token", "kernel_flops_per_token", "kernel_bytes_per_step",
-                                            "kernel_flops_per_step", "weight_bytes_per_rank", "allreduce_bytes_per_step", "note"])
-            for v in list {
-                let layout = try shapes.config(v).layout()
-                for t in degrees {
-                    // An illegal TP degree is a row of the table; a size too large for an Int is an error.
-                    let cost: DecodeCost
-                    do { cost = try DecodeCost(layout, tp: t, dtype: dtype) } catch let e as HarnessError {
-                        table.add([v.rawValue, "\(t)", "", "", "", "", "", "", "", "", "illegal: \(e.message)"])
-                        continue
-                    }
-                    table.add([v.rawValue, "\(t)", "\(cost.kvElemsPerToken)", format(Double(cost.kvElemsPerToken) / Double(headDim)),
-                               "\(cost.kvBytesPerToken)", "\(cost.kernelFlopsPerToken)", "\(try cost.kernelBytes(context: context))",
-                               "\(try cost.kernelFlops(context: context))", "\(cost.weightElemsPerRank * 4)", "\(cost.allreduceBytesPerToken)", ""])
+    /// plan reads no files: every error it meets is a flag value it cannot plan.
+    func run() throws { try checkingFlags(printPlan) }
+
+    func printPlan() throws {
+        let list = try parseList(variants, "--variants", VariantName.parseList)
+        let degrees = try parseIntList(tp, "--tp")
+        if let bad = degrees.first(where: { $0 < 1 }) { throw HarnessError("--tp: TP degrees must be at least 1, got \(bad)") }
+        for (v, n) in [("--heads", heads), ("--head-dim", headDim), ("--rope-dim", ropeDim), ("--kv-rank", kvRank),
+                       ("--q-rank", qRank), ("--kv-heads", kvHeads), ("--context", context)] { try requirePositive(n, v) }
+        let shapes = PlanShape(heads: heads, headDim: headDim, ropeDim: ropeDim, kvRank: kvRank, qRank: qRank,
+                               kvHeads: kvHeads, nEmbd: try nEmbd ?? CheckedSize.product([heads, headDim], "--heads × --head-dim"))
+        var table = TextTable(columns: ["variant", "tp", "kv_elems_per_token", "kv_per_token_in_head_dims",
+                                        "kv_bytes_per_token", "kernel_flops_per_token", "kernel_bytes_per_step",
+                                        "kernel_flops_per_step", "weight_bytes_per_rank", "allreduce_bytes_per_step", "note"])
+        for v in list {
+            let layout = try shapes.config(v).layout()
+            for t in degrees {
+                // An illegal TP degree is a row of the table; a size too large for an Int is an error.
+                let cost: DecodeCost
+                do { cost = try DecodeCost(layout, tp: t, dtype: kvDtype) } catch let e as HarnessError {
+                    table.add([v.rawValue, "\(t)", "", "", "", "", "", "", "", "", "illegal: \(e.message)"])
+                    continue
                 }
+                table.add([v.rawValue, "\(t)", "\(cost.kvElemsPerToken)", format(Double(cost.kvElemsPerToken) / Double(headDim)),
+                           "\(cost.kvBytesPerToken)", "\(cost.kernelFlopsPerToken)", "\(try cost.kernelBytes(context: context))",
+                           "\(try cost.kernelFlops(context: context))", "\(cost.weightElemsPerRank * 4)", "\(cost.allreduceBytesPerToken)", ""])
             }
-            if self.format == .table {
-                print("# mlra \(HarnessVersion.string) plan: h=\(heads) head_dim=\(headDim) rope_dim=\(ropeDim) kv_rank=\(kvRank) q_rank=\(qRank) kv_heads=\(kvHeads) n_embd=\(shapes.nEmbd) dtype=\(dtype.rawValue) context=\(context)")
-            }
-            print(self.format == .csv ? table.csv() : table.text(), terminator: "")
         }
+        if self.format == .table {
+            print("# mlra \(HarnessVersion.string) plan: h=\(heads) head_dim=\(headDim) rope_dim=\(ropeDim) kv_rank=\(kvRank) q_rank=\(qRank) kv_heads=\(kvHeads) n_embd=\(shapes.nEmbd) kv_dtype=\(kvDtype.rawValue) context=\(context)")
+        }
+        print(self.format == .csv ? table.csv() : table.text(), terminator: "")
     }
 
     func format(_ x: Double) -> String { x == x.rounded() ? String(Int(x)) : String(format: "%g", x) }

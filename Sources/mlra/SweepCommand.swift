@@ -27,7 +27,8 @@ struct SweepCommand: ParsableCommand {
     @Option(help: "Comma-separated TP degrees.") var tp: String?
     @Option(name: .customLong("kv-ranks"), help: "Comma-separated kv_lora_rank values (MLA family).") var kvRanks: String?
     @Option(help: "Comma-separated head counts.") var heads: String?
-    @Option(help: "Comma-separated cache dtypes (f32, f16, bf16).") var dtypes: String?
+    @Option(name: .customLong("kv-dtypes"), help: "Comma-separated cache dtypes (f32, f16, bf16).") var kvDtypes: String?
+    @Option(name: .customLong("dtypes"), help: .hidden) var kvDtypesOld: String?
     @Option(help: "Comma-separated global batch sizes.") var batch: String?
     @Option(help: "Comma-separated scopes (kernel, layer, model).") var scopes: String?
     @Option(help: "Comma-separated thread counts per rank (cpu configurations).") var threads: String?
@@ -70,6 +71,7 @@ struct SweepCommand: ParsableCommand {
     enum IsolateChoice: String, ExpressibleByArgument { case auto, on, off }
 
     func validate() throws {
+        _ = try renamed(kvDtypes, "--kv-dtypes", old: kvDtypesOld, "--dtypes")
         if out == nil && !printSpec { throw ValidationError("--out is required: the CSV to write (appended to; a rerun resumes)") }
         if !noNoiseProbe {
             do { try NoiseProbe.Settings(budget: noiseBudget).validate() } catch let e as HarnessError { throw ValidationError(e.message) }
@@ -84,10 +86,10 @@ struct SweepCommand: ParsableCommand {
                 if let calibration { _ = try Calibration.load(path: calibration) }
                 if let gpuCalibration { _ = try GPUCalibration.load(path: gpuCalibration) }
                 guard spreadWarn.isFinite, spreadWarn >= 1 else {
-                    throw HarnessError("--spread-warn \(spreadWarn) must be a number of at least 1 (a ratio p90/p10)")
+                    throw HarnessError.usage("--spread-warn \(spreadWarn) must be a number of at least 1 (a ratio p90/p10)")
                 }
                 guard injectRankDelayUs >= 0, injectRankDelayUs <= 1e6 else {
-                    throw HarnessError("--inject-rank-delay-us \(injectRankDelayUs) must lie in 0...1000000")
+                    throw HarnessError.usage("--inject-rank-delay-us \(injectRankDelayUs) must lie in 0...1000000")
                 }
                 return try resolvedSpec(worldSize: world.size)
             }
@@ -113,21 +115,9 @@ struct SweepCommand: ParsableCommand {
     }
 
     func resolvedSpec(worldSize: Int) throws -> SweepSpec {
-        guard preset == nil || spec == nil else { throw HarnessError("give --preset or --spec, not both") }
+        guard preset == nil || spec == nil else { throw HarnessError.usage("give --preset or --spec, not both") }
+        let o = try checkingFlags { try flagGrid(worldSize: worldSize) }
         var s = try spec.map(SweepSpec.load) ?? preset?.spec(worldSize: worldSize) ?? SweepSpec(grids: [SweepSpec.Grid()])
-        var o = SweepSpec.Grid()
-        o.variants = try variants.map { try parseList($0, "--variants", VariantName.parseList) }
-        o.contexts = try contexts.map { try parseIntList($0, "--contexts") }
-        o.tp = try tp.map { try parseIntList($0, "--tp") }
-        o.kvRanks = try kvRanks.map { try parseIntList($0, "--kv-ranks") }
-        o.heads = try heads.map { try parseIntList($0, "--heads") }
-        o.dtypes = try dtypes.map { try parseList($0, "--dtypes") { try $0.split(separator: ",").map { try StorageDType.parse(String($0)).rawValue } } }
-        o.batch = try batch.map { try parseIntList($0, "--batch") }
-        o.scopes = try scopes.map { try parseChoiceList($0, "--scopes", "scope") }
-        o.threads = try threads.map { try parseIntList($0, "--threads") }
-        o.devices = try devices.map { try parseChoiceList($0, "--devices", "device") }
-        o.headDim = headDim; o.ropeDim = ropeDim; o.qLoraRank = qRank; o.kvHeads = kvHeads; o.nEmbd = nEmbd; o.nLayer = nLayer
-        o.warmup = warmup; o.steps = steps; o.coldCache = coldCache
         s.defaults = o.over(s.defaults)
         s.grids = s.grids.map { o.over($0) }
         s.repeats = repeats ?? s.repeats
@@ -135,6 +125,44 @@ struct SweepCommand: ParsableCommand {
         _ = try s.configurations(worldSize: worldSize)   // reject malformed grids now, before any rank allocates
         return s
     }
+
+    /// The grid flags as a grid that overrides every grid of the spec, checked on their
+    /// own (over the built-in defaults), so that a bad value is told from a bad spec file.
+    func flagGrid(worldSize: Int) throws -> SweepSpec.Grid {
+        var o = SweepSpec.Grid()
+        o.variants = try variants.map { try parseList($0, "--variants", VariantName.parseList) }
+        o.contexts = try contexts.map { try parseIntList($0, "--contexts") }
+        o.tp = try tp.map { try parseIntList($0, "--tp") }
+        o.kvRanks = try kvRanks.map { try parseIntList($0, "--kv-ranks") }
+        o.heads = try heads.map { try parseIntList($0, "--heads") }
+        o.dtypes = try (kvDtypes ?? kvDtypesOld).map { try parseList($0, "--kv-dtypes") { try $0.split(separator: ",").map { try StorageDType.parse(String($0)).rawValue } } }
+        o.batch = try batch.map { try parseIntList($0, "--batch") }
+        o.scopes = try scopes.map { try parseChoiceList($0, "--scopes", "scope") }
+        o.threads = try threads.map { try parseIntList($0, "--threads") }
+        o.devices = try devices.map { try parseChoiceList($0, "--devices", "device") }
+        o.headDim = headDim; o.ropeDim = ropeDim; o.qLoraRank = qRank; o.kvHeads = kvHeads; o.nEmbd = nEmbd; o.nLayer = nLayer
+        o.warmup = warmup; o.steps = steps; o.coldCache = coldCache
+        var alone = SweepSpec(grids: [o])
+        alone.repeats = repeats
+        do {
+            _ = try alone.checkedRepeats()
+            _ = try alone.configurations(worldSize: worldSize)
+        } catch let e as HarnessError {
+            // The spec's words for a key ("grid 0: 'kv_ranks'") become the flag's ("--kv-ranks").
+            var text = e.message
+            for (key, flag) in Self.flagOfKey { text = text.replacingOccurrences(of: "grid 0: '\(key)'", with: flag) }
+            throw HarnessError(text.replacingOccurrences(of: "repeats is", with: "--repeats is"))
+        }
+        return o
+    }
+
+    /// The grid flags by their spec key.
+    static let flagOfKey = [
+        "variants": "--variants", "contexts": "--contexts", "tp": "--tp", "kv_ranks": "--kv-ranks", "heads": "--heads",
+        "dtypes": "--kv-dtypes", "batch": "--batch", "scopes": "--scopes", "threads": "--threads", "devices": "--devices",
+        "head_dim": "--head-dim", "rope_dim": "--rope-dim", "q_lora_rank": "--q-rank", "kv_heads": "--kv-heads",
+        "n_embd": "--n-embd", "n_layer": "--n-layer", "warmup": "--warmup", "steps": "--steps",
+    ]
 }
 
 extension SweepPreset: ExpressibleByArgument {}

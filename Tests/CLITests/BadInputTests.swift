@@ -52,10 +52,10 @@ final class BadInputTests: XCTestCase {
         let input = dir.path("x.safetensors")
         try SafeTensorsFile.write(["x": Tensor(shape: [3, 32], data: randomInput(tokens: 3, width: 32, seed: 1))], to: input)
         let weights = dir.path("w.safetensors")
-        XCTAssertEqual(try CLI.run(["weights", "--config", config, "--seed", "2", "--output", weights]).status, 0)
+        XCTAssertEqual(try CLI.run(["weights", "--config", config, "--seed", "2", "--out", weights]).status, 0)
         let out = dir.path("y.safetensors")
         func forward(_ extra: [String], config c: String? = nil, input x: String? = nil) throws -> CLIResult {
-            try CLI.run(["forward", "--config", c ?? config, "--input", x ?? input, "--prefill", "1", "--output", out] + extra, timeout: 60)
+            try CLI.run(["forward", "--config", c ?? config, "--input", x ?? input, "--prefill", "1", "--out", out] + extra, timeout: 60)
         }
         assertCleanError(try forward(["--seed", "1", "--kv-dtype", "f64"]), contains: "f64")
         assertCleanError(try forward(["--seed", "1", "--prefill=-1"]), contains: "-1")
@@ -79,7 +79,7 @@ final class BadInputTests: XCTestCase {
         }
         // Unwritable outputs: a parent that is a regular file, /proc, read-only /sys.
         for bad in [input + "/y.safetensors", "/proc/nope/y.safetensors", "/proc/y.safetensors", "/sys/y.safetensors"] {
-            assertCleanError(try CLI.run(["forward", "--config", config, "--seed", "1", "--input", input, "--prefill", "1", "--output", bad]),
+            assertCleanError(try CLI.run(["forward", "--config", config, "--seed", "1", "--input", input, "--prefill", "1", "--out", bad]),
                              contains: bad)
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: out), "no output may be written on failure")
@@ -115,7 +115,7 @@ final class BadInputTests: XCTestCase {
         let dir = try TempDir()
         let cases: [([String], String)] = [
             (["plan", "--variants", "mlra9"], "unknown variant 'mlra9'"),
-            (["plan", "--dtype", "f64"], "f64"),
+            (["plan", "--kv-dtype", "f64"], "f64"),
             (["plan", "--heads=-4"], "-4"),
             (["plan", "--context", "0"], "--context must be positive, got 0"),
             (["plan", "--heads", "0"], "0"),
@@ -162,9 +162,9 @@ final class BadInputTests: XCTestCase {
         }
         assertCleanError(try sweep(["--variants", "mla,mlra9"]), contains: "unknown variant 'mlra9'")
         assertCleanError(try sweep(["--scopes", "kernel,nope"]), contains: "unknown scope 'nope'")
-        assertCleanError(try sweep(["--dtypes", "f64"]), contains: "f64")
-        assertCleanError(try sweep(["--contexts", "0"]), contains: "'contexts' has 0")
-        assertCleanError(try sweep(["--tp", "0"]), contains: "'tp' has 0")
+        assertCleanError(try sweep(["--kv-dtypes", "f64"]), contains: "f64")
+        assertCleanError(try sweep(["--contexts", "0"]), contains: "--contexts has 0")
+        assertCleanError(try sweep(["--tp", "0"]), contains: "--tp has 0")
         assertCleanError(try sweep(["--heads=-4"]), contains: "-4")
         assertCleanError(try sweep(["--steps", "0"]), contains: "steps")
         assertCleanError(try sweep(["--contexts", "1,2,x"]), contains: "x")
@@ -223,11 +223,11 @@ final class BadInputTests: XCTestCase {
         let input = dir.path("x.safetensors")
         try SafeTensorsFile.write(["x": Tensor(shape: [3, 32], data: randomInput(tokens: 3, width: 32, seed: 1))], to: input)
         let w = dir.path("w.safetensors")
-        XCTAssertEqual(try CLI.run(["weights", "--config", layer, "--seed", "2", "--output", w]).status, 0)
+        XCTAssertEqual(try CLI.run(["weights", "--config", layer, "--seed", "2", "--out", w]).status, 0)
         let bytes = try Data(contentsOf: URL(fileURLWithPath: w))
         XCTAssertTrue(FileManager.default.createFile(atPath: w, contents: bytes.prefix(bytes.count - 100)), "test file not written")
         let f = try CLI.mpirun(2, ["forward", "--config", layer, "--weights", w, "--input", input, "--prefill", "1",
-                                   "--output", dir.path("y.safetensors")], timeout: 60)
+                                   "--out", dir.path("y.safetensors")], timeout: 60)
         assertCleanError(f, contains: "lie outside")
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path("y.safetensors")))
 

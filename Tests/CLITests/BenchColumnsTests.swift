@@ -29,7 +29,7 @@ final class BenchColumnsTests: XCTestCase {
         let out = dir.path("s.csv")
         let sweep = try CLI.mpirun(1, ["sweep", "--out", out, "--calibration", cal, "--quiet", "--variants", "mla", "--tp", "1",
                                        "--scopes", "kernel", "--heads", "4", "--head-dim", "16", "--rope-dim", "8", "--kv-ranks", "64",
-                                       "--n-embd", "64", "--q-rank", "32", "--contexts", "64", "--dtypes", "bf16", "--batch", "1",
+                                       "--n-embd", "64", "--q-rank", "32", "--contexts", "64", "--kv-dtypes", "bf16", "--batch", "1",
                                        "--warmup", "1", "--steps", "3"])
         XCTAssertEqual(sweep.status, 0, sweep.stderr)
         let s = try XCTUnwrap(AppendOnlyCSV.readRows(path: out).first)

@@ -3,7 +3,7 @@ import MLRACore
 import XCTest
 
 /// Issue 17, outputs that are overwritten: the second run of `weights`, `forward
-/// --output` or `generate --logits-out` onto an existing file must replace it, never
+/// --out` or `generate --logits-out` onto an existing file must replace it, never
 /// delete it (FileManager.replaceItemAt did), alone and under mpirun; a write that
 /// fails leaves the old file exactly as it was and no temporary file behind.
 final class DurableOutputTests: XCTestCase {
@@ -36,7 +36,7 @@ final class DurableOutputTests: XCTestCase {
         let dir = try TempDir()
         let config = dir.write("c.json", layer)
         let w = dir.path("w.safetensors")
-        try overwriteTwice(dir, output: w, tensor: "kv_b_proj", run: { try CLI.run(["weights", "--config", config, "--output", w] + $0) },
+        try overwriteTwice(dir, output: w, tensor: "kv_b_proj", run: { try CLI.run(["weights", "--config", config, "--out", w] + $0) },
                            first: ["--seed", "1"], second: ["--seed", "2"])
     }
 
@@ -46,7 +46,7 @@ final class DurableOutputTests: XCTestCase {
         let input = dir.path("x.safetensors")
         try SafeTensorsFile.write(["x": Tensor(shape: [3, 32], data: randomInput(tokens: 3, width: 32, seed: 1))], to: input)
         let y = dir.path("y.safetensors")
-        let args = ["forward", "--config", config, "--input", input, "--prefill", "1", "--output", y]
+        let args = ["forward", "--config", config, "--input", input, "--prefill", "1", "--out", y]
         try overwriteTwice(dir, output: y, tensor: "y", run: { try CLI.run(args + $0, timeout: 60) },
                            first: ["--seed", "1"], second: ["--seed", "2"])
         try overwriteTwice(dir, output: y, tensor: "y", run: { try CLI.mpirun(2, args + $0, timeout: 120) },
@@ -72,9 +72,9 @@ final class DurableOutputTests: XCTestCase {
         let config = dir.write("c.json", layer)
         let big = dir.write("big.json", #"{"variant": "mlra4", "n_embd": 256, "n_head": 4, "q_lora_rank": 64, "kv_lora_rank": 128, "qk_nope_head_dim": 32, "qk_rope_head_dim": 16}"#)
         let w = fs.path("w.safetensors")
-        XCTAssertEqual(try CLI.run(["weights", "--config", config, "--seed", "1", "--output", w]).status, 0)
+        XCTAssertEqual(try CLI.run(["weights", "--config", config, "--seed", "1", "--out", w]).status, 0)
         let old = try Data(contentsOf: URL(fileURLWithPath: w))
-        assertCleanError(try CLI.run(["weights", "--config", big, "--seed", "1", "--output", w]), contains: "no space left on device")
+        assertCleanError(try CLI.run(["weights", "--config", big, "--seed", "1", "--out", w]), contains: "no space left on device")
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: w)), old, "the old output must be kept byte for byte")
         let left = try FileManager.default.contentsOfDirectory(atPath: fs.root).filter { $0.contains(".tmp-") }
         XCTAssertEqual(left, [], "temporary files left behind")

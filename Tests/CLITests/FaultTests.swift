@@ -14,7 +14,7 @@ final class FaultTests: XCTestCase {
     /// signal (~2 s), or the sweep ends before the fault can matter.
     let grid = ["--variants", "mla,mlra4,gqa", "--contexts", "8192,16384", "--tp", "1,2", "--heads", "4", "--kv-ranks", "64",
                 "--head-dim", "16", "--rope-dim", "8", "--kv-heads", "2", "--n-embd", "64", "--q-rank", "32", "--scopes", "kernel",
-                "--batch", "2", "--dtypes", "bf16", "--warmup", "1", "--steps", "2000", "--threads", "1"]
+                "--batch", "2", "--kv-dtypes", "bf16", "--warmup", "1", "--steps", "2000", "--threads", "1"]
     let expectedRows = 3 * 2 * (2 + 1)
 
     func key(_ r: [String: String]) -> String { (SweepConfig.keyColumns + ["tp_group"]).map { r[$0] ?? "" }.joined(separator: "|") }
@@ -128,7 +128,7 @@ final class FaultTests: XCTestCase {
         try SafeTensorsFile.write(["x": Tensor(shape: [3, 32], data: xs)], to: infInput, dtype: .bf16)
 
         let w = dir.path("w.safetensors")
-        XCTAssertEqual(try CLI.run(["weights", "--config", config, "--seed", "2", "--output", w]).status, 0)
+        XCTAssertEqual(try CLI.run(["weights", "--config", config, "--seed", "2", "--out", w]).status, 0)
         let file = try SafeTensorsFile(path: w)
         var tensors = [String: Tensor]()
         for name in file.entries.keys { tensors[name] = try file.tensor(name) }
@@ -145,7 +145,7 @@ final class FaultTests: XCTestCase {
 
         let out = dir.path("y.safetensors")
         func forward(_ extra: [String], input x: String = input) throws -> CLIResult {
-            try CLI.run(["forward", "--config", config, "--input", x, "--prefill", "1", "--output", out] + extra, timeout: 60)
+            try CLI.run(["forward", "--config", config, "--input", x, "--prefill", "1", "--out", out] + extra, timeout: 60)
         }
         assertCleanError(try forward(["--seed", "1"], input: nanInput), contains: "tensor 'x' contains nan at element 40")
         assertCleanError(try forward(["--seed", "1"], input: infInput), contains: "tensor 'x' contains -inf at element 95")
@@ -153,7 +153,7 @@ final class FaultTests: XCTestCase {
         assertCleanError(try forward(["--weights", infWeights]), contains: "c_proj.weight")
         XCTAssertFalse(FileManager.default.fileExists(atPath: out), "no output may be written")
         // Under mpirun: every rank holds its shard of kv_b_proj; the job ends with one line.
-        let r = try CLI.mpirun(2, ["forward", "--config", config, "--weights", nanWeights, "--input", input, "--prefill", "1", "--output", out],
+        let r = try CLI.mpirun(2, ["forward", "--config", config, "--weights", nanWeights, "--input", input, "--prefill", "1", "--out", out],
                                timeout: 60)
         XCTAssertFalse(r.timedOut, "hung")
         XCTAssertNotEqual(r.status, 0)

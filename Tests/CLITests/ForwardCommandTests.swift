@@ -18,7 +18,7 @@ final class ForwardCommandTests: XCTestCase {
         let config = dir.write("c.json", mlra4)
         let (input, x) = try writeInput(dir, tokens: 6, width: 32)
         let r = try CLI.run(["forward", "--config", config, "--seed", "3", "--input", input, "--prefill", "2",
-                             "--output", dir.path("y.safetensors")])
+                             "--out", dir.path("y.safetensors")])
         XCTAssertEqual(r.status, 0, r.stderr)
         let y = try SafeTensorsFile(path: dir.path("y.safetensors")).tensor("y", expectedShape: [6, 32])
         let layout = try AttentionConfig.load(path: config).layout()
@@ -31,9 +31,9 @@ final class ForwardCommandTests: XCTestCase {
         let config = dir.write("c.json", mlra4)
         let (input, _) = try writeInput(dir, tokens: 3, width: 32)
         let w = dir.path("w.safetensors")
-        XCTAssertEqual(try CLI.run(["weights", "--config", config, "--seed", "4", "--dtype", "bf16", "--output", w]).status, 0)
+        XCTAssertEqual(try CLI.run(["weights", "--config", config, "--seed", "4", "--dtype", "bf16", "--out", w]).status, 0)
         let r = try CLI.run(["forward", "--config", config, "--weights", w, "--input", input, "--prefill", "0",
-                             "--output", dir.path("y.safetensors"), "--check"])
+                             "--out", dir.path("y.safetensors"), "--check"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("max |y - reference|"), r.stdout)
     }
@@ -44,7 +44,7 @@ final class ForwardCommandTests: XCTestCase {
         let (input, _) = try writeInput(dir, tokens: 3, width: 32)
         let out = dir.path("y.safetensors")
         func forward(_ config: String, _ extra: [String] = [], input: String? = nil) throws -> CLIResult {
-            try CLI.run(["forward", "--config", config, "--input", input ?? dir.path("x.safetensors"), "--prefill", "1", "--output", out] + extra)
+            try CLI.run(["forward", "--config", config, "--input", input ?? dir.path("x.safetensors"), "--prefill", "1", "--out", out] + extra)
         }
         assertCleanError(try forward(dir.write("v.json", mlra4.replacingOccurrences(of: "mlra4", with: "mlra8"))), contains: "unknown variant")
         assertCleanError(try forward(dir.write("d.json", mlra4.replacingOccurrences(of: "\"kv_lora_rank\": 32", with: "\"kv_lora_rank\": 30"))),
@@ -66,7 +66,7 @@ final class ForwardCommandTests: XCTestCase {
         let partial = dir.path("partial.safetensors")
         try SafeTensorsFile.write(["q_a_proj.weight": Tensor(zeros: [16, 32])], to: partial)
         assertCleanError(try forward(good, ["--weights", partial]), contains: "missing tensor 'q_a_layernorm.weight'")
-        assertCleanError(try CLI.run(["forward", "--config", good, "--input", input, "--prefill", "1", "--output", "/nonexistent/y.safetensors"]),
+        assertCleanError(try CLI.run(["forward", "--config", good, "--input", input, "--prefill", "1", "--out", "/nonexistent/y.safetensors"]),
                          contains: "does not exist")
         XCTAssertFalse(FileManager.default.fileExists(atPath: out), "no output may be written on failure")
     }

@@ -41,7 +41,7 @@ final class GPUCommandTests: XCTestCase {
         for i in 0..<n { withUnsafeBytes(of: Float(i % 7) * 0.1) { data.append(contentsOf: $0) } }
         XCTAssertTrue(FileManager.default.createFile(atPath: dir.path("x.safetensors"), contents: data))
         let r = try CLI.mpirun(2, ["forward", "--config", config, "--input", dir.path("x.safetensors"), "--prefill", "1",
-                                   "--output", dir.path("y.safetensors"), "--device", "cuda"], timeout: 120)
+                                   "--out", dir.path("y.safetensors"), "--device", "cuda"], timeout: 120)
         assertCleanError(r, contains: "no NVIDIA driver")
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path("y.safetensors")))
     }

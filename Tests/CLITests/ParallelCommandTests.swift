@@ -31,7 +31,7 @@ final class ParallelCommandTests: XCTestCase {
     /// Per-device cache bytes per token as `mlra plan --format csv` reports them.
     func plannedKVBytes(_ v: VariantName, _ body: String, tp: Int) throws -> Int {
         let c = try JSONDecoder().decode(AttentionConfig.self, from: Data(configJSON(v, body).utf8))
-        var args = ["plan", "--variants", v.rawValue, "--tp", "\(tp)", "--heads", "\(c.nHead)", "--dtype", "f32", "--format", "csv"]
+        var args = ["plan", "--variants", v.rawValue, "--tp", "\(tp)", "--heads", "\(c.nHead)", "--kv-dtype", "f32", "--format", "csv"]
         if v.isLatent {
             args += ["--head-dim", "\(c.qkNopeHeadDim!)", "--rope-dim", "\(c.qkRopeHeadDim!)", "--kv-rank", "\(c.kvLoraRank!)"]
         } else {
@@ -56,7 +56,7 @@ final class ParallelCommandTests: XCTestCase {
             for n in [1, 2, 4] {
                 let out = dir.path("y-\(v)-\(n).safetensors")
                 let r = try CLI.mpirun(n, ["forward", "--config", config, "--seed", "8", "--input", dir.path("x.safetensors"),
-                                           "--prefill", "\(prefill)", "--output", out, "--stats"])
+                                           "--prefill", "\(prefill)", "--out", out, "--stats"])
                 XCTAssertEqual(r.status, 0, "\(v) n=\(n): \(r.stderr)")
                 let y = try SafeTensorsFile(path: out).tensor("y", expectedShape: [tokens, Self.width])
                 assertClose(y.data, ref, atol: 2e-5, rtol: 2e-4, "\(v) under mpirun -n \(n)")
@@ -136,7 +136,7 @@ final class ParallelCommandTests: XCTestCase {
         let config = dir.write("c.json", configJSON(.mlra4, Self.layers[6].1))
         try SafeTensorsFile.write(["x": Tensor(zeros: [2, Self.width])], to: dir.path("x.safetensors"))
         let r = try CLI.mpirun(3, ["forward", "--config", config, "--seed", "1", "--input", dir.path("x.safetensors"),
-                                   "--prefill", "1", "--output", dir.path("y.safetensors")], timeout: 60)
+                                   "--prefill", "1", "--out", dir.path("y.safetensors")], timeout: 60)
         XCTAssertFalse(r.timedOut)
         XCTAssertNotEqual(r.status, 0)
         let ours = r.stderr.split(separator: "\n").filter { $0.hasPrefix("mlra: error") }

@@ -15,7 +15,7 @@ final class SlurmGraceTests: XCTestCase {
     /// scripts lost the first one 2 s after the signal).
     func long(_ cal: String) -> String {
         "--variants mla --contexts 8192,8193 --tp 1 --heads 4 --kv-ranks 64 --head-dim 16 --rope-dim 8 --n-embd 64 --q-rank 32 "
-            + "--scopes kernel --batch 2 --dtypes bf16 --warmup 1 --steps 30000 --threads 1 --calibration \(cal)"
+            + "--scopes kernel --batch 2 --kv-dtypes bf16 --warmup 1 --steps 30000 --threads 1 --calibration \(cal)"
     }
 
     func signalDuringTheFirstConfiguration(script: String, out: String, environment: [String: String]) throws -> (Int32, String, Double) {

@@ -10,7 +10,7 @@ final class SweepCommandTests: XCTestCase {
     func grid(contexts: String = "256", tp: String = "1,2,4", batch: Int = 4) -> [String] {
         ["--variants", "mla,mlra4,gqa", "--contexts", contexts, "--tp", tp, "--heads", "4", "--kv-ranks", "64",
          "--head-dim", "16", "--rope-dim", "8", "--kv-heads", "2", "--n-embd", "64", "--q-rank", "32",
-         "--scopes", "kernel,layer", "--batch", "\(batch)", "--dtypes", "bf16", "--warmup", "1", "--steps", "3"]
+         "--scopes", "kernel,layer", "--batch", "\(batch)", "--kv-dtypes", "bf16", "--warmup", "1", "--steps", "3"]
     }
     var small: [String] { grid() }
 

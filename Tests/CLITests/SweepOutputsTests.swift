@@ -127,4 +127,52 @@ final class SweepOutputsTests: XCTestCase {
         XCTAssertLessThan(rows.count, 8 * 3, "the disk must fill before the sweep ends")
         XCTAssertEqual(AppendOnlyCSV.readRows(path: samples).count, rows.count * 3, "3 samples per row, no more")
     }
+
+    /// A rerun into a CSV without --samples, when an earlier run wrote samples for it,
+    /// adds rows that file will never hold: one warning line names the file, found from
+    /// the record beside the CSV or, for CSVs from before the record, by its usual name.
+    func testARerunWithoutSamplesWarnsThatTheSamplesFileNoLongerMatches() throws {
+        let dir = try TempDir()
+        let cal = try calibration(dir)
+        let small = sweep.map { $0 == "1,2" ? "1" : $0 }   // one rank: t = 1 only
+        func run(_ extra: [String], contexts: String) throws -> CLIResult {
+            var args = small
+            args[args.firstIndex(of: "--contexts")! + 1] = contexts
+            // A spread warning on this busy machine is not the one under test.
+            return try CLI.run(["sweep", "--calibration", cal, "--no-noise-probe", "--quiet", "--spread-warn", "1000"] + extra + args)
+        }
+        func warnings(_ r: CLIResult) -> [Substring] { r.stderr.split(separator: "\n").filter { $0.hasPrefix("mlra: warning:") } }
+        let out = dir.path("r.csv"), samples = dir.path("elsewhere/steps.csv")
+        try FileManager.default.createDirectory(atPath: dir.path("elsewhere"), withIntermediateDirectories: true)
+        let first = try run(["--out", out, "--samples", samples], contexts: "64")
+        XCTAssertEqual(first.status, 0, first.stderr)
+        XCTAssertEqual(warnings(first), [], first.stderr)
+
+        // Nothing left to measure: the files still match, no warning.
+        let resumed = try run(["--out", out], contexts: "64")
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(warnings(resumed), [], resumed.stderr)
+
+        // A new context without --samples: one warning naming the samples file, and still exit 0.
+        let more = try run(["--out", out], contexts: "64,128")
+        XCTAssertEqual(more.status, 0, more.stderr)
+        XCTAssertEqual(warnings(more).count, 1, more.stderr)
+        XCTAssertTrue(more.stderr.contains("mlra: warning: \(URL(fileURLWithPath: samples).standardizedFileURL.path) holds the samples"), more.stderr)
+        XCTAssertTrue(more.stderr.contains("no longer match"), more.stderr)
+        XCTAssertFalse(more.stderr.contains("error"), more.stderr)
+
+        // With --samples again: no warning.
+        let together = try run(["--out", out, "--samples", samples], contexts: "64,128,256")
+        XCTAssertEqual(together.status, 0, together.stderr)
+        XCTAssertEqual(warnings(together), [], together.stderr)
+
+        // A CSV with no record: its samples by the usual name, <stem>.samples.csv.
+        let old = dir.path("old.csv"), oldSamples = dir.path("old.samples.csv")
+        XCTAssertEqual(try run(["--out", old, "--samples", oldSamples], contexts: "64").status, 0)
+        try FileManager.default.removeItem(atPath: SamplesRecord.path(for: old))
+        let oldMore = try run(["--out", old], contexts: "64,128")
+        XCTAssertEqual(oldMore.status, 0, oldMore.stderr)
+        XCTAssertEqual(warnings(oldMore).count, 1, oldMore.stderr)
+        XCTAssertTrue(oldMore.stderr.contains(oldSamples), oldMore.stderr)
+    }
 }

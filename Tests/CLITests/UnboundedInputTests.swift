@@ -67,7 +67,7 @@ final class UnboundedInputTests: XCTestCase {
         let cores = WorkerPool.coresOnline
         let commands: [[String]] = [
             ["bench", "--variant", "mla", "--context", "64", "--heads", "4"],
-            ["forward", "--config", config, "--seed", "1", "--input", input, "--prefill", "1", "--output", dir.path("y.safetensors")],
+            ["forward", "--config", config, "--seed", "1", "--input", input, "--prefill", "1", "--out", dir.path("y.safetensors")],
             ["generate", "--config", m, "--seed", "1", "--prompt", "1", "--tokens", "2"],
             ["calibrate", "--quick"],
         ]
@@ -78,7 +78,7 @@ final class UnboundedInputTests: XCTestCase {
         }
         assertCleanError(try CLI.run(["sweep", "--out", dir.path("s.csv"), "--calibration", calibration(dir)] + smallSweep
                                      + ["--threads", "1,100000"], timeout: 60),
-                         contains: "'threads' 100000 is more than the \(cores) cores of this node")
+                         contains: "--threads 100000 is more than the \(cores) cores of this node")
     }
 
     /// A thread the system refuses (here: each thread's stack, sized by `ulimit -s`,
@@ -123,7 +123,7 @@ final class UnboundedInputTests: XCTestCase {
         XCTAssertEqual(truncate(input, off_t(header.count + tokens * 128)), 0, "sparse input not made")
         let start = Date()
         let r = try CLI.run(["forward", "--config", config, "--seed", "1", "--input", input, "--prefill", "1",
-                             "--output", dir.path("y.safetensors")], timeout: 60)
+                             "--out", dir.path("y.safetensors")], timeout: 60)
         assertCleanError(r, contains: "this forward run over \(tokens) tokens needs")
         XCTAssertTrue(r.stderr.contains("GiB are available"), r.stderr)
         XCTAssertLessThan(Date().timeIntervalSince(start), 10, "refused from the header, before reading the data")
@@ -135,7 +135,7 @@ final class UnboundedInputTests: XCTestCase {
         let dir = try TempDir()
         let config = dir.write("w.json", #"{"variant": "mla", "n_embd": 1048576, "n_head": 64, "q_lora_rank": 16384, "kv_lora_rank": 512, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64}"#)
         let start = Date()
-        let r = try CLI.run(["weights", "--config", config, "--seed", "1", "--output", dir.path("w.safetensors")], timeout: 60)
+        let r = try CLI.run(["weights", "--config", config, "--seed", "1", "--out", dir.path("w.safetensors")], timeout: 60)
         assertCleanError(r, contains: "weights needs")
         XCTAssertTrue(r.stderr.contains("GiB are available"), r.stderr)
         XCTAssertLessThan(Date().timeIntervalSince(start), 10)
@@ -149,7 +149,7 @@ final class UnboundedInputTests: XCTestCase {
             (["plan", "--context", "-5"], "--context must be positive, got -5"),
             (["bench", "--variant", "mla", "--context", "-5", "--heads", "4"], "--context must be at least 1, got -5"),
             (["calibrate", "--threads", "-2"], "--threads must be at least 1, got -2"),
-            (["sweep", "--out", "/tmp/never.csv", "--contexts", "-5,64"], "'contexts' has -5; values must be at least 1"),
+            (["sweep", "--out", "/tmp/never.csv", "--contexts", "-5,64"], "--contexts has -5; values must be at least 1"),
         ]
         for (args, fragment) in cases {
             let r = try CLI.run(args, timeout: 60)
@@ -162,7 +162,7 @@ final class UnboundedInputTests: XCTestCase {
     func testEmptyListsAreRefusedNamingTheKey() throws {
         let dir = try TempDir()
         let cal = try calibration(dir)
-        for flag in ["--variants", "--contexts", "--tp", "--dtypes", "--scopes", "--threads"] {
+        for flag in ["--variants", "--contexts", "--tp", "--kv-dtypes", "--scopes", "--threads"] {
             assertCleanError(try CLI.run(["sweep", "--out", dir.path("s.csv"), "--calibration", cal] + smallSweep + [flag, ""], timeout: 60),
                              contains: "\(flag) needs at least one value")
         }

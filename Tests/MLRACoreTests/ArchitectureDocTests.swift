@@ -1,15 +1,15 @@
 import Foundation
 import XCTest
 
-/// docs/architecture.md against the tree: every `Sources/…` or `Tests/…` path it names
-/// exists, and every module under Sources/ is named in it. docs/method.md is the one
+/// docs/architecture.md against the tree: every `Sources/…`, `Tests/…` or `integration/…`
+/// path it names exists, and every module under Sources/ is named in it. docs/method.md is the one
 /// method document every citation points at.
 final class ArchitectureDocTests: XCTestCase {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     func testEveryPathTheArchitecturePageNamesExistsAndEveryModuleIsNamed() throws {
         let text = try String(contentsOf: root.appendingPathComponent("docs/architecture.md"), encoding: .utf8)
-        let regex = try NSRegularExpression(pattern: "`((?:Sources|Tests)/[^`\\s]+)`")
+        let regex = try NSRegularExpression(pattern: "`((?:Sources|Tests|integration)/[^`\\s]+)`")
         let named = regex.matches(in: text, range: NSRange(text.startIndex..., in: text)).map {
             String(text[Range($0.range(at: 1), in: text)!]).trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         }
@@ -20,6 +20,32 @@ final class ArchitectureDocTests: XCTestCase {
         let modules = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("Sources").path)
             .filter { !$0.hasPrefix(".") }
         for m in modules { XCTAssertTrue(named.contains("Sources/\(m)"), "docs/architecture.md does not name the module Sources/\(m)") }
+    }
+
+    /// A clone on a case-insensitive file system (macOS, Windows) merges paths that differ
+    /// only in case (`tests/` beside `Tests/`): no two tracked paths may.
+    func testNoTwoPathsDifferOnlyInCase() throws {
+        let git = Process()
+        git.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        git.arguments = ["git", "-C", root.path, "ls-files"]
+        let pipe = Pipe()
+        git.standardOutput = pipe
+        try git.run()
+        let listing = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        git.waitUntilExit()
+        try XCTSkipIf(git.terminationStatus != 0, "not a git checkout")
+        var seen = [String: String]()
+        var clashes = [String]()
+        for file in listing.split(separator: "\n").map(String.init) {
+            // Every folder on the way, and the file itself.
+            let parts = file.split(separator: "/").map(String.init)
+            for n in 1...parts.count {
+                let path = parts.prefix(n).joined(separator: "/")
+                if let other = seen[path.lowercased()], other != path { clashes.append("\(other) / \(path)") }
+                seen[path.lowercased()] = path
+            }
+        }
+        XCTAssertEqual(Set(clashes).sorted(), [], "paths that collide on a case-insensitive file system")
     }
 
     func testCitationsPointAtTheMethodPage() throws {

@@ -24,6 +24,11 @@ typedef struct _nvrtcProgram *nvrtcProgram;
 typedef int nvmlReturn_t;        // NVML_SUCCESS = 0
 typedef struct nvmlDevice_st *nvmlDevice_t;
 
+// The cache storage type of the decode kernels, their ELEM define (NVRTC compiles
+// kernels/decode_attention.cu without this header, so its `#if ELEM == …` lines
+// carry these values as numbers).
+typedef enum { MLRA_ELEM_BF16 = 0, MLRA_ELEM_F16 = 1, MLRA_ELEM_F32 = 2 } mlra_elem;
+
 // cuDeviceGetAttribute values (cuda.h CUdevice_attribute).
 enum {
     MLRA_CU_ATTR_CLOCK_RATE_KHZ = 13,

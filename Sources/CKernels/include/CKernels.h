@@ -15,10 +15,16 @@ int mlra_cpu_has_avx512(void);
 /// 1 when the CPU runs AVX2 + FMA code, else 0.
 int mlra_cpu_has_avx2(void);
 
+/// The vector width of mlra_fma_loop.
+typedef enum { MLRA_ISA_AVX2 = 1, MLRA_ISA_AVX512 = 2 } mlra_isa;
+
+/// The storage type of cached rows the loops read (f16/bf16 converted in registers).
+typedef enum { MLRA_DTYPE_F32 = 0, MLRA_DTYPE_F16 = 1, MLRA_DTYPE_BF16 = 2 } mlra_dtype;
+
 /// Multiply-add loop with independent accumulators, `iterations` rounds; returns
-/// the FLOPs done (a sink keeps the work). `isa`: 2 = AVX-512 (zmm), 1 = AVX2+FMA
-/// (ymm). The caller checks the CPU first.
-double mlra_fma_loop(int isa, long iterations);
+/// the FLOPs done (a sink keeps the work): zmm for MLRA_ISA_AVX512, ymm for
+/// MLRA_ISA_AVX2 (with FMA). The caller checks the CPU first.
+double mlra_fma_loop(mlra_isa isa, long iterations);
 
 /// One group of heads against one tile of cache rows (f32), online softmax.
 /// Scores S[t][h] = Σ_c qt[c][h] · row_t[column(c)] over the key columns then the
@@ -63,8 +69,8 @@ void mlra_small_prepare(const float *q, float scale, int heads, int key_w, int r
 /// Rows per sub-tile of mlra_avx512_small_group, and its score scratch (floats).
 enum { MLRA_SMALL_SUBTILE = 64, MLRA_SMALL_SCORES = (MLRA_SMALL_SUBTILE + 16) * 16 };
 
-/// Requires AVX-512. `rows`: n rows of ld elements of `dtype` (0 f32, 1 f16, 2 bf16).
-void mlra_avx512_small_group(const mlra_small_group *g, const void *rows, int dtype, long ld, long n);
+/// Requires AVX-512. `rows`: n rows of ld elements of `dtype`.
+void mlra_avx512_small_group(const mlra_small_group *g, const void *rows, mlra_dtype dtype, long ld, long n);
 
 /// f32 copies of 16-bit values (AVX-512): bf16 by a 16-bit shift, f16 by VCVTPH2PS.
 void mlra_avx512_bf16_to_f32(const uint16_t *src, float *dst, long count);

@@ -36,6 +36,25 @@ public enum FMAWidth: String, Sendable {
 
     /// Runs `iterations` rounds of independent FMA chains; returns the FLOPs done.
     public func loop(iterations: Int) -> Double {
-        mlra_fma_loop(self == .avx512 ? 2 : 1, iterations)
+        mlra_fma_loop(cISA, iterations)
+    }
+
+    /// The width under CKernels' name.
+    var cISA: mlra_isa {
+        switch self {
+        case .avx512: MLRA_ISA_AVX512
+        case .avx2: MLRA_ISA_AVX2
+        }
+    }
+}
+
+extension StorageDType {
+    /// The storage type under CKernels' name (the rows its loops read).
+    var cDType: mlra_dtype {
+        switch self {
+        case .f32: MLRA_DTYPE_F32
+        case .f16: MLRA_DTYPE_F16
+        case .bf16: MLRA_DTYPE_BF16
+        }
     }
 }

@@ -353,8 +353,7 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
             key_off: Int32(g.keyOffset), key_w: Int32(g.keyWidth), rope_off: Int32(g.ropeOffset), rope_w: Int32(g.ropeWidth),
             value_off: Int32(g.valueOffset), dv: Int32(g.valueWidth),
             row_max: s.rowMax + p.headBase, row_sum: s.rowSum + p.headBase, acc: s.acc + p.outBase, scores: s.scores)
-        let code: Int32 = switch dtype { case .f32: 0; case .f16: 1; case .bf16: 2 }
-        mlra_avx512_small_group(&desc, rows, code, w, n)
+        mlra_avx512_small_group(&desc, rows, dtype.cDType, w, n)
     }
 
     /// One tile through the AVX-512 loops: scores, online softmax and P·V for the group.

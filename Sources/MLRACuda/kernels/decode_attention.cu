@@ -4,7 +4,7 @@
 // CUDA's): 16-bit floats are carried as unsigned shorts and converted with PTX.
 //
 // Shapes (one kernel group: GROUP_HEADS query heads that read the same cached columns):
-//   L   tokens of a sequence's cache, rows of ROW_W elements (ELEM: 0 bf16, 1 f16, 2 f32)
+//   L   tokens of a sequence's cache, rows of ROW_W elements (ELEM: 0 bf16, 1 f16, 2 f32, CCuda.h's mlra_elem)
 //   DK  = KEY_W + ROPE_W: key = row[key_off ..< +KEY_W] ++ row[rope_off ..< +ROPE_W]
 //   DV  = VAL_W:          value = row[val_off ..< +VAL_W]
 //   q   [B][QN] f32, per group [GROUP_HEADS][DK] at q_off;  out [B][ON] f32, per group [GROUP_HEADS][DV] at o_off

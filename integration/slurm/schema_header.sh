@@ -3,7 +3,7 @@
 # comma-separated line, in the document's column order; with --version, the
 # schema version from the document's title ("# Sweep CSV schema (version N)").
 #
-#   tests/slurm/schema_header.sh [--version] [path/to/csv-schema.md]
+#   integration/slurm/schema_header.sh [--version] [path/to/csv-schema.md]
 #
 # The schema document is the single source of truth: the e2e test compares
 # the CSVs' first line with this output, and the stand-in sweep writes it.

@@ -2,8 +2,8 @@
 # End-to-end test of the multi-node Slurm scripts on a REAL two-node Slurm that
 # this machine plays both nodes of.
 #
-#   tests/slurm/slurm_multinode_e2e.sh          # runs .build/release/mlra (MLRA_BIN to change)
-#   tests/slurm/slurm_multinode_e2e.sh --keep   # keep the temporary folder (configs, logs, CSVs)
+#   integration/slurm/slurm_multinode_e2e.sh          # runs .build/release/mlra (MLRA_BIN to change)
+#   integration/slurm/slurm_multinode_e2e.sh --keep   # keep the temporary folder (configs, logs, CSVs)
 #
 # What it builds (needs root; no mocks):
 #   - two compute nodes, mn1 and mn2: each a network namespace with its own
@@ -35,8 +35,8 @@
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-HERE=$REPO/tests/slurm
-# shellcheck source=tests/slurm/lib.sh
+HERE=$REPO/integration/slurm
+# shellcheck source=integration/slurm/lib.sh
 source "$HERE/lib.sh"
 keep=0
 for arg in "$@"; do
@@ -141,7 +141,7 @@ NCPU=$(printf '%s\n' $hw | sed -n 's/^CPUs=//p')
 [ "$NCPU" -ge 2 ] || die "each node needs 2 CPUs for 2 tasks; slurmd -C says $NCPU"
 export SLURM_CONF=$T/slurm.conf
 {
-  echo "# Written by tests/slurm/slurm_multinode_e2e.sh; lives and dies with $T."
+  echo "# Written by integration/slurm/slurm_multinode_e2e.sh; lives and dies with $T."
   slurm_conf_common mlramn "$(hostname -s)($NET.1)" "$T/spool-%n" "$T/run/slurmd-%n.pid" "$T/logs/slurmd-%n.log"
   echo "KillWait=5"   # a killed rank's step is torn down within seconds
   echo "NodeName=mn1 NodeAddr=$NET.2 NodeHostname=mn1 $hw RealMemory=1000 State=UNKNOWN"
@@ -193,7 +193,7 @@ timeout 120 "$MLRA_BIN" calibrate --quick --format json >"$T/calibration.json" <
   || die "mlra calibrate failed: $(tail -3 "$T/logs/calibrate.err")"
 # A small layer (8 heads, d 512) keeps validation and the Double reference quick.
 SHAPE="--heads 8 --head-dim 64 --rope-dim 32 --q-rank 256 --kv-ranks 128 --n-embd 512"
-RUN="--dtypes f32 --threads 1 --isolate off --cold-cache false --calibration $T/calibration.json --quiet"
+RUN="--kv-dtypes f32 --threads 1 --isolate off --cold-cache false --calibration $T/calibration.json --quiet"
 BASE="--contexts 64 --batch 4 $SHAPE $RUN"
 GRID="--variants mla,mlra4 --tp 1,2 --scopes kernel,layer --steps 5 $BASE"
 EXPECT=24                       # 2 variants x 2 scopes x (4 groups at t 1 + 2 at t 2)

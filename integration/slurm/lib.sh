@@ -1,4 +1,4 @@
-# Sourced by tests/slurm/slurm_e2e.sh and tests/slurm/slurm_multinode_e2e.sh: the
+# Sourced by integration/slurm/slurm_e2e.sh and integration/slurm/slurm_multinode_e2e.sh: the
 # pass/fail counters, starting and stopping daemons, submitting and waiting for
 # jobs, and the CSV checks. Callers set REPO and HERE before sourcing it, T and SOCK
 # before start_munge, and a teardown on EXIT (die exits through it).

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end test of the Slurm job scripts on a REAL single-node Slurm.
 #
-#   tests/slurm/slurm_e2e.sh               # runs .build/release/mlra sweep
-#   tests/slurm/slurm_e2e.sh --stand-in    # runs tests/slurm/stand_in_mlra.sh instead
-#   tests/slurm/slurm_e2e.sh --keep        # keep the temporary folder (configs, logs, CSVs)
-#   tests/slurm/slurm_e2e.sh --time-limit  # stop the SIGTERM job by its real time limit
+#   integration/slurm/slurm_e2e.sh               # runs .build/release/mlra sweep
+#   integration/slurm/slurm_e2e.sh --stand-in    # runs integration/slurm/stand_in_mlra.sh instead
+#   integration/slurm/slurm_e2e.sh --keep        # keep the temporary folder (configs, logs, CSVs)
+#   integration/slurm/slurm_e2e.sh --time-limit  # stop the SIGTERM job by its real time limit
 #                                          # (--time=1 --signal=B:TERM@45; ~1 min longer)
 #
 # What it does (no mocks):
@@ -34,8 +34,8 @@
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-HERE=$REPO/tests/slurm
-# shellcheck source=tests/slurm/lib.sh
+HERE=$REPO/integration/slurm
+# shellcheck source=integration/slurm/lib.sh
 source "$HERE/lib.sh"   # counters, daemons, job states, CSV checks: shared with slurm_multinode_e2e.sh
 use_stand_in=0
 keep=0
@@ -129,7 +129,7 @@ NCPU=$(printf '%s\n' $hw | sed -n 's/^CPUs=//p')
 
 export SLURM_CONF=$T/slurm.conf
 {
-  echo "# Written by tests/slurm/slurm_e2e.sh; lives and dies with $T."
+  echo "# Written by integration/slurm/slurm_e2e.sh; lives and dies with $T."
   slurm_conf_common mlrae2e "$NODE(127.0.0.1)" "$T/spool" "$T/run/slurmd.pid" "$T/logs/slurmd.log"
   echo "NodeName=$NODE NodeAddr=127.0.0.1 $hw RealMemory=1000 State=UNKNOWN"
   echo "PartitionName=e2e Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
@@ -157,10 +157,10 @@ ok "slurmctld + slurmd up, node $NODE IDLE ($hw; ports $P1/$P2)"
 # one row. Jobs are --exclusive, so they run one after another.
 # --------------------------------------------------------------------------
 cd "$REPO" || die "cd $REPO"
-SWEEP=${E2E_SWEEP_ARGS:---variants mla,mlra4 --contexts 64,128 --tp 2 --dtypes f32 --scopes kernel --batch 1 --threads 1 --isolate off --quiet}
+SWEEP=${E2E_SWEEP_ARGS:---variants mla,mlra4 --contexts 64,128 --tp 2 --kv-dtypes f32 --scopes kernel --batch 1 --threads 1 --isolate off --quiet}
 EXPECT=${E2E_EXPECT_ROWS:-4}
 # Each configuration of this grid runs 2000 steps (~0.5 s) so the job is still sweeping when SIGTERM arrives.
-TERM_SWEEP=${E2E_TERM_SWEEP_ARGS:---variants mla,mlra4 --contexts 64,128,256,512,1024,2048 --tp 2 --dtypes f32 --scopes kernel --batch 1 --threads 1 --isolate off --steps 2000 --quiet}
+TERM_SWEEP=${E2E_TERM_SWEEP_ARGS:---variants mla,mlra4 --contexts 64,128,256,512,1024,2048 --tp 2 --kv-dtypes f32 --scopes kernel --batch 1 --threads 1 --isolate off --steps 2000 --quiet}
 TERM_EXPECT=${E2E_TERM_EXPECT_ROWS:-12}
 COMMON=(--ntasks=2 --time=00:10:00 "--output=$T/logs/%x-%j.out")
 export MLRA_OUT_DIR=$T/results
@@ -171,7 +171,7 @@ SINGLE=$(MLRA_SWEEP_NAME=single MLRA_SWEEP_ARGS=$SWEEP sub "${COMMON[@]}" --job-
 ok "sbatch jobs/slurm_sweep.sbatch -> job $SINGLE"
 
 # One rank with 2 cores (--cpus-per-task=2: the script maps with PE=2).
-THREADS_SWEEP=${E2E_THREADS_SWEEP_ARGS:---variants mla,mlra4 --contexts 64,128 --tp 1 --dtypes f32 --scopes kernel --batch 1 --threads 2 --isolate off --quiet}
+THREADS_SWEEP=${E2E_THREADS_SWEEP_ARGS:---variants mla,mlra4 --contexts 64,128 --tp 1 --kv-dtypes f32 --scopes kernel --batch 1 --threads 2 --isolate off --quiet}
 THREADED=$(MLRA_SWEEP_NAME=threaded MLRA_SWEEP_ARGS=$THREADS_SWEEP \
   sub --ntasks=1 --cpus-per-task=2 --time=00:10:00 "--output=$T/logs/%x-%j.out" --job-name=e2e-threads jobs/slurm_sweep.sbatch) \
   || die "sbatch --cpus-per-task=2 jobs/slurm_sweep.sbatch failed"

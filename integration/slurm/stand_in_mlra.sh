@@ -2,7 +2,7 @@
 # A stand-in for `mlra sweep`, for developing and testing the job scripts
 # without the Swift build. NOT a benchmark: every number it writes is made up.
 #
-#   mpirun -n 2 tests/slurm/stand_in_mlra.sh sweep --variants mla,mlra4 \
+#   mpirun -n 2 integration/slurm/stand_in_mlra.sh sweep --variants mla,mlra4 \
 #       --contexts 128,256 --tp 2 --out results/x.csv [--samples s.csv] \
 #       [--array-task I --array-count N] [--quiet]
 #
@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
     --variants) variants=$2; shift 2 ;;
     --contexts) contexts=$2; shift 2 ;;
     --tp) tps=$2; shift 2 ;;
-    --dtypes) dtypes=$2; shift 2 ;;
+    --kv-dtypes|--dtypes) dtypes=$2; shift 2 ;;
     --scopes) scopes=$2; shift 2 ;;
     --heads) heads=$2; shift 2 ;;
     --kv-ranks) kvrank=$2; shift 2 ;;
