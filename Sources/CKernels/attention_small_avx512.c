@@ -10,9 +10,9 @@
 #include <math.h>
 #include "avx512_common.h"
 
-// Without software prefetches the loops ran ~10× slower on a cold cache (GQA 8 heads
-// d128 bf16 32K, 1 thread: 7.1–10.5 ms instead of 0.8–1.0): the hardware prefetchers
-// do not follow their strided reads. See small_group for how the requests are spread.
+// Software prefetches: the hardware prefetchers do not follow these loops' strided reads
+// (without them a cold cache ran about 10× slower, docs/kernels.md). See small_group for
+// how the requests are spread.
 
 // 16 elements from element index i of `p` as f32; lanes outside `m` are 0.
 AVX512 __m512 load16(const void *p, long i, int dtype, __mmask16 m) {
@@ -105,8 +105,7 @@ QK_SMALL(4, 4)
 // Each accumulator holds one token and two heads (h, h + 4), 8 key columns per half:
 // the key chunk is loaded once into both halves, the queries come prepared as head
 // pairs ("qpair": [chunk][pair][16]). 16 accumulators give 32 scores from a 3-level
-// reduction (42 operations instead of 2 × 45 for reduce16). Measured, GQA 8 heads
-// d128 bf16 warm, 1 thread: see small_group's comment.
+// reduction (42 operations instead of 2 × 45 for reduce16).
 
 // 8 elements at element index i into both 256-bit halves, as f32; lanes past `m` are 0.
 AVX512 __m512 load8x2(const void *p, long i, int dtype, __mmask8 m, int full) {
@@ -237,9 +236,9 @@ AVX512 void small_group(const mlra_small_group *g, const void *rows, const int d
     const long rowBytes = ld * esize, linesPerRow = (spanHi - spanLo + 63) / 64;
     // Prefetching: rows [sub0 + 2·SUB, sub0 + 3·SUB) are requested while sub-tile sub0 is
     // computed, spread over its key chunks (about half) and its P·V rows (one line per row
-    // step), so the requests never pile up in the miss buffers; issued in one burst per
-    // block of rows they stalled there (GQA 8 heads d128 f32, 256 MB streamed, 1 thread:
-    // 74 → 40–47 ns/token). The first two sub-tiles are requested at once.
+    // step), so the requests never pile up in the miss buffers: issued in one burst per
+    // block of rows they stalled there (docs/kernels.md). The first two sub-tiles are
+    // requested at once.
     const int SUB = MLRA_SMALL_SUBTILE;
     pf_cursor first2 = { (const char *)rows, rowBytes, spanLo, spanHi, spanLo, n < 2 * SUB ? (int)n : 2 * SUB };
     pf_step(&first2, 1 << 30);

@@ -31,22 +31,14 @@ import CKernels
 ///     registers once per element, prefetches spread through the loops; it walks
 ///     the thread's whole row range itself in sub-tiles of MLRA_SMALL_SUBTILE rows;
 /// - when every group takes the Swift SIMD path (`workSIMD`), the loops swap: sub-tiles
-///   outside, groups inside, so each sub-tile is read/converted once for all groups
-///   (MHA 8 heads d64 bf16, 1 thread: 0.13 → 0.38 of the roofline);
+///   outside, groups inside, so each sub-tile is read/converted once for all groups;
 /// - softmax is online per head (running max m, running sum l, accumulator
 ///   rescaled by exp(m_old − m_new)), so no length-L score vector exists;
 /// - the threads' partial states (m, l, acc) are merged exactly at the end.
 /// Scratch is sized on the first call that needs it and reused; a call allocates
 /// nothing and creates no thread.
 ///
-/// Inner loops chosen by measurement (AMD EPYC Zen 5 VM, 1 thread, OpenBLAS 0.3.21
-/// Haswell kernels, MLRACore built for x86-64-v3 / FMA; shared noisy machine, medians):
-/// GQA 8 heads d128 f32 32K: sgemm path 3.1 ms, SIMD path 2.5 ms. The softmax helpers
-/// had been running a per-lane loop through the stack for every lane max (a generic
-/// `laneMax`); made concrete, the sgemm path went from 5.9 to 3.2 ms on that shape.
-/// The AVX-512 paths, against those (AVX-512 FMA peak 260–273 GFLOP/s, sgemm 118–127):
-/// MLA 64 heads bf16 32K 108 → 222 GFLOP/s; GQA 8 heads 32K f32 1.7–2.1 → 1.1 ms and
-/// bf16 1.9–2.0 → 0.77 ms (`mlra bench --isa portable|avx512`, 1 thread).
+/// The inner loops were chosen by measurement; the figures are in docs/kernels.md.
 public final class TiledAttentionKernel: AttentionKernel, PoolTask {
     public let threads: Int
     public let tile: Int
@@ -61,9 +53,7 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
     private var preparedCapacity = 16
     private var scratch: [ThreadScratch]
 
-    /// Rows per tile. Measured, MLA 64 heads bf16 L 32K, fraction of the roofline:
-    /// tile 64 0.448, 128 0.461, 256 0.474, 512 0.473 (before the softmax fixes);
-    /// after them 128 0.597, 256 0.640; GQA 8 heads f32: 128 0.209, 256 0.216.
+    /// Rows per tile: the best of 64-512 for MLA and GQA (docs/kernels.md, "Tile rows").
     public static let defaultTile = 256
     /// Largest tile (or SIMD sub-tile) a caller may ask for: per-thread scratch is
     /// sized by tile × row width, which must stay far from an Int overflow.
@@ -169,12 +159,9 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
             // (GQA) each walk the whole range, one stream per group; groups that share
             // columns (the RoPE key of an MLA-family shard of several blocks) take the
             // range in chunks, all groups per chunk, so a shared column is read from
-            // memory once per step (the chunk stays in L2 for the next group). Measured
-            // both ways, 1 thread, medians: GQA 64 heads on 8 KV heads 8K, streams 3.1 ms
-            // f32 / 2.2 ms bf16 vs chunks 4.7 / 2.9; MLRA-4 8 heads (4 blocks) 32K,
-            // chunks 6.5–6.9 / 4.3 ms vs streams 7.6–7.8 / 4.9. (MHA's lone heads stay on
-            // the Swift path, which shares sub-tiles: through these loops MHA 8 heads d64
-            // 32K took 13 ms f32 / 10 ms bf16 instead of 4.5.)
+            // memory once per step (the chunk stays in L2 for the next group). Each is the
+            // faster for its case (docs/kernels.md, "Small groups"); MHA's lone heads stay
+            // on the Swift path, which shares sub-tiles.
             let rowBytes = w * j.dtype.bytes
             let chunk = j.sharedColumns ? max(MLRA_SMALL_SUBTILE, sharedChunkBytes / max(rowBytes, 1)) : end - start
             var row0 = start
@@ -394,14 +381,11 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
 
     /// The SIMD path for one group: the tile in sub-tiles of `simdTile` rows. While one
     /// sub-tile is computed, the next one (rows are contiguous across tiles) is
-    /// prefetched line by line from inside the score loop. Measured, GQA 8 heads d128
-    /// 32K, 1 thread, medians side by side: f32 3.8 ms → 1.9 ms, bf16 2.75 → 2.0 ms.
-    /// Before that: a plain sequential read of each sub-tile first (so the hardware
-    /// prefetchers stream it) took f32 from 4.3 to 2.5 ms; it is kept only for a
-    /// thread's first sub-tile. f16/bf16 sub-tiles are converted into the thread's f32
-    /// scratch by one sequential pass (L1-resident); converting in registers inside
-    /// the FMA loops instead, once per head pair, measured 1.6× slower on GQA bf16 and
-    /// 4× on 64-head groups.
+    /// prefetched line by line from inside the score loop (this machine's hardware
+    /// prefetchers do not keep up); a thread's first sub-tile is read sequentially first
+    /// instead. f16/bf16 sub-tiles are converted into the thread's f32 scratch by one
+    /// sequential pass (L1-resident), which was faster than converting in registers inside
+    /// the FMA loops (docs/kernels.md, "The Swift SIMD path").
     @inline(__always)
     private func processTileSIMD(_ p: GroupPlan, rows: UnsafeRawPointer, dtype: StorageDType, count n: Int, rowsLeft: Int, width w: Int,
                                  scale: Float, queries: UnsafePointer<Float>, state s: ThreadScratch) {
