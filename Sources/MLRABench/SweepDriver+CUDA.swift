@@ -29,13 +29,15 @@ extension SweepDriver {
         var message = ""
         if p.active, let gpu {
             let shard = try layout.shard(tp: c.tp, rank: try planRank(c, layout, p))
-            let need = GPUKernelWorkload.predictedBytes(device: gpu, layout: layout, shard: shard, dtype: c.dtype,
-                                                        lengths: Array(repeating: c.context, count: p.sequences), coldCache: c.coldCache)
-            let ranks = c.isDeviceShare ? 1 : gpu.ranksSharing
-            let free = (try? gpu.freeMemoryBytes()) ?? 0
-            if need * ranks > free {
-                message = String(format: "needs %.2f GB of device memory per rank (× %d rank(s) on %@); %.2f GB are free",
-                                 Double(need) / 1e9, ranks, gpu.name, Double(free) / 1e9)
+            // A size beyond an Int is not judged here (every rank must reach the agreement below): the workload refuses it.
+            if let need = try? GPUKernelWorkload.footprint(device: gpu, layout: layout, shard: shard, dtype: c.dtype,
+                                                           lengths: Array(repeating: c.context, count: p.sequences), coldCache: c.coldCache) {
+                let ranks = c.isDeviceShare ? 1 : gpu.ranksSharing
+                let free = (try? gpu.freeMemoryBytes()) ?? 0
+                if need.total * ranks > free {
+                    message = String(format: "needs %.2f GB of device memory per rank (× %d rank(s) on %@); %.2f GB are free",
+                                     Double(need.total) / 1e9, ranks, gpu.name, Double(free) / 1e9) + " (per rank: \(need.breakdown))"
+                }
             }
         }
         let short = world.allGatherDoubles([message.isEmpty ? 0 : 1])
