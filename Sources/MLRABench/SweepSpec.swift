@@ -279,8 +279,9 @@ public struct SweepConfig: Sendable {
     public var cacheCapacity: Int { context + warmup + steps + 1 }
 
     /// What the busiest rank of this configuration's plan will hold on `backend` (kernel
-    /// scope: as `mlra bench` predicts it, through `KernelWorkload.footprint`; layer and
-    /// model scope: with the reference the validation holds).
+    /// scope on the CPU: as `mlra bench` predicts it, through `KernelWorkload.footprint`;
+    /// on a GPU: as `GPUKernelWorkload` does; layer and model scope: with the reference
+    /// the validation holds).
     public func footprint(backend: MemoryFootprint.Backend) throws -> MemoryFootprint {
         let layout = try attentionConfig.layout()
         let seqs = isDeviceShare ? batch : sequencesPerReplica

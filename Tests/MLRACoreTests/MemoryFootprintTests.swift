@@ -37,6 +37,9 @@ final class MemoryFootprintTests: XCTestCase {
                                       lengths: [100, 100, 100], backend: .gpu(l2Bytes: 100_000, smCount: 2))
         XCTAssertEqual(gpu.partialStates, 2 * 3024)
         XCTAssertEqual(gpu.total, 422_400 + 1536 + 6048)
+        // The sweep gives equal lengths as a context and a count: the same bytes.
+        XCTAssertEqual(gpu, try MemoryFootprint(layout: layout, tp: 1, dtype: .bf16, workload: .kernel(coldCache: true), context: 100,
+                                                sequences: 3, backend: .gpu(l2Bytes: 100_000, smCount: 2)))
     }
 
     /// Layer scope at tp 2: each rank computes 2 query heads over 1 KV head, a row of
@@ -113,6 +116,6 @@ final class MemoryFootprintTests: XCTestCase {
         XCTAssertNil(MemoryBudget.shortfall(f, ranks: 1, available: 1 << 30))
         let short = try XCTUnwrap(MemoryBudget.shortfall(f, ranks: 2, available: 1000))
         XCTAssertTrue(short.hasPrefix("needs "), short)
-        XCTAssertTrue(short.hasSuffix("(per rank: caches 0.00 GiB (11 sets) + activations 0.00 GiB)"), short)
+        XCTAssertTrue(short.hasSuffix("(per rank: caches 412.50 KiB (11 sets) + activations 1.50 KiB)"), short)
     }
 }

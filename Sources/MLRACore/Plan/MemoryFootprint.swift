@@ -57,10 +57,10 @@ public struct MemoryFootprint: Equatable, Sendable {
     public var total: Int { caches + weights + reference + activations + partialStates }
 
     /// The footprint of `sequences` sequences of `context` cached tokens each.
-    /// `reference`: the workload is validated against the Double reference (the sweep);
-    /// `inputRows`: rows of n_embd f32 input held with their Double copy (forward);
-    /// `logitRows`: rows of logits kept (generate). `what` names the workload in the
-    /// error when a size exceeds an Int.
+    /// `backend` matters to kernel scope only. `reference`: a layer or model validated
+    /// against a reference (the sweep); `inputRows`: rows of n_embd f32 input held with
+    /// their Double copy (forward); `logitRows`: rows of logits kept (generate). `what`
+    /// names the workload in the error when a size exceeds an Int.
     public init(layout: any AttentionLayout, tp: Int, rank: Int? = nil, dtype: StorageDType, workload: Workload,
                 context: Int, sequences: Int, backend: Backend = .cpu(lastLevelCacheBytes: 0), reference: Bool = false,
                 inputRows: Int = 0, logitRows: Int = 0, what: String = "the memory of this workload") throws {
@@ -86,7 +86,6 @@ public struct MemoryFootprint: Equatable, Sendable {
         let each = try shards.map { shard -> MemoryFootprint in
             let width = layout.cacheWidth(units: shard.units.count)
             let groups = layout.kernelGroups(for: shard)
-            var layers = 1
             var caches = 0, sets = 1, weights = 0, copies = 0, activations = 0, partials = 0
             switch workload {
             case .kernel(let cold):
@@ -101,17 +100,15 @@ public struct MemoryFootprint: Equatable, Sendable {
                     }, what)
                 }
             case .layer:
+                caches = try CheckedSize.product([tokens, width, dtype.bytes], what)
                 weights = 4 * layout.weightElements(for: shard)
                 if reference { copies = 12 * layout.parameters.elementCount }
             case .model(let model):
-                layers = model.nLayer
+                caches = try CheckedSize.product([tokens, width, dtype.bytes, model.nLayer], what)
                 let full = model.parameters.elementCount
                 weights = 4 * full / tp + 4 * model.vocabSize * model.nEmbd
                 if reference { copies = 4 * full }
                 activations = try CheckedSize.product([4, model.vocabSize, logitRows], what)
-            }
-            if case .kernel = workload {} else {
-                caches = try CheckedSize.product([width, dtype.bytes, tokens, layers], what)
             }
             activations = try CheckedSize.sum([activations, try CheckedSize.product([12, inputRows, layout.nEmbd], what)], what)
             let footprint = MemoryFootprint(caches: caches, cacheSets: sets, weights: weights, reference: copies,
@@ -140,10 +137,16 @@ public struct MemoryFootprint: Equatable, Sendable {
          ("partial states", partialStates)]
     }
 
-    /// "caches 1.20 GiB (3 sets) + weights 0.01 GiB": the components that hold anything.
+    /// "caches 1.20 GiB (3 sets) + weights 12.00 MiB": the components that hold anything,
+    /// each in the largest binary unit it fills.
     public var breakdown: String {
-        components.filter { $0.bytes > 0 }.map { c in
-            "\(c.name) " + String(format: "%.2f GiB", Double(c.bytes) / 1_073_741_824) + (c.name == "caches" && cacheSets > 1 ? " (\(cacheSets) sets)" : "")
+        func size(_ bytes: Int) -> String {
+            let (value, unit) = bytes >= 1 << 30 ? (Double(bytes) / 1_073_741_824, "GiB")
+                : bytes >= 1 << 20 ? (Double(bytes) / 1_048_576, "MiB") : (Double(bytes) / 1024, "KiB")
+            return String(format: "%.2f ", value) + unit
+        }
+        return components.filter { $0.bytes > 0 }.map { c in
+            "\(c.name) \(size(c.bytes))" + (c.name == "caches" && cacheSets > 1 ? " (\(cacheSets) sets)" : "")
         }.joined(separator: " + ")
     }
 }
