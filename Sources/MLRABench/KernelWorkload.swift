@@ -21,6 +21,8 @@ public final class KernelWorkload {
     public let kernel: AttentionKernel
     /// Independent cache sets rotated through (1 in warm mode).
     public let cacheSets: Int
+    /// What the workload holds: every cache set, the queries and the outputs.
+    public let footprint: MemoryFootprint
 
     /// caches[set][sequence]
     private let caches: [[KVCache]]
@@ -38,11 +40,9 @@ public final class KernelWorkload {
         self.context = context; self.sequences = sequences; self.coldCache = coldCache; self.kernel = kernel
         groups = layout.kernelGroups(for: shard)
         let width = layout.cacheWidth(units: shard.units.count)
-        // Sizes come from flags and calibration files: checked, so a huge value is an error, not a trap.
-        let setBytes = try CheckedSize.product([sequences, context, width, dtype.bytes], "the cache set of \(sequences) × \(context) tokens")
-        let span = try CheckedSize.sum([try CheckedSize.product([4, llcBytes], "4 × the last-level cache"), setBytes - 1],
-                                       "the cold-cache span")
-        cacheSets = coldCache ? max(1, span / setBytes) : 1
+        footprint = try Self.footprint(layout: layout, tp: shard.tp, rank: shard.rank, dtype: dtype, context: context,
+                                       sequences: sequences, coldCache: coldCache, llcBytes: llcBytes)
+        cacheSets = footprint.cacheSets
 
         let init_ = SeededInit(seed: seed)
         caches = (0..<cacheSets).map { set in
@@ -80,9 +80,16 @@ public final class KernelWorkload {
     /// Nominal kernel FLOPs per step on this rank (method §5; equals `DecodeCost.kernelFlops` for the busiest rank).
     public var flopsPerStep: Int { context * sequences * shard.branchCount * layout.kernelFlopsPerTokenPerBranch }
     /// Bytes the workload keeps resident: all cache sets, queries and outputs (kernel scope has no weights).
-    public var residentBytes: Int {
-        cacheSets * sequences * context * layout.cacheWidth(units: shard.units.count) * dtype.bytes
-            + 4 * (queries.count + outputs.count)
+    public var residentBytes: Int { footprint.total }
+
+    /// What a workload of this shape will hold, known before anything is allocated: bench
+    /// refuses and the sweep skips on it (sizes come from flags and calibration files, so
+    /// they are checked: a huge value is an error, not a trap).
+    public static func footprint(layout: any AttentionLayout, tp: Int, rank: Int?, dtype: StorageDType, context: Int, sequences: Int,
+                                 coldCache: Bool, llcBytes: Int) throws -> MemoryFootprint {
+        try MemoryFootprint(layout: layout, tp: tp, rank: rank, dtype: dtype, workload: .kernel(coldCache: coldCache), context: context,
+                            sequences: sequences, backend: .cpu(lastLevelCacheBytes: llcBytes),
+                            what: "the cache set of \(sequences) × \(context) tokens")
     }
 
     /// The rank of a plan that streams the most bytes (then computes the most FLOPs).

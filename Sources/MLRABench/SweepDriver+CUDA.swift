@@ -22,20 +22,18 @@ extension SweepDriver {
     }
 
     /// A cuda configuration whose workload does not fit in free device memory, with the
-    /// bytes (ranks sharing a GPU need it together), or nil; agreed by every rank.
+    /// bytes (ranks sharing a GPU need it together), or nil; agreed by every rank. The
+    /// footprint is the busiest rank's, as on the CPU; a size beyond an Int is left to the
+    /// workload to refuse, since every rank must reach the agreement.
     func gpuMemoryShortfall(_ c: SweepConfig) throws -> String? {
-        let layout = try c.attentionConfig.layout()
         let p = try placement(c)
         var message = ""
-        if p.active, let gpu {
-            let shard = try layout.shard(tp: c.tp, rank: try planRank(c, layout, p))
-            let need = GPUKernelWorkload.predictedBytes(device: gpu, layout: layout, shard: shard, dtype: c.dtype,
-                                                        lengths: Array(repeating: c.context, count: p.sequences), coldCache: c.coldCache)
+        if p.active, let gpu, let need = try? c.footprint(backend: .gpu(l2Bytes: gpu.l2Bytes, smCount: gpu.smCount)) {
             let ranks = c.isDeviceShare ? 1 : gpu.ranksSharing
             let free = (try? gpu.freeMemoryBytes()) ?? 0
-            if need * ranks > free {
+            if need.total * ranks > free {
                 message = String(format: "needs %.2f GB of device memory per rank (× %d rank(s) on %@); %.2f GB are free",
-                                 Double(need) / 1e9, ranks, gpu.name, Double(free) / 1e9)
+                                 Double(need.total) / 1e9, ranks, gpu.name, Double(free) / 1e9) + " (per rank: \(need.breakdown))"
             }
         }
         let short = world.allGatherDoubles([message.isEmpty ? 0 : 1])

@@ -375,32 +375,13 @@ public final class SweepDriver {
     func memoryShortfall(_ c: SweepConfig) throws -> String? {
         if c.device == .cuda { return try gpuMemoryShortfall(c) }
         var message = ""
-        if topology.localRank == 0, world.rank == 0 || !c.isDeviceShare, let need = try? predictedBytesPerRank(c),
-           let short = MemoryBudget.shortfall(bytesPerRank: need, ranks: c.isDeviceShare ? 1 : topology.localSize) {
+        if topology.localRank == 0, world.rank == 0 || !c.isDeviceShare, let need = try? c.footprint(backend: .cpu(lastLevelCacheBytes: calibration(c).llcBytes)),
+           let short = MemoryBudget.shortfall(need, ranks: c.isDeviceShare ? 1 : topology.localSize) {
             message = topology.nodeCount > 1 ? "on \(topology.hostOf[topology.nodeOf[world.rank]]): \(short)" : short
         }
         let flags = world.allGatherDoubles([message.isEmpty ? 0 : 1])
         guard let first = flags.firstIndex(of: 1) else { return nil }
         return world.broadcast(message, root: first)
-    }
-
-    func predictedBytesPerRank(_ c: SweepConfig) throws -> Int {
-        let layout = try c.attentionConfig.layout()
-        let cost = try DecodeCost(layout, tp: c.tp, dtype: c.dtype)
-        let seqs = c.isDeviceShare ? c.batch : c.sequencesPerReplica
-        let rows = c.context + c.warmup + c.steps + 8
-        let cache = cost.kvBytesPerToken * rows * seqs * c.nLayer
-        switch c.scope {
-        case .kernel:
-            return c.coldCache ? max(cache, 4 * calibration(c).llcBytes) + cache : cache
-        case .layer:
-            let full = layout.parameters.reduce(0) { $0 + $1.shape.reduce(1, *) }
-            return cache + cost.weightElemsPerRank * 4 + full * 12
-        case .model:
-            let m = try ModelLayout(config: c.attentionConfig)
-            let full = m.parameters.reduce(0) { $0 + $1.shape.reduce(1, *) }
-            return cache + full * 4 / c.tp + full * 4 + m.vocabSize * m.nEmbd * 4
-        }
     }
 
     /// Where a configuration runs in this job: this rank's TP group (none for one
@@ -506,7 +487,7 @@ public final class SweepDriver {
         let (work, check) = try world.collectively { () throws -> (StepWorkload?, ValidationResult) in
             guard p.active else { return (nil, ValidationResult(maxError: 0, violation: nil)) }
             let rank = try planRank(c, layout, p)
-            let capacity = c.context + c.warmup + c.steps + 1
+            let capacity = c.cacheCapacity
             switch c.scope {
             case .kernel:
                 let shard = try layout.shard(tp: c.tp, rank: rank)

@@ -175,7 +175,8 @@ public struct SweepSpec: Codable, Sendable {
                     for batch in g.batch! { for threads in (device == .cpu ? g.threads! : [1]) {
                         let c = SweepConfig(variant: variant, scope: scope, tp: tp, context: context, batch: batch, heads: heads,
                                             headDim: g.headDim!, ropeDim: variant.isLatent ? g.ropeDim! : 0, kvRank: kvRank,
-                                            qLoraRank: g.qLoraRank!, kvHeads: variant.isLatent ? 0 : kvHeadsFor(variant, heads, g.kvHeads!),
+                                            qLoraRank: g.qLoraRank!,
+                                            kvHeads: LayerShape.kvHeads(of: variant, heads: heads, .ofGQA(g.kvHeads!)),
                                             nEmbd: g.nEmbd ?? heads * g.headDim!, dtype: dtype, threads: threads,
                                             nLayer: scope == .model ? g.nLayer! : 1, intermediateSize: g.intermediateSize!,
                                             vocabSize: g.vocabSize!, warmup: g.warmup!, steps: g.steps!,
@@ -242,10 +243,6 @@ public struct SweepSpec: Codable, Sendable {
         }
         return (g, dtypes, combinations)
     }
-
-    func kvHeadsFor(_ v: VariantName, _ heads: Int, _ kvHeads: Int) -> Int {
-        switch v { case .mha: heads; case .mqa: 1; default: kvHeads }
-    }
 }
 
 /// One configuration of a sweep: everything that decides what is timed.
@@ -268,16 +265,41 @@ public struct SweepConfig: Sendable {
     /// key, so a killed run resumes at the repeat it was in.
     public var repeatIndex = 0
 
+    /// The layer's shape, from which its config is built as `bench` and `plan` build theirs.
+    public var shape: LayerShape {
+        LayerShape(variant: variant, heads: heads, headDim: headDim, ropeDim: ropeDim, kvRank: kvRank, qLoraRank: qLoraRank,
+                   kvHeads: .ofGQA(kvHeads), nEmbd: nEmbd, nLayer: nLayer, intermediateSize: intermediateSize, vocabSize: vocabSize)
+    }
+
     /// The layer config (authors' keys) this configuration runs.
-    public var attentionConfig: AttentionConfig {
-        if variant.isLatent {
-            return AttentionConfig(variant: variant, nEmbd: nEmbd, nHead: heads, qLoraRank: qLoraRank, kvLoraRank: kvRank,
-                                   qkNopeHeadDim: headDim, qkRopeHeadDim: ropeDim, nLayer: nLayer,
-                                   intermediateSize: intermediateSize, vocabSize: vocabSize)
+    public var attentionConfig: AttentionConfig { shape.config }
+
+    /// Tokens each cache of layer and model scope is allocated for: the context and one
+    /// token per warm-up and timed step, with one to spare.
+    public var cacheCapacity: Int { context + warmup + steps + 1 }
+
+    /// What the busiest rank of this configuration's plan will hold on `backend` (kernel
+    /// scope on the CPU: as `mlra bench` predicts it, through `KernelWorkload.footprint`;
+    /// on a GPU: as `GPUKernelWorkload` does; layer and model scope: with the reference
+    /// the validation holds).
+    public func footprint(backend: MemoryFootprint.Backend) throws -> MemoryFootprint {
+        let layout = try attentionConfig.layout()
+        let seqs = isDeviceShare ? batch : sequencesPerReplica
+        switch scope {
+        case .kernel:
+            if case .cpu(let llc) = backend {
+                return try KernelWorkload.footprint(layout: layout, tp: tp, rank: nil, dtype: dtype, context: context, sequences: seqs,
+                                                    coldCache: coldCache, llcBytes: llc)
+            }
+            return try MemoryFootprint(layout: layout, tp: tp, dtype: dtype, workload: .kernel(coldCache: coldCache), context: context,
+                                       sequences: seqs, backend: backend, what: "the cache set of \(seqs) × \(context) tokens")
+        case .layer:
+            return try MemoryFootprint(layout: layout, tp: tp, dtype: dtype, workload: .layer, context: cacheCapacity, sequences: seqs,
+                                       reference: true, what: "the memory of \(label)")
+        case .model:
+            return try MemoryFootprint(layout: layout, tp: tp, dtype: dtype, workload: .model(ModelLayout(config: attentionConfig)),
+                                       context: cacheCapacity, sequences: seqs, reference: true, what: "the memory of \(label)")
         }
-        return AttentionConfig(variant: variant, nEmbd: nEmbd, nHead: heads, headDim: headDim,
-                               groupSize: kvHeads > 0 && heads % kvHeads == 0 ? heads / kvHeads : 0,
-                               nLayer: nLayer, intermediateSize: intermediateSize, vocabSize: vocabSize)
     }
 
     /// Kernel scope with a TP degree larger than the job times one device's share
@@ -295,7 +317,7 @@ public struct SweepConfig: Sendable {
         if device == .cuda && scope != .kernel {
             return "\(scope.rawValue) scope runs on the CPU only; on cuda the sweep times kernel scope (GPU layer and model scope are a later issue)"
         }
-        if variant == .gqa && heads % kvHeads != 0 { return "gqa: n_head \(heads) is not divisible by kv_heads \(kvHeads)" }
+        if variant == .gqa && !shape.kvHeadsDivideHeads { return "gqa: n_head \(heads) is not divisible by kv_heads \(kvHeads)" }
         let layout: any AttentionLayout
         do { layout = try attentionConfig.layout() } catch let e as HarnessError { return e.message } catch { return "\(error)" }
         do { _ = try layout.shards(tp: tp) } catch let e as HarnessError { return e.message } catch { return "\(error)" }

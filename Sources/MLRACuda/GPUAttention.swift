@@ -143,11 +143,6 @@ public final class GPUAttention {
         classes.reduce(0) { $0 + $1.table.bytes + ($1.partialML?.bytes ?? 0) + ($1.partialAcc?.bytes ?? 0) + ($1.scratch?.bytes ?? 0) }
     }
 
-    /// Device bytes of partial states for these shapes, before any allocation (memory checks).
-    public static func predictedPartialBytes(groups: [KernelGroup], maxBatch: Int, splits: Int) -> Int {
-        groups.reduce(0) { $0 + maxBatch * $1.heads * splits * ($1.valueWidth + 2) * 4 }
-    }
-
     /// Launches every class on `device.stream`: caches is a device table of B row pointers
     /// (u64), lengths B ints; q and out as in the class comment.
     public func launch(caches: DeviceBuffer, lengths: DeviceBuffer, batch: Int, q: DeviceBuffer, out: DeviceBuffer) throws {

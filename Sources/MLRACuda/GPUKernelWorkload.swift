@@ -33,27 +33,14 @@ public final class GPUKernelWorkload {
     public var batch: Int { lengths.count }
     public var maxLength: Int { lengths.max() ?? 0 }
 
-    /// Device bytes the caches of one set occupy.
-    public static func setBytes(width: Int, dtype: StorageDType, lengths: [Int]) -> Int {
-        lengths.reduce(0, +) * width * dtype.bytes
-    }
-
-    /// The number of cache sets: as many as span 4 × L2 in cold mode, else one.
-    public static func cacheSets(setBytes: Int, l2Bytes: Int, cold: Bool) -> Int {
-        cold ? max(1, (4 * l2Bytes + setBytes - 1) / max(setBytes, 1)) : 1
-    }
-
-    /// Device bytes a workload of this shape will allocate, before anything is: the cache
+    /// Device memory a workload of this shape will allocate, before anything is: the cache
     /// sets, queries, outputs and the largest split-KV partial states (the sweep skips a
     /// configuration that exceeds its GPU's free memory; the initialiser refuses it).
-    public static func predictedBytes(device: CUDADevice, layout: any AttentionLayout, shard: RankShard, dtype: StorageDType,
-                                      lengths: [Int], coldCache: Bool) -> Int {
-        let groups = layout.kernelGroups(for: shard)
-        let set = setBytes(width: layout.cacheWidth(units: shard.units.count), dtype: dtype, lengths: lengths)
-        let partials = GPUAttention.predictedPartialBytes(groups: groups, maxBatch: lengths.count,
-                                                          splits: min(device.smCount * 8, ((lengths.max() ?? 0) + 15) / 16))
-        return cacheSets(setBytes: set, l2Bytes: device.l2Bytes, cold: coldCache) * set
-            + 4 * lengths.count * (groups.totalQueryCount + groups.totalOutputCount) + partials
+    public static func footprint(device: CUDADevice, layout: any AttentionLayout, shard: RankShard, dtype: StorageDType,
+                                 lengths: [Int], coldCache: Bool) throws -> MemoryFootprint {
+        try MemoryFootprint(layout: layout, tp: shard.tp, rank: shard.rank, dtype: dtype, workload: .kernel(coldCache: coldCache),
+                            lengths: lengths, backend: .gpu(l2Bytes: device.l2Bytes, smCount: device.smCount),
+                            what: "the device memory of \(lengths.count) sequence(s)")
     }
 
     public init(device: CUDADevice, layout: any AttentionLayout, shard: RankShard, dtype: StorageDType, lengths: [Int],
@@ -63,13 +50,13 @@ public final class GPUKernelWorkload {
         self.seed = seed
         groups = layout.kernelGroups(for: shard)
         width = layout.cacheWidth(units: shard.units.count)
-        let set = Self.setBytes(width: width, dtype: dtype, lengths: lengths)
-        cacheSets = Self.cacheSets(setBytes: set, l2Bytes: device.l2Bytes, cold: coldCache)
         let maxLen = lengths.max()!
 
         // Refuse before allocating anything.
-        let predicted = Self.predictedBytes(device: device, layout: layout, shard: shard, dtype: dtype, lengths: lengths, coldCache: coldCache)
-        try device.checkFits(bytes: predicted, what: "this configuration (\(cacheSets) cache set(s) of \(String(format: "%.2f", Double(set) / 1e9)) GB)")
+        let footprint = try Self.footprint(device: device, layout: layout, shard: shard, dtype: dtype, lengths: lengths, coldCache: coldCache)
+        cacheSets = footprint.cacheSets
+        let set = footprint.caches / cacheSets
+        try device.checkFits(bytes: footprint.total, what: "this configuration (\(cacheSets) cache set(s) of \(String(format: "%.2f", Double(set) / 1e9)) GB)")
 
         let initializer = SeededInit(seed: seed)
         let fill = try KernelCompiler.shared.function("fill_uniform", in: .cacheFill, arch: device.arch)

@@ -67,13 +67,10 @@ struct BenchCommand: ParsableCommand {
         let cost = try checkingFlags { try DecodeCost(layout, tp: tp, dtype: kvDtype) }
         // A calibration file is read (and validated) first: its LLC size decides the cold-cache sets.
         let calFile = try calibration.map(Calibration.load)
-        // Refuse before calibrating or allocating: the cache sets KernelWorkload will hold
-        // (cold cache: as many sets as span 4 × LLC, at least one).
-        let llc = calFile?.llcBytes ?? Calibration.lastLevelCacheBytes()
-        let setBytes = Double(layout.cacheWidth(units: shard.units.count) * kvDtype.bytes) * Double(context) * Double(batch)
-        let sets = coldCache ? max(1, (4 * Double(llc) / setBytes).rounded(.up)) : 1
-        let need = sets * setBytes
-        try MemoryBudget.check(bytesPerRank: Int(min(need, Double(Int.max / 2))), ranks: 1, what: "this bench")
+        // Refuse before calibrating or allocating: what KernelWorkload will hold.
+        let need = try KernelWorkload.footprint(layout: layout, tp: tp, rank: rank, dtype: kvDtype, context: context, sequences: batch,
+                                                coldCache: coldCache, llcBytes: calFile?.llcBytes ?? Calibration.lastLevelCacheBytes())
+        try MemoryBudget.check(need, ranks: 1, what: "this bench")
 
         let cal = try calFile ?? Calibration.measure(threads: threads, quick: true)
         ResidentMemory.resetPeak()
@@ -125,14 +122,10 @@ struct BenchCommand: ParsableCommand {
     }
 
     func layerConfig() throws -> AttentionConfig {
-        let nEmbd = try CheckedSize.product([heads, headDim], "--heads × --head-dim")
-        if variant.isLatent {
-            return AttentionConfig(variant: variant, nEmbd: nEmbd, nHead: heads, qLoraRank: kvRank,
-                                   kvLoraRank: kvRank, qkNopeHeadDim: headDim, qkRopeHeadDim: ropeDim)
-        }
-        let kv = kvHeads ?? (variant == .mqa ? 1 : heads)
-        guard kv >= 1, heads % kv == 0 else { throw HarnessError("--heads \(heads) is not divisible by --kv-heads \(kv)") }
-        return AttentionConfig(variant: variant, nEmbd: nEmbd, nHead: heads, headDim: headDim, groupSize: heads / kv)
+        let shape = LayerShape(variant: variant, heads: heads, headDim: headDim, ropeDim: ropeDim, kvRank: kvRank, qLoraRank: kvRank,
+                               kvHeads: .exactly(kvHeads), nEmbd: try CheckedSize.product([heads, headDim], "--heads × --head-dim"))
+        guard shape.kvHeadsDivideHeads else { throw HarnessError("--heads \(heads) is not divisible by --kv-heads \(shape.kvHeads)") }
+        return shape.config
     }
 }
 

@@ -63,12 +63,10 @@ struct ForwardCommand: ParsableCommand {
                 }
                 if world.rank == 0 { try checkWritable(output) }
                 let plan = try layout.shard(tp: tp, rank: world.rank)
-                let cost = try DecodeCost(layout, tp: tp, dtype: kvDtype)
                 // The cache, the weights, x in f32 and its Double copy for --check.
-                let what = "the memory of a forward run over \(tokens) tokens"
-                let need = try CheckedSize.sum([try CheckedSize.product([cost.kvBytesPerToken, tokens], what), cost.weightElemsPerRank * 4,
-                                                try CheckedSize.product([12, tokens, layout.nEmbd], what)], what)
-                try MemoryBudget.check(bytesPerRank: need, ranks: topology.localSize, what: "this forward run over \(tokens) tokens")
+                let need = try MemoryFootprint(layout: layout, tp: tp, dtype: kvDtype, workload: .layer, context: tokens, sequences: 1,
+                                               inputRows: tokens, what: "the memory of a forward run over \(tokens) tokens")
+                try MemoryBudget.check(need, ranks: topology.localSize, what: "this forward run over \(tokens) tokens")
                 let x = try file.tensor("x")
                 try SafeTensors.checkFinite(x.data, what: "\(input): tensor 'x'")
                 let weights = try weightOptions.source()

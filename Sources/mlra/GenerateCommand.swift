@@ -40,16 +40,12 @@ struct GenerateCommand: ParsableCommand {
                 }
                 if world.rank == 0, let logitsOut { try checkWritable(logitsOut) }
                 try layout.checkTP(world.size)
-                let cost = try DecodeCost(layout.attention, tp: world.size, dtype: kvDtype)
-                let weights = layout.parameters.reduce(0) { $0 + 4 * $1.shape.reduce(1, *) }   // config sizes are bounded at load
                 // The caches of every layer for prompt + generated tokens, the rank's weights, the gathered
                 // lm_head, the logits of every generated token: checked, since --tokens can be anything.
                 let what = "the memory of generating \(tokens) tokens"
-                let positions = try CheckedSize.sum([ids.count, tokens], what)
-                let need = try CheckedSize.sum([try CheckedSize.product([cost.kvBytesPerToken, layout.nLayer, positions], what),
-                                                weights / world.size, 4 * layout.vocabSize * layout.nEmbd,
-                                                try CheckedSize.product([4, layout.vocabSize, tokens], what)], what)
-                try MemoryBudget.check(bytesPerRank: need, ranks: topology.localSize, what: "generating \(tokens) tokens")
+                let need = try MemoryFootprint(layout: layout.attention, tp: world.size, dtype: kvDtype, workload: .model(layout),
+                                               context: CheckedSize.sum([ids.count, tokens], what), sequences: 1, logitRows: tokens, what: what)
+                try MemoryBudget.check(need, ranks: topology.localSize, what: "generating \(tokens) tokens")
                 return (try DecoderShard(layout: layout, tp: world.size, rank: world.rank, weights: weightOptions.source()), ids)
             }
             let caches = model.makeCaches(dtype: kvDtype, capacity: promptIds.count + tokens)

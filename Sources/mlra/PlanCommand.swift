@@ -45,13 +45,13 @@ struct PlanCommand: ParsableCommand {
         if let bad = degrees.first(where: { $0 < 1 }) { throw HarnessError("--tp: TP degrees must be at least 1, got \(bad)") }
         for (v, n) in [("--heads", heads), ("--head-dim", headDim), ("--rope-dim", ropeDim), ("--kv-rank", kvRank),
                        ("--q-rank", qRank), ("--kv-heads", kvHeads), ("--context", context)] { try requirePositive(n, v) }
-        let shapes = PlanShape(heads: heads, headDim: headDim, ropeDim: ropeDim, kvRank: kvRank, qRank: qRank,
-                               kvHeads: kvHeads, nEmbd: try nEmbd ?? CheckedSize.product([heads, headDim], "--heads × --head-dim"))
+        let modelWidth = try nEmbd ?? CheckedSize.product([heads, headDim], "--heads × --head-dim")
         var table = TextTable(columns: ["variant", "tp", "kv_elems_per_token", "kv_per_token_in_head_dims",
                                         "kv_bytes_per_token", "kernel_flops_per_token", "kernel_bytes_per_step",
                                         "kernel_flops_per_step", "weight_bytes_per_rank", "allreduce_bytes_per_step", "note"])
         for v in list {
-            let layout = try shapes.config(v).layout()
+            let layout = try LayerShape(variant: v, heads: heads, headDim: headDim, ropeDim: ropeDim, kvRank: kvRank, qLoraRank: qRank,
+                                        kvHeads: .ofGQA(kvHeads), nEmbd: modelWidth).config.layout()
             for t in degrees {
                 // An illegal TP degree is a row of the table; a size too large for an Int is an error.
                 let cost: DecodeCost
@@ -65,26 +65,12 @@ struct PlanCommand: ParsableCommand {
             }
         }
         if self.format == .table {
-            print("# mlra \(HarnessVersion.string) plan: h=\(heads) head_dim=\(headDim) rope_dim=\(ropeDim) kv_rank=\(kvRank) q_rank=\(qRank) kv_heads=\(kvHeads) n_embd=\(shapes.nEmbd) kv_dtype=\(kvDtype.rawValue) context=\(context)")
+            print("# mlra \(HarnessVersion.string) plan: h=\(heads) head_dim=\(headDim) rope_dim=\(ropeDim) kv_rank=\(kvRank) q_rank=\(qRank) kv_heads=\(kvHeads) n_embd=\(modelWidth) kv_dtype=\(kvDtype.rawValue) context=\(context)")
         }
         print(self.format == .csv ? table.csv() : table.text(), terminator: "")
     }
 
     func format(_ x: Double) -> String { x == x.rounded() ? String(Int(x)) : String(format: "%g", x) }
-}
-
-/// The shape flags shared by `plan`, `bench` and `sweep`, turned into a layer config per variant.
-struct PlanShape {
-    var heads: Int, headDim: Int, ropeDim: Int, kvRank: Int, qRank: Int, kvHeads: Int, nEmbd: Int
-
-    func config(_ v: VariantName) -> AttentionConfig {
-        if v.isLatent {
-            return AttentionConfig(variant: v, nEmbd: nEmbd, nHead: heads, qLoraRank: qRank, kvLoraRank: kvRank,
-                                   qkNopeHeadDim: headDim, qkRopeHeadDim: ropeDim)
-        }
-        let group = switch v { case .mha: 1; case .mqa: heads; default: kvHeads > 0 && heads % kvHeads == 0 ? heads / kvHeads : 0 }
-        return AttentionConfig(variant: v, nEmbd: nEmbd, nHead: heads, headDim: headDim, groupSize: group)
-    }
 }
 
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable { case table, csv }

@@ -130,10 +130,9 @@ final class GPUPlanTests: XCTestCase {
         XCTAssertThrowsError(try shape(latent(.mla), tp: 1, tuning: GPUTuning(path: .warps))) { XCTAssertTrue("\($0)".contains("registers")) }
     }
 
-    func testCacheSetsSpanFourTimesTheL2() {
-        XCTAssertEqual(GPUKernelWorkload.cacheSets(setBytes: 100 << 20, l2Bytes: 60 << 20, cold: true), 3)
-        XCTAssertEqual(GPUKernelWorkload.cacheSets(setBytes: 4 << 30, l2Bytes: 60 << 20, cold: true), 1)
-        XCTAssertEqual(GPUKernelWorkload.cacheSets(setBytes: 1 << 20, l2Bytes: 60 << 20, cold: false), 1)
+    func testCacheSetsSpanFourTimesTheL2() throws {
+        XCTAssertEqual(try MemoryFootprint.coldCacheSets(setBytes: 100 << 20, lastLevelCacheBytes: 60 << 20), 3)
+        XCTAssertEqual(try MemoryFootprint.coldCacheSets(setBytes: 4 << 30, lastLevelCacheBytes: 60 << 20), 1)
     }
 
     /// Every kernel source compiles with NVRTC for sm_80 and sm_90a at every shape the

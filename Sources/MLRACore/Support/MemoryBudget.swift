@@ -25,8 +25,18 @@ public enum MemoryBudget {
                       Double(available) / 1_073_741_824)
     }
 
+    /// The reason `ranks` ranks of `footprint` cannot fit, with what the rank would hold, or nil.
+    public static func shortfall(_ footprint: MemoryFootprint, ranks: Int, available: Int = availableBytes()) -> String? {
+        shortfall(bytesPerRank: footprint.total, ranks: ranks, available: available).map { "\($0) (per rank: \(footprint.breakdown))" }
+    }
+
     /// Throws the shortfall as an error naming `what`.
     public static func check(bytesPerRank: Int, ranks: Int, what: String) throws {
         if let s = shortfall(bytesPerRank: bytesPerRank, ranks: ranks) { throw HarnessError("\(what) \(s)") }
+    }
+
+    /// Throws the shortfall of `ranks` ranks of `footprint` as an error naming `what`.
+    public static func check(_ footprint: MemoryFootprint, ranks: Int, what: String) throws {
+        if let s = shortfall(footprint, ranks: ranks) { throw HarnessError("\(what) \(s)") }
     }
 }
