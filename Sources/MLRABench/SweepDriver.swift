@@ -82,21 +82,7 @@ public final class SweepDriver {
 
     public func run() throws -> SweepSummary {
         defer { locks.forEach { $0.release() } }   // however the run ends; a killed run's flock dies with it
-        let all = try world.collectively { try spec.configurations(worldSize: world.size) }
-        try world.collectively {
-            guard options.arrayCount >= 1, options.arrayTask >= 0, options.arrayTask < options.arrayCount else {
-                throw HarnessError.usage("--array-task \(options.arrayTask) must lie in 0..<\(options.arrayCount) (--array-count)")
-            }
-        }
-        let mine = all.enumerated().filter { $0.offset % options.arrayCount == options.arrayTask }.map(\.element)
-        // TP groups stay inside a node: a degree that cannot is refused now, before any
-        // file or allocation, not skipped (the layout asked for cannot be honoured).
-        topology = NodeTopology(world)
-        try world.collectively {
-            for t in Set(mine.filter { $0.skipReason() == nil && !$0.isDeviceShare }.map(\.tp)).sorted() {
-                try TPGroups.check(tp: t, topology: topology, allowCrossNode: options.allowCrossNodeTP)
-            }
-        }
+        let mine = try selectedConfigurations()
         try bindGPUs(for: mine)
 
         // Rank 0 owns the files; resuming skips configurations already present.
@@ -129,6 +115,19 @@ public final class SweepDriver {
         // all variants instead of biasing the ones measured last.
         let total = configs.count * repeats
         var skippedIndices = Set<Int>()
+        // The ETA from predicted time (SweepPrediction): what is left of the measurements
+        // this run will make, the rule-skipped and already present ones left out; nil
+        // when one of them has no prediction (then the ETA counts configurations).
+        let runnable = configs.map { $0.skipReason() == nil }
+        let predicted = configs.map(predictedSeconds)
+        func counted(_ c: SweepConfig, _ i: Int) -> Bool { runnable[i] && !done.contains(c.key) }
+        var predictedLeft: Double? = 0, predictedDone = 0.0
+        for round in 0..<repeats { for (i, base) in configs.enumerated() {
+            var c = base
+            c.repeatIndex = round
+            if counted(c, i) { predictedLeft = predicted[i].flatMap { p in predictedLeft.map { $0 + p } } }
+        } }
+        let loopStarted = MPI.wtime()
         var spreads = [(label: String, spread: Double)]()
         sweep: for round in 0..<repeats {
             for (i, base) in configs.enumerated() {
@@ -143,6 +142,7 @@ public final class SweepDriver {
                 }
                 let label = config.label + (repeats > 1 ? " rep \(round)/\(repeats)" : "")
                 let tag = "[\(n)/\(total)] \(label)"
+                if counted(config, i), let p = predicted[i] { predictedLeft = predictedLeft.map { max(0, $0 - p) } }
                 // Skipping depends on the configuration, not the repeat: decided (and said) once.
                 if skippedIndices.contains(i) { continue }
                 if done.contains(config.key) { summary.resumed += 1; progress("\(tag): already in \(options.out), skipped"); continue }
@@ -153,8 +153,10 @@ public final class SweepDriver {
                 summary.measured += 1
                 let spread = step.p10 > 0 ? step.p90 / step.p10 : .infinity
                 if spread > options.spreadWarn { spreads.append((label, spread)) }
+                predictedDone += predicted[i] ?? 0
                 let elapsed = MPI.wtime() - started
-                let eta = elapsed / Double(n) * Double(total - n)
+                let eta = SweepPrediction.eta(elapsed: MPI.wtime() - loopStarted, predictedDone: predictedDone,
+                                              predictedLeft: predictedLeft, done: n, left: total - n)
                 progress(String(format: "%@: step median %.1f µs, p90/p10 %.2f · elapsed %.0f s · ETA %.0f s",
                                 tag, step.median * 1e6, spread, elapsed, eta))
             }
@@ -169,15 +171,33 @@ public final class SweepDriver {
         return summary
     }
 
-    /// Rank 0: checks every input, then locks, repairs and opens the outputs; returns
-    /// the resume keys already in --out. Nothing is modified until everything that
-    /// could refuse the run has been checked: --calibration, both paths (and that they
-    /// differ), the locks, both files' headers. (Only the lock files are created first:
-    /// the headers must be read under the lock.)
-    func openOutputs() throws -> [String] {
+    /// This array task's configurations (before the run-wide key settings), with the
+    /// world's node topology taken. Shared by the sweep and its dry run, so both refuse alike.
+    func selectedConfigurations() throws -> [SweepConfig] {
+        let all = try world.collectively { try spec.configurations(worldSize: world.size) }
+        try world.collectively {
+            guard options.arrayCount >= 1, options.arrayTask >= 0, options.arrayTask < options.arrayCount else {
+                throw HarnessError.usage("--array-task \(options.arrayTask) must lie in 0..<\(options.arrayCount) (--array-count)")
+            }
+        }
+        let mine = all.enumerated().filter { $0.offset % options.arrayCount == options.arrayTask }.map(\.element)
+        // TP groups stay inside a node: a degree that cannot is refused now, before any
+        // file or allocation, not skipped (the layout asked for cannot be honoured).
+        topology = NodeTopology(world)
+        try world.collectively {
+            for t in Set(mine.filter { $0.skipReason() == nil && !$0.isDeviceShare }.map(\.tp)).sorted() {
+                try TPGroups.check(tp: t, topology: topology, allowCrossNode: options.allowCrossNodeTP)
+            }
+        }
+        return mine
+    }
+
+    /// Rank 0: --calibration, --gpu-calibration and the store beside --out, loaded and
+    /// checked against each other (read only; the sweep and its dry run refuse alike).
+    func loadCalibrationInputs() throws {
         if let path = options.calibrationPath { calibrationFile = try Calibration.load(path: path) }
         if let path = options.gpuCalibrationPath { gpuCalibrationFile = try GPUCalibration.load(path: path) }
-        if !options.recalibrate, let stored = try CalibrationStore.load(for: options.out) {
+        if !options.recalibrate, !options.out.isEmpty, let stored = try CalibrationStore.load(for: options.out) {
             // An explicit calibration that is not the stored one would hold the rows to come
             // to another roofline than the file's rows (under another calib_source): refused.
             let storePath = CalibrationStore.path(for: options.out)
@@ -191,6 +211,27 @@ public final class SweepDriver {
             }
             storedCalibration = stored
         }
+    }
+
+    /// A file holds one share of one array shape. Resuming a task file with another
+    /// shape would measure again what the file's own shape gave to another task
+    /// file, and the merge would see one configuration twice.
+    func checkArrayShape(_ rows: [[String: String]]) throws {
+        for row in rows where row["array_count"] != "\(options.arrayCount)" || row["array_task"] != "\(options.arrayTask)" {
+            let task = row["array_task"] ?? "", count = row["array_count"] ?? ""
+            throw HarnessError("\(options.out) holds rows of array task \(task) of \(count) (columns array_task, array_count), "
+                               + "this run is task \(options.arrayTask) of \(options.arrayCount); resume it with "
+                               + "--array-task \(task) --array-count \(count), or write to a new file")
+        }
+    }
+
+    /// Rank 0: checks every input, then locks, repairs and opens the outputs; returns
+    /// the resume keys already in --out. Nothing is modified until everything that
+    /// could refuse the run has been checked: --calibration, both paths (and that they
+    /// differ), the locks, both files' headers. (Only the lock files are created first:
+    /// the headers must be read under the lock.)
+    func openOutputs() throws -> [String] {
+        try loadCalibrationInputs()
         try checkWritable(options.out)
         if let s = options.samples {
             try checkWritable(s)
@@ -202,15 +243,7 @@ public final class SweepDriver {
         for lock in locks { if let dead = lock.takenOverFrom { progress("\(lock.path): taken over from a run that ended without releasing it (\(dead))") } }
         let outInfo = try AppendOnlyCSV.inspect(path: options.out, columns: ResultsSchema.columns)
         let samplesInfo = try options.samples.map { try AppendOnlyCSV.inspect(path: $0, columns: ResultsSchema.sampleColumns, wantRows: false) }
-        // A file holds one share of one array shape. Resuming a task file with another
-        // shape would measure again what the file's own shape gave to another task
-        // file, and the merge would see one configuration twice.
-        for row in outInfo.rows where row["array_count"] != "\(options.arrayCount)" || row["array_task"] != "\(options.arrayTask)" {
-            let task = row["array_task"] ?? "", count = row["array_count"] ?? ""
-            throw HarnessError("\(options.out) holds rows of array task \(task) of \(count) (columns array_task, array_count), "
-                               + "this run is task \(options.arrayTask) of \(options.arrayCount); resume it with "
-                               + "--array-task \(task) --array-count \(count), or write to a new file")
-        }
+        try checkArrayShape(outInfo.rows)
         results = try AppendOnlyCSV(outInfo)
         if options.samples == nil, !outInfo.rows.isEmpty { staleSamples = SamplesRecord.existing(for: options.out) }
         if let samplesInfo {
@@ -347,6 +380,23 @@ public final class SweepDriver {
     /// The CPU calibration of a configuration's thread count (the roofline a cpu row is held to).
     func calibration(_ c: SweepConfig) -> Calibration { calibrations[c.threads] ?? calibrations.values.first! }
 
+    /// The last-level cache a cpu configuration's cold-cache sets are sized from: its
+    /// calibration's, or (a dry run without one) what measuring would find.
+    func llcBytes(_ c: SweepConfig) -> Int {
+        (calibrations[c.threads] ?? calibrations.values.first)?.llcBytes ?? Calibration.lastLevelCacheBytes()
+    }
+
+    /// The calibration a configuration's row would be held to, where one is known (a dry
+    /// run knows only those of --calibration and of the store beside --out).
+    func knownCalibration(_ c: SweepConfig) -> RowCalibration? {
+        c.device == .cuda ? gpuCalibration.map(RowCalibration.gpu) : calibrations[c.threads].map(RowCalibration.cpu)
+    }
+
+    /// One measurement's predicted seconds (SweepPrediction), or nil without a calibration.
+    func predictedSeconds(_ c: SweepConfig) -> Double? {
+        knownCalibration(c).flatMap { try? SweepPrediction.seconds(c, calibration: $0) }
+    }
+
     /// The calibration a configuration's row is held to.
     func rowCalibration(_ c: SweepConfig) -> RowCalibration {
         c.device == .cuda ? .gpu(gpuCalibration!) : .cpu(calibration(c))
@@ -375,7 +425,7 @@ public final class SweepDriver {
     func memoryShortfall(_ c: SweepConfig) throws -> String? {
         if c.device == .cuda { return try gpuMemoryShortfall(c) }
         var message = ""
-        if topology.localRank == 0, world.rank == 0 || !c.isDeviceShare, let need = try? c.footprint(backend: .cpu(lastLevelCacheBytes: calibration(c).llcBytes)),
+        if topology.localRank == 0, world.rank == 0 || !c.isDeviceShare, let need = try? c.footprint(backend: .cpu(lastLevelCacheBytes: llcBytes(c))),
            let short = MemoryBudget.shortfall(need, ranks: c.isDeviceShare ? 1 : topology.localSize) {
             message = topology.nodeCount > 1 ? "on \(topology.hostOf[topology.nodeOf[world.rank]]): \(short)" : short
         }

@@ -15,12 +15,18 @@ struct SweepCommand: ParsableCommand {
             in every grid). TP degrees run as sub-communicators of one job: with N ranks and degree t, the N/t groups are \
             data-parallel replicas that split the batch. --devices cuda runs kernel scope on each rank's GPU (node-local \
             rank mod visible GPUs); cuda configurations in layer or model scope are skipped. Rerunning with the same --out \
-            resumes. Schema: docs/csv-schema.md.
+            resumes. --dry-run lists the configurations (with --out: which a resume skips), the skips and their reasons, \
+            predicted memory per rank and time (from --calibration or the calibration stored beside --out), and totals, \
+            without measuring or writing anything. Schema: docs/csv-schema.md.
             """)
 
     @Option(help: "Built-in grid: quick, paper or throughput.") var preset: SweepPreset?
     @Option(help: "Spec file (JSON; see the README).") var spec: String?
     @Flag(name: .customLong("print-spec"), help: "Print the resolved spec as JSON and exit.") var printSpec = false
+    @Flag(name: .customLong("dry-run"),
+          help: "List the expanded grid (skips and their reasons, predicted memory per rank and time) without measuring or writing anything.")
+    var dryRun = false
+    @Option(help: "--dry-run's listing: table or csv.") var format: OutputFormat?
 
     @Option(help: "Comma-separated variants.") var variants: String?
     @Option(help: "Comma-separated context lengths.") var contexts: String?
@@ -72,7 +78,9 @@ struct SweepCommand: ParsableCommand {
 
     func validate() throws {
         _ = try renamed(kvDtypes, "--kv-dtypes", old: kvDtypesOld, "--dtypes")
-        if out == nil && !printSpec { throw ValidationError("--out is required: the CSV to write (appended to; a rerun resumes)") }
+        if out == nil && !printSpec && !dryRun { throw ValidationError("--out is required: the CSV to write (appended to; a rerun resumes)") }
+        if format != nil && !dryRun { throw ValidationError("--format applies to --dry-run only (the sweep writes its CSV to --out)") }
+        if dryRun && printSpec { throw ValidationError("give --dry-run or --print-spec, not both") }
         if !noNoiseProbe {
             do { try NoiseProbe.Settings(budget: noiseBudget).validate() } catch let e as HarnessError { throw ValidationError(e.message) }
         }
@@ -97,21 +105,87 @@ struct SweepCommand: ParsableCommand {
                 if world.rank == 0 { print(spec.json()) }
                 return
             }
-            guard let out else { return }   // validate() asked for it unless --print-spec, which has returned
-            var o = SweepOptions(out: out)
-            o.samples = samples; o.quiet = quiet; o.arrayTask = arrayTask; o.arrayCount = arrayCount
-            o.isolate = isolate == .auto ? nil : isolate == .on
-            o.calibrationPath = calibration; o.gpuCalibrationPath = gpuCalibration; o.seed = seed; o.injectValidationError = injectValidationError
-            o.injectRankDelayUs = injectRankDelayUs; o.spreadWarn = spreadWarn; o.recalibrate = recalibrate
-            o.allowCrossNodeTP = topologyOptions.allowCrossNodeTP
-            o.quickCalibration = preset == .quick
-            o.noiseProbe = noNoiseProbe ? nil : NoiseProbe.Settings(budget: noiseBudget)
-            let summary = try SweepDriver(spec: spec, options: o, world: world).run()
+            if dryRun {
+                // No --out: nothing to resume and no stored calibration to predict from.
+                let plan = try SweepDriver(spec: spec, options: options(out: out ?? ""), world: world).dryRun()
+                if world.rank == 0 { print(Self.render(plan, format: format ?? .table, out: out), terminator: "") }
+                return
+            }
+            guard let out else { return }   // validate() asked for it unless --print-spec or --dry-run, which have returned
+            let summary = try SweepDriver(spec: spec, options: options(out: out), world: world).run()
             if summary.interrupted { MPI.finalize(); Foundation.exit(130) }
             if summary.measured == 0 && summary.resumed == 0 && summary.skipped > 0 {
                 throw AgreedError(message: "every one of the \(summary.skipped) configuration(s) was skipped (the reasons are above); nothing was measured")
             }
         }
+    }
+
+    /// The driver's options from the flags (the sweep's and its dry run's alike).
+    func options(out: String) -> SweepOptions {
+        var o = SweepOptions(out: out)
+        o.samples = samples; o.quiet = quiet; o.arrayTask = arrayTask; o.arrayCount = arrayCount
+        o.isolate = isolate == .auto ? nil : isolate == .on
+        o.calibrationPath = calibration; o.gpuCalibrationPath = gpuCalibration; o.seed = seed; o.injectValidationError = injectValidationError
+        o.injectRankDelayUs = injectRankDelayUs; o.spreadWarn = spreadWarn; o.recalibrate = recalibrate
+        o.allowCrossNodeTP = topologyOptions.allowCrossNodeTP
+        o.quickCalibration = preset == .quick
+        o.noiseProbe = noNoiseProbe ? nil : NoiseProbe.Settings(budget: noiseBudget)
+        return o
+    }
+
+    /// The dry run's listing: one line per measurement, then the totals (in csv format
+    /// the totals go to stderr, so that stdout stays one CSV).
+    static func render(_ plan: SweepPlan, format: OutputFormat, out: String?) -> String {
+        func size(_ b: Int?) -> String {
+            guard let b else { return format == .csv ? "" : "?" }
+            if format == .csv { return "\(b)" }
+            return b >= 1 << 30 ? String(format: "%.2f GiB", Double(b) / 1_073_741_824)
+                : b >= 1 << 20 ? String(format: "%.2f MiB", Double(b) / 1_048_576) : String(format: "%.1f KiB", Double(b) / 1024)
+        }
+        func time(_ s: Double?) -> String {
+            guard let s else { return format == .csv ? "" : "?" }
+            return format == .csv ? String(format: "%.6g", s) : String(format: "%.3g s", s)
+        }
+        var table = TextTable(columns: ["n", "variant", "scope", "tp", "dp", "context", "batch", "n_head", "kv_lora_rank", "kv_heads",
+                                        "kv_dtype", "device", "threads", "timing_mode", "repeat",
+                                        format == .csv ? "mem_bytes_per_rank" : "mem/rank", format == .csv ? "predicted_s" : "predicted",
+                                        "status"])
+        let total = plan.measurements.count
+        for (k, m) in plan.measurements.enumerated() {
+            let c = m.config
+            let status: String
+            switch m.status {
+            case .run: status = "run"
+            case .present: status = "skip: already in \(out ?? "--out")"
+            case .skipped(let why): status = "skip: " + why
+            }
+            table.add(["\(k + 1)/\(total)", c.variant.rawValue, c.scope.rawValue, "\(c.tp)", "\(c.isDeviceShare ? 1 : c.replicas)",
+                       "\(c.context)", "\(c.batch)", "\(c.heads)", "\(c.kvRank)", "\(c.kvHeads)", c.dtype.rawValue, c.device.rawValue,
+                       "\(c.threads)", c.timingMode.rawValue, "\(c.repeatIndex)", size(m.memoryPerRank),
+                       m.status == .run ? time(m.seconds) : format == .csv ? "" : "-", status])
+        }
+        let toRun = plan.measurements.filter { $0.status == .run }
+        let present = plan.measurements.filter { $0.status == .present }.count
+        let unknown = toRun.filter { $0.seconds == nil }.count
+        let predicted = toRun.compactMap(\.seconds).reduce(0, +)
+        var totals = "# \(total) measurement\(total == 1 ? "" : "s"): \(toRun.count) to run, \(total - toRun.count - present) skipped, "
+            + "\(present) already in \(out ?? "--out")\n"
+        totals += unknown == toRun.count && unknown > 0 ? "# predicted time: unknown"
+            : String(format: "# predicted time: %.3g s", predicted) + (unknown > 0 ? " for \(toRun.count - unknown); unknown for \(unknown)" : "")
+        totals += " (warm-up and timed steps at the roofline of the calibration; validation, allocation, calibration and the noise probe not included)\n"
+        if !plan.uncalibrated.isEmpty {
+            let cpu = plan.uncalibrated.filter { $0 != "cuda" }
+            var what = [String]()
+            if !cpu.isEmpty { what.append("cpu at \(cpu.joined(separator: ", ")) thread(s): give --calibration FILE (from 'mlra calibrate --format json')") }
+            if plan.uncalibrated.contains("cuda") { what.append("cuda: give --gpu-calibration FILE (from 'mlra calibrate --device cuda --format json')") }
+            totals += "# no calibration to predict time from for " + what.joined(separator: "; ")
+                + ", or sweep once into --out to store one beside it (a dry run does not measure)\n"
+        }
+        if format == .csv {
+            FileHandle.standardError.write(Data(totals.utf8))
+            return table.csv()
+        }
+        return table.text() + totals
     }
 
     func resolvedSpec(worldSize: Int) throws -> SweepSpec {
