@@ -144,7 +144,9 @@ struct SweepCommand: ParsableCommand {
         }
         func time(_ s: Double?) -> String {
             guard let s else { return format == .csv ? "" : "?" }
-            return format == .csv ? String(format: "%.6g", s) : String(format: "%.3g s", s)
+            if format == .csv { return String(format: "%.6g", s) }
+            return s < 1e-3 ? String(format: "%.3g µs", s * 1e6) : s < 1 ? String(format: "%.3g ms", s * 1e3)
+                : s < 3600 ? String(format: "%.3g s", s) : String(format: "%.2f h", s / 3600)
         }
         var table = TextTable(columns: ["n", "variant", "scope", "tp", "dp", "context", "batch", "n_head", "kv_lora_rank", "kv_heads",
                                         "kv_dtype", "device", "threads", "timing_mode", "repeat",
@@ -171,7 +173,7 @@ struct SweepCommand: ParsableCommand {
         var totals = "# \(total) measurement\(total == 1 ? "" : "s"): \(toRun.count) to run, \(total - toRun.count - present) skipped, "
             + "\(present) already in \(out ?? "--out")\n"
         totals += unknown == toRun.count && unknown > 0 ? "# predicted time: unknown"
-            : String(format: "# predicted time: %.3g s", predicted) + (unknown > 0 ? " for \(toRun.count - unknown); unknown for \(unknown)" : "")
+            : "# predicted time: " + time(predicted) + (format == .csv ? " s" : "") + (unknown > 0 ? " for \(toRun.count - unknown); unknown for \(unknown)" : "")
         totals += " (warm-up and timed steps at the roofline of the calibration; validation, allocation, calibration and the noise probe not included)\n"
         if !plan.uncalibrated.isEmpty {
             let cpu = plan.uncalibrated.filter { $0 != "cuda" }
