@@ -26,17 +26,18 @@ struct BatchRows {
 /// One rank's share of an attention layer in decode form (absorbed weights,
 /// latent KV cache). `forward` runs new tokens of a batch of sequences: the
 /// projections are batched over all rows; each row is appended to its
-/// sequence's cache and attends to that cache's causal prefix. It returns this
-/// rank's partial output [rows, D]; summing the partials of all ranks of the TP
-/// group (one all-reduce) gives the layer output. A segment with T > 1 tokens
-/// is a prefill, a batch of one-token segments is a decode step.
+/// sequence's cache and attends to that cache's causal prefix. Its row-parallel
+/// output projection (`RowParallelLinear`) sums the ranks' partial outputs over
+/// the TP group (one all-reduce), so it returns the layer output [rows, D] on
+/// every rank. A segment with T > 1 tokens is a prefill, a batch of one-token
+/// segments is a decode step.
 public protocol AttentionShard: AnyObject {
     var layout: any AttentionLayout { get }
     var shard: RankShard { get }
     var groups: [KernelGroup] { get }
     /// Bytes of weights this rank holds.
     var weightBytes: Int { get }
-    func forward(_ x: [Float], segments: [SequenceSegment], kernel: AttentionKernel) -> [Float]
+    func forward(_ x: [Float], segments: [SequenceSegment], kernel: AttentionKernel, collectives: TPCollectives) -> [Float]
 }
 
 extension AttentionShard {
@@ -46,9 +47,19 @@ extension AttentionShard {
         KVCache(dtype: dtype, width: cacheWidth, capacity: capacity)
     }
 
-    /// T new tokens of one sequence.
-    public func forward(_ x: [Float], tokens: Int, cache: KVCache, kernel: AttentionKernel) -> [Float] {
-        forward(x, segments: [SequenceSegment(cache: cache, tokens: tokens)], kernel: kernel)
+    /// T new tokens of one sequence (with `SingleProcess`, this rank's partial output).
+    public func forward(_ x: [Float], tokens: Int, cache: KVCache, kernel: AttentionKernel,
+                        collectives: TPCollectives = SingleProcess()) -> [Float] {
+        forward(x, segments: [SequenceSegment(cache: cache, tokens: tokens)], kernel: kernel, collectives: collectives)
+    }
+
+    /// One decode step of the layer for a batch: sequence b's token x[b] is
+    /// appended to caches[b] and attends to it; projections are batched, and the
+    /// output projection sums the whole batch's partial outputs over the TP group
+    /// with one all-reduce. → [B, D]
+    public func decodeStep(_ x: [Float], caches: [KVCache], kernel: AttentionKernel,
+                           collectives: TPCollectives) -> [Float] {
+        forward(x, segments: caches.map { SequenceSegment(cache: $0, tokens: 1) }, kernel: kernel, collectives: collectives)
     }
 
     /// Runs the kernel once per row over its causal prefix (cache rows

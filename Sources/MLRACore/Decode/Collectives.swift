@@ -25,14 +25,21 @@ public func evenSplit(_ count: Int, parts: Int, part: Int) -> Range<Int> {
     (part * count / parts)..<((part + 1) * count / parts)
 }
 
-extension AttentionShard {
-    /// One decode step of the layer for a batch: sequence b's token x[b] is
-    /// appended to caches[b] and attends to it; projections are batched, and the
-    /// partial outputs of the whole batch are summed over the TP group with one
-    /// all-reduce. → [B, D]
-    public func decodeStep(_ x: [Float], caches: [KVCache], kernel: AttentionKernel,
-                           collectives: TPCollectives) -> [Float] {
-        var out = forward(x, segments: caches.map { SequenceSegment(cache: $0, tokens: 1) }, kernel: kernel)
+/// A linear layer split by input columns over the TP group (Megatron's
+/// `RowParallelLinear`): each rank multiplies its slice of the input by its columns
+/// of the weight, and the partial products are summed over the group. It is the one
+/// place a decode step issues its all-reduces: the attention output projection and
+/// the MLP's down projection.
+struct RowParallelLinear {
+    /// [out, this rank's input columns]
+    let weight: Tensor
+
+    init(_ weight: Tensor) { self.weight = weight }
+
+    /// x [rows, this rank's input columns] → the summed output [rows, out] on every
+    /// rank (one all-reduce).
+    func callAsFunction(_ x: [Float], rows: Int, collectives: TPCollectives) -> [Float] {
+        var out = BLAS.linear(x, rows: rows, weight)
         collectives.allReduceSum(&out)
         return out
     }

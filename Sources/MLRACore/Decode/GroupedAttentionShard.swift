@@ -1,16 +1,17 @@
 /// MHA/GQA/MQA decode shard. Per rank: HR query heads, NU KV heads.
 ///   wQ  [HR·DH, D]   column-parallel by query head
 ///   wK  [NU·DH, D], wV [NU·DH, D]   the rank's KV heads (replicated when TP > NKV)
-///   wO  [D, HR·DH]   row-parallel
+///   wO  [D, HR·DH]   row-parallel: its all-reduce sums the ranks' outputs
 final class GroupedAttentionShard: AttentionShard {
     let grouped: GroupedLayout
     let shard: RankShard
     let groups: [KernelGroup]
     var layout: any AttentionLayout { grouped }
-    let wQ: Tensor, wK: Tensor, wV: Tensor, wO: Tensor
+    let wQ: Tensor, wK: Tensor, wV: Tensor
+    let wO: RowParallelLinear
     let rope: RoPE
 
-    var weightBytes: Int { bytes([wQ, wK, wV, wO]) }
+    var weightBytes: Int { bytes([wQ, wK, wV, wO.weight]) }
 
     init(layout: GroupedLayout, shard: RankShard, weights: WeightSource, prefix: String) throws {
         grouped = layout
@@ -24,10 +25,10 @@ final class GroupedAttentionShard: AttentionShard {
         wQ = try weights.rows(specs["c_q.weight"]!, (heads.lowerBound * dh)..<(heads.upperBound * dh))
         wK = try weights.rows(specs["c_k.weight"]!, kv)
         wV = try weights.rows(specs["c_v.weight"]!, kv)
-        wO = try weights.columns(specs["c_proj.weight"]!, (heads.lowerBound * dh)..<(heads.upperBound * dh))
+        wO = RowParallelLinear(try weights.columns(specs["c_proj.weight"]!, (heads.lowerBound * dh)..<(heads.upperBound * dh)))
     }
 
-    func forward(_ x: [Float], segments: [SequenceSegment], kernel: AttentionKernel) -> [Float] {
+    func forward(_ x: [Float], segments: [SequenceSegment], kernel: AttentionKernel, collectives: TPCollectives) -> [Float] {
         let dh = grouped.headDim
         let (hr, nu) = (shard.queryHeads.count, shard.units.count)
         let batch = BatchRows(segments)
@@ -52,7 +53,7 @@ final class GroupedAttentionShard: AttentionShard {
         // Groups cover the query heads in order, so q rows are the kernel's queries as they are.
         var y = [Float](repeating: 0, count: t * hr * dh)
         attend(batch, kernel: kernel, queries: q, out: &y)
-        return BLAS.linear(y, rows: t, wO)
+        return wO(y, rows: t, collectives: collectives)
     }
 }
 

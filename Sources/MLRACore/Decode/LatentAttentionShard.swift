@@ -6,19 +6,20 @@
 ///   wDKV  [NU·DL + DR, D]    the rank's block rows and the shared RoPE rows
 ///   norms [NU][DL]
 ///   up[k] [HK, 2, DN, DL]    per head: U^K then U^V (canonical, output-major)
-///   wO    [D, HR·DN]         row-parallel: the rank's head columns
+///   wO    [D, HR·DN]         row-parallel: the rank's head columns; its all-reduce sums the ranks' outputs
 final class LatentAttentionShard: AttentionShard {
     let latent: LatentLayout
     let shard: RankShard
     let groups: [KernelGroup]
     var layout: any AttentionLayout { latent }
 
-    let wDQ: Tensor, qNorm: Tensor, wUQ: Tensor, wDKV: Tensor, wO: Tensor
+    let wDQ: Tensor, qNorm: Tensor, wUQ: Tensor, wDKV: Tensor
+    let wO: RowParallelLinear
     let norms: [Tensor]
     let up: [Tensor]
     let rope: RoPE
 
-    var weightBytes: Int { bytes([wDQ, qNorm, wUQ, wDKV, wO] + norms + up) }
+    var weightBytes: Int { bytes([wDQ, qNorm, wUQ, wDKV, wO.weight] + norms + up) }
 
     init(layout: LatentLayout, shard: RankShard, weights: WeightSource, prefix: String) throws {
         latent = layout
@@ -50,10 +51,10 @@ final class LatentAttentionShard: AttentionShard {
                 return transpose(t.data, rows: dl, cols: cols.count)                       // [HK·2·DN, DL]
             }
         }
-        wO = try weights.columns(specs["c_proj.weight"]!, (heads.lowerBound * dn)..<(heads.upperBound * dn))
+        wO = RowParallelLinear(try weights.columns(specs["c_proj.weight"]!, (heads.lowerBound * dn)..<(heads.upperBound * dn)))
     }
 
-    func forward(_ x: [Float], segments: [SequenceSegment], kernel: AttentionKernel) -> [Float] {
+    func forward(_ x: [Float], segments: [SequenceSegment], kernel: AttentionKernel, collectives: TPCollectives) -> [Float] {
         let L = latent
         let (d, dq, dn, dr, dl) = (L.nEmbd, L.qLoraRank, L.nopeDim, L.ropeDim, L.blockWidth)
         let hr = shard.queryHeads.count
@@ -94,43 +95,46 @@ final class LatentAttentionShard: AttentionShard {
         var y = [Float](repeating: 0, count: t * hr * dn)
         q.withUnsafeBufferPointer { qp in
             qa.withUnsafeMutableBufferPointer { ap in
-                var off = 0
-                for (k, heads) in shard.unitHeads.enumerated() {
-                    up[k].data.withUnsafeBufferPointer { u in
-                        for (j, h) in heads.enumerated() {
-                            let local = h - shard.queryHeads.lowerBound
-                            let src = qp.baseAddress! + local * (dn + dr)
-                            let dst = ap.baseAddress! + off + j * (dl + dr)
-                            // [T, DN] · U^K [DN, DL] → [T, DL]
-                            BLAS.gemmNN(src, u.baseAddress! + j * 2 * dn * dl, dst, m: t, n: dl, k: dn,
-                                        lda: qkw, ldb: dl, ldc: qStride)
-                            for i in 0..<t { (dst + i * qStride + dl).update(from: src + i * qkw + dn, count: dr) }
-                        }
-                    }
-                    off += heads.count * (dl + dr)
+                forEachServedHead(columnsPerHead: dl + dr) { u, j, local, column in
+                    let src = qp.baseAddress! + local * (dn + dr)
+                    let dst = ap.baseAddress! + column
+                    // [T, DN] · U^K [DN, DL] → [T, DL]
+                    BLAS.gemmNN(src, u + j * 2 * dn * dl, dst, m: t, n: dl, k: dn,
+                                lda: qkw, ldb: dl, ldc: qStride)
+                    for i in 0..<t { (dst + i * qStride + dl).update(from: src + i * qkw + dn, count: dr) }
                 }
             }
         }
         attend(batch, kernel: kernel, queries: qa, out: &z)
 
-        // o = U^V z per branch, y_i = α Σ_b o_{b,i}; then out = y · wOᵀ.
+        // o = U^V z per branch, y_i = α Σ_b o_{b,i}; then out = y · wOᵀ, summed over the TP group.
         z.withUnsafeBufferPointer { zp in
             y.withUnsafeMutableBufferPointer { yp in
-                var off = 0
-                for (k, heads) in shard.unitHeads.enumerated() {
-                    up[k].data.withUnsafeBufferPointer { u in
-                        for (j, h) in heads.enumerated() {
-                            let local = h - shard.queryHeads.lowerBound
-                            BLAS.gemmNT(zp.baseAddress! + off + j * dl, u.baseAddress! + (j * 2 + 1) * dn * dl,
-                                        yp.baseAddress! + local * dn, m: t, n: dn, k: dl,
-                                        lda: zStride, ldb: dl, ldc: hr * dn, alpha: L.alpha, accumulate: true)
-                        }
-                    }
-                    off += heads.count * dl
+                forEachServedHead(columnsPerHead: dl) { u, j, local, column in
+                    BLAS.gemmNT(zp.baseAddress! + column, u + (j * 2 + 1) * dn * dl,
+                                yp.baseAddress! + local * dn, m: t, n: dn, k: dl,
+                                lda: zStride, ldb: dl, ldc: hr * dn, alpha: L.alpha, accumulate: true)
                 }
             }
         }
-        return BLAS.linear(y, rows: t, wO)
+        return wO(y, rows: t, collectives: collectives)
+    }
+
+    /// Visits the served heads branch by branch (block k's heads in order) with the
+    /// branch's up-projection U = up[k], the head's index j in the branch, its local
+    /// query head, and its first column in a per-row layout of `columnsPerHead`
+    /// columns per served head (the kernel's queries or outputs).
+    private func forEachServedHead(columnsPerHead: Int,
+                                   _ body: (_ up: UnsafePointer<Float>, _ j: Int, _ local: Int, _ column: Int) -> Void) {
+        var off = 0
+        for (k, heads) in shard.unitHeads.enumerated() {
+            up[k].data.withUnsafeBufferPointer { u in
+                for (j, h) in heads.enumerated() {
+                    body(u.baseAddress!, j, h - shard.queryHeads.lowerBound, off + j * columnsPerHead)
+                }
+            }
+            off += heads.count * columnsPerHead
+        }
     }
 }
 

@@ -1,13 +1,13 @@
 /// A Llama-style decoder (method §3 "the rest of a decoder layer") around any
 /// attention variant, sharded for one rank of a TP group:
-///   x ← x + attn(RMSNorm(x; input_layernorm))                 one all-reduce
-///   x ← x + W_down(silu(W_1 h) ⊙ W_2 h), h = RMSNorm(x; post_attention_layernorm)   one all-reduce
+///   x ← x + attn(RMSNorm(x; input_layernorm))                 one all-reduce (attention's wO)
+///   x ← x + W_down(silu(W_1 h) ⊙ W_2 h), h = RMSNorm(x; post_attention_layernorm)   one all-reduce (W_down)
 /// then RMSNorm(layernorm.weight) and the tied lm_head (logits = h · wteᵀ).
 ///
 /// Per rank: IR = its slice of intermediate_size, VR = its slice of the vocabulary.
 ///   wte     [V, D]     replicated for the embedding lookup (no extra collective)
 ///   lmHead  [VR, D]    rows of wte: vocab-parallel logits, gathered once per step
-///   w1, w2  [IR, D]    column-parallel;   wDown [D, IR] row-parallel
+///   w1, w2  [IR, D]    column-parallel;   wDown [D, IR] row-parallel (`RowParallelLinear`)
 public struct ModelLayout: Sendable {
     public let attention: any AttentionLayout
     public let nLayer: Int, intermediateSize: Int, vocabSize: Int
@@ -62,7 +62,8 @@ public final class DecoderShard {
     struct Layer {
         let inputNorm: Tensor, postNorm: Tensor
         let attention: AttentionShard
-        let w1: Tensor, w2: Tensor, wDown: Tensor
+        let w1: Tensor, w2: Tensor
+        let wDown: RowParallelLinear
     }
     let layers: [Layer]
     let wte: Tensor, lmHead: Tensor, finalNorm: Tensor
@@ -71,7 +72,7 @@ public final class DecoderShard {
     public var attentionShards: [AttentionShard] { layers.map(\.attention) }
     public var weightBytes: Int {
         bytes([wte, lmHead, finalNorm]) + layers.reduce(0) {
-            $0 + $1.attention.weightBytes + bytes([$1.inputNorm, $1.postNorm, $1.w1, $1.w2, $1.wDown])
+            $0 + $1.attention.weightBytes + bytes([$1.inputNorm, $1.postNorm, $1.w1, $1.w2, $1.wDown.weight])
         }
     }
 
@@ -92,7 +93,7 @@ public final class DecoderShard {
                 attention: try layout.attention.makeShard(attentionShard, weights: weights, prefix: pre + "attn."),
                 w1: try weights.rows(specs[pre + "mlp.c_fc1.weight"]!, mlpSlice),
                 w2: try weights.rows(specs[pre + "mlp.c_fc2.weight"]!, mlpSlice),
-                wDown: try weights.columns(specs[pre + "mlp.c_proj.weight"]!, mlpSlice))
+                wDown: RowParallelLinear(try weights.columns(specs[pre + "mlp.c_proj.weight"]!, mlpSlice)))
         }
         wte = try weights.load(specs[ModelLayout.embeddingName]!)
         lmHead = wte.rows(vocabSlice)
@@ -108,7 +109,8 @@ public final class DecoderShard {
     /// caches[s]) through the model and returns the full logits [S, V] of each
     /// sequence's last new token. Prefill is one sequence with many tokens; a
     /// batched decode step is S sequences with one token each. Each layer ends
-    /// its attention and its MLP with one all-reduce for the whole batch.
+    /// its attention and its MLP with one all-reduce for the whole batch, issued by
+    /// their row-parallel projections.
     public func forward(tokens: [[Int]], caches: [[KVCache]], kernel: AttentionKernel,
                         collectives: TPCollectives) -> [Float] {
         let d = layout.nEmbd
@@ -118,11 +120,10 @@ public final class DecoderShard {
         for seq in tokens { for t in seq { x += wte.data[(t * d)..<((t + 1) * d)] } }
 
         for (l, layer) in layers.enumerated() {
-            // Attention: each sequence on its own cache; one all-reduce for the batch.
+            // Attention: each sequence on its own cache; one all-reduce for the batch (its wO).
             let h = normalizedRows(x, rows: rows, weight: layer.inputNorm)
-            var a = layer.attention.forward(h, segments: tokens.indices.map { SequenceSegment(cache: caches[$0][l], tokens: tokens[$0].count) },
-                                            kernel: kernel)
-            collectives.allReduceSum(&a)
+            let a = layer.attention.forward(h, segments: tokens.indices.map { SequenceSegment(cache: caches[$0][l], tokens: tokens[$0].count) },
+                                            kernel: kernel, collectives: collectives)
             for i in 0..<x.count { x[i] += a[i] }
 
             // SwiGLU MLP: column-parallel W1, W2, row-parallel W_down; one all-reduce.
@@ -130,8 +131,7 @@ public final class DecoderShard {
             var gate = BLAS.linear(m, rows: rows, layer.w1)          // [rows, IR]
             let up = BLAS.linear(m, rows: rows, layer.w2)            // [rows, IR]
             for i in 0..<gate.count { let g = gate[i]; gate[i] = g / (1 + expf(-g)) * up[i] }
-            var o = BLAS.linear(gate, rows: rows, layer.wDown)       // [rows, D]
-            collectives.allReduceSum(&o)
+            let o = layer.wDown(gate, rows: rows, collectives: collectives)   // [rows, D]
             for i in 0..<x.count { x[i] += o[i] }
         }
 
