@@ -143,6 +143,16 @@ public struct SweepSpec: Codable, Sendable {
         }
     }
 
+    /// This spec with every default in effect written out: "defaults" over `Grid.fallback`
+    /// and the repeat count (what --print-spec shows). n_embd stays out when the spec leaves
+    /// it to follow heads × head_dim.
+    public func inEffect() -> SweepSpec {
+        var s = self
+        s.defaults = defaults.over(.fallback)
+        s.repeats = repeats ?? 1
+        return s
+    }
+
     public func json() -> String {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys]

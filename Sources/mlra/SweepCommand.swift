@@ -102,7 +102,7 @@ struct SweepCommand: ParsableCommand {
                 return try resolvedSpec(worldSize: world.size)
             }
             if printSpec {
-                if world.rank == 0 { print(spec.json()) }
+                if world.rank == 0 { print(spec.inEffect().json()) }
                 return
             }
             if dryRun {

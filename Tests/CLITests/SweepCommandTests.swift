@@ -144,6 +144,10 @@ final class SweepCommandTests: XCTestCase {
         let spec = try CLI.run(["sweep", "--preset", "quick", "--print-spec"])
         XCTAssertEqual(spec.status, 0, spec.stderr)
         XCTAssertTrue(spec.stdout.contains("\"grids\""), spec.stdout)
+        // Every default in effect is printed, those the preset does not set included.
+        for key in ["\"devices\"", "\"repeats\" : 1", "\"cold_cache\"", "\"warmup\"", "\"steps\""] {
+            XCTAssertTrue(spec.stdout.contains(key), "\(key) missing from\n\(spec.stdout)")
+        }
         let missing = try CLI.run(["sweep", "--preset", "quick"])
         XCTAssertEqual(missing.status, 64, missing.stderr)
         XCTAssertEqual(missing.stderr.split(separator: "\n").count, 1, missing.stderr)
