@@ -205,6 +205,12 @@ __device__ __forceinline__ void mma16816(float *c, const u32 *a, u32 b0, u32 b1)
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// A thread's shares of its two rows' sums, summed over the quad of threads that holds each row.
+__device__ __forceinline__ void quad_sums(float &l0, float &l1) {
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+}
+
 // Source column of shared-memory column `c` (a multiple of 8).
 __device__ __forceinline__ int source_column(int c, int key_off, int rope_off, int val_off) {
     if (c < KEY_W) return key_off + c;
@@ -588,8 +594,7 @@ decode_warps(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
     __syncthreads();
 
     // Merge the WSPLIT warps of each head tile: rows' m and l, then the accumulators.
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    quad_sums(l0, l1);
     float *mrg_m = (float *)smem;                    // [WSPLIT][MROWS]
     float *mrg_l = mrg_m + WSPLIT * MROWS;           // [WSPLIT][MROWS]
     float *mrg_o = mrg_l + WSPLIT * MROWS;           // [WSPLIT][MROWS][DV]
@@ -1044,8 +1049,7 @@ decode_wgmma(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
     cp_async_wait<0>();
     TIMELINE(2);
 
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    quad_sums(l0, l1);
     if (qc == 0) { lsum[wg * WG_ROWS + r0] = l0; lsum[wg * WG_ROWS + r1] = l1; }
     __syncthreads();
     const float L0 = lsum[r0] + lsum[WG_ROWS + r0], L1 = lsum[r1] + lsum[WG_ROWS + r1];
@@ -1132,45 +1136,37 @@ decode_wgmma_solo(const u64 *__restrict__ caches, const int *__restrict__ length
         for (int e = 0; e < 32; e++) o[n][e] = 0.0f;
     float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;  // rows r0, r1 (l: this thread's share)
 
-    // Tile i of this warpgroup: in shared memory once the warpgroup has waited for its copies.
-    auto tile_in = [&](int i) -> const unsigned char * {
-        fence_proxy_async();
-        warpgroup_barrier(wg);  // tile i is in for every thread; all are done with tile i − 1
-        const int next = i + STAGES - 1;
-        if (next < mine)
-            load_key_rows<TN, 128>(ring + (next % STAGES) * TILE_BYTES, rows, start + (2 * next + wg) * TN, end, key_off, rope_off, ltid);
-        cp_async_commit();
-        return ring + (i % STAGES) * TILE_BYTES;
-    };
-    auto scores = [&](float *s, const unsigned char *tile) {
-        wgmma_fence();
-        wgmma_scores(s, Qs, tile);
-        wgmma_commit();
-    };
-    auto values = [&](const u32 (*pf)[4], const unsigned char *tile) {  // O += P·V, issued
-#pragma unroll
-        for (int n = 0; n < VNS; n++) fence_operands<32>(o[n]);
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < TN / 16; kk++)
-#pragma unroll
-            for (int n = 0; n < VNS; n++)
-                wgmma_rs_n64_nmajor(o[n], pf[kk], smem_desc(tile + n * (TN * 128) + kk * 2048, V_LBO, 1024, 1));
-        wgmma_commit();
-    };
     float s[TN / 2];
     u32 pf[TN / 16][4];
     float a0, a1;
     for (int i = 0; i < mine; i++) {
         cp_async_wait<STAGES - 2>();
-        const unsigned char *tile = tile_in(i);
-        scores(s, tile);
+        fence_proxy_async();
+        warpgroup_barrier(wg);  // tile i is in for every thread of the warpgroup; all are done with tile i − 1
+        {
+            const int next = i + STAGES - 1;
+            if (next < mine)
+                load_key_rows<TN, 128>(ring + (next % STAGES) * TILE_BYTES, rows, start + (2 * next + wg) * TN, end, key_off, rope_off, ltid);
+            cp_async_commit();
+        }
+        const unsigned char *tile = ring + (i % STAGES) * TILE_BYTES;
+        wgmma_fence();
+        wgmma_scores(s, Qs, tile);
+        wgmma_commit();
         wgmma_wait<0>();
         fence_operands<TN / 2>(s);
         softmax_step(s, start + (2 * i + wg) * TN, end, qc, scale_log2, m0, m1, l0, l1, pf, a0, a1);
         scale_acc<VNS>(o, a0, a1);
+#pragma unroll
+        for (int n = 0; n < VNS; n++) fence_operands<32>(o[n]);
         fence_operands<TN / 4>(&pf[0][0]);
-        values(pf, tile);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < TN / 16; kk++)  // O += P·V
+#pragma unroll
+            for (int n = 0; n < VNS; n++)
+                wgmma_rs_n64_nmajor(o[n], pf[kk], smem_desc(tile + n * (TN * 128) + kk * 2048, V_LBO, 1024, 1));
+        wgmma_commit();
         wgmma_wait<0>();
 #pragma unroll
         for (int n = 0; n < VNS; n++) fence_operands<32>(o[n]);
@@ -1178,8 +1174,7 @@ decode_wgmma_solo(const u64 *__restrict__ caches, const int *__restrict__ length
     }
     cp_async_wait<0>();
     TIMELINE(2);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    quad_sums(l0, l1);
 
     // Warpgroup 1 leaves its state in its own ring (thread-major, so that each warpgroup-0
     // thread reads what its twin wrote) and warpgroup 0 merges: M = max, weights 2^(m − M).
