@@ -59,7 +59,7 @@ let package = Package(
         // embedded in the binary), device caches, GPU calibration. No MPI.
         .target(name: "MLRACuda", dependencies: ["MLRACore", "CCuda"],
                 resources: [.embedInCode("kernels/decode_attention.cu"), .embedInCode("kernels/calibrate.cu"),
-                            .embedInCode("kernels/cache_fill.cu")]),
+                            .embedInCode("kernels/cache_fill.cu"), .embedInCode("kernels/layer_ops.cu")]),
         // Timing protocol, statistics, calibration, noise probe, CSV, sweep driver.
         .target(name: "MLRABench", dependencies: ["MLRAParallel", "MLRACore", "MLRACuda", "CBLAS", "CFFTW"]),
         .executableTarget(name: "mlra", dependencies: [

@@ -37,6 +37,7 @@ int mlra_cuda_load_driver(char *err, size_t errlen) {
     RESOLVE(lib, cuDevicePrimaryCtxRetain); RESOLVE(lib, cuCtxSetCurrent); RESOLVE(lib, cuCtxSynchronize);
     RESOLVE(lib, cuMemGetInfo); RESOLVE(lib, cuMemAlloc); RESOLVE(lib, cuMemFree); RESOLVE(lib, cuMemcpyHtoD);
     RESOLVE(lib, cuMemcpyDtoH); RESOLVE(lib, cuMemcpyDtoD); RESOLVE(lib, cuMemsetD8); RESOLVE(lib, cuModuleLoadData);
+    RESOLVE(lib, cuMemcpyHtoDAsync); RESOLVE(lib, cuMemcpyDtoHAsync); RESOLVE(lib, cuMemsetD8Async); RESOLVE(lib, cuEventDestroy);
     RESOLVE(lib, cuModuleUnload); RESOLVE(lib, cuModuleGetFunction); RESOLVE(lib, cuFuncSetAttribute);
     RESOLVE(lib, cuFuncGetAttribute); RESOLVE(lib, cuLaunchKernel); RESOLVE(lib, cuStreamCreate);
     RESOLVE(lib, cuStreamSynchronize); RESOLVE(lib, cuStreamBeginCapture); RESOLVE(lib, cuStreamEndCapture);
@@ -65,44 +66,83 @@ static void preload_builtins(const char *nvrtc_path) {
     }
 }
 
-int mlra_cuda_load_nvrtc(const char *path, char *opened, size_t openedlen, char *err, size_t errlen) {
-    if (mlra_cuda.nvrtcCompileProgram) return 0;
-    static const char *sonames[] = {"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"};
+// Opens the first of `sonames` found: in `path` (a file, or a folder holding them) when
+// given, else on the library path. NULL, with the candidates tried listed in `tried`.
+static void *open_first(const char *path, const char *const *sonames, size_t count, char *candidate, size_t candlen,
+                        char *tried, size_t triedlen) {
     void *lib = NULL;
-    char tried[2048] = "";
-    char candidate[4200];
-    for (size_t i = 0; i < sizeof sonames / sizeof *sonames && !lib; i++) {
+    tried[0] = 0;
+    for (size_t i = 0; i < count && !lib; i++) {
         if (path && *path) {
-            if (is_dir(path)) snprintf(candidate, sizeof candidate, "%s/%s", path, sonames[i]);
-            else if (i == 0) snprintf(candidate, sizeof candidate, "%s", path);
+            if (is_dir(path)) snprintf(candidate, candlen, "%s/%s", path, sonames[i]);
+            else if (i == 0) snprintf(candidate, candlen, "%s", path);
             else break;
         } else {
-            snprintf(candidate, sizeof candidate, "%s", sonames[i]);
+            snprintf(candidate, candlen, "%s", sonames[i]);
         }
         lib = dlopen(candidate, RTLD_NOW | RTLD_LOCAL);
         if (!lib) {
             size_t n = strlen(tried);
-            snprintf(tried + n, sizeof tried - n, "%s%s", n ? ", " : "", candidate);
+            snprintf(tried + n, triedlen - n, "%s%s", n ? ", " : "", candidate);
         }
     }
+    return lib;
+}
+
+// The file a handle was opened from (its folder holds NVRTC's builtins), else `fallback`.
+static void opened_path(void *lib, const char *fallback, char *opened, size_t openedlen) {
+    struct link_map *map = NULL;
+    if (dlinfo(lib, RTLD_DI_LINKMAP, &map) == 0 && map && map->l_name && *map->l_name) snprintf(opened, openedlen, "%s", map->l_name);
+    else snprintf(opened, openedlen, "%s", fallback);
+}
+
+int mlra_cuda_load_nvrtc(const char *path, char *opened, size_t openedlen, char *err, size_t errlen) {
+    if (mlra_cuda.nvrtcCompileProgram) return 0;
+    static const char *sonames[] = {"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"};
+    char tried[2048], candidate[4200];
+    void *lib = open_first(path, sonames, sizeof sonames / sizeof *sonames, candidate, sizeof candidate, tried, sizeof tried);
     if (!lib) {
         snprintf(err, errlen, "NVRTC not found (tried %s%s); point MLRA_NVRTC at libnvrtc.so.13 or its folder "
                  "(a CUDA toolkit's lib64, or pip's nvidia-cuda-nvrtc: site-packages/nvidia/cu13/lib)",
                  tried, (path && *path) ? "" : " on the library path");
         return 1;
     }
-    // The real file, so that its folder (for the builtins) is known.
-    struct link_map *map = NULL;
-    if (dlinfo(lib, RTLD_DI_LINKMAP, &map) == 0 && map && map->l_name && *map->l_name) {
-        snprintf(opened, openedlen, "%s", map->l_name);
-        preload_builtins(map->l_name);
-    } else {
-        snprintf(opened, openedlen, "%s", candidate);
-    }
+    opened_path(lib, candidate, opened, openedlen);
+    preload_builtins(opened);
     const char *libname = opened;
     RESOLVE(lib, nvrtcVersion); RESOLVE(lib, nvrtcGetErrorString); RESOLVE(lib, nvrtcCreateProgram);
     RESOLVE(lib, nvrtcCompileProgram); RESOLVE(lib, nvrtcGetProgramLogSize); RESOLVE(lib, nvrtcGetProgramLog);
     RESOLVE(lib, nvrtcGetCUBINSize); RESOLVE(lib, nvrtcGetCUBIN); RESOLVE(lib, nvrtcDestroyProgram);
+    return 0;
+}
+
+int mlra_cuda_load_cublas(const char *path, char *opened, size_t openedlen, char *err, size_t errlen) {
+    if (mlra_cuda.cublasSgemm) return 0;
+    static const char *sonames[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so"};
+    char tried[2048], candidate[4200];
+    // cuBLAS needs cuBLASLt, which a folder outside the library path holds beside it.
+    static const char *lt[] = {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"};
+    if (path && *path) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (!is_dir(path) && slash) *slash = 0;
+        for (size_t i = 0; i < sizeof lt / sizeof *lt; i++) {
+            snprintf(candidate, sizeof candidate, "%s/%s", dir, lt[i]);
+            if (dlopen(candidate, RTLD_NOW | RTLD_GLOBAL)) break;
+        }
+    }
+    void *lib = open_first(path, sonames, sizeof sonames / sizeof *sonames, candidate, sizeof candidate, tried, sizeof tried);
+    if (!lib) {
+        snprintf(err, errlen, "cuBLAS not found (tried %s%s); point MLRA_CUBLAS at libcublas.so.13 or its folder "
+                 "(a CUDA toolkit's lib64, or pip's nvidia-cublas: site-packages/nvidia/cu13/lib)",
+                 tried, (path && *path) ? "" : " on the library path");
+        return 1;
+    }
+    opened_path(lib, candidate, opened, openedlen);
+    const char *libname = opened;
+    RESOLVE(lib, cublasCreate); RESOLVE(lib, cublasDestroy); RESOLVE(lib, cublasGetVersion); RESOLVE(lib, cublasSetStream);
+    RESOLVE(lib, cublasSetMathMode); RESOLVE(lib, cublasSgemm); RESOLVE(lib, cublasSgemmStridedBatched);
     return 0;
 }
 

@@ -5,7 +5,8 @@ import MLRAParallel
 
 /// The sweep's cuda configurations: kernel scope on each rank's GPU, through the same
 /// workload, checks and timing as `mlra bench --device cuda` (GPUKernelWorkload,
-/// GPUValidation.beforeTiming, GPUTiming).
+/// GPUValidation.beforeTiming, GPUTiming); layer scope through the sharded layer on the
+/// GPU (GPULayerWorkload) and the CPU's timing protocol.
 extension SweepDriver {
     /// Every rank binds its GPU (node-local rank mod visible GPUs, as `forward --device
     /// cuda` does under MPI) and opens NVRTC when the sweep has a cuda configuration that
@@ -50,6 +51,7 @@ extension SweepDriver {
     /// the roofline columns use, as bench does).
     func measureOnGPU(_ c: SweepConfig, layout: any AttentionLayout, _ p: Placement) throws -> Measurement {
         guard let gpu else { throw HarnessError("\(c.label): no GPU is bound") }
+        if c.scope == .layer { return try measureLayerOnGPU(c, layout: layout, p, gpu: gpu) }
         let built = try world.collectively { () throws -> (work: GPUKernelWorkload, checks: [GPUValidation.Result])? in
             guard p.active else { return nil }
             do {
@@ -96,5 +98,94 @@ extension SweepDriver {
             for (k, v) in zip(CUDADevice.csvColumns, gpu.csvFields(clocks: clocks)) { m.columns[k] = v }
         }
         return m
+    }
+}
+
+/// The layer on the GPU as the timing protocol steps it: a step cannot throw, so its
+/// failure is kept and reported after timing (every step still issues its all-reduce,
+/// so the group's other ranks never wait for ever); kernel seconds from CUDA events.
+final class GPULayerStep: StepWorkload, KernelClock {
+    let work: GPULayerWorkload
+    /// GPU seconds of the attention (`seconds`, the kernel column) and of the projections, summed over steps.
+    private(set) var seconds = 0.0
+    private(set) var projectionSeconds: [Double] = []
+    private(set) var failure: Error?
+    init(_ work: GPULayerWorkload) { self.work = work }
+    func step(collectives: TPCollectives) {
+        do {
+            let t = try work.step(collectives: collectives)
+            seconds += t.attention
+            projectionSeconds.append(t.projections)
+        } catch { failure = failure ?? error }
+    }
+    var weightBytes: Int { work.weightBytes }
+    var collectivePattern: (allReduceFloats: [Int], allGatherFloats: Int?) { ([work.caches.count * work.layout.nEmbd], nil) }
+}
+
+extension SweepDriver {
+    /// A cuda configuration in layer scope: each taking part rank builds its shard on its
+    /// GPU (weights, caches filled as the CPU layer's), the group checks the layer against
+    /// the Double reference (the CPU's layer check), then the timing protocol steps it as
+    /// on the CPU: steps by wall clock (each waited for), the kernel by CUDA events, the
+    /// all-reduce (MPI, staged through host memory) by the communicator's counters.
+    func measureLayerOnGPU(_ c: SweepConfig, layout: any AttentionLayout, _ p: Placement, gpu: CUDADevice) throws -> Measurement {
+        let weights = SeededWeights(seed: options.seed)
+        // Built and checked in two agreements: a rank that fails to build (out of memory)
+        // must not leave the others waiting in the check's all-reduces.
+        let work = try world.collectively { () throws -> GPULayerStep? in
+            guard p.active else { return nil }
+            do {
+                let shard = try layout.shard(tp: c.tp, rank: try planRank(c, layout, p))
+                return GPULayerStep(try GPULayerWorkload(device: gpu, layout: layout, shard: shard, weights: weights, dtype: c.dtype,
+                                                         sequences: p.sequences, context: c.context, capacity: c.cacheCapacity))
+            } catch let e as HarnessError { throw HarnessError("\(c.label): \(e.message)") }
+        }
+        let check = try world.collectively { () throws -> ValidationResult in
+            guard let work, let group = p.groups?.group else { return ValidationResult(maxError: 0, violation: nil) }
+            do {
+                return try Validation.gpuLayer(c, work: work.work, weights: weights, group: group, injectError: options.injectValidationError)
+            } catch let e as HarnessError { throw HarnessError("\(c.label): \(e.message)") }
+        }
+        try world.collectively {
+            if let v = check.violation { throw HarnessError("validation failed for \(c.label): \(v)") }
+        }
+        var m = Measurement()
+        m.maxError = world.allReduce(check.maxError, max: true)
+        let clocks = p.active ? gpu.clocksMHz() : nil   // before timing, as in kernel scope
+        timeSteps(c, p, work, clock: work ?? GPULayerStep.idle, into: &m)
+        try world.collectively {
+            if let failure = work?.failure { throw HarnessError("\(c.label): \(failure)") }
+        }
+        if p.reporter, let work {
+            m.columns["gpu_kernel"] = work.work.attention.summary + "; projections cuBLAS f32 \(work.work.backend.cublasVersion); "
+                + "all-reduce MPI through host memory"
+            // The last `steps` steps are the timed ones (warm-up first); this rank's, not the group's max.
+            let projections = SampleStats(Array(work.projectionSeconds.suffix(c.steps))).median
+            m.columns["projection_us_median"] = fmt(projections * 1e6)
+            print(String(format: "  %@: GPU time per step on group rank 0: projections (cuBLAS) %.1f us median", c.label, projections * 1e6))
+            for (k, v) in zip(CUDADevice.csvColumns, gpu.csvFields(clocks: clocks)) { m.columns[k] = v }
+        }
+        return m
+    }
+}
+
+extension GPULayerStep {
+    /// The clock of a rank that takes no part (it reads nothing).
+    static let idle = TimedKernel(PlainAttentionKernel())
+}
+
+extension Validation {
+    /// Layer scope on the GPU: the group's sharded layer on its GPUs (a prefill of 2 tokens,
+    /// then 2 decode steps, all-reduced) against the Double reference forward on group rank
+    /// 0, as `layer` checks the CPU's, with the GPU kernel's rounding added to the tolerance.
+    static func gpuLayer(_ config: SweepConfig, work: GPULayerWorkload, weights: WeightSource, group: Communicator,
+                         injectError: Bool) throws -> ValidationResult {
+        let layout = work.layout, tokens = GPULayerWorkload.checkTokens
+        let x = SeededInit(seed: 0x7E57).tensor("x", shape: [tokens, layout.nEmbd], kind: .embedding).data
+        var y = try work.checkOutputs(x, collectives: group)
+        guard group.rank == 0 else { return ValidationResult(maxError: 0, violation: nil) }
+        if injectError { y[0] += 1 }
+        let ref = try ReferenceForward.run(layout, weights: weights, x: x.map(Double.init), tokens: tokens)
+        return compare(y, ref, Tolerance.gpuLayerOutput(cache: config.dtype))
     }
 }

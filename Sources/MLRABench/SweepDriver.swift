@@ -527,7 +527,7 @@ public final class SweepDriver {
 
     /// A cpu configuration: the rank's workload in its scope, validated, then timed by TimingProtocol.
     func measureOnCPU(_ c: SweepConfig, layout: any AttentionLayout, _ p: Placement) throws -> Measurement {
-        let mode = c.timingMode, g = p.groups, seqs = p.sequences
+        let g = p.groups, seqs = p.sequences
         // Every scope runs this kernel object; its ISA (the loops it dispatches to) goes into the row.
         let kernel = try TiledAttentionKernel(threads: c.threads)
         let timed = TimedKernel(kernel)
@@ -564,21 +564,29 @@ public final class SweepDriver {
         var m = Measurement()
         m.maxError = world.allReduce(check.maxError, max: true)
 
-        // Time it.
-        switch mode {
+        timeSteps(c, p, work, clock: timed, into: &m)
+        m.columns["kernel_isa"] = kernel.isa.rawValue
+        return m
+    }
+
+    /// Times a configuration's built workload (every scope, CPU or GPU) by its timing mode:
+    /// the step, kernel (read from `clock`), collective and imbalance samples, the weights
+    /// and the all-reduces a step issues.
+    func timeSteps(_ c: SweepConfig, _ p: Placement, _ work: StepWorkload?, clock: KernelClock, into m: inout Measurement) {
+        switch c.timingMode {
         case .concurrent:
-            if p.active, let work, let group = g?.group {
+            if p.active, let work, let group = p.groups?.group {
                 if group.rank == group.size - 1 { group.injectedDelay = options.injectRankDelayUs * 1e-6 }
                 defer { group.injectedDelay = 0 }
-                m.samples = TimingProtocol.concurrent(work, group: group, kernel: timed, warmup: c.warmup, steps: c.steps)
+                m.samples = TimingProtocol.concurrent(work, group: group, kernel: clock, warmup: c.warmup, steps: c.steps)
             }
             world.quietBarrier()
         case .isolated, .deviceShare:
-            let local = TimingProtocol.isolatedLocal(work, world: world, tpSize: c.tp, tpRank: p.tpRank, kernel: p.active ? timed : nil,
+            let local = TimingProtocol.isolatedLocal(work, world: world, tpSize: c.tp, tpRank: p.tpRank, kernel: p.active ? clock : nil,
                                                      warmup: c.warmup, steps: c.steps)
-            if mode == .deviceShare {
+            if c.timingMode == .deviceShare {
                 m.samples = StepSamples(step: local.step, kernel: local.kernel, collective: [Double](repeating: 0, count: local.step.count))
-            } else if p.active, let work, let group = g?.group {
+            } else if p.active, let work, let group = p.groups?.group {
                 let comm = TimingProtocol.collectivesOnly(work.collectivePattern, group: group, warmup: c.warmup, steps: c.steps)
                 let stepMax = group.allReduceMax(local.step), kernelMax = group.allReduceMax(local.kernel)
                 let stepMin = group.allReduceMax(local.step.map { -$0 }).map { -$0 }
@@ -594,8 +602,6 @@ public final class SweepDriver {
             // The step's all-reduces as the workload issues them (none at tp 1: a group of one communicates nothing).
             m.allReduceFloats = c.tp > 1 ? work.collectivePattern.allReduceFloats : []
         }
-        m.columns["kernel_isa"] = kernel.isa.rawValue
-        return m
     }
 
     func makeRow(_ c: SweepConfig, cost: DecodeCost, group: Int, hosts: [String], seqs: Int, measured m: Measurement,

@@ -10,6 +10,11 @@ public enum SweepPreset: String, CaseIterable, Sendable {
     /// GQA at TP 8, MLA unsharded, GLA-2 at TP 2, MLRA-4 at TP 4, h = 64, d_h 128,
     /// d_r 64, d_c 512; contexts from 8K up to 2M, each checked against memory first.
     case paper
+    /// The paper's four per-device shapes on GPUs (issue 12): kernel scope as `paper` (one
+    /// device's share of GQA at TP 8, MLA, GLA-2 at TP 2, MLRA-4 at TP 4), bf16, batch 1,
+    /// contexts 128K to 2M; and layer scope at the same shapes, at TP 1 and, where the job
+    /// has the ranks, at the paper's TP degree (ranks beyond the GPUs share them).
+    case paperGPU = "paper-gpu"
     /// The paper's batched layout: 128 heads, n_embd 7168, MLA as DP=N, GLA-2 as
     /// TP=2×DP=N/2, MLRA-4 as TP=4×DP=N/4, GQA as TP=min(8, N); layer scope;
     /// batch 8·N and contexts scaled to the machine.
@@ -38,6 +43,21 @@ public enum SweepPreset: String, CaseIterable, Sendable {
             d.warmup = 2; d.steps = 10; d.coldCache = true
             func grid(_ v: VariantName, _ tp: Int) -> SweepSpec.Grid { var g = SweepSpec.Grid(); g.variants = [v]; g.tp = [tp]; return g }
             return SweepSpec(defaults: d, grids: [grid(.gqa, 8), grid(.mla, 1), grid(.gla2, 2), grid(.mlra4, 4)])
+
+        case .paperGPU:
+            var d = SweepSpec.Grid()
+            d.heads = [64]; d.headDim = 128; d.ropeDim = 64; d.kvRanks = [512]; d.qLoraRank = 1536; d.kvHeads = 8
+            d.dtypes = ["bf16"]; d.batch = [1]; d.threads = [1]; d.devices = [.cuda]
+            d.contexts = [131_072, 524_288, 1_048_576, 2_097_152]
+            d.warmup = 3; d.steps = 20; d.coldCache = true
+            let paperTP: [(VariantName, Int)] = [(.gqa, 8), (.mla, 1), (.gla2, 2), (.mlra4, 4)]
+            let kernel = paperTP.map { v, tp in
+                var g = SweepSpec.Grid(); g.variants = [v]; g.tp = [tp]; g.scopes = [.kernel]; return g
+            }
+            let layer = paperTP.map { v, tp in
+                var g = SweepSpec.Grid(); g.variants = [v]; g.tp = tp > 1 && tp <= n ? [1, tp] : [1]; g.scopes = [.layer]; return g
+            }
+            return SweepSpec(defaults: d, grids: kernel + layer)
 
         case .throughput:
             var d = SweepSpec.Grid()

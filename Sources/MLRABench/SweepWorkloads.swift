@@ -52,11 +52,11 @@ func fillRandom(_ cache: KVCache, length: Int, key: String) {
 /// Layer scope: projections, cache append, attention, output projection and one
 /// all-reduce for the rank's sequences.
 final class LayerStep: StepWorkload {
-    let shard: AttentionShard
+    let shard: any AttentionShard
     let caches: [KVCache]
     let x: [Float]
     let kernel: AttentionKernel
-    init(shard: AttentionShard, sequences: Int, context: Int, capacity: Int, dtype: StorageDType, kernel: AttentionKernel) {
+    init(shard: any AttentionShard, sequences: Int, context: Int, capacity: Int, dtype: StorageDType, kernel: AttentionKernel) {
         self.shard = shard
         self.kernel = kernel
         caches = (0..<sequences).map { s in

@@ -24,6 +24,15 @@ public struct StepSamples {
     }
 }
 
+/// Where a step's kernel seconds are read from: the CPU kernel's wall time (`TimedKernel`)
+/// or a GPU's CUDA events around its attention launches.
+public protocol KernelClock: AnyObject {
+    /// Seconds spent in the attention kernel so far.
+    var seconds: Double { get }
+}
+
+extension TimedKernel: KernelClock {}
+
 public enum TimingMode: String, Sendable {
     /// All ranks step together; what a dedicated node would see.
     case concurrent
@@ -42,7 +51,7 @@ public enum TimingProtocol {
     public static let maxSteps = 1 << 20
 
     /// Concurrent mode for the ranks of one TP group.
-    public static func concurrent(_ work: StepWorkload, group: Communicator, kernel: TimedKernel,
+    public static func concurrent(_ work: StepWorkload, group: Communicator, kernel: KernelClock,
                                   warmup: Int, steps: Int) -> StepSamples {
         // Warm-up too: the barriers before the collectives are part of every step timed.
         group.waitApart = true
@@ -74,7 +83,7 @@ public enum TimingProtocol {
     /// while the others sleep in a quiet barrier. Non-participating ranks pass
     /// `work` = nil. Returns this rank's own samples (empty when not participating).
     public static func isolatedLocal(_ work: StepWorkload?, world: Communicator, tpSize: Int, tpRank: Int,
-                                     kernel: TimedKernel?, warmup: Int, steps: Int) -> (step: [Double], kernel: [Double]) {
+                                     kernel: KernelClock?, warmup: Int, steps: Int) -> (step: [Double], kernel: [Double]) {
         var step = [Double](), kern = [Double]()
         let local = LocalOnlyCollectives(tpSize: tpSize, tpRank: tpRank)
         inTurn(world: world) {

@@ -33,7 +33,7 @@ public enum Validation {
 
     /// Layer scope: the group's sharded layer (prefill 2 tokens, then 2 decode
     /// steps, all-reduced) against the Double reference forward on group rank 0.
-    public static func layer(_ config: SweepConfig, shard: AttentionShard, weights: WeightSource, group: Communicator,
+    public static func layer(_ config: SweepConfig, shard: any AttentionShard, weights: WeightSource, group: Communicator,
                              kernel: AttentionKernel, injectError: Bool) throws -> ValidationResult {
         let layout = shard.layout
         let tokens = 4

@@ -146,13 +146,18 @@ public final class GPUAttention {
     /// Launches every class on `device.stream`: caches is a device table of B row pointers
     /// (u64), lengths B ints; q and out as in the class comment.
     public func launch(caches: DeviceBuffer, lengths: DeviceBuffer, batch: Int, q: DeviceBuffer, out: DeviceBuffer) throws {
+        try launch(caches: caches.pointer, lengths: lengths.pointer, batch: batch, q: q.pointer, out: out.pointer)
+    }
+
+    /// The same on raw device addresses (CUDABackend's step buffers).
+    public func launch(caches: CUdeviceptr, lengths: CUdeviceptr, batch: Int, q: CUdeviceptr, out: CUdeviceptr) throws {
         precondition(batch <= maxBatch)
         let log2e: Float = 1.4426950408889634
         for c in classes {
             let groupsInClass = c.groupIndices.count
             let args = KernelArguments()
-            args.add(caches.pointer).add(lengths.pointer).add(c.table.pointer).add(Int32(groupsInClass))
-                .add(q.pointer).add(Int32(queryCount)).add(out.pointer).add(Int32(outputCount))
+            args.add(caches).add(lengths).add(c.table.pointer).add(Int32(groupsInClass))
+                .add(q).add(Int32(queryCount)).add(out).add(Int32(outputCount))
             switch c.path {
             case .plain:
                 args.add(scale).add(c.scratch!.pointer).add(Int32(maxLength))
@@ -168,7 +173,7 @@ public final class GPUAttention {
             if c.splits > 1 {
                 let comb = KernelArguments()
                 comb.add(c.partialML!.pointer).add(c.partialAcc!.pointer).add(c.table.pointer).add(Int32(groupsInClass))
-                    .add(Int32(c.splits)).add(out.pointer).add(Int32(outputCount))
+                    .add(Int32(c.splits)).add(out).add(Int32(outputCount))
                 try c.combine.launch(grid: (c.heads * ((c.valueWidth + 31) / 32), groupsInClass, batch), block: 256,
                                      stream: device.stream, comb)
             }

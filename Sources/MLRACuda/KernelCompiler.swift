@@ -8,12 +8,14 @@ public enum KernelSource: String, CaseIterable, Sendable {
     case decodeAttention = "decode_attention.cu"
     case calibrate = "calibrate.cu"
     case cacheFill = "cache_fill.cu"
+    case layerOps = "layer_ops.cu"
 
     public var text: String {
         switch self {
         case .decodeAttention: String(decoding: PackageResources.decode_attention_cu, as: UTF8.self)
         case .calibrate: String(decoding: PackageResources.calibrate_cu, as: UTF8.self)
         case .cacheFill: String(decoding: PackageResources.cache_fill_cu, as: UTF8.self)
+        case .layerOps: String(decoding: PackageResources.layer_ops_cu, as: UTF8.self)
         }
     }
 }

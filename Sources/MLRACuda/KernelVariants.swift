@@ -17,7 +17,8 @@ public enum KernelVariants {
     }
 
     public static func all(arch: String) -> [Compilation] {
-        var out = [Compilation(source: .calibrate, defines: [], flags: []), Compilation(source: .cacheFill, defines: [], flags: [])]
+        var out = [Compilation(source: .calibrate, defines: [], flags: []), Compilation(source: .cacheFill, defines: [], flags: []),
+                   Compilation(source: .layerOps, defines: [], flags: [])]
         var seen = Set<String>()
         for c in GPUSelfTest.cases {
             guard let layout = try? c.config.layout(), let shard = try? layout.shard(tp: c.tp, rank: 0) else { continue }

@@ -46,7 +46,7 @@ struct ForwardCommand: ParsableCommand {
         try runParallel { world in
             let tp = world.size
             let topology = NodeTopology(world)
-            let (layout, x, shard, weights) = try world.collectively { () throws -> (any AttentionLayout, Tensor, AttentionShard, WeightSource) in
+            let (layout, x, shard, weights) = try world.collectively { () throws -> (any AttentionLayout, Tensor, any AttentionShard, WeightSource) in
                 // The world is one TP group: refused before anything is read if it spans nodes.
                 try TPGroups.check(tp: tp, topology: topology, allowCrossNode: topologyOptions.allowCrossNodeTP)
                 let layout = try AttentionConfig.load(path: config).layout()

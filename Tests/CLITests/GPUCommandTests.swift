@@ -76,11 +76,11 @@ final class GPUCommandTests: XCTestCase {
                          contains: "re-run 'mlra calibrate --device cuda --format json'")
         XCTAssertEqual(try files(), before.union(["spec.json", "old.csv"]))
 
-        let ok = try CLI.mpirun(2, ["sweep", "--out", out, "--devices", "cpu,cuda", "--scopes", "layer"] + grid, timeout: 120)
+        let ok = try CLI.mpirun(2, ["sweep", "--out", out, "--devices", "cpu,cuda", "--scopes", "model"] + grid, timeout: 120)
         XCTAssertEqual(ok.status, 0, ok.stderr)
-        XCTAssertTrue(ok.stderr.contains("bf16 cuda: skipped: layer scope runs on the CPU only"), ok.stderr)
+        XCTAssertTrue(ok.stderr.contains("bf16 cuda: skipped: model scope runs on the CPU only"), ok.stderr)
         let rows = AppendOnlyCSV.readRows(path: out)
-        XCTAssertEqual(rows.count, 1, "mlra4 layer tp 1 batch 1 on the CPU: one replica, one row")
+        XCTAssertEqual(rows.count, 1, "mlra4 model tp 1 batch 1 on the CPU: one replica, one row")
         for row in rows {
             XCTAssertEqual(row["device"], "cpu")
             XCTAssertTrue(row["calib_source"]?.hasPrefix("file:") ?? false, row["calib_source"] ?? "nil")

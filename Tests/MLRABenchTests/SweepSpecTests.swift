@@ -43,21 +43,22 @@ final class SweepSpecTests: XCTestCase {
 
     /// Issue 11: "devices" is a grid key like "dtypes" (default cpu): it multiplies the
     /// grid (cuda configurations once per thread count: one host thread drives a GPU),
-    /// enters the resume key, and cuda runs kernel scope only (layer and model skipped
-    /// with the reason).
+    /// enters the resume key, and cuda runs kernel and layer scope (model skipped with the
+    /// reason; issue 12).
     func testDevicesExpandAsAGridKeyAndEnterTheResumeKey() throws {
         let spec = try decode(#"""
             {"defaults": {"heads": [4], "head_dim": 16, "rope_dim": 8, "kv_ranks": [64], "contexts": [64]},
-             "grids": [{"variants": ["mla"], "devices": ["cpu", "cuda"], "scopes": ["kernel", "layer"], "threads": [1, 2]}]}
+             "grids": [{"variants": ["mla"], "devices": ["cpu", "cuda"], "scopes": ["kernel", "layer", "model"], "threads": [1, 2]}]}
             """#)
         XCTAssertTrue(SweepSpec.Grid.keys.contains("devices"))
         let configs = try spec.configurations(worldSize: 2, maxThreads: 2)
-        XCTAssertEqual(configs.count, 2 * 2 + 2, "cpu: 2 scopes × 2 thread counts; cuda: 2 scopes")
+        XCTAssertEqual(configs.count, 3 * 2 + 3, "cpu: 3 scopes × 2 thread counts; cuda: 3 scopes")
         let cuda = configs.filter { $0.device == .cuda }
-        XCTAssertEqual(cuda.map(\.threads), [1, 1])
+        XCTAssertEqual(cuda.map(\.threads), [1, 1, 1])
         XCTAssertNil(cuda.first { $0.scope == .kernel }!.skipReason())
-        XCTAssertEqual(cuda.first { $0.scope == .layer }!.skipReason(),
-                       "layer scope runs on the CPU only; on cuda the sweep times kernel scope (GPU layer and model scope are a later issue)")
+        XCTAssertNil(cuda.first { $0.scope == .layer }!.skipReason())
+        XCTAssertEqual(cuda.first { $0.scope == .model }!.skipReason(),
+                       "model scope runs on the CPU only; on cuda the sweep times kernel and layer scope (GPU model scope is not built yet)")
         XCTAssertTrue(configs.filter { $0.device == .cpu }.allSatisfy { $0.skipReason() == nil })
         // The same grid point on the two devices: two keys, the device column telling them apart.
         let cpuKernel = configs.first { $0.device == .cpu && $0.scope == .kernel && $0.threads == 1 }!
@@ -137,6 +138,14 @@ final class SweepSpecTests: XCTestCase {
         let paper = try SweepPreset.paper.spec(worldSize: 1).configurations(worldSize: 1)
         XCTAssertEqual(Set(paper.map { "\($0.variant.rawValue)@\($0.tp)" }), ["gqa@8", "mla@1", "gla2@2", "mlra4@4"])
         XCTAssertTrue(paper.allSatisfy { $0.isDeviceShare || $0.tp == 1 })
+        // paper-gpu: the same four kernel shares on cuda, and layer scope at TP 1, plus the
+        // paper's TP where the job has the ranks (GQA's 8 not in a 4-rank job).
+        let gpu = try SweepPreset.paperGPU.spec(worldSize: 4).configurations(worldSize: 4)
+        XCTAssertTrue(gpu.allSatisfy { $0.device == .cuda && $0.dtype == .bf16 && $0.skipReason() == nil })
+        XCTAssertEqual(Set(gpu.filter { $0.scope == .kernel }.map { "\($0.variant.rawValue)@\($0.tp)" }), ["gqa@8", "mla@1", "gla2@2", "mlra4@4"])
+        XCTAssertEqual(Set(gpu.filter { $0.scope == .layer }.map { "\($0.variant.rawValue)@\($0.tp)" }),
+                       ["gqa@1", "mla@1", "gla2@1", "gla2@2", "mlra4@1", "mlra4@4"])
+        XCTAssertEqual(Set(gpu.map(\.context)), [131_072, 524_288, 1_048_576, 2_097_152])
     }
 
     func testAppendOnlyCSVDropsATornLastRowAndRefusesOtherSchemas() throws {

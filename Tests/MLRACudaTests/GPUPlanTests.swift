@@ -148,4 +148,17 @@ final class GPUPlanTests: XCTestCase {
             }
         }
     }
+
+    /// cuBLAS is opened at run time like NVRTC: a bad MLRA_CUBLAS is one sentence naming
+    /// what was tried and how to point at the library (issue 12).
+    func testAMissingCuBLASIsOneSentence() throws {
+        setenv("MLRA_CUBLAS", "/nonexistent/cublas", 1)
+        defer { unsetenv("MLRA_CUBLAS") }
+        XCTAssertThrowsError(try CUBLAS.load()) { error in
+            let message = (error as? HarnessError)?.message ?? "\(error)"
+            XCTAssertTrue(message.hasPrefix("cuBLAS not found (tried /nonexistent/cublas)"), message)
+            XCTAssertTrue(message.contains("MLRA_CUBLAS"), message)
+            XCTAssertFalse(message.contains("\n"), message)
+        }
+    }
 }

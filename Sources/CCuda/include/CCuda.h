@@ -23,6 +23,8 @@ typedef int nvrtcResult;         // NVRTC_SUCCESS = 0
 typedef struct _nvrtcProgram *nvrtcProgram;
 typedef int nvmlReturn_t;        // NVML_SUCCESS = 0
 typedef struct nvmlDevice_st *nvmlDevice_t;
+typedef int cublasStatus_t;      // CUBLAS_STATUS_SUCCESS = 0
+typedef struct cublasContext *cublasHandle_t;
 
 // The cache storage type of the decode kernels, their ELEM define (NVRTC compiles
 // kernels/decode_attention.cu without this header, so its `#if ELEM == …` lines
@@ -45,6 +47,8 @@ enum { MLRA_CU_FUNC_ATTR_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8 };
 enum { MLRA_CU_STREAM_NON_BLOCKING = 1, MLRA_CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1 };
 enum { MLRA_NVML_CLOCK_SM = 1, MLRA_NVML_CLOCK_MEM = 2 };
 enum { MLRA_CUDA_ERROR_OUT_OF_MEMORY = 2, MLRA_CUDA_ERROR_NO_DEVICE = 100 };
+// cublas_api.h: cublasOperation_t, cublasMath_t.
+enum { MLRA_CUBLAS_OP_N = 0, MLRA_CUBLAS_OP_T = 1, MLRA_CUBLAS_DEFAULT_MATH = 0 };
 
 /// Every entry point, NULL until loaded. Swift calls them as `mlra_cuda.cuInit!(0)`.
 typedef struct {
@@ -69,6 +73,10 @@ typedef struct {
     CUresult (*cuMemcpyDtoH)(void *dst, CUdeviceptr src, size_t bytes);
     CUresult (*cuMemcpyDtoD)(CUdeviceptr dst, CUdeviceptr src, size_t bytes);
     CUresult (*cuMemsetD8)(CUdeviceptr dst, unsigned char value, size_t count);
+    CUresult (*cuMemcpyHtoDAsync)(CUdeviceptr dst, const void *src, size_t bytes, CUstream stream);
+    CUresult (*cuMemcpyDtoHAsync)(void *dst, CUdeviceptr src, size_t bytes, CUstream stream);
+    CUresult (*cuMemsetD8Async)(CUdeviceptr dst, unsigned char value, size_t count, CUstream stream);
+    CUresult (*cuEventDestroy)(CUevent event);
     CUresult (*cuModuleLoadData)(CUmodule *module, const void *image);
     CUresult (*cuModuleUnload)(CUmodule module);
     CUresult (*cuModuleGetFunction)(CUfunction *fn, CUmodule module, const char *name);
@@ -100,6 +108,18 @@ typedef struct {
     nvrtcResult (*nvrtcGetCUBIN)(nvrtcProgram prog, char *cubin);
     nvrtcResult (*nvrtcDestroyProgram)(nvrtcProgram *prog);
 
+    cublasStatus_t (*cublasCreate)(cublasHandle_t *handle);
+    cublasStatus_t (*cublasDestroy)(cublasHandle_t handle);
+    cublasStatus_t (*cublasGetVersion)(cublasHandle_t handle, int *version);
+    cublasStatus_t (*cublasSetStream)(cublasHandle_t handle, CUstream stream);
+    cublasStatus_t (*cublasSetMathMode)(cublasHandle_t handle, int mode);
+    cublasStatus_t (*cublasSgemm)(cublasHandle_t handle, int transa, int transb, int m, int n, int k, const float *alpha,
+                                  const float *a, int lda, const float *b, int ldb, const float *beta, float *c, int ldc);
+    cublasStatus_t (*cublasSgemmStridedBatched)(cublasHandle_t handle, int transa, int transb, int m, int n, int k,
+                                                const float *alpha, const float *a, int lda, long long stridea,
+                                                const float *b, int ldb, long long strideb, const float *beta,
+                                                float *c, int ldc, long long stridec, int batch);
+
     nvmlReturn_t (*nvmlInit)(void);
     nvmlReturn_t (*nvmlDeviceGetHandleByPciBusId)(const char *pciBusId, nvmlDevice_t *device);
     nvmlReturn_t (*nvmlDeviceGetClockInfo)(nvmlDevice_t device, int type, unsigned int *clockMHz);
@@ -116,6 +136,10 @@ int mlra_cuda_load_driver(char *err, size_t errlen);
 /// beside it, so a pip wheel's copy works without LD_LIBRARY_PATH. On success writes
 /// the path it opened into `opened`.
 int mlra_cuda_load_nvrtc(const char *path, char *opened, size_t openedlen, char *err, size_t errlen);
+/// Opens cuBLAS: `path` (a file, or a folder holding libcublas.so.*) when not NULL/empty,
+/// else libcublas.so.13, .12, .so from the library path. On success writes the path it
+/// opened into `opened`; otherwise one sentence into `err`, naming what it tried.
+int mlra_cuda_load_cublas(const char *path, char *opened, size_t openedlen, char *err, size_t errlen);
 /// Opens NVML (libnvidia-ml.so.1) for clock readings; optional, 0 on success.
 int mlra_cuda_load_nvml(void);
 

@@ -6,23 +6,6 @@ public struct SequenceSegment {
     public init(cache: KVCache, tokens: Int) { self.cache = cache; self.tokens = tokens }
 }
 
-/// The rows of a batch laid out for the kernel: each row's cache and position.
-struct BatchRows {
-    let caches: [KVCache]
-    let positions: [Int]
-    var count: Int { positions.count }
-
-    /// Captures positions before the rows are appended.
-    init(_ segments: [SequenceSegment]) {
-        var caches = [KVCache](), positions = [Int]()
-        for s in segments {
-            for t in 0..<s.tokens { caches.append(s.cache); positions.append(s.cache.length + t) }
-        }
-        self.caches = caches
-        self.positions = positions
-    }
-}
-
 /// One rank's share of an attention layer in decode form (absorbed weights,
 /// latent KV cache). `forward` runs new tokens of a batch of sequences: the
 /// projections are batched over all rows; each row is appended to its
@@ -31,18 +14,10 @@ struct BatchRows {
 /// the TP group (one all-reduce), so it returns the layer output [rows, D] on
 /// every rank. A segment with T > 1 tokens is a prefill, a batch of one-token
 /// segments is a decode step.
-public protocol AttentionShard: AnyObject {
-    var layout: any AttentionLayout { get }
-    var shard: RankShard { get }
-    var groups: [KernelGroup] { get }
-    /// Bytes of weights this rank holds.
-    var weightBytes: Int { get }
-    func forward(_ x: [Float], segments: [SequenceSegment], kernel: AttentionKernel, collectives: TPCollectives) -> [Float]
-}
+/// It is a `BackendShard` on the CPU.
+public protocol AttentionShard: BackendShard where Backend == CPUBackend {}
 
 extension AttentionShard {
-    public var cacheWidth: Int { layout.cacheWidth(units: shard.units.count) }
-
     public func makeCache(dtype: StorageDType, capacity: Int) -> KVCache {
         KVCache(dtype: dtype, width: cacheWidth, capacity: capacity)
     }
@@ -61,19 +36,33 @@ extension AttentionShard {
                            collectives: TPCollectives) -> [Float] {
         forward(x, segments: caches.map { SequenceSegment(cache: $0, tokens: 1) }, kernel: kernel, collectives: collectives)
     }
+}
 
-    /// Runs the kernel once per row over its causal prefix (cache rows
-    /// 0 ...position). queries: [R, Σ heads·DK], out: [R, Σ heads·DV].
-    func attend(_ rows: BatchRows, kernel: AttentionKernel, queries: [Float], out: inout [Float]) {
-        let (qStride, oStride) = (groups.totalQueryCount, groups.totalOutputCount)
-        queries.withUnsafeBufferPointer { q in
-            out.withUnsafeMutableBufferPointer { o in
-                for r in 0..<rows.count {
-                    kernel.run(cache: rows.caches[r], length: rows.positions[r] + 1, groups: groups, scale: layout.softmaxScale,
-                               queries: q.baseAddress! + r * qStride, out: o.baseAddress! + r * oStride)
-                }
-            }
-        }
+/// A rank's shard of an attention layer on a backend (`ComputeBackend`): the same plan
+/// as `AttentionShard`, with the activations, weights and caches where the backend keeps
+/// them. `AttentionShard` is this on the CPU, for host arrays.
+public protocol BackendShard<Backend>: AnyObject {
+    associatedtype Backend: ComputeBackend
+    var layout: any AttentionLayout { get }
+    var shard: RankShard { get }
+    var groups: [KernelGroup] { get }
+    /// Bytes of weights this rank holds (as f32).
+    var weightBytes: Int { get }
+    /// x [rows.count, D] → the layer output [rows.count, D], summed over the TP group.
+    func forward(_ x: Backend.Buffer, rows: BatchRows<Backend.Cache>, on backend: Backend, attention: Backend.Attention,
+                 collectives: TPCollectives) -> Backend.Buffer
+}
+
+extension BackendShard {
+    /// Columns of one cached row on this rank.
+    public var cacheWidth: Int { layout.cacheWidth(units: shard.units.count) }
+}
+
+extension BackendShard where Backend == CPUBackend {
+    /// New tokens of a batch of sequences on host arrays (see `AttentionShard`).
+    public func forward(_ x: [Float], segments: [SequenceSegment], kernel: AttentionKernel, collectives: TPCollectives) -> [Float] {
+        forward(x, rows: BatchRows(caches: segments.map(\.cache), tokens: segments.map(\.tokens)), on: CPUBackend(),
+                attention: kernel, collectives: collectives)
     }
 }
 

@@ -30,17 +30,17 @@ public func evenSplit(_ count: Int, parts: Int, part: Int) -> Range<Int> {
 /// of the weight, and the partial products are summed over the group. It is the one
 /// place a decode step issues its all-reduces: the attention output projection and
 /// the MLP's down projection.
-struct RowParallelLinear {
+struct RowParallelLinear<Backend: ComputeBackend> {
     /// [out, this rank's input columns]
-    let weight: Tensor
+    let weight: Backend.Matrix
 
-    init(_ weight: Tensor) { self.weight = weight }
+    init(_ weight: Backend.Matrix) { self.weight = weight }
 
     /// x [rows, this rank's input columns] → the summed output [rows, out] on every
     /// rank (one all-reduce).
-    func callAsFunction(_ x: [Float], rows: Int, collectives: TPCollectives) -> [Float] {
-        var out = BLAS.linear(x, rows: rows, weight)
-        collectives.allReduceSum(&out)
+    func callAsFunction(_ x: Backend.Buffer, rows: Int, on backend: Backend, collectives: TPCollectives) -> Backend.Buffer {
+        var out = backend.linear(x, rows: rows, weight)
+        backend.allReduceSum(&out, collectives: collectives)
         return out
     }
 }

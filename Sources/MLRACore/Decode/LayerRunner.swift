@@ -3,7 +3,7 @@
 /// decode step on the cache. Each call ends, as in a TP decoder, with the
 /// output projection's one all-reduce over the TP group. Returns the
 /// layer output [T, D] (on every rank).
-public func runSequence(_ shard: AttentionShard, x: [Float], tokens: Int, prefill: Int,
+public func runSequence(_ shard: any AttentionShard, x: [Float], tokens: Int, prefill: Int,
                         cache: KVCache, kernel: AttentionKernel,
                         collectives: TPCollectives = SingleProcess()) -> [Float] {
     precondition(prefill >= 0 && prefill <= tokens)

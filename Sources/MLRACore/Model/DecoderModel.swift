@@ -61,15 +61,15 @@ public final class DecoderShard {
     public let tpRank: Int, tp: Int
     struct Layer {
         let inputNorm: Tensor, postNorm: Tensor
-        let attention: AttentionShard
+        let attention: any AttentionShard
         let w1: Tensor, w2: Tensor
-        let wDown: RowParallelLinear
+        let wDown: RowParallelLinear<CPUBackend>
     }
     let layers: [Layer]
     let wte: Tensor, lmHead: Tensor, finalNorm: Tensor
     public let vocabSlice: Range<Int>
 
-    public var attentionShards: [AttentionShard] { layers.map(\.attention) }
+    public var attentionShards: [any AttentionShard] { layers.map(\.attention) }
     public var weightBytes: Int {
         bytes([wte, lmHead, finalNorm]) + layers.reduce(0) {
             $0 + $1.attention.weightBytes + bytes([$1.inputNorm, $1.postNorm, $1.w1, $1.w2, $1.wDown.weight])
@@ -131,7 +131,7 @@ public final class DecoderShard {
             var gate = BLAS.linear(m, rows: rows, layer.w1)          // [rows, IR]
             let up = BLAS.linear(m, rows: rows, layer.w2)            // [rows, IR]
             for i in 0..<gate.count { let g = gate[i]; gate[i] = g / (1 + expf(-g)) * up[i] }
-            let o = layer.wDown(gate, rows: rows, collectives: collectives)   // [rows, D]
+            let o = layer.wDown(gate, rows: rows, on: CPUBackend(), collectives: collectives)   // [rows, D]
             for i in 0..<x.count { x[i] += o[i] }
         }
 

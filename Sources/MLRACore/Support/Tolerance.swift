@@ -31,6 +31,13 @@ public struct Tolerance: Sendable, Equatable {
         }
     }
 
+    /// A layer on the GPU against the Double reference: the layer's own rounding
+    /// (`layerOutput`) plus the tensor-core kernel's (`gpuKernelAgreement`), the two added.
+    public static func gpuLayerOutput(cache dtype: StorageDType) -> Tolerance {
+        let (layer, kernel) = (layerOutput(cache: dtype), gpuKernelAgreement(cache: dtype))
+        return Tolerance(atol: layer.atol + kernel.atol, rtol: layer.rtol + kernel.rtol)
+    }
+
     /// The worst violation, or nil when every element is within tolerance.
     public func firstViolation(_ x: [Float], _ ref: [Double]) -> Violation? {
         guard x.count == ref.count else { return Violation(index: -1, value: .nan, reference: .nan, maxError: .infinity) }

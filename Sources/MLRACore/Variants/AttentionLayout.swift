@@ -51,7 +51,9 @@ public protocol AttentionLayout: Sendable {
     /// Attention weight elements the rank holds under `shard`.
     func weightElements(for shard: RankShard) -> Int
     /// Builds the rank's decode shard, loading only its slice of the weights.
-    func makeShard(_ shard: RankShard, weights: WeightSource, prefix: String) throws -> AttentionShard
+    func makeShard(_ shard: RankShard, weights: WeightSource, prefix: String) throws -> any AttentionShard
+    /// The same shard with its weights on `backend`.
+    func makeShard<B: ComputeBackend>(_ shard: RankShard, weights: WeightSource, prefix: String, on backend: B) throws -> any BackendShard<B>
 }
 
 /// The largest TP degree any plan accepts (the sweep's grids are held to it too).

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Issue 12's GPU run (layer scope on one GPU): the layer check of every variant at t = 1, 2, 4
+# ranks sharing the GPU, then the paper's shapes at t = 1 and t = 4 in layer and kernel scope.
+# Run from the repository root with the static binary at .devbin/mlra.gz; results under $OUT.
+set -uo pipefail
+out="${OUT:-/tmp/gpu_layer_out}"; mkdir -p "$out"
+gunzip -c .devbin/mlra.gz > /tmp/mlra && chmod +x /tmp/mlra
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+    [ -e "$d/libnvrtc.so.13" ] && export MLRA_NVRTC="$d"
+    [ -e "$d/libcublas.so.13" ] && export MLRA_CUBLAS="$d"
+done
+export MLRA_KERNEL_CACHE=/tmp/kc OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+here=benchmarks/gpu_layer
+{ nvidia-smi -L; lscpu | grep -E 'Model name|Flags' | cut -c1-400; echo "nvrtc=${MLRA_NVRTC:-} cublas=${MLRA_CUBLAS:-}"; } > "$out/machine.txt" 2>&1
+/tmp/mlra calibrate --device cuda --format json > "$out/gpu_cal.json" 2> "$out/gpu_cal.err"
+cal=(--gpu-calibration "$out/gpu_cal.json")
+timeout 300 mpirun -n 4 --oversubscribe /tmp/mlra sweep --spec $here/check.json --out "$out/check.csv" "${cal[@]}" > "$out/check.log" 2>&1; echo "check rc $?"
+timeout 200 mpirun -n 1 /tmp/mlra sweep --spec $here/paper_t1.json --out "$out/paper_t1.csv" --samples "$out/paper_t1.samples.csv" "${cal[@]}" > "$out/paper_t1.log" 2>&1; echo "paper t1 rc $?"
+timeout 200 mpirun -n 4 --oversubscribe /tmp/mlra sweep --spec $here/paper_t4.json --out "$out/paper_t4.csv" --samples "$out/paper_t4.samples.csv" "${cal[@]}" > "$out/paper_t4.log" 2>&1; echo "paper t4 rc $?"
+tail -3 "$out"/*.log
