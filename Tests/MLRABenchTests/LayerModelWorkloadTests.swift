@@ -48,6 +48,23 @@ final class LayerModelWorkloadTests: XCTestCase {
         return outputs
     }
 
+    /// A workload's caches (`caches`, every set's) and its footprint: `sets` sets of caches
+    /// for `capacity` tokens, `bytes` allocated in all, what the sweep's memory check
+    /// predicts for `c` (returned).
+    @discardableResult
+    func assertHoldsItsPrediction(_ caches: [KVCache], _ footprint: MemoryFootprint, of c: SweepConfig, sets: Int, capacity: Int,
+                                  bytes: Int, file: StaticString = #filePath, line: UInt = #line) throws -> MemoryFootprint {
+        XCTAssertEqual(footprint.cacheSets, sets, file: file, line: line)
+        XCTAssertEqual(footprint.cacheCapacity, capacity, file: file, line: line)
+        XCTAssertTrue(caches.allSatisfy { $0.capacity == capacity && $0.length == context }, file: file, line: line)
+        let allocated = caches.map(\.allocatedBytes).reduce(0, +)
+        XCTAssertEqual(allocated, bytes, file: file, line: line)
+        let predicted = try c.footprint(backend: .cpu(lastLevelCacheBytes: llc))
+        XCTAssertEqual(predicted.caches, allocated, "the sweep predicts what is allocated", file: file, line: line)
+        XCTAssertEqual(predicted.cacheSets, sets, file: file, line: line)
+        return predicted
+    }
+
     /// Layer scope: sets = ⌈… 4 × 10000 / 12800⌉ = 4 (MemoryFootprint.coldCacheSets), each
     /// cache for 50 + ⌈9 / 4⌉ + 1 = 54 tokens: 4 · 2 · 54 · 128 = 55296 bytes of caches.
     func testColdLayerStepRotatesThroughSetsOfTheRightCapacity() throws {
@@ -60,15 +77,9 @@ final class LayerModelWorkloadTests: XCTestCase {
         }
         let cold = try make(c)
         XCTAssertEqual(cold.rotation.sets.count, 4)
-        XCTAssertEqual(cold.rotation.footprint.cacheSets, 4)
-        XCTAssertEqual(cold.rotation.footprint.cacheCapacity, 54)
-        XCTAssertTrue(cold.rotation.sets.allSatisfy { $0.count == sequences && $0.allSatisfy { $0.capacity == 54 } })
-        // What is allocated is what the sweep's memory check predicted for this configuration.
-        let allocated = cold.rotation.sets.joined().map(\.allocatedBytes).reduce(0, +)
-        XCTAssertEqual(allocated, 55296)
-        let predicted = try c.footprint(backend: .cpu(lastLevelCacheBytes: llc))
-        XCTAssertEqual(predicted.caches, allocated)
-        XCTAssertEqual(predicted.cacheSets, 4)
+        XCTAssertTrue(cold.rotation.sets.allSatisfy { $0.count == sequences })
+        let predicted = try assertHoldsItsPrediction(Array(cold.rotation.sets.joined()), cold.rotation.footprint, of: c,
+                                                     sets: 4, capacity: 54, bytes: 55296)
         XCTAssertEqual(predicted.weights, shard.weightBytes)
         XCTAssertEqual(predicted, try MemoryFootprint(layout: layout, tp: 1, dtype: .bf16, workload: .layer, context: context,
                                                       sequences: sequences, backend: .cpu(lastLevelCacheBytes: llc), reference: true,
@@ -101,13 +112,9 @@ final class LayerModelWorkloadTests: XCTestCase {
         }
         let cold = try make(c)
         XCTAssertEqual(cold.rotation.sets.count, 2)
-        XCTAssertEqual(cold.rotation.footprint.cacheCapacity, 56)
         XCTAssertTrue(cold.rotation.sets.allSatisfy { $0.count == sequences && $0.allSatisfy { $0.count == 2 } })
-        let allocated = cold.rotation.sets.joined().joined().map(\.allocatedBytes).reduce(0, +)
-        XCTAssertEqual(allocated, 57344)
-        let predicted = try c.footprint(backend: .cpu(lastLevelCacheBytes: llc))
-        XCTAssertEqual(predicted.caches, allocated)
-        XCTAssertEqual(predicted.cacheSets, 2)
+        try assertHoldsItsPrediction(Array(cold.rotation.sets.joined().joined()), cold.rotation.footprint, of: c,
+                                     sets: 2, capacity: 56, bytes: 57344)
 
         // Per set, the caches of every layer of a sequence step together: check them as one list.
         let layerSets = { cold.rotation.sets.map { Array($0.joined()) } }
