@@ -128,6 +128,7 @@ final class MemoryFootprintTests: XCTestCase {
 
         XCTAssertEqual(try MemoryFootprint.appendingCapacity(context: 10, steps: 0, sets: 3), 11)
         XCTAssertEqual(try MemoryFootprint.appendingCapacity(context: 10, steps: 7, sets: 7), 12)
+        XCTAssertEqual(try MemoryFootprint.appendingCapacity(context: 10, steps: 7, sets: 0), 18)
         XCTAssertThrowsError(try MemoryFootprint(layout: layout, tp: 2, dtype: .f16, workload: .layer, context: 10, sequences: 2,
                                                  appending: .init(steps: -1, coldCache: true))) {
             XCTAssertEqual(($0 as? HarnessError)?.message, "the appended steps must be at least 0 (got -1)")

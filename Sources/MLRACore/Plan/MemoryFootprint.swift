@@ -167,7 +167,8 @@ public struct MemoryFootprint: Equatable, Sendable {
     /// taking the sets in turn: the context, the ⌈steps / sets⌉ tokens appended to the set
     /// that takes the most, and one to spare (one set: context + steps + 1, as before sets).
     public static func appendingCapacity(context: Int, steps: Int, sets: Int, what: String = "the cache capacity") throws -> Int {
-        try CheckedSize.sum([context, (steps + sets - 1) / sets, 1], what)
+        let sets = max(sets, 1)   // a count from coldCacheSets is at least 1; a caller's 0 is one set, not a trap
+        return try CheckedSize.sum([context, (steps + sets - 1) / sets, 1], what)
     }
 
     /// The components by name, for messages.
