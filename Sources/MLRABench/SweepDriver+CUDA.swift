@@ -119,7 +119,7 @@ final class GPULayerStep: StepWorkload, KernelClock {
         } catch { failure = failure ?? error }
     }
     var weightBytes: Int { work.weightBytes }
-    var collectivePattern: (allReduceFloats: [Int], allGatherFloats: Int?) { ([work.caches.count * work.layout.nEmbd], nil) }
+    var collectivePattern: (allReduceFloats: [Int], allGatherFloats: Int?) { ([work.sequences * work.layout.nEmbd], nil) }
 }
 
 extension SweepDriver {
@@ -137,7 +137,7 @@ extension SweepDriver {
             do {
                 let shard = try layout.shard(tp: c.tp, rank: try planRank(c, layout, p))
                 return GPULayerStep(try GPULayerWorkload(device: gpu, layout: layout, shard: shard, weights: weights, dtype: c.dtype,
-                                                         sequences: p.sequences, context: c.context, capacity: c.cacheCapacity))
+                                                         sequences: p.sequences, context: c.context, appending: c.appending))
             } catch let e as HarnessError { throw HarnessError("\(c.label): \(e.message)") }
         }
         let check = try world.collectively { () throws -> ValidationResult in

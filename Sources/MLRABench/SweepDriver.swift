@@ -537,7 +537,6 @@ public final class SweepDriver {
         let (work, check) = try world.collectively { () throws -> (StepWorkload?, ValidationResult) in
             guard p.active else { return (nil, ValidationResult(maxError: 0, violation: nil)) }
             let rank = try planRank(c, layout, p)
-            let capacity = c.cacheCapacity
             switch c.scope {
             case .kernel:
                 let shard = try layout.shard(tp: c.tp, rank: rank)
@@ -550,12 +549,14 @@ public final class SweepDriver {
                 let shard = try layout.makeShard(layout.shard(tp: c.tp, rank: rank), weights: weights, prefix: "")
                 let check = try Validation.layer(c, shard: shard, weights: weights, group: g!.group, kernel: timed.inner,
                                                  injectError: options.injectValidationError)
-                return (LayerStep(shard: shard, sequences: seqs, context: c.context, capacity: capacity, dtype: c.dtype, kernel: timed), check)
+                return (try LayerStep(shard: shard, sequences: seqs, context: c.context, dtype: c.dtype, appending: c.appending,
+                                      llcBytes: calibration(c).llcBytes, kernel: timed), check)
             case .model:
                 let model = try DecoderShard(layout: ModelLayout(config: c.attentionConfig), tp: c.tp, rank: rank, weights: weights)
                 let check = try Validation.model(c, model: model, weights: weights, group: g!.group, kernel: timed.inner,
                                                  injectError: options.injectValidationError)
-                return (ModelStep(model: model, sequences: seqs, context: c.context, capacity: capacity, dtype: c.dtype, kernel: timed), check)
+                return (try ModelStep(model: model, sequences: seqs, context: c.context, dtype: c.dtype, appending: c.appending,
+                                      llcBytes: calibration(c).llcBytes, kernel: timed), check)
             }
         }
         try world.collectively {

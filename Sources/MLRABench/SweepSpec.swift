@@ -190,7 +190,7 @@ public struct SweepSpec: Codable, Sendable {
                                             nEmbd: g.nEmbd ?? heads * g.headDim!, dtype: dtype, threads: threads,
                                             nLayer: scope == .model ? g.nLayer! : 1, intermediateSize: g.intermediateSize!,
                                             vocabSize: g.vocabSize!, warmup: g.warmup!, steps: g.steps!,
-                                            coldCache: scope == .kernel && g.coldCache!, worldSize: worldSize, device: device)
+                                            coldCache: g.coldCache!, worldSize: worldSize, device: device)
                         if seen.insert(c.key).inserted { out.append(c) }
                     } }
                 } } }
@@ -284,14 +284,14 @@ public struct SweepConfig: Sendable {
     /// The layer config (authors' keys) this configuration runs.
     public var attentionConfig: AttentionConfig { shape.config }
 
-    /// Tokens each cache of layer and model scope is allocated for: the context and one
-    /// token per warm-up and timed step, with one to spare.
-    public var cacheCapacity: Int { context + warmup + steps + 1 }
+    /// Layer and model scope append one token per warm-up and timed step, to the set of
+    /// caches the step takes (every set when the cache is cold, one when warm).
+    public var appending: MemoryFootprint.Appending { .init(steps: warmup + steps, coldCache: coldCache) }
 
     /// What the busiest rank of this configuration's plan will hold on `backend` (kernel
     /// scope on the CPU: as `mlra bench` predicts it, through `KernelWorkload.footprint`;
-    /// on a GPU: as `GPUKernelWorkload` does; layer and model scope: with the reference
-    /// the validation holds).
+    /// on a GPU: as `GPUKernelWorkload` does; layer and model scope: every cache set, as
+    /// `LayerStep` and `ModelStep` allocate them, with the reference the validation holds).
     public func footprint(backend: MemoryFootprint.Backend) throws -> MemoryFootprint {
         let layout = try attentionConfig.layout()
         let seqs = isDeviceShare ? batch : sequencesPerReplica
@@ -304,11 +304,12 @@ public struct SweepConfig: Sendable {
             return try MemoryFootprint(layout: layout, tp: tp, dtype: dtype, workload: .kernel(coldCache: coldCache), context: context,
                                        sequences: seqs, backend: backend, what: "the cache set of \(seqs) × \(context) tokens")
         case .layer:
-            return try MemoryFootprint(layout: layout, tp: tp, dtype: dtype, workload: .layer, context: cacheCapacity, sequences: seqs,
-                                       reference: true, what: "the memory of \(label)")
+            return try MemoryFootprint(layout: layout, tp: tp, dtype: dtype, workload: .layer, context: context, sequences: seqs,
+                                       backend: backend, reference: true, appending: appending, what: "the memory of \(label)")
         case .model:
             return try MemoryFootprint(layout: layout, tp: tp, dtype: dtype, workload: .model(ModelLayout(config: attentionConfig)),
-                                       context: cacheCapacity, sequences: seqs, reference: true, what: "the memory of \(label)")
+                                       context: context, sequences: seqs, backend: backend, reference: true, appending: appending,
+                                       what: "the memory of \(label)")
         }
     }
 

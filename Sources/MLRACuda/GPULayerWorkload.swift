@@ -4,63 +4,86 @@ import MLRACore
 /// One rank's layer-scope work on its GPU: the rank's shard of the layer with its weights
 /// in device memory (`CUDABackend`), the caches of `sequences` sequences of `context`
 /// tokens (filled on the device with the CPU layer workload's seeded values: SeededInit
-/// seed 0x5EED, names "layer.<sequence>"), and the sequences' input rows. A step runs
-/// the whole sharded decode step on the device, the all-reduce included (through host
-/// memory), and waits for it.
+/// seed 0x5EED, names `KVCache.rotatedName("layer", …)`), and the sequences' input rows.
+/// A step runs the whole sharded decode step on the device, the all-reduce included
+/// (through host memory), and waits for it.
+///
+/// Cold caches as on the CPU (MLRABench's LayerStep): as many sets as MemoryFootprint
+/// counts against the GPU's L2, each filled to the context, one step per set in turn.
 public final class GPULayerWorkload {
     public let device: CUDADevice
     public let backend: CUDABackend
     public let layout: any AttentionLayout
     public let shard: any BackendShard<CUDABackend>
     public let attention: GPUAttention
-    public let caches: [DeviceKVCache]
+    /// sets[set][sequence]
+    public let sets: [[DeviceKVCache]]
+    private var nextSet = 0
     public let dtype: StorageDType
     private let x: DeviceVector
 
-    /// The seed and names of the CPU layer workload's caches and inputs (MLRABench's LayerStep).
+    /// The seed of the CPU layer workload's caches and inputs (MLRABench's LayerStep).
     public static let seed: UInt64 = 0x5EED
-    public static func cacheName(sequence: Int) -> String { "layer.\(sequence)" }
 
-    /// Device memory the workload holds, predicted before allocating: the layer's caches at
-    /// `capacity` rows and its f32 weights (MemoryFootprint's layer scope), and the kernel's
-    /// queries, outputs and split-KV partial states (its kernel scope).
-    public static func neededBytes(device: CUDADevice, layout: any AttentionLayout, shard: RankShard, dtype: StorageDType,
-                                   sequences: Int, capacity: Int) throws -> Int {
+    /// The layer's memory (MemoryFootprint's layer scope on this GPU: every cache set at the
+    /// capacity its steps need, the f32 weights) and the kernel's queries, outputs and
+    /// split-KV partial states (its kernel scope), predicted before anything is allocated.
+    public static func footprint(device: CUDADevice, layout: any AttentionLayout, shard: RankShard, dtype: StorageDType,
+                                 sequences: Int, context: Int, appending: MemoryFootprint.Appending) throws
+        -> (layer: MemoryFootprint, bytes: Int) {
+        let gpu = MemoryFootprint.Backend.gpu(l2Bytes: device.l2Bytes, smCount: device.smCount)
         let layer = try MemoryFootprint(layout: layout, tp: shard.tp, rank: shard.rank, dtype: dtype, workload: .layer,
-                                        context: capacity, sequences: sequences, what: "the device memory of this layer")
+                                        context: context, sequences: sequences, backend: gpu, appending: appending,
+                                        what: "the device memory of this layer")
         let kernel = try MemoryFootprint(layout: layout, tp: shard.tp, rank: shard.rank, dtype: dtype, workload: .kernel(coldCache: false),
-                                         context: capacity, sequences: sequences,
-                                         backend: .gpu(l2Bytes: device.l2Bytes, smCount: device.smCount))
-        return try CheckedSize.sum([layer.total, kernel.activations, kernel.partialStates], "the device memory of this layer")
+                                         context: layer.cacheCapacity, sequences: sequences, backend: gpu)
+        return (layer, try CheckedSize.sum([layer.total, kernel.activations, kernel.partialStates], "the device memory of this layer"))
     }
 
+    /// `appending`: the steps the run takes (warm-up and timed) and whether the cache is cold.
     public init(device: CUDADevice, layout: any AttentionLayout, shard rankShard: RankShard, weights: WeightSource,
-                dtype: StorageDType, sequences: Int, context: Int, capacity: Int, tuning: GPUTuning = GPUTuning()) throws {
-        precondition(sequences >= 1 && context >= 1 && capacity > context)
-        let need = try Self.neededBytes(device: device, layout: layout, shard: rankShard, dtype: dtype, sequences: sequences,
-                                        capacity: capacity)
-        try device.checkFits(bytes: need * device.ranksSharing, what: "this layer (× \(device.ranksSharing) rank(s) on this GPU)")
+                dtype: StorageDType, sequences: Int, context: Int, appending: MemoryFootprint.Appending,
+                tuning: GPUTuning = GPUTuning()) throws {
+        precondition(sequences >= 1 && context >= 1)
+        let (footprint, need) = try Self.footprint(device: device, layout: layout, shard: rankShard, dtype: dtype,
+                                                   sequences: sequences, context: context, appending: appending)
+        try device.checkFits(bytes: need * device.ranksSharing,
+                             what: "this layer (\(footprint.cacheSets) cache set(s), × \(device.ranksSharing) rank(s) on this GPU)")
         self.device = device; self.layout = layout; self.dtype = dtype
         backend = try CUDABackend(device: device)
         shard = try layout.makeShard(rankShard, weights: weights, prefix: "", on: backend)
         let width = layout.cacheWidth(units: rankShard.units.count)
         let initializer = SeededInit(seed: Self.seed)
-        caches = try (0..<sequences).map { s in
-            let cache = try DeviceKVCache(dtype: dtype, width: width, capacity: capacity)
-            try cache.fillSeeded(initializer, name: Self.cacheName(sequence: s), toLength: context, device: device)
-            return cache
+        sets = try (0..<footprint.cacheSets).map { set in
+            try (0..<sequences).map { s in
+                let cache = try DeviceKVCache(dtype: dtype, width: width, capacity: footprint.cacheCapacity)
+                try cache.fillSeeded(initializer, name: KVCache.rotatedName("layer", set: set, s), toLength: context, device: device)
+                return cache
+            }
         }
         x = try DeviceVector(initializer.tensor("x", shape: [sequences, layout.nEmbd], kind: .embedding).data, what: "the input rows")
+        // Planned for the decode step's batch: the split-KV launch fills the GPU for that batch
+        // (planned for more rows, a batch of one would get a fraction of the splits).
         attention = try GPUAttention(device: device, groups: shard.groups, rowWidth: width, dtype: dtype, scale: layout.softmaxScale,
-                                     maxBatch: max(sequences, Self.checkTokens), maxLength: capacity, tuning: tuning)
+                                     maxBatch: sequences, maxLength: footprint.cacheCapacity, tuning: tuning)
+        checkAttention = try GPUAttention(device: device, groups: shard.groups, rowWidth: width, dtype: dtype, scale: layout.softmaxScale,
+                                          maxBatch: Self.checkTokens, maxLength: Self.checkTokens, tuning: tuning)
         try backend.finish()
     }
+
+    /// The check's kernel (a prefill's rows, short caches): its own launch plan.
+    private let checkAttention: GPUAttention
+
+    /// Sequences per step.
+    public var sequences: Int { sets[0].count }
 
     /// One decode step of every sequence (one token each, appended to its cache), waited
     /// for; the GPU seconds of its attention launches and projections (CUDA events).
     public func step(collectives: TPCollectives) throws -> CUDABackend.StepTimes {
-        let rows = BatchRows(caches: caches, tokens: [Int](repeating: 1, count: caches.count))
-        _ = shard.forward(x, rows: rows, on: backend, attention: attention, collectives: collectives)
+        let caches = sets[nextSet]
+        nextSet = (nextSet + 1) % sets.count
+        _ = shard.forward(x, rows: BatchRows(caches: caches, tokens: [Int](repeating: 1, count: caches.count)), on: backend,
+                          attention: attention, collectives: collectives)
         return try backend.finish()
     }
 
@@ -78,8 +101,8 @@ public final class GPULayerWorkload {
         // other ranks wait for.
         for rows in [0..<Self.checkPrefill] + (Self.checkPrefill..<tokens).map({ $0..<($0 + 1) }) {
             let input = backend.upload(Array(x[(rows.lowerBound * d)..<(rows.upperBound * d)]))
-            let y = shard.forward(input, rows: BatchRows(caches: [cache], tokens: [rows.count]), on: backend, attention: attention,
-                                  collectives: collectives)
+            let y = shard.forward(input, rows: BatchRows(caches: [cache], tokens: [rows.count]), on: backend,
+                                  attention: checkAttention, collectives: collectives)
             do { out += try backend.download(y) } catch {
                 failure = failure ?? error
                 out += [Float](repeating: .nan, count: rows.count * d)

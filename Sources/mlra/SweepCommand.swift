@@ -47,7 +47,7 @@ struct SweepCommand: ParsableCommand {
     @Option(name: .customLong("n-layer"), help: "Layers in model scope.") var nLayer: Int?
     @Option(help: "Untimed warm-up steps.") var warmup: Int?
     @Option(help: "Timed steps.") var steps: Int?
-    @Option(name: .customLong("cold-cache"), help: "Kernel scope: rotate caches beyond the LLC (true/false).") var coldCache: Bool?
+    @Option(name: .customLong("cold-cache"), help: "Every scope: rotate cache sets spanning ≥ 4 × LLC (true/false; default the spec's, else true).") var coldCache: Bool?
 
     @Option(help: "CSV to write (appended to; resumes). Not needed with --print-spec.") var out: String?
     @Option(help: "Also write every timed step to this CSV.") var samples: String?

@@ -67,6 +67,27 @@ final class SweepCommandTests: XCTestCase {
         XCTAssertEqual(rows(dir.path("samples.csv")).count, all.count * 3)
     }
 
+    /// Issue 14: layer and model rows say which cache mode ran: cold by default (the
+    /// rotated sets), warm with --cold-cache false; both validated against the reference.
+    func testLayerAndModelRowsSayWhichCacheModeRan() throws {
+        let dir = try TempDir()
+        let args = ["--calibration", try calibration(dir), "--quiet", "--no-noise-probe", "--variants", "gqa", "--scopes", "layer,model",
+                    "--tp", "1,2", "--heads", "4", "--head-dim", "16", "--kv-heads", "2", "--n-embd", "64", "--batch", "2",
+                    "--contexts", "64", "--kv-dtypes", "bf16", "--warmup", "1", "--steps", "3"]
+        for (flag, mode) in [([String](), "true"), (["--cold-cache", "false"], "false")] {
+            let out = dir.path("mode-\(mode).csv")
+            let r = try CLI.mpirun(2, ["sweep", "--out", out] + args + flag)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let all = rows(out)
+            XCTAssertEqual(Set(all.map { $0["scope"]! }), ["layer", "model"])
+            XCTAssertEqual(all.count, 2 * (2 + 1), "2 scopes × (2 groups at tp 1, 1 at tp 2)")
+            for row in all {
+                XCTAssertEqual(row["cold_cache"], mode, "\(row["scope"]!) tp=\(row["tp"]!)")
+                XCTAssertEqual(row["validation"], "pass")
+            }
+        }
+    }
+
     /// SIGKILL a rank mid-sweep: the job ends, every finished row is intact; the rerun
     /// measures only what is missing and leaves each configuration exactly once.
     func testKilledSweepResumesWithEveryConfigurationOnce() throws {

@@ -100,6 +100,32 @@ final class SweepDryRunTests: XCTestCase {
         XCTAssertEqual(try snapshot(dir), before, "a dry run created or changed a file")
     }
 
+    /// Issue 14: layer and model scope count their cold-cache sets in the one prediction.
+    /// Against a calibration file's 64 GiB LLC the sets of a small layer or model span
+    /// 256 GiB: skipped before allocation with the sets named (as the sweep skips it);
+    /// warm, the same configurations run.
+    func testColdLayerAndModelScopeAreJudgedWithTheirSets() throws {
+        let dir = try TempDir()
+        let big = Calibration(threads: 1, readGBs: 10, triadGBs: 9, sgemmGFlops: 50, fmaGFlops: 20, fmaWidth: "avx2", blasCore: "test",
+                              llcBytes: 1 << 36, arrayBytes: 4 << 20)
+        let cal = dir.path("big-llc.json")
+        try JSONEncoder().encode(big).write(to: URL(fileURLWithPath: cal))
+        let args = ["sweep", "--dry-run", "--format", "csv", "--calibration", cal, "--out", dir.path("c.csv"), "--variants", "gqa",
+                    "--scopes", "layer,model", "--heads", "4", "--head-dim", "16", "--kv-heads", "2", "--n-embd", "64",
+                    "--batch", "1", "--contexts", "64", "--warmup", "1", "--steps", "2", "--no-noise-probe"]
+        let cold = try CLI.run(args)
+        XCTAssertEqual(cold.status, 0, cold.stderr)
+        let coldRows = listing(cold, dir)
+        XCTAssertEqual(coldRows.map { $0["scope"] }, ["layer", "model"], cold.stdout)
+        for row in coldRows {
+            XCTAssertTrue(row["status"]!.hasPrefix("skip: needs ") && row["status"]!.contains(" sets) + weights "), row["status"]!)
+            XCTAssertGreaterThanOrEqual(Int(row["mem_bytes_per_rank"]!)!, 4 << 36, row["status"]!)
+        }
+        let warm = try CLI.run(args + ["--cold-cache", "false"])
+        XCTAssertEqual(warm.status, 0, warm.stderr)
+        XCTAssertEqual(listing(warm, dir).map { $0["status"] }, ["run", "run"], warm.stdout)
+    }
+
     /// Without a calibration the time is unknown, said once with how to get one; an
     /// all-skipped plan still exits 0 (it is a dry run); --format without --dry-run is a usage error.
     func testWithoutCalibrationTimeIsUnknownAndUsageErrors() throws {

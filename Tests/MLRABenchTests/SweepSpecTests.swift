@@ -41,6 +41,22 @@ final class SweepSpecTests: XCTestCase {
         XCTAssertTrue(SweepConfig.keyColumns.allSatisfy(ResultsSchema.columns.contains))
     }
 
+    /// Issue 14: the cold cache is every scope's setting, cold by default; layer and model
+    /// configurations that differ only in it are two configurations, told apart by the
+    /// cold_cache column of the key.
+    func testColdCacheAppliesToEveryScopeAndDefaultsToCold() throws {
+        var g = SweepSpec.Grid(); g.variants = [.mla]; g.scopes = Scope.allCases
+        XCTAssertEqual(try SweepSpec(grids: [g]).configurations(worldSize: 1).map(\.coldCache), [true, true, true])
+        var warm = g; warm.coldCache = false
+        let both = try SweepSpec(grids: [g, warm]).configurations(worldSize: 1)
+        XCTAssertEqual(both.map(\.scope), Scope.allCases + Scope.allCases)
+        XCTAssertEqual(both.map(\.coldCache), [true, true, true, false, false, false])
+        for c in both {
+            XCTAssertEqual(Dictionary(uniqueKeysWithValues: c.keyFields)["cold_cache"], c.coldCache ? "true" : "false", c.label)
+            XCTAssertEqual(c.appending, MemoryFootprint.Appending(steps: c.warmup + c.steps, coldCache: c.coldCache))
+        }
+    }
+
     /// Issue 11: "devices" is a grid key like "dtypes" (default cpu): it multiplies the
     /// grid (cuda configurations once per thread count: one host thread drives a GPU),
     /// enters the resume key, and cuda runs kernel and layer scope (model skipped with the

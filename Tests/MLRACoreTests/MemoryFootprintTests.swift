@@ -87,6 +87,54 @@ final class MemoryFootprintTests: XCTestCase {
         XCTAssertEqual(sweep.total, 1280 + 93568 + 161_536)
     }
 
+    /// Layer and model scope as the sweep runs them (`Appending`), with testLayerScope's and
+    /// testModelScope's layers: a set at the context is 1280 bytes in both. Warm, one set
+    /// whose caches take every appended token and one to spare. Cold against a 1000-byte
+    /// LLC: ⌈4 · 1000 / 1280⌉ = 4 sets (kernel scope's count), each cache taking
+    /// ⌈steps / 4⌉ of the appended tokens and one to spare.
+    func testLayerAndModelScopeAppendToRotatedSets() throws {
+        let layout = try gqa().layout()
+        let llc = MemoryFootprint.Backend.cpu(lastLevelCacheBytes: 1000)
+        func layer(_ cold: Bool) throws -> MemoryFootprint {
+            try MemoryFootprint(layout: layout, tp: 2, dtype: .f16, workload: .layer, context: 10, sequences: 2, backend: llc,
+                                appending: .init(steps: 23, coldCache: cold))
+        }
+        // Warm: 2 sequences × (10 + 23 + 1) tokens × 64 bytes.
+        XCTAssertEqual(try layer(false).cacheSets, 1)
+        XCTAssertEqual(try layer(false).cacheCapacity, 34)
+        XCTAssertEqual(try layer(false).caches, 4352)
+        // Cold: 4 sets × 2 sequences × (10 + ⌈23 / 4⌉ + 1 = 17) tokens × 64 bytes; the weights do not rotate.
+        XCTAssertEqual(try layer(true).cacheSets, 4)
+        XCTAssertEqual(try layer(true).cacheCapacity, 17)
+        XCTAssertEqual(try layer(true).caches, 8704)
+        XCTAssertEqual(try layer(true).weights, 24576)
+        let breakdown = try layer(true).breakdown
+        XCTAssertTrue(breakdown.hasPrefix("caches 8.50 KiB (4 sets) + "), breakdown)
+        // Without Appending, the caches hold the context given (forward, generate).
+        XCTAssertEqual(try MemoryFootprint(layout: layout, tp: 2, dtype: .f16, workload: .layer, context: 10, sequences: 2,
+                                           backend: llc).caches, 1280)
+
+        // Model scope, 2 layers, f32, 1 sequence of 5 tokens, 6 steps: warm 5 + 6 + 1 = 12
+        // tokens × 128 bytes × 2 layers; cold 4 sets of 5 + ⌈6 / 4⌉ + 1 = 8 tokens.
+        let model = try ModelLayout(config: gqa(nLayer: 2))
+        func decoder(_ cold: Bool) throws -> MemoryFootprint {
+            try MemoryFootprint(layout: model.attention, tp: 2, dtype: .f32, workload: .model(model), context: 5, sequences: 1,
+                                backend: llc, appending: .init(steps: 6, coldCache: cold))
+        }
+        XCTAssertEqual(try decoder(false).caches, 3072)
+        XCTAssertEqual(try decoder(true).cacheSets, 4)
+        XCTAssertEqual(try decoder(true).cacheCapacity, 8)
+        XCTAssertEqual(try decoder(true).caches, 8192)
+
+        XCTAssertEqual(try MemoryFootprint.appendingCapacity(context: 10, steps: 0, sets: 3), 11)
+        XCTAssertEqual(try MemoryFootprint.appendingCapacity(context: 10, steps: 7, sets: 7), 12)
+        XCTAssertEqual(try MemoryFootprint.appendingCapacity(context: 10, steps: 7, sets: 0), 18)
+        XCTAssertThrowsError(try MemoryFootprint(layout: layout, tp: 2, dtype: .f16, workload: .layer, context: 10, sequences: 2,
+                                                 appending: .init(steps: -1, coldCache: true))) {
+            XCTAssertEqual(($0 as? HarnessError)?.message, "the appended steps must be at least 0 (got -1)")
+        }
+    }
+
     /// Without a named rank the footprint is that of the plan's rank that needs the most.
     func testUnnamedRankIsTheBusiest() throws {
         let mlra4 = try AttentionConfig(variant: .mlra4, nEmbd: 64, nHead: 8, qLoraRank: 16, kvLoraRank: 64,

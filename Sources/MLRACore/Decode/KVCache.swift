@@ -60,6 +60,13 @@ public final class KVCache {
     /// The seeded name of kernel-scope cache set `set`, sequence `sequence` (CPU and GPU workloads).
     public static func kernelCacheName(set: Int, sequence: Int) -> String { "cache.\(set).\(sequence)" }
 
+    /// The seeded name of a layer- or model-scope cache (CPU and GPU workloads): set 0 keeps
+    /// the name it had before there were sets, so a warm workload holds the same values as
+    /// before and as a cold one's first set; the other sets get values of their own.
+    public static func rotatedName(_ scope: String, set: Int, _ indices: Int...) -> String {
+        ([scope] + (set == 0 ? [] : ["set\(set)"]) + indices.map(String.init)).joined(separator: ".")
+    }
+
     /// Row `j` converted to f32 into `dst`.
     public func loadRow(_ j: Int, into dst: UnsafeMutablePointer<Float>) {
         precondition(j < length)
