@@ -50,7 +50,8 @@ public final class GPULayerWorkload {
         try device.checkFits(bytes: need * device.ranksSharing,
                              what: "this layer (\(footprint.cacheSets) cache set(s), × \(device.ranksSharing) rank(s) on this GPU)")
         self.device = device; self.layout = layout; self.dtype = dtype
-        backend = try CUDABackend(device: device)
+        // The GEMMs in the cache's type: a bf16 run is bf16 throughout, as a bf16 decoder is.
+        backend = try CUDABackend(device: device, gemmType: dtype)
         shard = try layout.makeShard(rankShard, weights: weights, prefix: "", on: backend)
         let width = layout.cacheWidth(units: rankShard.units.count)
         let initializer = SeededInit(seed: Self.seed)

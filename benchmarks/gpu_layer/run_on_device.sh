@@ -17,4 +17,4 @@ cal=(--gpu-calibration "$out/gpu_cal.json")
 timeout 300 mpirun -n 4 --oversubscribe /tmp/mlra sweep --spec $here/check.json --out "$out/check.csv" "${cal[@]}" > "$out/check.log" 2>&1; echo "check rc $?"
 timeout 200 mpirun -n 1 /tmp/mlra sweep --spec $here/paper_t1.json --out "$out/paper_t1.csv" --samples "$out/paper_t1.samples.csv" "${cal[@]}" > "$out/paper_t1.log" 2>&1; echo "paper t1 rc $?"
 timeout 200 mpirun -n 4 --oversubscribe /tmp/mlra sweep --spec $here/paper_t4.json --out "$out/paper_t4.csv" --samples "$out/paper_t4.samples.csv" "${cal[@]}" > "$out/paper_t4.log" 2>&1; echo "paper t4 rc $?"
-tail -3 "$out"/*.log
+cd "$out" && tar czf results.tgz --exclude=results.tgz . && ls

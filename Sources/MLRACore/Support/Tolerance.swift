@@ -32,10 +32,14 @@ public struct Tolerance: Sendable, Equatable {
     }
 
     /// A layer on the GPU against the Double reference: the layer's own rounding
-    /// (`layerOutput`) plus the tensor-core kernel's (`gpuKernelAgreement`), the two added.
+    /// (`layerOutput`), the tensor-core kernel's (`gpuKernelAgreement`), and with a 16-bit
+    /// cache the GEMMs' (their weights and activations rounded to the cache's type, which
+    /// rounds every projection's inputs as the cache rounds the attention's: the layer's
+    /// bound once more), added.
     public static func gpuLayerOutput(cache dtype: StorageDType) -> Tolerance {
         let (layer, kernel) = (layerOutput(cache: dtype), gpuKernelAgreement(cache: dtype))
-        return Tolerance(atol: layer.atol + kernel.atol, rtol: layer.rtol + kernel.rtol)
+        let gemm = dtype == .f32 ? Tolerance(atol: 0, rtol: 0) : layer
+        return Tolerance(atol: layer.atol + kernel.atol + gemm.atol, rtol: layer.rtol + kernel.rtol + gemm.rtol)
     }
 
     /// The worst violation, or nil when every element is within tolerance.
