@@ -80,7 +80,7 @@ while [ $# -gt 0 ]; do
     --array-task) task=$2; shift 2 ;;
     --array-count) count=$2; shift 2 ;;
     --quiet) quiet=1; shift ;;
-    --preset|--isolate) shift 2 ;;   # accepted, ignored
+    --preset|--isolate|--steps|--warmup) shift 2 ;;   # accepted, ignored
     *) echo "stand_in_mlra: unknown option $1" >&2; exit 64 ;;
   esac
 done
