@@ -496,10 +496,10 @@ if [ "$GPUS" = 2 ]; then
   fi
 fi
 
-# 6e. The GPU array and its merge through jobs/submit_array.sh, with no MLRA_SWEEP_NAME:
-# the merge must be told the GPU array's name (paper_gpu).
+# 6e. The GPU array (srun) and its merge through jobs/submit_array.sh, with no
+# MLRA_SWEEP_NAME: the merge must be told the GPU array's name (paper_gpu).
 GALOG=$T/logs/gpu-array.calls
-ids=$(export "${GPU_ENV[@]}" MLRA_STANDIN_LOG="$GALOG" MLRA_ARRAY_SCRIPT="$GPU_ARRAY_SCRIPT" MLRA_ARRAY=0-1 MLRA_EXPECT_TASKS=2
+ids=$(export "${GPU_ENV[@]}" MLRA_STANDIN_LOG="$GALOG" MLRA_ARRAY_SCRIPT="$GPU_ARRAY_SCRIPT" MLRA_ARRAY=0-1 MLRA_EXPECT_TASKS=2 MLRA_LAUNCHER=srun
   timeout 60 jobs/submit_array.sh "${GPU_SIZE[@]}" </dev/null | tail -n 1)
 GARRAY=$(printf '%s' "$ids" | sed -n 's/.*ARRAY_JOB=\([0-9]*\).*/\1/p')
 GMERGE=$(printf '%s' "$ids" | sed -n 's/.*MERGE_JOB=\([0-9]*\).*/\1/p')
@@ -537,6 +537,14 @@ if [ "$ta" = 2 ] && [ "$tb" = 2 ] && all_calls_have "$GALOG" "$GPU_ENV_SEEN" \
   ok "array tasks got --devices cuda, the spec, their share, their calibration, the CUDA variables"
 else
   bad "GPU array arguments (task 0: $ta, task 1: $tb of 2 ranks): $(calls "$GALOG" sweep | head -n 1 | sed 's/.*args: //')"
+fi
+if [ "$GPUS" = 2 ]; then
+  c=$(calls "$GALOG" calibrate | sed -n 's/.*CUDA_VISIBLE_DEVICES=\([^ ]*\) .*/\1/p' | sort -u | tr '\n' ' ')
+  if [ "$c" = "0 " ]; then
+    ok "srun: each task's calibration ran on one GPU, rank 0's (CUDA_VISIBLE_DEVICES=0)"
+  else
+    bad "srun: the calibrations saw CUDA_VISIBLE_DEVICES '$c', expected 0"
+  fi
 fi
 
 # 6f. The --gres=gpu:N + --gpu-bind=single:1 alternative, end to end under srun.
