@@ -30,7 +30,8 @@
 #      --gres/--gpu-bind alternative; then real submissions that run end to
 #      end: the calibration once, --devices cuda, --gpu-calibration, the spec,
 #      the CUDA variables and each rank's GPUs as the stand-in saw them
-#      (MLRA_STANDIN_LOG), a resume under srun, the array with its merge. The
+#      (MLRA_STANDIN_LOG), a resume under srun, SIGTERM mid-sweep, the array
+#      with its merge (srun), the --gres alternative under srun. The
 #      node offers 2 GPUs (GresTypes=gpu, gres.conf naming two character
 #      devices this test makes under its folder with mknod, 1:3 as /dev/null:
 #      Slurm allocates and binds them, CUDA_VISIBLE_DEVICES included; nothing
@@ -60,7 +61,7 @@ for arg in "$@"; do
     --stand-in) use_stand_in=1 ;;
     --keep) keep=1 ;;
     --time-limit) time_limit=1 ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,49p' "$0"; exit 0 ;;
     *) echo "slurm_e2e: unknown argument $arg" >&2; exit 64 ;;
   esac
 done
@@ -495,6 +496,33 @@ if [ "$GPUS" = 2 ]; then
     bad "srun ranks' CUDA_VISIBLE_DEVICES: '$c', expected rank=0:0 rank=1:1"
   fi
 fi
+
+# 6d'. SIGTERM mid-sweep (the time limit's --signal=B:TERM@120) reaches the GPU sweep's
+# ranks too: finished rows kept whole, the job FAILED 143:0.
+G3=$(export "${GPU_ENV[@]}" MLRA_STANDIN_LOG="$T/logs/gpu-stop.calls" MLRA_SWEEP_NAME=gpustop MLRA_STANDIN_DELAY=1 \
+  MLRA_SWEEP_ARGS="--variants mla,mlra4 --contexts 64,128,256 --isolate auto --quiet"
+  sub "${GPU_SIZE[@]}" --job-name=e2e-gpu-term "$GPU_SWEEP_SCRIPT") || die "sbatch $GPU_SWEEP_SCRIPT (SIGTERM) failed"
+deadline=$(($(date +%s) + JOB_TIMEOUT))
+g3_stopped=0
+while [ "$(date +%s)" -lt "$deadline" ]; do
+  st=$(job_states "$G3" | awk '{print $2}')
+  if [ "$st" = RUNNING ] && [ "$(rows_of "$T/results/gpustop.csv")" -ge 1 ]; then
+    timeout 10 scancel --batch --signal=TERM "$G3" && g3_stopped=1
+    break
+  fi
+  [[ "$st" =~ $TERMINAL ]] && break
+  sleep 0.2
+done
+wait_job "$G3" || bad "GPU SIGTERM job $G3 did not finish"
+r3=$(rows_of "$T/results/gpustop.csv")
+st=$(job_states "$G3" | awk '{print $2, $3}')
+if [ "$g3_stopped" = 1 ] && [ "$r3" -lt 12 ] && [ "$st" = "FAILED 143:0" ] \
+  && grep -q "SIGTERM received" "$T/logs/e2e-gpu-term-$G3.out"; then
+  ok "SIGTERM mid-GPU-sweep: job $G3 forwarded it and ended FAILED 143:0 with $r3 of 12 rows"
+else
+  bad "SIGTERM mid-GPU-sweep: job $G3 '$st', $r3 of 12 rows, signal sent: $g3_stopped"
+fi
+csv_ok "stopped GPU sweep CSV: finished rows only, no partial row" "$T/results/gpustop.csv" ""
 
 # 6e. The GPU array (srun) and its merge through jobs/submit_array.sh, with no
 # MLRA_SWEEP_NAME: the merge must be told the GPU array's name (paper_gpu).
