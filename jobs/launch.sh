@@ -1,21 +1,24 @@
-# Sourced by jobs/slurm_sweep.sbatch and jobs/slurm_array.sbatch (not run on its own):
-# starts the ranks of `mlra sweep` with the launcher LAUNCHER names, passes the
-# time-limit SIGTERM on to them, and waits for them.
+# Sourced by jobs/slurm_sweep.sbatch, jobs/slurm_array.sbatch and their GPU
+# versions jobs/slurm_sweep_gpu.sbatch, jobs/slurm_array_gpu.sbatch (not run on
+# its own): starts the ranks of `mlra sweep` with the launcher LAUNCHER names,
+# passes the time-limit SIGTERM on to them, and waits for them.
 #
 #   launch_sweep ARGS...      # runs: <launcher> "$MLRA_BIN" sweep ARGS...
+#   launch_once ARGS...       # runs: <launcher, one rank> "$MLRA_BIN" ARGS... (where rank 0 runs)
 #
 # Reads: LAUNCHER (mpirun | srun), SRUN_MPI, MLRA_BIN, THREADS, MLRA_STOP_GRACE,
-# JOB (the prefix of its log lines), OUT (the CSV, for the log).
+# JOB (the prefix of its log lines), OUT (the CSV, for the log), and, if set,
+# the array LAUNCH_BIND (more launcher flags, e.g. CPU binding; the GPU scripts set it).
 # Sets:  LAUNCH_STATUS (the launcher's exit status), LAUNCH_STOPPED (1 after SIGTERM/SIGINT).
 
-# The launcher's flags, one per line.
+# The launcher's flags, one per line. launch_command [RANKS] (default: every Slurm task).
 launch_command() {
   case "$LAUNCHER" in
     mpirun)
       # Inside an allocation Open MPI reads the nodes and slots from Slurm: no host
       # file, no --oversubscribe; ranks fill a node's slots before the next node's.
       LAUNCH=(mpirun
-        -n "${SLURM_NTASKS:-1}"   # one rank per Slurm task, on every node of the job
+        -n "${1:-${SLURM_NTASKS:-1}}"   # one rank per Slurm task, on every node of the job
       )
       if [ "$THREADS" -gt 1 ]; then
         # Give every rank THREADS neighbouring cores instead of one.
@@ -33,12 +36,25 @@ launch_command() {
         --kill-on-bad-exit=1         # a rank that dies ends the step at once, instead of leaving the others in a collective
         --cpus-per-task="$THREADS"   # since Slurm 22.05 srun no longer takes --cpus-per-task from the job
       )
+      # One rank only: on the job's first node, where rank 0 runs.
+      if [ -n "${1:-}" ]; then LAUNCH+=(--ntasks="$1" --nodes=1); fi
       ;;
     *)
       echo "$JOB: LAUNCHER must be mpirun or srun, got '$LAUNCHER'" >&2
       exit 1
       ;;
   esac
+  # The calling script's extra launcher flags (CPU binding of the GPU scripts).
+  if [ -n "${LAUNCH_BIND+x}" ]; then LAUNCH+=("${LAUNCH_BIND[@]}"); fi
+}
+
+# One process in rank 0's place (same launcher, binding and environment), in
+# the foreground, e.g. `launch_once calibrate --device cuda --format json`. Its
+# exit status is launch_once's; stdout is the caller's.
+launch_once() {
+  launch_command 1
+  echo "$JOB: ${LAUNCH[*]} $MLRA_BIN $*" >&2
+  "${LAUNCH[@]}" "$MLRA_BIN" "$@" </dev/null
 }
 
 # The launcher runs in the background so that the SIGTERM Slurm sends before the

@@ -6,6 +6,7 @@
 #   MLRA_ARRAY=0-7%2 jobs/submit_array.sh      # 8 shares, at most 2 at a time
 #   MLRA_SWEEP_NAME=big MLRA_SWEEP_ARGS="--preset paper" jobs/submit_array.sh
 #   MLRA_ARRAY_SCRIPT=jobs/slurm_array_multinode.sbatch jobs/submit_array.sh   # tasks over several nodes
+#   MLRA_ARRAY_SCRIPT=jobs/slurm_array_gpu.sbatch jobs/submit_array.sh         # tasks on GPU nodes
 #
 # The MLRA_* variables of jobs/slurm_array.sbatch travel to both jobs in the
 # environment (sbatch's default --export=ALL). The last line printed is
@@ -14,6 +15,12 @@ set -eu
 cd "$(dirname "$0")/.."      # submit from the repository's root: results/ lands there
 
 script=${MLRA_ARRAY_SCRIPT:-jobs/slurm_array.sbatch}
+# The merge job must look for the files the array writes: the GPU array's
+# default name is paper_gpu (its spec's), the CPU arrays' throughput (their
+# preset's, which is the merge's default), unless MLRA_SWEEP_NAME says.
+case "$script" in
+  *_gpu.sbatch) MLRA_SWEEP_NAME=${MLRA_SWEEP_NAME:-paper_gpu}; export MLRA_SWEEP_NAME ;;
+esac
 array_opt=
 if [ -n "${MLRA_ARRAY:-}" ]; then array_opt="--array=$MLRA_ARRAY"; fi
 
