@@ -21,7 +21,7 @@ public enum ResultsSchema {
         "validation", "validation_max_err", "warmup_steps", "timed_steps", "timer_resolution_us",
         "step_us_median", "step_us_p10", "step_us_p90", "step_us_min", "step_us_max",
         "kernel_us_median", "kernel_us_p10", "kernel_us_p90", "allreduce_us_median",
-        "allreduce_us_p10", "allreduce_us_p90", "imbalance_us_median",
+        "allreduce_us_p10", "allreduce_us_p90", "imbalance_us_median", "projection_us_median",
         "tokens_per_s", "achieved_gbs", "achieved_gflops", "roofline_us", "roofline_fraction",
     ]
     public static let sampleColumns = [

@@ -157,12 +157,12 @@ extension SweepDriver {
             if let failure = work?.failure { throw HarnessError("\(c.label): \(failure)") }
         }
         if p.reporter, let work {
-            m.columns["gpu_kernel"] = work.work.attention.summary + "; projections cuBLAS \(work.work.backend.gemmType.rawValue) \(work.work.backend.cublasVersion); "
+            m.columns["gpu_kernel"] = work.work.attention.summary + "; projections: \(work.work.backend.gemmType.rawValue) weights, GEMV kernels (cuBLAS \(work.work.backend.cublasVersion) beyond \(CUDABackend.gemvMaxRows) rows); "
                 + "all-reduce MPI through host memory"
             // The last `steps` steps are the timed ones (warm-up first); this rank's, not the group's max.
             let projections = SampleStats(Array(work.projectionSeconds.suffix(c.steps))).median
             m.columns["projection_us_median"] = fmt(projections * 1e6)
-            print(String(format: "  %@: GPU time per step on group rank 0: projections (cuBLAS) %.1f us median", c.label, projections * 1e6))
+            print(String(format: "  %@: GPU time per step on group rank 0: projections %.1f us median", c.label, projections * 1e6))
             for (k, v) in zip(CUDADevice.csvColumns, gpu.csvFields(clocks: clocks)) { m.columns[k] = v }
         }
         return m

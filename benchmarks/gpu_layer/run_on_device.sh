@@ -3,7 +3,8 @@
 # ranks sharing the GPU, then the paper's shapes at t = 1 and t = 4 in layer and kernel scope.
 # Run from the repository root with the static binary at .devbin/mlra.gz; results under $OUT.
 set -uo pipefail
-out="${OUT:-/tmp/gpu_layer_out}"; mkdir -p "$out"
+# Everything goes to a working folder, packed into one $OUT/results.tgz at the end.
+out=/tmp/gpu_layer_out; rm -rf "$out"; mkdir -p "$out"
 gunzip -c .devbin/mlra.gz > /tmp/mlra && chmod +x /tmp/mlra
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
     [ -e "$d/libnvrtc.so.13" ] && export MLRA_NVRTC="$d"
@@ -17,4 +18,4 @@ cal=(--gpu-calibration "$out/gpu_cal.json")
 timeout 300 mpirun -n 4 --oversubscribe /tmp/mlra sweep --spec $here/check.json --out "$out/check.csv" "${cal[@]}" > "$out/check.log" 2>&1; echo "check rc $?"
 timeout 200 mpirun -n 1 /tmp/mlra sweep --spec $here/paper_t1.json --out "$out/paper_t1.csv" --samples "$out/paper_t1.samples.csv" "${cal[@]}" > "$out/paper_t1.log" 2>&1; echo "paper t1 rc $?"
 timeout 200 mpirun -n 4 --oversubscribe /tmp/mlra sweep --spec $here/paper_t4.json --out "$out/paper_t4.csv" --samples "$out/paper_t4.samples.csv" "${cal[@]}" > "$out/paper_t4.log" 2>&1; echo "paper t4 rc $?"
-cd "$out" && tar czf results.tgz --exclude=results.tgz . && ls
+tar czf "${OUT:-/tmp}/results.tgz" -C "$out" . && ls "$out"
