@@ -118,10 +118,9 @@ public final class DeviceKVCache: SequenceCache {
 
 /// A GPU (`CUDADevice`): device buffers, cuBLAS GEMMs, the element-wise kernels of
 /// kernels/layer_ops.cu and the decode attention (`GPUAttention`), all on the device's
-/// stream. Weight matrices are held in `gemmType`: f32, or bf16/f16 (as a bf16 decoder holds
-/// them), multiplied by the f32 activations with f32 accumulation. Products of a few rows
-/// (a decode step's) take the GEMV kernels of layer_ops.cu; f32 products of more rows take
-/// cuBLAS sgemm (no TF32). Operations are enqueued and not waited for; the first failure is kept and
+/// stream. The GEMMs run in `gemmType`: f32 (cuBLAS sgemm, no TF32), or bf16/f16 on the
+/// tensor cores with f32 accumulation and output (weight matrices stored in 16 bits, the
+/// activations rounded to 16 bits before each product), as a bf16 decoder runs. Operations are enqueued and not waited for; the first failure is kept and
 /// later operations are skipped, and `finish()` waits for the stream and reports it.
 ///
 /// The all-reduce is MPI's over host memory (this Open MPI is not CUDA-aware): the
@@ -131,11 +130,6 @@ public final class CUDABackend: ComputeBackend {
     private let pool = DevicePool()
     private let handle: cublasHandle_t
     private let rmsNormFn: CUDAFunction, ropeFn: CUDAFunction, copyFn: CUDAFunction, appendFn: CUDAFunction, halfFn: CUDAFunction
-    private let gemvNT: CUDAFunction, gemvNN: CUDAFunction
-    /// Products of at most this many rows (a decode step's) take the GEMV kernels of
-    /// layer_ops.cu (GEMV_MAX_ROWS): cuBLAS's GEMM of one row streamed MLA's bf16 weights
-    /// at 1.7 TB/s on an H200 (docs/gpu-layer.md).
-    public static let gemvMaxRows = 8
     public let gemmType: StorageDType
     private var failure: HarnessError?
     /// Event pairs around the timed operations since the last `finish()`, by what they ran
@@ -165,7 +159,6 @@ public final class CUDABackend: ComputeBackend {
         let f = { (name: String) in try KernelCompiler.shared.function(name, in: .layerOps, arch: device.arch) }
         (rmsNormFn, ropeFn, copyFn, appendFn) = (try f("rms_norm_rows"), try f("rope_rows"), try f("copy_blocks"), try f("append_rows"))
         halfFn = try f("to_half")
-        (gemvNT, gemvNN) = (try f("gemv_nt"), try f("gemv_nn"))
     }
 
     deinit {
@@ -295,17 +288,8 @@ public final class CUDABackend: ComputeBackend {
     public func gemm(_ a: DeviceVector, _ sa: Strided, _ w: DeviceMatrix, _ sb: Strided, transposeB: Bool,
                      into c: inout DeviceVector, _ sc: Strided, m: Int, n: Int, k: Int, batch: Int, alpha: Float, accumulate: Bool) {
         guard m > 0, n > 0, k > 0, batch > 0 else { return }
-        if m <= Self.gemvMaxRows || w.elem != .f32 {
-            // 16-bit weights of more rows: the GEMV kernels a chunk of rows at a time.
-            for r in stride(from: 0, to: m, by: Self.gemvMaxRows) {
-                let rows = min(Self.gemvMaxRows, m - r)
-                var (ca, cc) = (sa, sc)
-                ca.offset += r * sa.ld
-                cc.offset += r * sc.ld
-                gemv(a, ca, w, sb, transposeB: transposeB, into: c, cc, m: rows, n: n, k: k, batch: batch, alpha: alpha, accumulate: accumulate)
-            }
-            return
-        }
+        if w.elem != .f32 { return gemm16(a, sa, w, sb, transposeB: transposeB, into: c, sc, m: m, n: n, k: k, batch: batch,
+                                          alpha: alpha, accumulate: accumulate) }
         let (out, b) = (c, w.values)
         attempt {
             var al = alpha, be: Float = accumulate ? 1 : 0
@@ -326,21 +310,28 @@ public final class CUDABackend: ComputeBackend {
         }
     }
 
-    /// The product of at most `gemvMaxRows` rows: the weights (any type) converted in
-    /// registers, the activations in f32.
-    private func gemv(_ a: DeviceVector, _ sa: Strided, _ w: DeviceMatrix, _ sb: Strided, transposeB: Bool, into c: DeviceVector,
-                      _ sc: Strided, m: Int, n: Int, k: Int, batch: Int, alpha: Float, accumulate: Bool) {
-        let esize = w.elem.bytes
-        let args = KernelArguments().add(w.values.pointer + UInt64(esize * sb.offset)).add(w.elem.kernelElem).add(Int32(sb.ld))
-            .add(Int64(sb.step)).add(a.pointer + UInt64(4 * sa.offset)).add(Int32(sa.ld)).add(Int64(sa.step))
-            .add(c.pointer + UInt64(4 * sc.offset)).add(Int32(sc.ld)).add(Int64(sc.step))
-            .add(Int32(m)).add(Int32(n)).add(Int32(k)).add(alpha).add(Int32(accumulate ? 1 : 0))
+    /// The same product with 16-bit operands: `a` rounded to the weight's type first.
+    private func gemm16(_ a: DeviceVector, _ sa: Strided, _ w: DeviceMatrix, _ sb: Strided, transposeB: Bool, into c: DeviceVector,
+                        _ sc: Strided, m: Int, n: Int, k: Int, batch: Int, alpha: Float, accumulate: Bool) {
+        let half = vector((a.count + 1) / 2)
         attempt {
+            try convertToHalf(a.pointer, into: half.pointer, count: a.count, elem: w.elem)
+            var al = alpha, be: Float = accumulate ? 1 : 0
+            let type = Int32(w.elem == .bf16 ? MLRA_CUDA_R_16BF : MLRA_CUDA_R_16F), f32 = Int32(MLRA_CUDA_R_32F)
+            let pa = UnsafeRawPointer(bitPattern: UInt(half.pointer + UInt64(2 * sa.offset)))
+            let pb = UnsafeRawPointer(bitPattern: UInt(w.values.pointer + UInt64(2 * sb.offset)))
+            let pc = UnsafeMutableRawPointer(bitPattern: UInt(c.pointer + UInt64(4 * sc.offset)))
+            let opB = Int32(transposeB ? MLRA_CUBLAS_OP_T : MLRA_CUBLAS_OP_N), opN = Int32(MLRA_CUBLAS_OP_N)
+            let (compute, algo) = (Int32(MLRA_CUBLAS_COMPUTE_32F), Int32(MLRA_CUBLAS_GEMM_DEFAULT))
             try timed(.projections) {
-                if transposeB {   // a warp per output
-                    try gemvNT.launch(grid: ((n + 7) / 8, batch, 1), block: 256, stream: device.stream, args)
-                } else {          // a thread per output
-                    try gemvNN.launch(grid: ((n + 127) / 128, batch, 1), block: 128, stream: device.stream, args)
+                if batch == 1 {
+                    try CUBLAS.check(mlra_cuda.cublasGemmEx!(handle, opB, opN, Int32(n), Int32(m), Int32(k), &al, pb, type, Int32(sb.ld),
+                                                             pa, type, Int32(sa.ld), &be, pc, f32, Int32(sc.ld), compute, algo), "cublasGemmEx")
+                } else {
+                    try CUBLAS.check(mlra_cuda.cublasGemmStridedBatchedEx!(
+                        handle, opB, opN, Int32(n), Int32(m), Int32(k), &al, pb, type, Int32(sb.ld), Int64(sb.step),
+                        pa, type, Int32(sa.ld), Int64(sa.step), &be, pc, f32, Int32(sc.ld), Int64(sc.step), Int32(batch), compute, algo),
+                        "cublasGemmStridedBatchedEx")
                 }
             }
         }

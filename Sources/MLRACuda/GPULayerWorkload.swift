@@ -68,11 +68,12 @@ public final class GPULayerWorkload {
         attention = try GPUAttention(device: device, groups: shard.groups, rowWidth: width, dtype: dtype, scale: layout.softmaxScale,
                                      maxBatch: sequences, maxLength: footprint.cacheCapacity, tuning: tuning)
         checkAttention = try GPUAttention(device: device, groups: shard.groups, rowWidth: width, dtype: dtype, scale: layout.softmaxScale,
-                                          maxBatch: Self.checkTokens, maxLength: Self.checkTokens, tuning: tuning)
+                                          maxBatch: Self.checkTokens, maxLength: footprint.cacheCapacity, tuning: tuning)
         try backend.finish()
     }
 
-    /// The check's kernel (a prefill's rows, short caches): its own launch plan.
+    /// The check's kernel: planned for a prefill's rows at the timed caches' length, so it
+    /// launches the split-KV kernel and its combine as the timed steps do.
     private let checkAttention: GPUAttention
 
     /// Sequences per step.

@@ -33,8 +33,8 @@ public struct Tolerance: Sendable, Equatable {
 
     /// A layer on the GPU against the Double reference: the layer's own rounding
     /// (`layerOutput`), the tensor-core kernel's (`gpuKernelAgreement`), and with a 16-bit
-    /// cache the weights' (held in the cache's type, which rounds every projection as the
-    /// cache rounds the attention: the layer's bound once more), added.
+    /// cache the GEMMs' (weights and activations rounded to the cache's type, which rounds
+    /// every projection as the cache rounds the attention: the layer's bound once more), added.
     public static func gpuLayerOutput(cache dtype: StorageDType) -> Tolerance {
         let (layer, kernel) = (layerOutput(cache: dtype), gpuKernelAgreement(cache: dtype))
         let gemm = dtype == .f32 ? Tolerance(atol: 0, rtol: 0) : layer

@@ -64,8 +64,8 @@ extern "C" __global__ void append_rows(const float *rows, int width, const u64 *
     }
 }
 
-// f32 → bf16 (elem 0) or f16 (elem 1), round to nearest even: a 16-bit run's weight
-// matrices, converted once when the shard is built.
+// f32 → bf16 (elem 0) or f16 (elem 1), round to nearest even: the 16-bit operands of the
+// layer's tensor-core GEMMs (weights once, activations before each product).
 extern "C" __global__ void to_half(const float *src, unsigned short *dst, u64 count, int elem) {
     const u64 stride = (u64)gridDim.x * blockDim.x;
     for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += stride) {
@@ -73,96 +73,5 @@ extern "C" __global__ void to_half(const float *src, unsigned short *dst, u64 co
         if (elem == 0) asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(src[i]));
         else asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(src[i]));
         dst[i] = h;
-    }
-}
-
-// The decode step's products for a few rows (m ≤ GEMV_MAX_ROWS): memory-bound matrix-vector
-// work, where a GEMM library's tiles are mostly idle. Weight j of family member
-// blockIdx.y: elem 0 bf16, 1 f16, 2 f32, converted in registers and multiplied by the f32
-// activations with f32 accumulation. y = alpha·(x·op(W)) (+ y when accumulate).
-#define GEMV_MAX_ROWS 8
-
-__device__ __forceinline__ float weight_at(const void *w, u64 i, int elem) {
-    if (elem == 2) return ((const float *)w)[i];
-    const unsigned short h = ((const unsigned short *)w)[i];
-    if (elem == 0) return __uint_as_float((unsigned)h << 16);
-    float f;
-    asm("{ .reg .f16 t; mov.b16 t, %1; cvt.f32.f16 %0, t; }" : "=f"(f) : "h"(h));
-    return f;
-}
-
-// W stored [n, k] (row j is output j's weights, ldw apart): one warp per output, lanes
-// along k, 16-byte loads of W where its rows are 16-byte aligned.
-extern "C" __global__ void gemv_nt(const void *w, int elem, int ldw, long long w_step,
-                                   const float *x, int ldx, long long x_step, float *y, int ldy, long long y_step,
-                                   int m, int n, int k, float alpha, int accumulate) {
-    const int j = (int)((blockIdx.x * (u64)blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
-    if (j >= n) return;
-    const int esize = elem == 2 ? 4 : 2;
-    const char *wb = (const char *)w + (u64)blockIdx.y * w_step * esize;
-    x += blockIdx.y * x_step;
-    y += blockIdx.y * y_step;
-    const char *row = wb + (u64)j * ldw * esize;
-    float acc[GEMV_MAX_ROWS];
-    for (int r = 0; r < GEMV_MAX_ROWS; r++) acc[r] = 0.0f;
-    const int per = 16 / esize;   // elements per 16-byte load
-    int c0 = 0;
-    if (((u64)row & 15) == 0 && k >= per) {
-        const int kv = k / per * per;
-#pragma unroll 2
-        for (int c = lane * per; c < kv; c += 32 * per) {
-            const uint4 v = *(const uint4 *)(row + (u64)c * esize);
-            float f[8];
-            if (elem == 2) {
-                f[0] = __uint_as_float(v.x); f[1] = __uint_as_float(v.y); f[2] = __uint_as_float(v.z); f[3] = __uint_as_float(v.w);
-            } else {
-                const unsigned short *h = (const unsigned short *)&v;
-                for (int e = 0; e < 8; e++) f[e] = weight_at(h, e, elem);
-            }
-            for (int r = 0; r < GEMV_MAX_ROWS; r++) {
-                if (r < m) {
-                    const float *xr = x + (u64)r * ldx + c;
-                    float s = 0.0f;
-                    for (int e = 0; e < per; e++) s += f[e] * xr[e];
-                    acc[r] += s;
-                }
-            }
-        }
-        c0 = kv;
-    }
-    for (int c = c0 + lane; c < k; c += 32) {
-        const float f = weight_at(row, c, elem);
-        for (int r = 0; r < GEMV_MAX_ROWS; r++) if (r < m) acc[r] += f * x[(u64)r * ldx + c];
-    }
-    for (int r = 0; r < GEMV_MAX_ROWS; r++) {
-        float s = acc[r];
-        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        if (lane == 0 && r < m) {
-            float *out = y + (u64)r * ldy + j;
-            *out = alpha * s + (accumulate ? *out : 0.0f);
-        }
-    }
-}
-
-// W stored [k, n] (row kk holds every output's weight for input kk, ldw apart): one thread
-// per output, threads along n (coalesced rows of W), a loop over k.
-extern "C" __global__ void gemv_nn(const void *w, int elem, int ldw, long long w_step,
-                                   const float *x, int ldx, long long x_step, float *y, int ldy, long long y_step,
-                                   int m, int n, int k, float alpha, int accumulate) {
-    const int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= n) return;
-    const int esize = elem == 2 ? 4 : 2;
-    const char *wb = (const char *)w + (u64)blockIdx.y * w_step * esize;
-    x += blockIdx.y * x_step;
-    y += blockIdx.y * y_step;
-    float acc[GEMV_MAX_ROWS];
-    for (int r = 0; r < GEMV_MAX_ROWS; r++) acc[r] = 0.0f;
-    for (int kk = 0; kk < k; kk++) {
-        const float f = weight_at(wb, (u64)kk * ldw + j, elem);
-        for (int r = 0; r < GEMV_MAX_ROWS; r++) if (r < m) acc[r] += f * x[(u64)r * ldx + kk];
-    }
-    for (int r = 0; r < m && r < GEMV_MAX_ROWS; r++) {
-        float *out = y + (u64)r * ldy + j;
-        *out = alpha * acc[r] + (accumulate ? *out : 0.0f);
     }
 }
