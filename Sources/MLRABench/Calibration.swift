@@ -81,7 +81,8 @@ public struct Calibration: Codable, Sendable, Equatable {
         // Strict like every input: no key twice, counts written as integers; a file from an
         // older version (no fmaWidth) or any other damage asks for a fresh calibration.
         let cal = try StrictJSON.decode(Calibration.self, from: data, path: path, kind: "calibration",
-                                        integerKeys: ["threads", "llcBytes", "arrayBytes"],
+                                        check: { try RenamedKeys.check($0, path: path, kind: "calibration", Self.renamedKeys) },
+                                        integerKeys: ["threads", "llc_bytes", "array_bytes", "llcBytes", "arrayBytes"],
                                         hint: " (re-run 'mlra calibrate --format json')")
         try cal.validate(path: path)
         return cal
@@ -101,17 +102,23 @@ public struct Calibration: Codable, Sendable, Equatable {
             HarnessError("\(path): calibration '\(key)' is \(value); it must be \(rule)")
         }
         guard threads >= 1, threads <= 1 << 16 else { throw fail("threads", "\(threads)", "in 1...65536") }
-        for (key, v) in [("readGBs", readGBs), ("triadGBs", triadGBs), ("sgemmGFlops", sgemmGFlops), ("fmaGFlops", fmaGFlops)]
+        for (key, v) in [("read_gbs", readGBs), ("triad_gbs", triadGBs), ("sgemm_gflops", sgemmGFlops), ("fma_gflops", fmaGFlops)]
         where !(v.isFinite && v > 0) {
             throw fail(key, "\(v)", "a positive finite number")
         }
-        guard llcBytes >= 1, llcBytes <= Self.maxLLCBytes else { throw fail("llcBytes", "\(llcBytes)", "in 1...\(Self.maxLLCBytes)") }
-        guard arrayBytes >= 1, arrayBytes <= 1 << 50 else { throw fail("arrayBytes", "\(arrayBytes)", "in 1...\(1 << 50)") }
+        guard llcBytes >= 1, llcBytes <= Self.maxLLCBytes else { throw fail("llc_bytes", "\(llcBytes)", "in 1...\(Self.maxLLCBytes)") }
+        guard arrayBytes >= 1, arrayBytes <= 1 << 50 else { throw fail("array_bytes", "\(arrayBytes)", "in 1...\(1 << 50)") }
         let widths = [FMAWidth.avx512, .avx2].map(\.rawValue) + [Self.swiftSIMDWidth]
         guard widths.contains(fmaWidth) else {
-            throw fail("fmaWidth", "'\(SafeTensorsFile.printable(fmaWidth))'", "one of \(widths.joined(separator: ", "))")
+            throw fail("fma_width", "'\(SafeTensorsFile.printable(fmaWidth))'", "one of \(widths.joined(separator: ", "))")
         }
     }
+
+    /// Keys renamed to the CSV's names (`calib_` + the key), with the names files written before keep.
+    static let renamedKeys: KeyRenames = [
+        "read_gbs": "readGBs", "triad_gbs": "triadGBs", "sgemm_gflops": "sgemmGFlops", "fma_gflops": "fmaGFlops",
+        "fma_width": "fmaWidth", "blas_core": "blasCore", "llc_bytes": "llcBytes", "array_bytes": "arrayBytes",
+    ]
 
     /// Size of the last-level cache (sysfs index3, else index2), 32 MiB if unknown.
     public static func lastLevelCacheBytes() -> Int {
@@ -245,5 +252,24 @@ private final class FMATask: PoolTask {
         }
         sinks[min(part, 63) * 16] = (a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7).sum()
         done[part * 8] = Double(iterations) * 8 * 16 * 2
+    }
+}
+
+/// The file's keys are the CSV columns' names without their `calib_` prefix (`read_gbs` for
+/// `calib_read_gbs`; `blas_core` as bench's column); files written with the old names
+/// (`readGBs`, …) still load (RenamedKeys.swift).
+extension Calibration {
+    public init(from decoder: Decoder) throws {
+        let key = try RenamedKeyDecoder(decoder, Self.renamedKeys)
+        self.init(threads: try key("threads"), readGBs: try key("read_gbs"), triadGBs: try key("triad_gbs"),
+                  sgemmGFlops: try key("sgemm_gflops"), fmaGFlops: try key("fma_gflops"), fmaWidth: try key("fma_width"),
+                  blasCore: try key("blas_core"), llcBytes: try key("llc_bytes"), arrayBytes: try key("array_bytes"))
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var key = RenamedKeyEncoder(encoder, Self.renamedKeys)
+        try key(threads, "threads"); try key(readGBs, "read_gbs"); try key(triadGBs, "triad_gbs")
+        try key(sgemmGFlops, "sgemm_gflops"); try key(fmaGFlops, "fma_gflops"); try key(fmaWidth, "fma_width")
+        try key(blasCore, "blas_core"); try key(llcBytes, "llc_bytes"); try key(arrayBytes, "array_bytes")
     }
 }

@@ -54,3 +54,22 @@ public struct CalibrationStore: Codable, Equatable, Sendable {
         try writeAtomically(try e.encode(self), to: Self.path(for: out))
     }
 }
+
+/// The store's keys are the CSV's names (`calib_source` of the cpu rows, of the cuda rows);
+/// stores written before (`cpuSource`, `gpuSource`) still load (RenamedKeys.swift).
+extension CalibrationStore {
+    static let renamedKeys: KeyRenames = ["cpu_calib_source": "cpuSource", "gpu_calib_source": "gpuSource"]
+
+    public init(from decoder: Decoder) throws {
+        let key = try RenamedKeyDecoder(decoder, Self.renamedKeys)
+        self.init(cpu: try key("cpu"), cpuSource: try key("cpu_calib_source"), gpu: try key.optional("gpu"),
+                  gpuSource: try key.optional("gpu_calib_source"))
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var key = RenamedKeyEncoder(encoder, Self.renamedKeys)
+        try key(cpu, "cpu"); try key(cpuSource, "cpu_calib_source")
+        if let gpu { try key(gpu, "gpu") }
+        if let gpuSource { try key(gpuSource, "gpu_calib_source") }
+    }
+}

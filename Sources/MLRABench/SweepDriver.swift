@@ -367,6 +367,7 @@ public final class SweepDriver {
         guard let file else { return options.quickCalibration ? "measured-quick" : "measured" }
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
+        encoder.userInfo[.oldKeyNames] = true   // the identity rows and stores carry from before the keys' rename
         return "file:" + fnv1aHex([UInt8](try encoder.encode(file)))
     }
 
