@@ -50,7 +50,7 @@ final class SweepSpecLimitTests: XCTestCase {
 
     /// `"variants": []` ran nothing and exited 0; every list must name at least one value.
     func testEmptyListsAreRefusedByName() throws {
-        for key in ["variants", "dtypes", "scopes", "tp", "contexts", "threads"] {
+        for key in ["variants", "kv_dtypes", "scopes", "tp", "contexts", "threads"] {
             let spec = try load(#"{"defaults": {}, "grids": [{"\#(key)": []}]}"#)
             XCTAssertEqual(message { _ = try spec.configurations(worldSize: 1, maxThreads: 1) }, "grid 0: '\(key)' is empty")
         }
