@@ -29,6 +29,14 @@ public struct Calibration: Codable, Sendable, Equatable {
     public var llcBytes: Int
     public var arrayBytes: Int
 
+    /// The file's keys are the CSV columns' names without their `calib_` prefix (`read_gbs`
+    /// for `calib_read_gbs`; `blas_core` as bench's column). Files written with the old
+    /// names (`readGBs`, …: `renamedKeys`) still load.
+    enum CodingKeys: String, CodingKey {
+        case threads, readGBs = "read_gbs", triadGBs = "triad_gbs", sgemmGFlops = "sgemm_gflops", fmaGFlops = "fma_gflops"
+        case fmaWidth = "fma_width", blasCore = "blas_core", llcBytes = "llc_bytes", arrayBytes = "array_bytes"
+    }
+
     /// The roofline's bandwidth: the kernel only reads the cache, so the read-only figure.
     public var bandwidthGBs: Double { readGBs }
     /// The roofline's compute peak: the best f32 rate measured.
@@ -83,6 +91,7 @@ public struct Calibration: Codable, Sendable, Equatable {
         let cal = try StrictJSON.decode(Calibration.self, from: data, path: path, kind: "calibration",
                                         check: { try RenamedKeys.check($0, path: path, kind: "calibration", Self.renamedKeys) },
                                         integerKeys: ["threads", "llc_bytes", "array_bytes", "llcBytes", "arrayBytes"],
+                                        renames: Self.renamedKeys,
                                         hint: " (re-run 'mlra calibrate --format json')")
         try cal.validate(path: path)
         return cal
@@ -115,7 +124,7 @@ public struct Calibration: Codable, Sendable, Equatable {
     }
 
     /// Keys renamed to the CSV's names (`calib_` + the key), with the names files written before keep.
-    static let renamedKeys: KeyRenames = [
+    public static let renamedKeys: KeyRenames = [
         "read_gbs": "readGBs", "triad_gbs": "triadGBs", "sgemm_gflops": "sgemmGFlops", "fma_gflops": "fmaGFlops",
         "fma_width": "fmaWidth", "blas_core": "blasCore", "llc_bytes": "llcBytes", "array_bytes": "arrayBytes",
     ]
@@ -255,21 +264,3 @@ private final class FMATask: PoolTask {
     }
 }
 
-/// The file's keys are the CSV columns' names without their `calib_` prefix (`read_gbs` for
-/// `calib_read_gbs`; `blas_core` as bench's column); files written with the old names
-/// (`readGBs`, …) still load (RenamedKeys.swift).
-extension Calibration {
-    public init(from decoder: Decoder) throws {
-        let key = try RenamedKeyDecoder(decoder, Self.renamedKeys)
-        self.init(threads: try key("threads"), readGBs: try key("read_gbs"), triadGBs: try key("triad_gbs"),
-                  sgemmGFlops: try key("sgemm_gflops"), fmaGFlops: try key("fma_gflops"), fmaWidth: try key("fma_width"),
-                  blasCore: try key("blas_core"), llcBytes: try key("llc_bytes"), arrayBytes: try key("array_bytes"))
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var key = RenamedKeyEncoder(encoder, Self.renamedKeys)
-        try key(threads, "threads"); try key(readGBs, "read_gbs"); try key(triadGBs, "triad_gbs")
-        try key(sgemmGFlops, "sgemm_gflops"); try key(fmaGFlops, "fma_gflops"); try key(fmaWidth, "fma_width")
-        try key(blasCore, "blas_core"); try key(llcBytes, "llc_bytes"); try key(arrayBytes, "array_bytes")
-    }
-}

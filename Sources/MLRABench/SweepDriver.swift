@@ -367,7 +367,7 @@ public final class SweepDriver {
         guard let file else { return options.quickCalibration ? "measured-quick" : "measured" }
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
-        encoder.userInfo[.oldKeyNames] = true   // the identity rows and stores carry from before the keys' rename
+        encoder.keyEncodingStrategy = RenamedKeys.writingOldNames(CalibrationStore.renamedKeys)   // the identity from before the rename
         return "file:" + fnv1aHex([UInt8](try encoder.encode(file)))
     }
 
@@ -470,15 +470,25 @@ public final class SweepDriver {
         var columns: [String: String] = [:]
     }
 
-    /// Validates and times one configuration; returns the step's median, p10 and p90 (seconds).
+    /// One configuration in stages: built, validated and timed on its device (measureOnCPU,
+    /// measureOnGPU), its rows gathered on world rank 0, then written. Returns the step's
+    /// median, p10 and p90 (seconds) of the first group, on every rank.
     func measure(_ c: SweepConfig) throws -> (median: Double, p10: Double, p90: Double) {
         let layout = try c.attentionConfig.layout()
         let cost = try DecodeCost(layout, tp: c.tp, dtype: c.dtype)
         let p = try placement(c)
         let m = c.device == .cuda ? try measureOnGPU(c, layout: layout, p) : try measureOnCPU(c, layout: layout, p)
-        let samples = m.samples, g = p.groups, seqs = p.sequences
+        let (rows, samples) = try gather(c, cost: cost, p, m)
+        try write(rows, samples: samples)
+        let first = rows.first.map { [$0.step_us_median, $0.step_us_p10, $0.step_us_p90] } ?? []
+        let step = (0..<3).map { i in (Double(world.broadcast(first.indices.contains(i) ? first[i] : "0")) ?? 0) / 1e6 }
+        return (step[0], step[1], step[2])
+    }
 
-        // Rows: each active group's rank 0 describes its group; world rank 0 writes them all at once.
+    /// Each active group's rank 0 describes its group (its row, and its samples when
+    /// --samples is given); world rank 0 receives them all (the other ranks: none).
+    func gather(_ c: SweepConfig, cost: DecodeCost, _ p: Placement, _ m: Measurement) throws -> (rows: [SweepRow], samples: [[String: String]]) {
+        let samples = m.samples, g = p.groups, seqs = p.sequences
         let stepStats = p.reporter ? SampleStats(samples.step) : nil
         let jobTokensPerSecond = world.allReduce(p.reporter ? Double(seqs) / stepStats!.median : 0, max: false)
         var rowJSON = ""
@@ -501,29 +511,33 @@ public final class SweepDriver {
             }
         }
         let replicas = c.isDeviceShare ? 1 : c.replicas
-        var rows = [[String: String]](), sampleRows = [[String: String]]()
+        var rows = [SweepRow](), sampleRows = [[String: String]]()
         for replica in 0..<replicas {
             let root = g?.ranks(ofReplica: replica).first ?? 0   // the replica's TP rank 0 wrote its row
             let text = world.broadcast(rowJSON, root: root)
             let samplesText = world.broadcast(String(decoding: (try? JSONEncoder().encode(sampleLines)) ?? Data(), as: UTF8.self), root: root)
             if world.rank == 0 {
-                rows.append(try JSONDecoder().decode([String: String].self, from: Data(text.utf8)))
+                rows.append(try JSONDecoder().decode(SweepRow.self, from: Data(text.utf8)))
                 sampleRows += (try? JSONDecoder().decode([[String: String]].self, from: Data(samplesText.utf8))) ?? []
             }
         }
+        return (rows, sampleRows)
+    }
+
+    /// World rank 0 appends a configuration's samples, then its rows (every rank takes part,
+    /// so that a failure stops them all). Samples first, rows last: a row in the results
+    /// means its samples are on disk; if the rows cannot be written, the samples just
+    /// written are cut off again.
+    func write(_ rows: [SweepRow], samples: [[String: String]]) throws {
         try world.collectively {
             guard world.rank == 0 else { return }
-            // Samples first, rows last: a row in the results means its samples are on disk.
-            // If the rows cannot be written, the samples just written are cut off again.
             let samplesStart = try samplesFile?.size()
-            try samplesFile?.append(sampleRows)
-            do { try results!.append(rows) } catch {
+            try samplesFile?.append(samples)
+            do { try results!.append(rows.map(\.cells)) } catch {
                 if let samplesFile, let samplesStart { try? samplesFile.truncate(to: samplesStart, why: "the samples of an unwritten row") }
                 throw error
             }
         }
-        let step = ["step_us_median", "step_us_p10", "step_us_p90"].map { (Double(world.broadcast(rows.first?[$0] ?? "0")) ?? 0) / 1e6 }
-        return (step[0], step[1], step[2])
     }
 
     /// A cpu configuration: the rank's workload in its scope, validated, then timed by TimingProtocol.

@@ -30,6 +30,21 @@ public struct GPUCalibration: Codable, Sendable, Equatable {
     public var l2Bytes: Int
     public var arrayBytes: Int
 
+    /// The file's keys are the CSV's names: the GPU's identity as its `gpu_` columns, the
+    /// figures as their `gpu_calib_` columns without the prefix (`read_gbs`). Files written
+    /// with the old names (`readGBs`, `gpuName`, …: `renamedKeys`) still load.
+    enum CodingKeys: String, CodingKey {
+        case device, gpuName = "gpu_name", gpuUUID = "gpu_uuid", gpuPCIBusId = "gpu_pci_bus_id", driverVersion = "gpu_driver"
+        case smClockMHz = "gpu_sm_clock_mhz", memoryClockMHz = "gpu_mem_clock_mhz", readGBs = "read_gbs", copyGBs = "copy_gbs"
+        case tensorTFlops = "tensor_tflops", fmaTFlops = "fma_tflops", l2Bytes = "l2_bytes", arrayBytes = "array_bytes"
+    }
+
+    public static let renamedKeys: KeyRenames = [
+        "gpu_name": "gpuName", "gpu_uuid": "gpuUUID", "gpu_pci_bus_id": "gpuPCIBusId", "gpu_driver": "driverVersion",
+        "gpu_sm_clock_mhz": "smClockMHz", "gpu_mem_clock_mhz": "memoryClockMHz", "read_gbs": "readGBs", "copy_gbs": "copyGBs",
+        "tensor_tflops": "tensorTFlops", "fma_tflops": "fmaTFlops", "l2_bytes": "l2Bytes", "array_bytes": "arrayBytes",
+    ]
+
     /// The compute peak a kernel over `dtype` caches can reach: tensor cores for 16-bit, CUDA cores for f32.
     public func peakTFlops(cache dtype: StorageDType) -> Double { dtype == .f32 ? fmaTFlops : tensorTFlops }
 
@@ -51,7 +66,8 @@ public struct GPUCalibration: Codable, Sendable, Equatable {
         let c = try StrictJSON.decode(GPUCalibration.self, from: data, path: path, kind: "GPU calibration",
                                       check: { try RenamedKeys.check($0, path: path, kind: "GPU calibration", Self.renamedKeys) },
                                       integerKeys: ["gpu_sm_clock_mhz", "gpu_mem_clock_mhz", "l2_bytes", "array_bytes",
-                                                    "smClockMHz", "memoryClockMHz", "l2Bytes", "arrayBytes"], hint: hint)
+                                                    "smClockMHz", "memoryClockMHz", "l2Bytes", "arrayBytes"],
+                                      renames: Self.renamedKeys, hint: hint)
         guard c.device == "cuda" else { throw HarnessError("\(path): not a GPU calibration" + hint) }
         guard [c.readGBs, c.copyGBs, c.tensorTFlops, c.fmaTFlops].allSatisfy({ $0.isFinite && $0 > 0 }) else {
             throw HarnessError("\(path): bandwidths and peaks must be positive numbers" + hint)
@@ -120,34 +136,5 @@ public struct GPUCalibration: Codable, Sendable, Equatable {
             line("sm_clock_MHz", Double(smClockMHz), "   (read before measuring; 0: NVML absent)"),
             line("mem_clock_MHz", Double(memoryClockMHz), ""),
         ].map { "  " + $0 }
-    }
-}
-
-/// The file's keys are the CSV's names: the GPU's identity as its `gpu_` columns, the
-/// figures as their `gpu_calib_` columns without the prefix (`read_gbs`). Files written
-/// with the old names (`readGBs`, `gpuName`, …) still load (RenamedKeys.swift).
-extension GPUCalibration {
-    static let renamedKeys: KeyRenames = [
-        "gpu_name": "gpuName", "gpu_uuid": "gpuUUID", "gpu_pci_bus_id": "gpuPCIBusId", "gpu_driver": "driverVersion",
-        "gpu_sm_clock_mhz": "smClockMHz", "gpu_mem_clock_mhz": "memoryClockMHz", "read_gbs": "readGBs", "copy_gbs": "copyGBs",
-        "tensor_tflops": "tensorTFlops", "fma_tflops": "fmaTFlops", "l2_bytes": "l2Bytes", "array_bytes": "arrayBytes",
-    ]
-
-    public init(from decoder: Decoder) throws {
-        let key = try RenamedKeyDecoder(decoder, Self.renamedKeys)
-        self.init(device: try key("device"), gpuName: try key("gpu_name"), gpuUUID: try key("gpu_uuid"),
-                  gpuPCIBusId: try key("gpu_pci_bus_id"), driverVersion: try key("gpu_driver"),
-                  smClockMHz: try key("gpu_sm_clock_mhz"), memoryClockMHz: try key("gpu_mem_clock_mhz"),
-                  readGBs: try key("read_gbs"), copyGBs: try key("copy_gbs"), tensorTFlops: try key("tensor_tflops"),
-                  fmaTFlops: try key("fma_tflops"), l2Bytes: try key("l2_bytes"), arrayBytes: try key("array_bytes"))
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var key = RenamedKeyEncoder(encoder, Self.renamedKeys)
-        try key(device, "device"); try key(gpuName, "gpu_name"); try key(gpuUUID, "gpu_uuid")
-        try key(gpuPCIBusId, "gpu_pci_bus_id"); try key(driverVersion, "gpu_driver"); try key(smClockMHz, "gpu_sm_clock_mhz")
-        try key(memoryClockMHz, "gpu_mem_clock_mhz"); try key(readGBs, "read_gbs"); try key(copyGBs, "copy_gbs")
-        try key(tensorTFlops, "tensor_tflops"); try key(fmaTFlops, "fma_tflops"); try key(l2Bytes, "l2_bytes")
-        try key(arrayBytes, "array_bytes")
     }
 }

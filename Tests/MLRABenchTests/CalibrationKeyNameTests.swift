@@ -17,12 +17,16 @@ final class CalibrationKeyNameTests: XCTestCase {
          "smClockMHz": 1980, "memoryClockMHz": 3201, "readGBs": 4000, "copyGBs": 3800, "tensorTFlops": 640,
          "fmaTFlops": 60, "l2Bytes": 62914560, "arrayBytes": 4294967296}
         """#
-    var gpu: GPUCalibration { try! JSONDecoder().decode(GPUCalibration.self, from: Data(oldGPU.utf8)) }
+    var gpu: GPUCalibration {
+        let d = JSONDecoder()
+        d.keyDecodingStrategy = RenamedKeys.readingOldNames(GPUCalibration.renamedKeys)
+        return try! d.decode(GPUCalibration.self, from: Data(oldGPU.utf8))
+    }
 
     func sorted(_ value: some Encodable, old: Bool = false) throws -> String {
         let e = JSONEncoder()
         e.outputFormatting = .sortedKeys
-        if old { e.userInfo[.oldKeyNames] = true }
+        if old { e.keyEncodingStrategy = RenamedKeys.writingOldNames(CalibrationStore.renamedKeys) }
         return String(decoding: try e.encode(value), as: UTF8.self)
     }
 

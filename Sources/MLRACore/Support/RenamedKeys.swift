@@ -2,9 +2,13 @@ import Foundation
 
 /// JSON files the harness writes (calibrations, their store) name their figures as the
 /// CSV columns do (`read_gbs` in the file, `calib_read_gbs` in the row). Files written
-/// before that rename, beside CSVs users keep, must still load: a key is read under its
-/// name or under the name it had (never both: which one would win is a guess), and
-/// written under its name only.
+/// before that rename, beside CSVs users keep, must still load: a type lists its renamed
+/// keys (its name → the old one), its coding keys carry the new names, and a decoder
+/// reads the old names as the new (`readingOldNames`); they are written under the new
+/// names only, except for an identity hash (`writingOldNames`).
+public typealias KeyRenames = [String: String]
+
+/// A coding key by its name.
 public struct JSONKey: CodingKey {
     public let stringValue: String
     public init(_ name: String) { stringValue = name }
@@ -13,65 +17,26 @@ public struct JSONKey: CodingKey {
     public init?(intValue: Int) { nil }
 }
 
-extension CodingUserInfoKey {
-    /// Set to `true` on an encoder to write the names keys had before the rename: a
-    /// calibration's identity (`calib_source` `file:…`, part of the resume key) is a hash
-    /// of its values under those names, so that renaming keys does not change the identity
-    /// of a file that rows and stores already carry.
-    public static let oldKeyNames = CodingUserInfoKey(rawValue: "mlra.oldKeyNames")!
-}
-
-/// A type's renamed keys: its name → the name files written before the rename use.
-public typealias KeyRenames = [String: String]
-
-/// Reads keys under their name or their old one.
-public struct RenamedKeyDecoder {
-    let container: KeyedDecodingContainer<JSONKey>
-    let renames: KeyRenames
-
-    public init(_ decoder: Decoder, _ renames: KeyRenames) throws {
-        container = try decoder.container(keyedBy: JSONKey.self)
-        self.renames = renames
-    }
-
-    public func callAsFunction<T: Decodable>(_ name: String) throws -> T {
-        let new = JSONKey(name), previous = JSONKey(renames[name] ?? name)
-        guard previous.stringValue != name else { return try container.decode(T.self, forKey: new) }
-        switch (container.contains(new), container.contains(previous)) {
-        case (true, true):
-            throw DecodingError.dataCorrupted(.init(codingPath: container.codingPath + [new],
-                                                    debugDescription: "both '\(name)' and its old name '\(previous.stringValue)' are given"))
-        case (false, true): return try container.decode(T.self, forKey: previous)
-        default: return try container.decode(T.self, forKey: new)   // absent: "missing key '<name>'"
+public enum RenamedKeys {
+    /// Reads every key written under an old name as its new name.
+    public static func readingOldNames(_ renames: KeyRenames) -> JSONDecoder.KeyDecodingStrategy {
+        let current = Dictionary(uniqueKeysWithValues: renames.map { ($0.value, $0.key) })
+        return .custom { path in
+            let key = path.last!
+            return current[key.stringValue].map { JSONKey($0) as CodingKey } ?? key
         }
     }
 
-    /// A key that may be absent (nil then).
-    public func optional<T: Decodable>(_ name: String) throws -> T? {
-        let old = renames[name] ?? name
-        guard container.contains(JSONKey(name)) || container.contains(JSONKey(old)) else { return nil }
-        return try self(name) as T
-    }
-}
-
-/// Writes keys under their name (or, for an identity hash, their old one: `oldKeyNames`).
-public struct RenamedKeyEncoder {
-    var container: KeyedEncodingContainer<JSONKey>
-    let renames: KeyRenames
-    let old: Bool
-
-    public init(_ encoder: Encoder, _ renames: KeyRenames) {
-        container = encoder.container(keyedBy: JSONKey.self)
-        self.renames = renames
-        old = encoder.userInfo[.oldKeyNames] as? Bool ?? false
+    /// Writes every renamed key under its old name: a calibration's identity (`calib_source`
+    /// `file:…`, part of the resume key) is a hash of its values under those names, so that
+    /// renaming keys does not change the identity that rows and stores already carry.
+    public static func writingOldNames(_ renames: KeyRenames) -> JSONEncoder.KeyEncodingStrategy {
+        .custom { path in
+            let key = path.last!
+            return renames[key.stringValue].map { JSONKey($0) as CodingKey } ?? key
+        }
     }
 
-    public mutating func callAsFunction<T: Encodable>(_ value: T, _ name: String) throws {
-        try container.encode(value, forKey: JSONKey(old ? renames[name] ?? name : name))
-    }
-}
-
-public enum RenamedKeys {
     /// Refuses an input file that gives one key under both its names, as one line naming
     /// both (which value was meant cannot be told).
     public static func check(_ tree: StrictJSON.Value, path: String, kind: String, _ renames: KeyRenames) throws {

@@ -247,13 +247,7 @@ extension StrictJSON {
             throw HarnessError("\(path): \(kind) key '\(dotted(at))' " + (beyond ? "is \(text), a number beyond a 64-bit integer" : "must be an integer, got \(text)"))
         }
         let decoder = JSONDecoder()
-        if !renames.isEmpty {
-            let current = Dictionary(uniqueKeysWithValues: renames.map { ($0.value, $0.key) })
-            decoder.keyDecodingStrategy = .custom { path in
-                let key = path.last!
-                return current[key.stringValue].map { JSONKey($0) as CodingKey } ?? key
-            }
-        }
+        if !renames.isEmpty { decoder.keyDecodingStrategy = RenamedKeys.readingOldNames(renames) }
         do { return try decoder.decode(T.self, from: data) } catch DecodingError.keyNotFound(let key, _) {
             throw HarnessError("\(path): \(kind) is missing key '\(key.stringValue)'")
         } catch DecodingError.typeMismatch(_, let ctx), DecodingError.valueNotFound(_, let ctx) {
