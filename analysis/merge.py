@@ -1,4 +1,4 @@
-"""Read sweep CSVs and raw samples files, validate them against schema 5 (or 4, 3, 2, 1)
+"""Read sweep CSVs and raw samples files, validate them against schema 6 (or 5, 4, 3, 2, 1)
 and merge them. Nothing here fails on bad input: every unusable file or row becomes
 a warning (printed to stderr by the CLI and listed in the report). Only a path
 that does not exist is fatal (`InputError`). Files, lines and cells are read by
@@ -14,12 +14,13 @@ import pandas as pd
 from .noise import NOISE_ROW_COLUMNS
 from .reader import InputError, expand_paths, read_table, to_numbers  # noqa: F401 (InputError: merge's API)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # Versions this reader takes: schema 1 lacks the columns of SINCE_SCHEMA_2 and later,
 # schema 2 those of SINCE_SCHEMA_3 and later, schema 3 those of SINCE_SCHEMA_4; they
 # stay empty for its rows (`device` reads as cpu: every row before schema 4 is a cpu row),
-# schema 4 those of SINCE_SCHEMA_5.
-KNOWN_SCHEMA_VERSIONS = ("1", "2", "3", "4", "5")
+# schema 4 those of SINCE_SCHEMA_5, schema 5 those of SINCE_SCHEMA_6 (read from its
+# `tokens_per_s`: see throughput_columns).
+KNOWN_SCHEMA_VERSIONS = ("1", "2", "3", "4", "5", "6")
 SINCE_SCHEMA_2 = ["calib_fma_width", "kernel_isa"]
 SINCE_SCHEMA_3 = ["config_id", "array_task", "array_count", "calib_source", "seed"]
 GPU_TEXT_COLUMNS = ["gpu_kernel", "gpu_name", "gpu_uuid", "gpu_pci_bus_id", "gpu_driver"]
@@ -29,6 +30,11 @@ SINCE_SCHEMA_4 = ["device"] + GPU_TEXT_COLUMNS + GPU_NUMERIC_COLUMNS
 # Where a TP group ran (group_nodes, group_hosts) and the run's noise probe.
 NODE_COLUMNS = ["group_nodes", "group_hosts"]
 SINCE_SCHEMA_5 = NOISE_ROW_COLUMNS + NODE_COLUMNS
+# Schema 6 split `tokens_per_s` (the job's total, repeated on every TP group's row) into
+# the group's figure and the job's, so that a sum over rows no longer overcounts.
+THROUGHPUT_COLUMNS = ["group_tokens_per_s", "job_tokens_per_s"]
+SINCE_SCHEMA_6 = THROUGHPUT_COLUMNS
+OLD_THROUGHPUT_COLUMN = "tokens_per_s"
 
 TEXT_COLUMNS = [
     "run_id", "harness_version", "git_rev", "host", "mpi_library", "date_utc",
@@ -47,7 +53,7 @@ NUMERIC_COLUMNS = [
     "allreduce_count_per_step", "validation_max_err", "warmup_steps", "timed_steps",
     "timer_resolution_us", "step_us_median", "step_us_p10", "step_us_p90", "step_us_min",
     "step_us_max", "kernel_us_median", "kernel_us_p10", "kernel_us_p90", "allreduce_us_median",
-    "tokens_per_s", "achieved_gbs", "achieved_gflops", "roofline_us", "roofline_fraction",
+    *THROUGHPUT_COLUMNS, "achieved_gbs", "achieved_gflops", "roofline_us", "roofline_fraction",
     *GPU_NUMERIC_COLUMNS, *NOISE_ROW_COLUMNS,
     "group_nodes",
 ]
@@ -99,6 +105,14 @@ class Loaded:
     files: list[str] = field(default_factory=list)
 
 
+def throughput_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """A file of schema 5 or older: its `tokens_per_s` (the job's total, summed over the dp
+    replicas) is `job_tokens_per_s`; `group_tokens_per_s` is derived in load_sweeps."""
+    if OLD_THROUGHPUT_COLUMN in df.columns and "job_tokens_per_s" not in df.columns:
+        df = df.rename(columns={OLD_THROUGHPUT_COLUMN: "job_tokens_per_s"})
+    return df
+
+
 def load_sweeps(patterns: list[str]) -> Loaded:
     paths = expand_paths(patterns)
     warnings: list[str] = []
@@ -113,6 +127,7 @@ def load_sweeps(patterns: list[str]) -> Loaded:
             warnings.append(f"{path}: missing required column(s) {', '.join(missing)}; its {len(df)} row(s) skipped")
             continue
         version = df["schema_version"].astype(str).str.strip()
+        df = throughput_columns(df)
         absent = [c for c in TEXT_COLUMNS + NUMERIC_COLUMNS if c not in df.columns]
         if (version == "1").all():   # schema 1 never had these
             absent = [c for c in absent if c not in SINCE_SCHEMA_2]
@@ -122,6 +137,8 @@ def load_sweeps(patterns: list[str]) -> Loaded:
             absent = [c for c in absent if c not in SINCE_SCHEMA_4]
         if version.isin(["1", "2", "3", "4"]).all():   # nor schema 4 these
             absent = [c for c in absent if c not in SINCE_SCHEMA_5]
+        if version.isin(["1", "2", "3", "4", "5"]).all():   # nor schema 5 these (derived below)
+            absent = [c for c in absent if c not in SINCE_SCHEMA_6]
         if absent:
             warnings.append(f"{path}: missing column(s) {', '.join(absent)}; treated as empty")
         wrong = ~version.isin(KNOWN_SCHEMA_VERSIONS)
@@ -188,6 +205,10 @@ def load_sweeps(patterns: list[str]) -> Loaded:
     df = df.reset_index(drop=True)
     df["dtype_bytes"] = df["kv_dtype"].map(DTYPE_BYTES)
     df["seqs_per_group"] = df["batch"] / df["dp"].where(df["dp"] > 0, 1)
+    # Rows before schema 6 have no group figure: the group's sequences over its median step,
+    # as the harness computes it.
+    derived = df["group_tokens_per_s"].isna()
+    df.loc[derived, "group_tokens_per_s"] = df["seqs_per_group"] / df["step_us_median"] * 1e6
     df["_config"] = ["\x1f".join(map(str, k)) for k in df[MEASUREMENT_KEY].itertuples(index=False)]
     return Loaded(rows=df, warnings=warnings, notes=notes, files=paths)
 

@@ -244,7 +244,7 @@ def build(loaded: Loaded, out_dir: str, samples: Loaded | None = None, *, baseli
                   images(figs["dist"], "latency distributions")))
         w(section(f"4. Speedup of {base}", f"T(variant)/T({base}) of the step (`--baseline`), at the same TP layout "
                   f"(t and dp), context and work (> 1: {base} is faster).", table(speedup)))
-        w(section("5. Throughput at the same global batch", "`tokens_per_s` (tokens/s, summed over the dp replicas as "
+        w(section("5. Throughput at the same global batch", "`job_tokens_per_s` (tokens/s, summed over the dp replicas as "
                   "written by the sweep); each row compares the layouts (t × dp) that decode the same global batch on "
                   "the same number of ranks. Interval: the step time's, inverted.", table(throughput)))
         w("\n## 6. Achieved bandwidth, FLOP rate and roofline fraction\n\n")

@@ -167,9 +167,9 @@ def throughput_table(rows: pd.DataFrame, iv: Intervals) -> Table:
     """tokens/s of each layout (t and dp) at the same global batch and number of ranks.
     Its interval is the step time's, inverted: tokens/s = batch / step time."""
     df = rows.copy()
-    df["tokens/s"] = df["tokens_per_s"]
-    df["tokens/s" + LO] = df["tokens_per_s"] * df[STEP] / df[STEP + HI]
-    df["tokens/s" + HI] = df["tokens_per_s"] * df[STEP] / df[STEP + LO]
+    df["tokens/s"] = df["job_tokens_per_s"]
+    df["tokens/s" + LO] = df["job_tokens_per_s"] * df[STEP] / df[STEP + HI]
+    df["tokens/s" + HI] = df["job_tokens_per_s"] * df[STEP] / df[STEP + LO]
     cols = [c for c in SAME_WORK if c != "seqs_per_group"] + ["batch", "world_size"]
     fixed, varying = held_fixed(df, cols)
     return Table("throughput", wide(df, "tokens/s", varying + ["context"], with_dp=df["dp"].nunique() > 1), fixed,

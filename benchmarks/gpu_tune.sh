@@ -7,7 +7,7 @@
 set -uo pipefail
 mlra=${1:-mlra}; L=${2:-524288}
 cal=$(mktemp); "$mlra" calibrate --device cuda --format json > "$cal" || exit 1
-common=(--head-dim 128 --rope-dim 64 --kv-rank 512 --kv-dtype bf16 --context "$L" --calibration "$cal" --no-full-check --format csv)
+common=(--head-dim 128 --rope-dim 64 --kv-rank 512 --kv-dtype bf16 --context "$L" --gpu-calibration "$cal" --no-full-check --format csv)
 run() {  # label, flags...
     local label=$1; shift
     local out; out=$("$mlra" bench --device cuda "${common[@]}" "$@" 2>&1) || { printf '%-44s failed: %s\n' "$label" "${out##*$'\n'}"; return; }

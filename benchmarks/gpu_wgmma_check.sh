@@ -19,7 +19,7 @@ grep -E "FAIL|passed|error" "$out/selftest.txt" | head -40
 echo "wgmma rows: $(grep -c wgmma "$out/selftest.txt")"
 echo "== bench"
 "$mlra" calibrate --device cuda --format json > "$out/cal.json" || exit 1
-common=(--head-dim 128 --rope-dim 64 --kv-rank 512 --kv-dtype bf16 --calibration "$out/cal.json" --no-full-check --format csv)
+common=(--head-dim 128 --rope-dim 64 --kv-rank 512 --kv-dtype bf16 --gpu-calibration "$out/cal.json" --no-full-check --format csv)
 bench() {  # label, flags...
     local label=$1; shift
     local o; o=$(timeout 90 "$mlra" bench --device cuda "${common[@]}" "$@" 2>&1) || { printf '%-40s failed: %s\n' "$label" "${o##*$'\n'}"; return; }

@@ -122,14 +122,14 @@ def main():
         runs = [json.loads(subprocess.run([a.mlra, "calibrate", "--threads", str(t), "--format", "json"],
                                           check=True, capture_output=True, text=True, env=ENV).stdout) for _ in range(3)]
         best = dict(runs[0])
-        for k in ("readGBs", "triadGBs", "sgemmGFlops", "fmaGFlops"):
+        for k in ("read_gbs", "triad_gbs", "sgemm_gflops", "fma_gflops"):   # the calib_ columns' names
             best[k] = max(r[k] for r in runs)
         path = os.path.join(tmp, f"cal{t}.json")
         open(path, "w").write(json.dumps(best))
         cal[t] = (path, best)
         c = cal[t][1]
-        print(f"calibration threads {t}: read {c['readGBs']:.1f} GB/s, triad {c['triadGBs']:.1f} GB/s, "
-              f"sgemm {c['sgemmGFlops']:.1f} GFLOP/s, FMA loop ({c['fmaWidth']}) {c['fmaGFlops']:.1f} GFLOP/s, OpenBLAS {c['blasCore']}")
+        print(f"calibration threads {t}: read {c['read_gbs']:.1f} GB/s, triad {c['triad_gbs']:.1f} GB/s, "
+              f"sgemm {c['sgemm_gflops']:.1f} GFLOP/s, FMA loop ({c['fma_width']}) {c['fma_gflops']:.1f} GFLOP/s, OpenBLAS {c['blas_core']}")
     head = (f"{'shape':18} {'ctx':>6} {'dtype':5} {'thr':>3} {'mlra_us':>10} {'p10_us':>10} {'p90_us':>10} "
             f"{'roof_us':>10} {'limit':>9} {'roof_frac':>9} {'torch_us':>10} {'vs_torch':>8} {'rss_MB':>8} {'rss/need':>8}")
     print(head); print("-" * len(head)); sys.stdout.flush()

@@ -29,6 +29,14 @@ public struct Calibration: Codable, Sendable, Equatable {
     public var llcBytes: Int
     public var arrayBytes: Int
 
+    /// The file's keys are the CSV columns' names without their `calib_` prefix (`read_gbs`
+    /// for `calib_read_gbs`; `blas_core` as bench's column). Files written with the old
+    /// names (`readGBs`, …: `renamedKeys`) still load.
+    enum CodingKeys: String, CodingKey {
+        case threads, readGBs = "read_gbs", triadGBs = "triad_gbs", sgemmGFlops = "sgemm_gflops", fmaGFlops = "fma_gflops"
+        case fmaWidth = "fma_width", blasCore = "blas_core", llcBytes = "llc_bytes", arrayBytes = "array_bytes"
+    }
+
     /// The roofline's bandwidth: the kernel only reads the cache, so the read-only figure.
     public var bandwidthGBs: Double { readGBs }
     /// The roofline's compute peak: the best f32 rate measured.
@@ -81,7 +89,9 @@ public struct Calibration: Codable, Sendable, Equatable {
         // Strict like every input: no key twice, counts written as integers; a file from an
         // older version (no fmaWidth) or any other damage asks for a fresh calibration.
         let cal = try StrictJSON.decode(Calibration.self, from: data, path: path, kind: "calibration",
-                                        integerKeys: ["threads", "llcBytes", "arrayBytes"],
+                                        check: { try RenamedKeys.check($0, path: path, kind: "calibration", Self.renamedKeys) },
+                                        integerKeys: ["threads", "llc_bytes", "array_bytes", "llcBytes", "arrayBytes"],
+                                        renames: Self.renamedKeys,
                                         hint: " (re-run 'mlra calibrate --format json')")
         try cal.validate(path: path)
         return cal
@@ -101,17 +111,23 @@ public struct Calibration: Codable, Sendable, Equatable {
             HarnessError("\(path): calibration '\(key)' is \(value); it must be \(rule)")
         }
         guard threads >= 1, threads <= 1 << 16 else { throw fail("threads", "\(threads)", "in 1...65536") }
-        for (key, v) in [("readGBs", readGBs), ("triadGBs", triadGBs), ("sgemmGFlops", sgemmGFlops), ("fmaGFlops", fmaGFlops)]
+        for (key, v) in [("read_gbs", readGBs), ("triad_gbs", triadGBs), ("sgemm_gflops", sgemmGFlops), ("fma_gflops", fmaGFlops)]
         where !(v.isFinite && v > 0) {
             throw fail(key, "\(v)", "a positive finite number")
         }
-        guard llcBytes >= 1, llcBytes <= Self.maxLLCBytes else { throw fail("llcBytes", "\(llcBytes)", "in 1...\(Self.maxLLCBytes)") }
-        guard arrayBytes >= 1, arrayBytes <= 1 << 50 else { throw fail("arrayBytes", "\(arrayBytes)", "in 1...\(1 << 50)") }
+        guard llcBytes >= 1, llcBytes <= Self.maxLLCBytes else { throw fail("llc_bytes", "\(llcBytes)", "in 1...\(Self.maxLLCBytes)") }
+        guard arrayBytes >= 1, arrayBytes <= 1 << 50 else { throw fail("array_bytes", "\(arrayBytes)", "in 1...\(1 << 50)") }
         let widths = [FMAWidth.avx512, .avx2].map(\.rawValue) + [Self.swiftSIMDWidth]
         guard widths.contains(fmaWidth) else {
-            throw fail("fmaWidth", "'\(SafeTensorsFile.printable(fmaWidth))'", "one of \(widths.joined(separator: ", "))")
+            throw fail("fma_width", "'\(SafeTensorsFile.printable(fmaWidth))'", "one of \(widths.joined(separator: ", "))")
         }
     }
+
+    /// Keys renamed to the CSV's names (`calib_` + the key), with the names files written before keep.
+    public static let renamedKeys: KeyRenames = [
+        "read_gbs": "readGBs", "triad_gbs": "triadGBs", "sgemm_gflops": "sgemmGFlops", "fma_gflops": "fmaGFlops",
+        "fma_width": "fmaWidth", "blas_core": "blasCore", "llc_bytes": "llcBytes", "array_bytes": "arrayBytes",
+    ]
 
     /// Size of the last-level cache (sysfs index3, else index2), 32 MiB if unknown.
     public static func lastLevelCacheBytes() -> Int {
@@ -247,3 +263,4 @@ private final class FMATask: PoolTask {
         done[part * 8] = Double(iterations) * 8 * 16 * 2
     }
 }
+

@@ -17,6 +17,17 @@ public struct CalibrationStore: Codable, Equatable, Sendable {
     /// calib_source of the cuda rows (`gpu-measured`, `gpu-file:…`).
     public var gpuSource: String?
 
+    /// The store's keys are the CSV's names (`calib_source` of the cpu rows, of the cuda
+    /// rows, and the calibrations' own); stores written before (`cpuSource`, `readGBs`, …)
+    /// still load.
+    enum CodingKeys: String, CodingKey {
+        case cpu, cpuSource = "cpu_calib_source", gpu, gpuSource = "gpu_calib_source"
+    }
+
+    /// Every key renamed in a store: its own and its calibrations' (one old name each).
+    public static let renamedKeys = ["cpu_calib_source": "cpuSource", "gpu_calib_source": "gpuSource"]
+        .merging(Calibration.renamedKeys) { a, _ in a }.merging(GPUCalibration.renamedKeys) { a, _ in a }
+
     public init(cpu: [String: Calibration], cpuSource: String, gpu: GPUCalibration? = nil, gpuSource: String? = nil) {
         self.cpu = cpu; self.cpuSource = cpuSource; self.gpu = gpu; self.gpuSource = gpuSource
     }
@@ -37,7 +48,9 @@ public struct CalibrationStore: Codable, Equatable, Sendable {
         let hint = "; give --recalibrate to measure (or take --calibration) again and replace it"
         guard let data = FileManager.default.contents(atPath: path) else { throw HarnessError("\(path): cannot read" + hint) }
         let store: CalibrationStore
-        do { store = try JSONDecoder().decode(CalibrationStore.self, from: data) } catch {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = RenamedKeys.readingOldNames(renamedKeys)
+        do { store = try decoder.decode(CalibrationStore.self, from: data) } catch {
             throw HarnessError("\(path): not a calibration store of this harness" + hint)
         }
         for cal in store.cpu.values { try cal.validate(path: path) }

@@ -1,29 +1,11 @@
 import Foundation
 import MLRACore
-import MLRACuda
 
-/// The sweep's CSV (schema in docs/csv-schema.md; this list is the one source
-/// of the column order, and a test holds the document to it).
+/// The sweep's CSV (schema in docs/csv-schema.md): its columns are `SweepRow`'s coding
+/// keys, the one list of their names and order; a test holds the document to it.
 public enum ResultsSchema {
-    public static let version = "5"
-    public static let columns = [
-        "schema_version", "run_id", "config_id", "harness_version", "git_rev", "host", "mpi_library", "world_size",
-        "array_task", "array_count", "date_utc", "noise_cv_max", "noise_lost_fraction_max", "noise_top_hz",
-        "group_nodes", "group_hosts",
-        "calib_threads", "calib_read_gbs", "calib_triad_gbs", "calib_sgemm_gflops", "calib_fma_gflops", "calib_fma_width",
-        "calib_source", "gpu_calib_read_gbs", "gpu_calib_copy_gbs", "gpu_calib_tensor_tflops", "gpu_calib_fma_tflops",
-        "variant", "scope", "tp", "dp", "tp_group", "context", "batch", "n_layer", "n_embd", "n_head", "head_dim",
-        "rope_dim", "kv_lora_rank", "q_lora_rank", "block_width", "kv_heads", "intermediate_size", "vocab_size", "kv_dtype",
-        "threads", "device", "kernel_isa", "gpu_kernel"] + CUDADevice.csvColumns + [
-        "timing_mode", "cold_cache", "seed", "repeat",
-        "kv_elems_per_token", "kv_bytes_per_token", "kv_bytes_per_rank", "kernel_bytes_per_step", "kernel_flops_per_step",
-        "weight_bytes_per_rank", "allreduce_bytes_per_step", "allreduce_count_per_step",
-        "validation", "validation_max_err", "warmup_steps", "timed_steps", "timer_resolution_us",
-        "step_us_median", "step_us_p10", "step_us_p90", "step_us_min", "step_us_max",
-        "kernel_us_median", "kernel_us_p10", "kernel_us_p90", "allreduce_us_median",
-        "allreduce_us_p10", "allreduce_us_p90", "imbalance_us_median", "projection_us_median",
-        "tokens_per_s", "achieved_gbs", "achieved_gflops", "roofline_us", "roofline_fraction",
-    ]
+    public static let version = "6"
+    public static let columns = SweepRow.columns
     public static let sampleColumns = [
         "run_id", "config_id", "variant", "scope", "tp", "tp_group", "context", "batch", "n_head", "kv_lora_rank", "kv_dtype",
         "threads", "timing_mode", "repeat", "step_index", "step_us", "kernel_us", "allreduce_us",

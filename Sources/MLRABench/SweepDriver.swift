@@ -367,6 +367,7 @@ public final class SweepDriver {
         guard let file else { return options.quickCalibration ? "measured-quick" : "measured" }
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
+        encoder.keyEncodingStrategy = RenamedKeys.writingOldNames(CalibrationStore.renamedKeys)   // the identity from before the rename
         return "file:" + fnv1aHex([UInt8](try encoder.encode(file)))
     }
 
@@ -469,23 +470,33 @@ public final class SweepDriver {
         var columns: [String: String] = [:]
     }
 
-    /// Validates and times one configuration; returns the step's median, p10 and p90 (seconds).
+    /// One configuration in stages: built, validated and timed on its device (measureOnCPU,
+    /// measureOnGPU), its rows gathered on world rank 0, then written. Returns the step's
+    /// median, p10 and p90 (seconds) of the first group, on every rank.
     func measure(_ c: SweepConfig) throws -> (median: Double, p10: Double, p90: Double) {
         let layout = try c.attentionConfig.layout()
         let cost = try DecodeCost(layout, tp: c.tp, dtype: c.dtype)
         let p = try placement(c)
         let m = c.device == .cuda ? try measureOnGPU(c, layout: layout, p) : try measureOnCPU(c, layout: layout, p)
-        let samples = m.samples, g = p.groups, seqs = p.sequences
+        let (rows, samples) = try gather(c, cost: cost, p, m)
+        try write(rows, samples: samples)
+        let first = rows.first.map { [$0.step_us_median, $0.step_us_p10, $0.step_us_p90] } ?? []
+        let step = (0..<3).map { i in (Double(world.broadcast(first.indices.contains(i) ? first[i] : "0")) ?? 0) / 1e6 }
+        return (step[0], step[1], step[2])
+    }
 
-        // Rows: each active group's rank 0 describes its group; world rank 0 writes them all at once.
+    /// Each active group's rank 0 describes its group (its row, and its samples when
+    /// --samples is given); world rank 0 receives them all (the other ranks: none).
+    func gather(_ c: SweepConfig, cost: DecodeCost, _ p: Placement, _ m: Measurement) throws -> (rows: [SweepRow], samples: [[String: String]]) {
+        let samples = m.samples, g = p.groups, seqs = p.sequences
         let stepStats = p.reporter ? SampleStats(samples.step) : nil
-        let tokensPerSecond = world.allReduce(p.reporter ? Double(seqs) / stepStats!.median : 0, max: false)
+        let jobTokensPerSecond = world.allReduce(p.reporter ? Double(seqs) / stepStats!.median : 0, max: false)
         var rowJSON = ""
         var sampleLines = [[String: String]]()
         if p.reporter, let stepStats {
             let hosts = g.map { $0.hosts(ofReplica: $0.replica) } ?? [MPI.processorName]
             let row = try makeRow(c, cost: cost, group: g?.replica ?? 0, hosts: hosts, seqs: seqs, measured: m, stepStats: stepStats,
-                                  tokensPerSecond: tokensPerSecond)
+                                  jobTokensPerSecond: jobTokensPerSecond)
             rowJSON = String(decoding: try JSONEncoder().encode(row), as: UTF8.self)
             if options.samples != nil {
                 sampleLines = samples.step.indices.map { k in
@@ -500,29 +511,33 @@ public final class SweepDriver {
             }
         }
         let replicas = c.isDeviceShare ? 1 : c.replicas
-        var rows = [[String: String]](), sampleRows = [[String: String]]()
+        var rows = [SweepRow](), sampleRows = [[String: String]]()
         for replica in 0..<replicas {
             let root = g?.ranks(ofReplica: replica).first ?? 0   // the replica's TP rank 0 wrote its row
             let text = world.broadcast(rowJSON, root: root)
             let samplesText = world.broadcast(String(decoding: (try? JSONEncoder().encode(sampleLines)) ?? Data(), as: UTF8.self), root: root)
             if world.rank == 0 {
-                rows.append(try JSONDecoder().decode([String: String].self, from: Data(text.utf8)))
+                rows.append(try JSONDecoder().decode(SweepRow.self, from: Data(text.utf8)))
                 sampleRows += (try? JSONDecoder().decode([[String: String]].self, from: Data(samplesText.utf8))) ?? []
             }
         }
+        return (rows, sampleRows)
+    }
+
+    /// World rank 0 appends a configuration's samples, then its rows (every rank takes part,
+    /// so that a failure stops them all). Samples first, rows last: a row in the results
+    /// means its samples are on disk; if the rows cannot be written, the samples just
+    /// written are cut off again.
+    func write(_ rows: [SweepRow], samples: [[String: String]]) throws {
         try world.collectively {
             guard world.rank == 0 else { return }
-            // Samples first, rows last: a row in the results means its samples are on disk.
-            // If the rows cannot be written, the samples just written are cut off again.
             let samplesStart = try samplesFile?.size()
-            try samplesFile?.append(sampleRows)
-            do { try results!.append(rows) } catch {
+            try samplesFile?.append(samples)
+            do { try results!.append(rows.map(\.cells)) } catch {
                 if let samplesFile, let samplesStart { try? samplesFile.truncate(to: samplesStart, why: "the samples of an unwritten row") }
                 throw error
             }
         }
-        let step = ["step_us_median", "step_us_p10", "step_us_p90"].map { (Double(world.broadcast(rows.first?[$0] ?? "0")) ?? 0) / 1e6 }
-        return (step[0], step[1], step[2])
     }
 
     /// A cpu configuration: the rank's workload in its scope, validated, then timed by TimingProtocol.
@@ -606,7 +621,7 @@ public final class SweepDriver {
     }
 
     func makeRow(_ c: SweepConfig, cost: DecodeCost, group: Int, hosts: [String], seqs: Int, measured m: Measurement,
-                 stepStats: SampleStats, tokensPerSecond: Double) throws -> [String: String] {
+                 stepStats: SampleStats, jobTokensPerSecond: Double) throws -> SweepRow {
         let kernelStats = SampleStats(m.samples.kernel)
         let bytes = try cost.kernelBytes(context: c.context, sequences: seqs, layers: c.nLayer)
         let flops = try cost.kernelFlops(context: c.context, sequences: seqs, layers: c.nLayer)
@@ -614,37 +629,40 @@ public final class SweepDriver {
         if stepStats.median < 100 * tick {
             FileHandle.standardError.write(Data("mlra: warning: \(c.label): median step \(stepStats.median) s is within 100 ticks of the timer (\(tick) s)\n".utf8))
         }
-        var row = metadata
-        row["date_utc"] = ISO8601DateFormatter().string(from: Date())
-        row["host"] = MPI.processorName
-        row["group_nodes"] = "\(hosts.count)"; row["group_hosts"] = hosts.joined(separator: ";")
-        for (k, v) in c.keyFields { row[k] = v }   // the key's columns, seed, device, timing_mode and calib_source among them
-        row["config_id"] = c.configID
-        let latent = layoutBlockWidth(c)
-        row["dp"] = "\(c.isDeviceShare ? 1 : c.replicas)"; row["tp_group"] = "\(group)"; row["block_width"] = "\(latent)"
-        row["kv_elems_per_token"] = "\(cost.kvElemsPerToken)"; row["kv_bytes_per_token"] = "\(cost.kvBytesPerToken)"
-        row["kv_bytes_per_rank"] = "\(cost.kvBytesPerToken * c.context * seqs * c.nLayer)"
-        row["kernel_bytes_per_step"] = "\(bytes)"; row["kernel_flops_per_step"] = "\(flops)"
-        row["weight_bytes_per_rank"] = "\(m.weightBytes)"
-        row["allreduce_bytes_per_step"] = "\(4 * m.allReduceFloats.reduce(0, +))"
-        row["allreduce_count_per_step"] = "\(m.allReduceFloats.count)"
-        row["validation"] = "pass"; row["validation_max_err"] = String(format: "%.3e", m.maxError)
-        row["warmup_steps"] = "\(c.warmup)"; row["timed_steps"] = "\(c.steps)"; row["timer_resolution_us"] = fmt(tick * 1e6)
-        row["step_us_median"] = fmt(stepStats.median * 1e6); row["step_us_p10"] = fmt(stepStats.p10 * 1e6)
-        row["step_us_p90"] = fmt(stepStats.p90 * 1e6); row["step_us_min"] = fmt(stepStats.min * 1e6); row["step_us_max"] = fmt(stepStats.max * 1e6)
-        row["kernel_us_median"] = fmt(kernelStats.median * 1e6); row["kernel_us_p10"] = fmt(kernelStats.p10 * 1e6)
-        row["kernel_us_p90"] = fmt(kernelStats.p90 * 1e6)
+        var row = SweepRow()
+        try row.set(metadata)
+        try row.set(Dictionary(uniqueKeysWithValues: c.keyFields))   // the key's columns, seed, device, timing_mode and calib_source among them
+        row.date_utc = ISO8601DateFormatter().string(from: Date())
+        row.host = MPI.processorName
+        row.group_nodes = "\(hosts.count)"; row.group_hosts = hosts.joined(separator: ";")
+        row.config_id = c.configID
+        row.dp = "\(c.isDeviceShare ? 1 : c.replicas)"; row.tp_group = "\(group)"; row.block_width = "\(layoutBlockWidth(c))"
+        row.kv_elems_per_token = "\(cost.kvElemsPerToken)"; row.kv_bytes_per_token = "\(cost.kvBytesPerToken)"
+        row.kv_bytes_per_rank = "\(cost.kvBytesPerToken * c.context * seqs * c.nLayer)"
+        row.kernel_bytes_per_step = "\(bytes)"; row.kernel_flops_per_step = "\(flops)"
+        row.weight_bytes_per_rank = "\(m.weightBytes)"
+        row.allreduce_bytes_per_step = "\(4 * m.allReduceFloats.reduce(0, +))"
+        row.allreduce_count_per_step = "\(m.allReduceFloats.count)"
+        row.validation = "pass"; row.validation_max_err = String(format: "%.3e", m.maxError)
+        row.warmup_steps = "\(c.warmup)"; row.timed_steps = "\(c.steps)"; row.timer_resolution_us = fmt(tick * 1e6)
+        row.step_us_median = fmt(stepStats.median * 1e6); row.step_us_p10 = fmt(stepStats.p10 * 1e6)
+        row.step_us_p90 = fmt(stepStats.p90 * 1e6); row.step_us_min = fmt(stepStats.min * 1e6); row.step_us_max = fmt(stepStats.max * 1e6)
+        row.kernel_us_median = fmt(kernelStats.median * 1e6); row.kernel_us_p10 = fmt(kernelStats.p10 * 1e6)
+        row.kernel_us_p90 = fmt(kernelStats.p90 * 1e6)
         if c.scope != .kernel {
             let collective = SampleStats(m.samples.collective)
-            row["allreduce_us_median"] = fmt(collective.median * 1e6)
-            row["allreduce_us_p10"] = fmt(collective.p10 * 1e6); row["allreduce_us_p90"] = fmt(collective.p90 * 1e6)
-            row["imbalance_us_median"] = fmt(SampleStats(m.samples.wait).median * 1e6)
+            row.allreduce_us_median = fmt(collective.median * 1e6)
+            row.allreduce_us_p10 = fmt(collective.p10 * 1e6); row.allreduce_us_p90 = fmt(collective.p90 * 1e6)
+            row.imbalance_us_median = fmt(SampleStats(m.samples.wait).median * 1e6)
         }
-        row["tokens_per_s"] = fmt(tokensPerSecond)
-        row["achieved_gbs"] = fmt(Double(bytes) / kernelStats.median / 1e9)
-        row["achieved_gflops"] = fmt(Double(flops) / kernelStats.median / 1e9)
-        row.merge(rowCalibration(c).columns(dtype: c.dtype, bytes: Double(bytes), flops: Double(flops), kernelSeconds: kernelStats.median)) { $1 }
-        row.merge(m.columns) { $1 }
+        // The group's own figure and the job's sum over its replicas, under two names: one
+        // name for both made a sum over a configuration's rows count the job dp times.
+        row.group_tokens_per_s = fmt(Double(seqs) / stepStats.median)
+        row.job_tokens_per_s = fmt(jobTokensPerSecond)
+        row.achieved_gbs = fmt(Double(bytes) / kernelStats.median / 1e9)
+        row.achieved_gflops = fmt(Double(flops) / kernelStats.median / 1e9)
+        try row.set(rowCalibration(c).columns(dtype: c.dtype, bytes: Double(bytes), flops: Double(flops), kernelSeconds: kernelStats.median))
+        try row.set(m.columns)
         return row
     }
 

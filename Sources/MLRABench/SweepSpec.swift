@@ -16,7 +16,7 @@ public enum DeviceKind: String, CaseIterable, Codable, Sendable { case cpu, cuda
 ///
 ///     {"defaults": {"head_dim": 64, "warmup": 3, "steps": 20, ...},
 ///      "grids": [{"variants": ["mla", "mlra4"], "tp": [1, 2, 4], "contexts": [4096],
-///                 "kv_ranks": [512], "heads": [16], "dtypes": ["bf16"], "batch": [1],
+///                 "kv_ranks": [512], "heads": [16], "kv_dtypes": ["bf16"], "batch": [1],
 ///                 "scopes": ["kernel", "layer"], "threads": [1], "devices": ["cpu", "cuda"]}, ...]}
 ///
 /// Each grid is a cartesian product; keys a grid leaves out come from
@@ -60,7 +60,7 @@ public struct SweepSpec: Codable, Sendable {
         public var warmup: Int?, steps: Int?, coldCache: Bool?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
-            case variants, tp, contexts, kvRanks = "kv_ranks", heads, dtypes, batch, scopes, threads, devices
+            case variants, tp, contexts, kvRanks = "kv_ranks", heads, dtypes = "kv_dtypes", batch, scopes, threads, devices
             case headDim = "head_dim", ropeDim = "rope_dim", qLoraRank = "q_lora_rank", kvHeads = "kv_heads", nEmbd = "n_embd"
             case nLayer = "n_layer", intermediateSize = "intermediate_size", vocabSize = "vocab_size"
             case warmup, steps, coldCache = "cold_cache"
@@ -70,6 +70,9 @@ public struct SweepSpec: Codable, Sendable {
 
         /// The keys a grid (or "defaults") may have, as the spec file spells them.
         public static let keys = CodingKeys.allCases.map(\.rawValue)
+        /// Keys renamed to their flag's name (`--kv-dtypes`), with the old spelling spec
+        /// files written before still use: read, with a warning.
+        public static let renamedKeys: KeyRenames = ["kv_dtypes": "dtypes"]
 
         /// Every key from `self`, else from `base`.
         public func over(_ base: Grid) -> Grid {
@@ -99,7 +102,8 @@ public struct SweepSpec: Codable, Sendable {
 
     public static func load(path: String) throws -> SweepSpec {
         guard let data = FileManager.default.contents(atPath: path) else { throw HarnessError("\(path): cannot read spec file") }
-        return try StrictJSON.decode(SweepSpec.self, from: data, path: path, kind: "spec", check: { try checkKeys($0, path: path) })
+        return try StrictJSON.decode(SweepSpec.self, from: data, path: path, kind: "spec", check: { try checkKeys($0, path: path) },
+                                     renames: Grid.renamedKeys)
     }
 
     /// The known key closest to `key` in edit distance, if it is close enough to be a slip
@@ -130,10 +134,15 @@ public struct SweepSpec: Codable, Sendable {
         guard let root = tree.members else { return }   // the decoder reports the wrong type
         let known = Grid.keys
         func check(_ members: [StrictJSON.Member], _ prefix: String, _ allowed: [String]) throws {
-            if let key = members.map(\.key).first(where: { !allowed.contains($0) }) {
+            let old = allowed == known ? Grid.renamedKeys : [:]
+            if let key = members.map(\.key).first(where: { !allowed.contains($0) && !old.values.contains($0) }) {
                 let guess = nearest(key, in: allowed).map { "did you mean '\($0)'? " } ?? ""
                 throw HarnessError("\(path): spec key '\(prefix)\(SafeTensorsFile.printable(key))' is unknown; \(guess)"
                                    + "the keys are \(allowed.joined(separator: ", "))")
+            }
+            try RenamedKeys.check(.object(members), path: path, kind: "spec object '\(prefix.dropLast())'", old)
+            for (name, was) in old.sorted(by: { $0.key < $1.key }) where members.contains(where: { $0.key == was }) {
+                FileHandle.standardError.write(Data("mlra: warning: \(path): spec key '\(prefix)\(was)' is deprecated; use '\(name)'\n".utf8))
             }
         }
         try check(root, "", ["defaults", "grids", "repeats"])
@@ -204,7 +213,7 @@ public struct SweepSpec: Codable, Sendable {
     func resolve(_ index: Int, maxThreads: Int) throws -> (grid: Grid, dtypes: [StorageDType], combinations: Double) {
         let g = grids[index].over(defaults).over(.fallback)
         // An empty list would expand to no configuration and the sweep would "succeed" measuring nothing.
-        for (name, count) in [("variants", g.variants!.count), ("dtypes", g.dtypes!.count), ("scopes", g.scopes!.count),
+        for (name, count) in [("variants", g.variants!.count), ("kv_dtypes", g.dtypes!.count), ("scopes", g.scopes!.count),
                                  ("devices", g.devices!.count)] where count == 0 {
             throw HarnessError("grid \(index): '\(name)' is empty")
         }

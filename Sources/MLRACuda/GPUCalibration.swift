@@ -30,6 +30,21 @@ public struct GPUCalibration: Codable, Sendable, Equatable {
     public var l2Bytes: Int
     public var arrayBytes: Int
 
+    /// The file's keys are the CSV's names: the GPU's identity as its `gpu_` columns, the
+    /// figures as their `gpu_calib_` columns without the prefix (`read_gbs`). Files written
+    /// with the old names (`readGBs`, `gpuName`, …: `renamedKeys`) still load.
+    enum CodingKeys: String, CodingKey {
+        case device, gpuName = "gpu_name", gpuUUID = "gpu_uuid", gpuPCIBusId = "gpu_pci_bus_id", driverVersion = "gpu_driver"
+        case smClockMHz = "gpu_sm_clock_mhz", memoryClockMHz = "gpu_mem_clock_mhz", readGBs = "read_gbs", copyGBs = "copy_gbs"
+        case tensorTFlops = "tensor_tflops", fmaTFlops = "fma_tflops", l2Bytes = "l2_bytes", arrayBytes = "array_bytes"
+    }
+
+    public static let renamedKeys: KeyRenames = [
+        "gpu_name": "gpuName", "gpu_uuid": "gpuUUID", "gpu_pci_bus_id": "gpuPCIBusId", "gpu_driver": "driverVersion",
+        "gpu_sm_clock_mhz": "smClockMHz", "gpu_mem_clock_mhz": "memoryClockMHz", "read_gbs": "readGBs", "copy_gbs": "copyGBs",
+        "tensor_tflops": "tensorTFlops", "fma_tflops": "fmaTFlops", "l2_bytes": "l2Bytes", "array_bytes": "arrayBytes",
+    ]
+
     /// The compute peak a kernel over `dtype` caches can reach: tensor cores for 16-bit, CUDA cores for f32.
     public func peakTFlops(cache dtype: StorageDType) -> Double { dtype == .f32 ? fmaTFlops : tensorTFlops }
 
@@ -49,12 +64,15 @@ public struct GPUCalibration: Codable, Sendable, Equatable {
         // Strict like every input (no key twice, counts as integers); a CPU calibration is refused.
         let hint = " (re-run 'mlra calibrate --device cuda --format json')"
         let c = try StrictJSON.decode(GPUCalibration.self, from: data, path: path, kind: "GPU calibration",
-                                      integerKeys: ["smClockMHz", "memoryClockMHz", "l2Bytes", "arrayBytes"], hint: hint)
+                                      check: { try RenamedKeys.check($0, path: path, kind: "GPU calibration", Self.renamedKeys) },
+                                      integerKeys: ["gpu_sm_clock_mhz", "gpu_mem_clock_mhz", "l2_bytes", "array_bytes",
+                                                    "smClockMHz", "memoryClockMHz", "l2Bytes", "arrayBytes"],
+                                      renames: Self.renamedKeys, hint: hint)
         guard c.device == "cuda" else { throw HarnessError("\(path): not a GPU calibration" + hint) }
         guard [c.readGBs, c.copyGBs, c.tensorTFlops, c.fmaTFlops].allSatisfy({ $0.isFinite && $0 > 0 }) else {
             throw HarnessError("\(path): bandwidths and peaks must be positive numbers" + hint)
         }
-        guard c.l2Bytes >= 0, c.l2Bytes <= 1 << 40 else { throw HarnessError("\(path): l2Bytes \(c.l2Bytes) is out of range" + hint) }
+        guard c.l2Bytes >= 0, c.l2Bytes <= 1 << 40 else { throw HarnessError("\(path): l2_bytes \(c.l2Bytes) is out of range" + hint) }
         return c
     }
 

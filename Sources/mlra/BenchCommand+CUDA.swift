@@ -8,7 +8,8 @@ extension BenchCommand {
     func runCUDA() throws {
         let (layout, rank, shard) = try plannedShard()
         let device = try CUDADevice.bindFromEnvironment()
-        let cal = try calibration.map(GPUCalibration.load) ?? GPUCalibration.measure(device: device, quick: true)
+        // validate() warned about (or refused) the old spelling; here either names the file.
+        let cal = try (gpuCalibration ?? calibration).map(GPUCalibration.load) ?? GPUCalibration.measure(device: device, quick: true)
         let clocks = device.clocksMHz()
         let freeBefore = try device.freeMemoryBytes()
         let work = try GPUKernelWorkload(device: device, layout: layout, shard: shard, dtype: kvDtype,

@@ -35,6 +35,9 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .customLong("simd-tile"), help: "Rows per sub-tile of the SIMD path.") var simdTile = TiledAttentionKernel.defaultSIMDTile
     @Option(help: "Calibration JSON from 'mlra calibrate --format json' (default: a quick calibration now).")
     var calibration: String?
+    @Option(name: .customLong("gpu-calibration"),
+            help: "With --device cuda: GPU calibration JSON from 'mlra calibrate --device cuda --format json' (default: a quick one now).")
+    var gpuCalibration: String?
     @Option(help: "table or csv.") var format: OutputFormat = .table
     @OptionGroup var gpu: GPUOptions
     @Flag(name: .customLong("full-check"), inversion: .prefixedNo,
@@ -59,6 +62,12 @@ struct BenchCommand: ParsableCommand {
         if let rank, rank < 0 || rank >= tp { throw ValidationError("--rank \(rank) must lie in 0..<\(tp) (--tp)") }
         if variant == .gqa && kvHeads == nil { throw ValidationError("--variant gqa needs --kv-heads") }
         guard isa.isSupported else { throw ValidationError("--isa \(isa): this CPU does not run it") }
+        if gpuCalibration != nil && gpu.device != .cuda {
+            throw ValidationError("--gpu-calibration applies to --device cuda (the CPU's roofline is --calibration)")
+        }
+        // The GPU calibration file is --gpu-calibration, as in the sweep. Bench once read it from
+        // --calibration with --device cuda; that spelling still runs, with a warning.
+        if gpu.device == .cuda { _ = try renamed(gpuCalibration, "--gpu-calibration", old: calibration, "--calibration with --device cuda") }
     }
 
     func run() throws {

@@ -47,7 +47,7 @@ struct SweepCommand: ParsableCommand {
     @Option(name: .customLong("n-layer"), help: "Layers in model scope.") var nLayer: Int?
     @Option(help: "Untimed warm-up steps.") var warmup: Int?
     @Option(help: "Timed steps.") var steps: Int?
-    @Option(name: .customLong("cold-cache"), help: "Every scope: rotate cache sets spanning ≥ 4 × LLC (true/false; default the spec's, else true).") var coldCache: Bool?
+    @Flag(inversion: .prefixedNo, help: "Every scope: rotate cache sets spanning ≥ 4 × LLC (default: the spec's, else on).") var coldCache: Bool?
 
     @Option(help: "CSV to write (appended to; resumes). Not needed with --print-spec.") var out: String?
     @Option(help: "Also write every timed step to this CSV.") var samples: String?
@@ -235,7 +235,7 @@ struct SweepCommand: ParsableCommand {
     /// The grid flags by their spec key.
     static let flagOfKey = [
         "variants": "--variants", "contexts": "--contexts", "tp": "--tp", "kv_ranks": "--kv-ranks", "heads": "--heads",
-        "dtypes": "--kv-dtypes", "batch": "--batch", "scopes": "--scopes", "threads": "--threads", "devices": "--devices",
+        "kv_dtypes": "--kv-dtypes", "batch": "--batch", "scopes": "--scopes", "threads": "--threads", "devices": "--devices",
         "head_dim": "--head-dim", "rope_dim": "--rope-dim", "q_lora_rank": "--q-rank", "kv_heads": "--kv-heads",
         "n_embd": "--n-embd", "n_layer": "--n-layer", "warmup": "--warmup", "steps": "--steps",
     ]

@@ -25,6 +25,10 @@ final class BenchColumnsTests: XCTestCase {
         for old in ["lat_us_median", "achieved_GBs", "cal_read_GBs", "kv_bytes_per_step", "flops_per_step", "cache_mode"] {
             XCTAssertFalse(header.contains(old), "bench still writes \(old)")
         }
+        // One name set: every bench column is a sweep column, except these quantities the sweep has not.
+        XCTAssertEqual(Set(header).subtracting(ResultsSchema.columns),
+                       ["rank", "kernel", "tile", "cache_sets", "blas_core", "roofline_limit", "peak_rss_bytes", "baseline_rss_bytes",
+                        "resident_needed_bytes", "rss_ratio"])
 
         let out = dir.path("s.csv")
         let sweep = try CLI.mpirun(1, ["sweep", "--out", out, "--calibration", cal, "--quiet", "--variants", "mla", "--tp", "1",

@@ -85,5 +85,27 @@ final class CalibrationStoreTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: out, encoding: .utf8), afterResume)
     }
 
+    /// A CSV whose calibration store and --calibration file were written before the
+    /// calibration keys' rename (readGBs, cpuSource, …) resumes as it was: the file, in
+    /// its old form or the new, is the stored calibration, and the rows already there are found.
+    func testAStoreAndAFileWrittenWithTheOldKeyNamesResume() throws {
+        let dir = try TempDir()
+        let out = dir.path("o.csv")
+        let cal = try calibration(dir)
+        XCTAssertEqual(try CLI.mpirun(2, grid(out, contexts: "64") + ["--calibration", cal, "--quiet"]).status, 0)
+        let source = try XCTUnwrap(try CalibrationStore.load(for: out)).cpuSource
+        // Both as the harness wrote them before the rename.
+        let old = #"{"arrayBytes":4194304,"blasCore":"test","fmaGFlops":20,"fmaWidth":"avx2","llcBytes":1048576,"readGBs":10,"sgemmGFlops":50,"threads":1,"triadGBs":9}"#
+        let oldCal = dir.write("old.json", old)
+        _ = dir.write("o.csv.calibration.json", #"{"cpu": {"1": \#(old)}, "cpuSource": "\#(source)"}"#)
+        for (c, contexts) in [(cal, "64,128"), (oldCal, "64,128,256")] {
+            let r = try CLI.mpirun(2, grid(out, contexts: contexts) + ["--calibration", c, "--quiet"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+        }
+        let all = rows(out)
+        XCTAssertEqual(all.map { $0["context"]! }, ["64", "128", "256"], "each configuration once: the resumes found the rows")
+        XCTAssertEqual(Set(all.map { $0["calib_source"]! }), [source], "one calibration identity, old names or new")
+    }
+
     func fmt6(_ x: Double) -> String { String(format: "%.6g", x) }
 }

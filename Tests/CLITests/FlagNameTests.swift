@@ -26,6 +26,8 @@ final class FlagNameTests: XCTestCase {
         "timed steps": ["steps", "timed-steps", "iterations", "iters"],
         "warm-up steps": ["warmup", "warmup-steps", "warm-up"],
         "calibration file": ["calibration", "calib", "calibration-file"],
+        "GPU calibration file": ["gpu-calibration", "gpu-calib", "cuda-calibration"],
+        "cold cache": ["cold-cache", "cold", "cold-caches", "rotate-caches"],
         "noise probe seconds": ["noise-budget", "budget", "probe-budget"],
         "seed": ["seed", "weights-seed"],
         "output format": ["format", "output-format", "fmt"],
@@ -92,5 +94,61 @@ final class FlagNameTests: XCTestCase {
         let noise = try CLI.run(["noise", "--budget", "0"], timeout: 60)
         XCTAssertEqual(noise.status, 64, noise.stderr)
         XCTAssertTrue(noise.stderr.hasPrefix("mlra: warning: --budget is deprecated; use --noise-budget\n"), noise.stderr)
+    }
+
+    /// A yes/no setting is one flag pair in every subcommand: `--cold-cache/--no-cold-cache`
+    /// in the sweep as in bench; the sweep's old `--cold-cache true|false` still runs, with a warning.
+    func testColdCacheIsOneFlagPairAndTheOldValueFormStillRuns() throws {
+        for sub in ["sweep", "bench"] {
+            let help = try CLI.run([sub, "--help"], timeout: 60).stdout
+            XCTAssertTrue(help.contains("--cold-cache/--no-cold-cache"), "\(sub): \(help)")
+        }
+        func printed(_ args: [String]) throws -> (spec: String, stderr: String) {
+            let r = try CLI.run(["sweep", "--preset", "quick", "--print-spec"] + args, timeout: 60)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return (r.stdout, r.stderr)
+        }
+        let off = try printed(["--no-cold-cache"]), on = try printed(["--cold-cache"])
+        XCTAssertTrue(off.spec.contains(#""cold_cache" : false"#), off.spec)
+        XCTAssertTrue(on.spec.contains(#""cold_cache" : true"#), on.spec)
+        XCTAssertEqual(off.stderr, ""); XCTAssertEqual(on.stderr, "")
+        for (old, new) in [(["--cold-cache", "false"], off), (["--cold-cache=false"], off), (["--cold-cache", "true"], on)] {
+            let r = try printed(old)
+            XCTAssertEqual(r.spec, new.spec, "\(old)")
+            let flag = old.joined(separator: " ").hasSuffix("true") ? "--cold-cache" : "--no-cold-cache"
+            let value = old.joined(separator: " ").hasSuffix("true") ? "true" : "false"
+            XCTAssertEqual(r.stderr, "mlra: warning: --cold-cache \(value) is deprecated; use \(flag)\n")
+        }
+    }
+
+    /// The spec file's key for the cache dtypes is the flag's, `kv_dtypes`; "dtypes" still reads, with a warning.
+    func testTheSpecKeyDtypesIsNowKvDtypesAndTheOldOneStillReads() throws {
+        let dir = try TempDir()
+        let new = dir.write("new.json", #"{"defaults": {"kv_dtypes": ["f16"]}, "grids": [{"variants": ["mla"]}]}"#)
+        let old = dir.write("old.json", #"{"defaults": {}, "grids": [{"variants": ["mla"], "dtypes": ["f16"]}]}"#)
+        let a = try CLI.run(["sweep", "--spec", new, "--print-spec"], timeout: 60)
+        XCTAssertEqual(a.status, 0, a.stderr)
+        XCTAssertEqual(a.stderr, "")
+        XCTAssertTrue(a.stdout.contains("\"kv_dtypes\"") && !a.stdout.contains("\"dtypes\""), a.stdout)
+        let b = try CLI.run(["sweep", "--spec", old, "--print-spec"], timeout: 60)
+        XCTAssertEqual(b.status, 0, b.stderr)
+        XCTAssertEqual(b.stderr, "mlra: warning: \(old): spec key 'grids.0.dtypes' is deprecated; use 'kv_dtypes'\n")
+        XCTAssertTrue(b.stdout.contains(#""kv_dtypes" : ["#) && b.stdout.contains("\"f16\""), b.stdout)
+        let both = dir.write("both.json", #"{"defaults": {}, "grids": [{"dtypes": ["f16"], "kv_dtypes": ["bf16"]}]}"#)
+        let c = try CLI.run(["sweep", "--spec", both, "--print-spec"], timeout: 60)
+        assertCleanError(c, contains: "mlra: error: \(both): spec object 'grids.0' gives both 'kv_dtypes' and its old name 'dtypes'; keep one")
+        XCTAssertEqual(c.status, 1)
+    }
+
+    /// The GPU calibration file is --gpu-calibration in bench as in the sweep (bench read it
+    /// from --calibration with --device cuda; that still runs, with a warning).
+    func testTheGPUCalibrationFlagIsOneName() throws {
+        let cpuOnly = try CLI.run(["bench", "--variant", "mla", "--context", "64", "--heads", "4", "--gpu-calibration", "g.json"], timeout: 60)
+        assertCleanError(cpuOnly, contains: "mlra: error: --gpu-calibration applies to --device cuda")
+        XCTAssertEqual(cpuOnly.status, 64)
+        let both = try CLI.run(["bench", "--variant", "mla", "--context", "64", "--heads", "4", "--device", "cuda",
+                                "--calibration", "c.json", "--gpu-calibration", "g.json"], timeout: 60)
+        assertCleanError(both, contains: "mlra: error: give --gpu-calibration or its old spelling --calibration with --device cuda, not both")
+        XCTAssertEqual(both.status, 64)
     }
 }

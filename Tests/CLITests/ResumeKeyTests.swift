@@ -11,7 +11,7 @@ final class ResumeKeyTests: XCTestCase {
     /// One configuration (mla, t = 1, kernel scope) on 2 ranks: 2 rows (dp = 2).
     let base = ["--variants", "mla", "--contexts", "64", "--tp", "1", "--heads", "4", "--head-dim", "16", "--rope-dim", "8",
                 "--kv-ranks", "64", "--q-rank", "16", "--n-embd", "32", "--batch", "2", "--warmup", "1", "--steps", "3",
-                "--scopes", "kernel", "--threads", "1", "--seed", "0", "--isolate", "off", "--cold-cache", "false", "--quiet"]
+                "--scopes", "kernel", "--threads", "1", "--seed", "0", "--isolate", "off", "--no-cold-cache", "--quiet"]
 
     /// Replaces the value of `flag` in `args`.
     func with(_ args: [String], _ flag: String, _ value: String) -> [String] {
@@ -48,7 +48,7 @@ final class ResumeKeyTests: XCTestCase {
             ("--threads 2", 2, with(base, "--threads", "2"), nil),
             ("--warmup 2", 2, with(base, "--warmup", "2"), nil),
             ("--steps 4", 2, with(base, "--steps", "4"), nil),
-            ("--cold-cache true", 2, with(base, "--cold-cache", "true"), nil),
+            ("--cold-cache", 2, base.map { $0 == "--no-cold-cache" ? "--cold-cache" : $0 }, nil),
             ("--q-rank 32", 2, with(base, "--q-rank", "32"), nil),
             // A CSV keeps the calibration of its first run (CalibrationStore): another one needs --recalibrate.
             ("another --calibration", 2, base + ["--recalibrate"], otherCal),

@@ -63,6 +63,16 @@ final class SweepCommandTests: XCTestCase {
             if row["scope"] == "kernel" { XCTAssertEqual(row["allreduce_us_median"], "") }
             if row["scope"] == "layer" && row["tp"] != "1" { XCTAssertEqual(row["allreduce_count_per_step"], "1") }
         }
+        // Throughput: each row has its group's figure; the job's is their sum, on every row of the configuration.
+        for rowsOfOne in Dictionary(grouping: all, by: { $0["config_id"]! }).values {
+            let job = Set(rowsOfOne.map { $0["job_tokens_per_s"]! })
+            XCTAssertEqual(job.count, 1, "one job figure per configuration")
+            let sum = rowsOfOne.map { Double($0["group_tokens_per_s"]!)! }.reduce(0, +), total = Double(job.first!)!
+            XCTAssertEqual(sum, total, accuracy: total * 1e-4, "the groups' figures add up to the job's")
+            let seqs = Double(rowsOfOne[0]["batch"]!)! / Double(rowsOfOne[0]["dp"]!)!
+            XCTAssertEqual(Double(rowsOfOne[0]["group_tokens_per_s"]!)!, seqs / Double(rowsOfOne[0]["step_us_median"]!)! * 1e6,
+                           accuracy: total * 1e-4)
+        }
         // Raw samples: one row per timed step of every TP group.
         XCTAssertEqual(rows(dir.path("samples.csv")).count, all.count * 3)
     }

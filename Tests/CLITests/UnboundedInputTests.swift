@@ -42,19 +42,19 @@ final class UnboundedInputTests: XCTestCase {
                          contains: "generating \(tokens) tokens needs")
         // A calibration file stating an absurd LLC (its cold-cache sets are 4 × llcBytes).
         var c = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: calibration(dir)))) as! [String: Any]
-        c["llcBytes"] = Int.max
+        c["llc_bytes"] = Int.max
         let huge = dir.path("huge.json")
         try JSONSerialization.data(withJSONObject: c).write(to: URL(fileURLWithPath: huge))
         assertCleanError(try CLI.run(["bench", "--variant", "mla", "--context", "64", "--heads", "4", "--calibration", huge], timeout: 60),
-                         contains: "calibration 'llcBytes' is \(Int.max)")
+                         contains: "calibration 'llc_bytes' is \(Int.max)")
         assertCleanError(try CLI.run(["sweep", "--out", dir.path("s.csv"), "--calibration", huge] + smallSweep, timeout: 60),
-                         contains: "calibration 'llcBytes' is \(Int.max)")
+                         contains: "calibration 'llc_bytes' is \(Int.max)")
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path("s.csv")))
-        c["llcBytes"] = 1 << 20
-        c["readGBs"] = -3
+        c["llc_bytes"] = 1 << 20
+        c["read_gbs"] = -3
         try JSONSerialization.data(withJSONObject: c).write(to: URL(fileURLWithPath: huge))
         assertCleanError(try CLI.run(["bench", "--variant", "mla", "--context", "64", "--heads", "4", "--calibration", huge], timeout: 60),
-                         contains: "calibration 'readGBs' is -3.0")
+                         contains: "calibration 'read_gbs' is -3.0")
     }
 
     /// `--threads 100000` started threads until the machine ran out of process IDs.

@@ -10,9 +10,9 @@ import XCTest
 final class RowCalibrationTests: XCTestCase {
     /// An H200-like GPU calibration, as a --gpu-calibration file holds it.
     let gpu = try! JSONDecoder().decode(GPUCalibration.self, from: Data(#"""
-        {"device": "cuda", "gpuName": "test", "gpuUUID": "GPU-0", "gpuPCIBusId": "0000:00:00.0", "driverVersion": "580",
-         "smClockMHz": 1980, "memoryClockMHz": 3201, "readGBs": 4000, "copyGBs": 3800, "tensorTFlops": 640,
-         "fmaTFlops": 60, "l2Bytes": 62914560, "arrayBytes": 4294967296}
+        {"device": "cuda", "gpu_name": "test", "gpu_uuid": "GPU-0", "gpu_pci_bus_id": "0000:00:00.0", "gpu_driver": "580",
+         "gpu_sm_clock_mhz": 1980, "gpu_mem_clock_mhz": 3201, "read_gbs": 4000, "copy_gbs": 3800, "tensor_tflops": 640,
+         "fma_tflops": 60, "l2_bytes": 62914560, "array_bytes": 4294967296}
         """#.utf8))
     let cpu = Calibration(threads: 2, readGBs: 10, triadGBs: 9, sgemmGFlops: 50, fmaGFlops: 200, fmaWidth: "avx512",
                           blasCore: "test", llcBytes: 1 << 20, arrayBytes: 4 << 20)

@@ -1,5 +1,6 @@
 import Foundation
 @testable import MLRABench
+import MLRACuda
 import MLRACore
 import XCTest
 
@@ -180,7 +181,7 @@ final class SweepSpecTests: XCTestCase {
     /// A sweep CSV of schema 1 (no calib_fma_width, kernel_isa) is refused on resume,
     /// and the error names both versions; the file is left as it was.
     func testResumingASchema1CSVIsRefusedNamingBothVersions() throws {
-        XCTAssertEqual(ResultsSchema.version, "5")
+        XCTAssertEqual(ResultsSchema.version, "6")
         let fmaAt = try XCTUnwrap(ResultsSchema.columns.firstIndex(of: "calib_fma_width"))
         let isaAt = try XCTUnwrap(ResultsSchema.columns.firstIndex(of: "kernel_isa"))
         XCTAssertEqual(ResultsSchema.columns[fmaAt - 1], "calib_fma_gflops")
@@ -193,7 +194,7 @@ final class SweepSpecTests: XCTestCase {
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try AppendOnlyCSV(path: path, columns: ResultsSchema.columns)) {
             let message = ($0 as? HarnessError)?.message ?? ""
-            XCTAssertTrue(message.contains("has another schema (its header differs from this harness's schema 5, the file's rows are schema 1)"),
+            XCTAssertTrue(message.contains("has another schema (its header differs from this harness's schema 6, the file's rows are schema 1)"),
                           message)
         }
         XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), text)
@@ -220,7 +221,7 @@ final class SweepSpecTests: XCTestCase {
                                 "gpu_mem_clock_mhz", "gpu_ranks_sharing", "gpu_calib_read_gbs", "gpu_calib_copy_gbs",
                                 "gpu_calib_tensor_tflops", "gpu_calib_fma_tflops"]
         let message = try refusedOnResume(columns.filter { !schema4Only.contains($0) && !schema5Only.contains($0) }, version: "3")
-        XCTAssertTrue(message.contains("its header differs from this harness's schema 5, the file's rows are schema 3"), message)
+        XCTAssertTrue(message.contains("its header differs from this harness's schema 6, the file's rows are schema 3"), message)
         XCTAssertTrue(message.contains("the file is left unchanged; write to a new file (the analysis reads the old and the new file together)"),
                       message)
     }
@@ -245,7 +246,38 @@ final class SweepSpecTests: XCTestCase {
         XCTAssertEqual(Array(columns.drop { $0 != "date_utc" }.prefix(4)),
                        ["date_utc", "noise_cv_max", "noise_lost_fraction_max", "noise_top_hz"])
         let message = try refusedOnResume(columns.filter { !$0.hasPrefix("noise_") }, version: "4")
-        XCTAssertTrue(message.contains("its header differs from this harness's schema 5, the file's rows are schema 4"), message)
+        XCTAssertTrue(message.contains("its header differs from this harness's schema 6, the file's rows are schema 4"), message)
+    }
+
+    /// Schema 6: the TP group's throughput and the job's under two names, where
+    /// `tokens_per_s` (the job's, on every group's row) was; a schema-5 file is refused on
+    /// resume, byte for byte as it was.
+    func testSchema6SplitsTheThroughputAndRefusesASchema5File() throws {
+        let columns = ResultsSchema.columns
+        XCTAssertFalse(columns.contains("tokens_per_s"), "one name for two figures made sums over rows overcount")
+        XCTAssertEqual(Array(columns.drop { $0 != "imbalance_us_median" }.prefix(4)),
+                       ["imbalance_us_median", "group_tokens_per_s", "job_tokens_per_s", "achieved_gbs"])
+        let schema5 = columns.filter { $0 != "job_tokens_per_s" }.map { $0 == "group_tokens_per_s" ? "tokens_per_s" : $0 }
+        let message = try refusedOnResume(schema5, version: "5")
+        XCTAssertTrue(message.contains("its header differs from this harness's schema 6, the file's rows are schema 5"), message)
+    }
+
+    /// The schema is the row type: its coding keys are the columns, the GPU's columns are the
+    /// device's own list, and a column set by name must be one of them.
+    func testTheRowTypeIsTheSchema() throws {
+        XCTAssertEqual(ResultsSchema.columns, SweepRow.CodingKeys.allCases.map(\.rawValue))
+        let gpuAt = try XCTUnwrap(ResultsSchema.columns.firstIndex(of: CUDADevice.csvColumns[0]))
+        XCTAssertEqual(Array(ResultsSchema.columns[gpuAt..<(gpuAt + CUDADevice.csvColumns.count)]), CUDADevice.csvColumns)
+        var row = SweepRow()
+        try row.set(["variant": "mla", "repeat": "2"])
+        row.job_tokens_per_s = "12.5"
+        XCTAssertEqual(row.variant, "mla"); XCTAssertEqual(row.repeat, "2")
+        XCTAssertEqual(Set(row.cells.keys), Set(ResultsSchema.columns), "every column, empty where not set")
+        XCTAssertEqual(row.cells["job_tokens_per_s"], "12.5")
+        XCTAssertThrowsError(try row.set(["tokens_per_s": "1"])) {
+            XCTAssertEqual(($0 as? HarnessError)?.message, "internal: 'tokens_per_s' is not a column of the sweep's CSV schema 6")
+        }
+        XCTAssertEqual(try JSONDecoder().decode(SweepRow.self, from: JSONEncoder().encode(row)), row)
     }
 
     func testTheNearestKnownKeyIsOnlyNamedWhenItIsASlip() {

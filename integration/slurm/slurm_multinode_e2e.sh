@@ -193,7 +193,7 @@ timeout 120 "$MLRA_BIN" calibrate --quick --format json >"$T/calibration.json" <
   || die "mlra calibrate failed: $(tail -3 "$T/logs/calibrate.err")"
 # A small layer (8 heads, d 512) keeps validation and the Double reference quick.
 SHAPE="--heads 8 --head-dim 64 --rope-dim 32 --q-rank 256 --kv-ranks 128 --n-embd 512"
-RUN="--kv-dtypes f32 --threads 1 --isolate off --cold-cache false --calibration $T/calibration.json --quiet"
+RUN="--kv-dtypes f32 --threads 1 --isolate off --no-cold-cache --calibration $T/calibration.json --quiet"
 BASE="--contexts 64 --batch 4 $SHAPE $RUN"
 GRID="--variants mla,mlra4 --tp 1,2 --scopes kernel,layer --steps 5 $BASE"
 EXPECT=24                       # 2 variants x 2 scopes x (4 groups at t 1 + 2 at t 2)

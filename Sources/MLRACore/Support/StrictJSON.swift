@@ -216,12 +216,15 @@ extension StrictJSON {
     /// missing or of the wrong type. `check` sees the parsed tree first (unknown keys);
     /// `integerKeys` limits the integer rule to these top-level keys (nil: every number);
     /// `invalidValue` may phrase a refused value at a coding path; `hint` ends every message.
+    /// `renames` (new name → old) reads a key written under its old name as the new one (the
+    /// caller's `check` warns about it, and refuses a key given under both).
     public static func decode<T: Decodable>(_ type: T.Type, from data: Data, path: String, kind: String,
                                             check: (Value) throws -> Void = { _ in }, integerKeys: [String]? = nil,
-                                            invalidValue: ([String]) -> String? = { _ in nil }, hint: String = "") throws -> T {
+                                            invalidValue: ([String]) -> String? = { _ in nil }, renames: KeyRenames = [:],
+                                            hint: String = "") throws -> T {
         do {
             return try decodeStrictly(type, from: data, path: path, kind: kind, check: check, integerKeys: integerKeys,
-                                      invalidValue: invalidValue)
+                                      invalidValue: invalidValue, renames: renames)
         } catch let e as HarnessError where !hint.isEmpty {
             throw HarnessError(e.message + hint)
         }
@@ -229,7 +232,7 @@ extension StrictJSON {
 
     static func decodeStrictly<T: Decodable>(_ type: T.Type, from data: Data, path: String, kind: String,
                                              check: (Value) throws -> Void, integerKeys: [String]?,
-                                             invalidValue: ([String]) -> String?) throws -> T {
+                                             invalidValue: ([String]) -> String?, renames: KeyRenames) throws -> T {
         let tree: Value
         do { tree = try parse(data) } catch let e as ParseError {
             if let key = e.duplicateKey {
@@ -243,7 +246,9 @@ extension StrictJSON {
             let beyond = Double(text).map { $0 == $0.rounded() } ?? false
             throw HarnessError("\(path): \(kind) key '\(dotted(at))' " + (beyond ? "is \(text), a number beyond a 64-bit integer" : "must be an integer, got \(text)"))
         }
-        do { return try JSONDecoder().decode(T.self, from: data) } catch DecodingError.keyNotFound(let key, _) {
+        let decoder = JSONDecoder()
+        if !renames.isEmpty { decoder.keyDecodingStrategy = RenamedKeys.readingOldNames(renames) }
+        do { return try decoder.decode(T.self, from: data) } catch DecodingError.keyNotFound(let key, _) {
             throw HarnessError("\(path): \(kind) is missing key '\(key.stringValue)'")
         } catch DecodingError.typeMismatch(_, let ctx), DecodingError.valueNotFound(_, let ctx) {
             throw HarnessError("\(path): \(kind) key '\(dotted(ctx.codingPath.map(\.stringValue)))' has the wrong type")
