@@ -157,7 +157,7 @@ extension SweepDriver {
             if let failure = work?.failure { throw HarnessError("\(c.label): \(failure)") }
         }
         if p.reporter, let work {
-            m.columns["gpu_kernel"] = work.work.attention.summary + "; projections: cuBLAS \(work.work.backend.cublasVersion), \(work.work.backend.gemmType.rawValue) operands; "
+            m.columns["gpu_kernel"] = work.work.attention.summary + "; projections: cuBLAS \(work.work.backend.cublasVersion) sgemm, f32 weights; "
                 + "all-reduce MPI through host memory"
             // The last `steps` steps are the timed ones (warm-up first); this rank's, not the group's max.
             let projections = SampleStats(Array(work.projectionSeconds.suffix(c.steps))).median

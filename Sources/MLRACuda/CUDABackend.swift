@@ -69,13 +69,10 @@ final class DevicePool {
     func give(_ b: DeviceBuffer) { free[b.bytes, default: []].append(b) }
 }
 
-/// A weight on the device, with its shape ([out, in] for a matrix): f32 values, or for a
-/// matrix multiplied in 16 bits (`CUDABackend.gemm`) its bf16/f16 copy alone.
+/// A weight on the device (f32), with its shape ([out, in] for a matrix).
 public struct DeviceMatrix {
     public let values: DeviceVector
     public let shape: [Int]
-    /// The element type `values` holds (f32 for vectors: RMSNorm weights stay f32).
-    public let elem: StorageDType
 }
 
 /// One sequence's KV cache in device memory: the CPU KVCache's row layout and dtype,
@@ -118,9 +115,8 @@ public final class DeviceKVCache: SequenceCache {
 
 /// A GPU (`CUDADevice`): device buffers, cuBLAS GEMMs, the element-wise kernels of
 /// kernels/layer_ops.cu and the decode attention (`GPUAttention`), all on the device's
-/// stream. The GEMMs run in `gemmType`: f32 (cuBLAS sgemm, no TF32), or bf16/f16 on the
-/// tensor cores with f32 accumulation and output (weight matrices stored in 16 bits, the
-/// activations rounded to 16 bits before each product), as a bf16 decoder runs. Operations are enqueued and not waited for; the first failure is kept and
+/// stream. The GEMMs are cuBLAS sgemm on f32 weights (no TF32); bf16 GEMMs through
+/// cublasGemmEx were tried and failed the layer check now and then (docs/gpu-layer.md). Operations are enqueued and not waited for; the first failure is kept and
 /// later operations are skipped, and `finish()` waits for the stream and reports it.
 ///
 /// The all-reduce is MPI's over host memory (this Open MPI is not CUDA-aware): the
@@ -129,8 +125,7 @@ public final class CUDABackend: ComputeBackend {
     public let device: CUDADevice
     private let pool = DevicePool()
     private let handle: cublasHandle_t
-    private let rmsNormFn: CUDAFunction, ropeFn: CUDAFunction, copyFn: CUDAFunction, appendFn: CUDAFunction, halfFn: CUDAFunction
-    public let gemmType: StorageDType
+    private let rmsNormFn: CUDAFunction, ropeFn: CUDAFunction, copyFn: CUDAFunction, appendFn: CUDAFunction
     private var failure: HarnessError?
     /// Event pairs around the timed operations since the last `finish()`, by what they ran
     /// (created once, reused every step).
@@ -146,9 +141,8 @@ public final class CUDABackend: ComputeBackend {
         public var attention = 0.0, projections = 0.0
     }
 
-    public init(device: CUDADevice, gemmType: StorageDType = .f32) throws {
+    public init(device: CUDADevice) throws {
         self.device = device
-        self.gemmType = gemmType
         try CUBLAS.load()
         var h: cublasHandle_t? = nil
         try CUBLAS.check(mlra_cuda.cublasCreate!(&h), "cublasCreate")
@@ -158,7 +152,6 @@ public final class CUDABackend: ComputeBackend {
         try CUBLAS.check(mlra_cuda.cublasSetMathMode!(handle, Int32(MLRA_CUBLAS_DEFAULT_MATH)), "cublasSetMathMode")
         let f = { (name: String) in try KernelCompiler.shared.function(name, in: .layerOps, arch: device.arch) }
         (rmsNormFn, ropeFn, copyFn, appendFn) = (try f("rms_norm_rows"), try f("rope_rows"), try f("copy_blocks"), try f("append_rows"))
-        halfFn = try f("to_half")
     }
 
     deinit {
@@ -252,21 +245,8 @@ public final class CUDABackend: ComputeBackend {
 
     public func matrix(_ t: Tensor) -> DeviceMatrix {
         var v: DeviceVector?
-        let elem = t.shape.count == 2 ? gemmType : .f32
-        attempt {
-            let f32 = try DeviceVector(t.data, what: "a weight of shape \(t.shape)")
-            if elem == .f32 { v = f32; return }
-            let half = DeviceVector(count: (t.count + 1) / 2, buffer: try DeviceBuffer(bytes: 2 * t.count, what: "a weight of shape \(t.shape)"), pool: nil)
-            try convertToHalf(f32.pointer, into: half.pointer, count: t.count, elem: elem)
-            try device.synchronize()   // before the f32 copy is freed
-            v = half
-        }
-        return DeviceMatrix(values: v ?? DeviceVector(count: t.count, buffer: nil, pool: nil), shape: t.shape, elem: elem)
-    }
-
-    private func convertToHalf(_ src: CUdeviceptr, into dst: CUdeviceptr, count: Int, elem: StorageDType) throws {
-        let args = KernelArguments().add(src).add(dst).add(UInt64(count)).add(elem.kernelElem)
-        try halfFn.launch(grid: (max(1, min(device.smCount * 8, (count + 255) / 256)), 1, 1), block: 256, stream: device.stream, args)
+        attempt { v = try DeviceVector(t.data, what: "a weight of shape \(t.shape)") }
+        return DeviceMatrix(values: v ?? DeviceVector(count: t.count, buffer: nil, pool: nil), shape: t.shape)
     }
 
     public func zeros(_ count: Int) -> DeviceVector {
@@ -288,8 +268,6 @@ public final class CUDABackend: ComputeBackend {
     public func gemm(_ a: DeviceVector, _ sa: Strided, _ w: DeviceMatrix, _ sb: Strided, transposeB: Bool,
                      into c: inout DeviceVector, _ sc: Strided, m: Int, n: Int, k: Int, batch: Int, alpha: Float, accumulate: Bool) {
         guard m > 0, n > 0, k > 0, batch > 0 else { return }
-        if w.elem != .f32 { return gemm16(a, sa, w, sb, transposeB: transposeB, into: c, sc, m: m, n: n, k: k, batch: batch,
-                                          alpha: alpha, accumulate: accumulate) }
         let (out, b) = (c, w.values)
         attempt {
             var al = alpha, be: Float = accumulate ? 1 : 0
@@ -305,33 +283,6 @@ public final class CUDABackend: ComputeBackend {
                     try CUBLAS.check(mlra_cuda.cublasSgemmStridedBatched!(
                         handle, opB, Int32(MLRA_CUBLAS_OP_N), Int32(n), Int32(m), Int32(k), &al, pb, Int32(sb.ld), Int64(sb.step),
                         pa, Int32(sa.ld), Int64(sa.step), &be, pc, Int32(sc.ld), Int64(sc.step), Int32(batch)), "cublasSgemmStridedBatched")
-                }
-            }
-        }
-    }
-
-    /// The same product with 16-bit operands: `a` rounded to the weight's type first.
-    private func gemm16(_ a: DeviceVector, _ sa: Strided, _ w: DeviceMatrix, _ sb: Strided, transposeB: Bool, into c: DeviceVector,
-                        _ sc: Strided, m: Int, n: Int, k: Int, batch: Int, alpha: Float, accumulate: Bool) {
-        let half = vector((a.count + 1) / 2)
-        attempt {
-            try convertToHalf(a.pointer, into: half.pointer, count: a.count, elem: w.elem)
-            var al = alpha, be: Float = accumulate ? 1 : 0
-            let type = Int32(w.elem == .bf16 ? MLRA_CUDA_R_16BF : MLRA_CUDA_R_16F), f32 = Int32(MLRA_CUDA_R_32F)
-            let pa = UnsafeRawPointer(bitPattern: UInt(half.pointer + UInt64(2 * sa.offset)))
-            let pb = UnsafeRawPointer(bitPattern: UInt(w.values.pointer + UInt64(2 * sb.offset)))
-            let pc = UnsafeMutableRawPointer(bitPattern: UInt(c.pointer + UInt64(4 * sc.offset)))
-            let opB = Int32(transposeB ? MLRA_CUBLAS_OP_T : MLRA_CUBLAS_OP_N), opN = Int32(MLRA_CUBLAS_OP_N)
-            let (compute, algo) = (Int32(MLRA_CUBLAS_COMPUTE_32F), Int32(MLRA_CUBLAS_GEMM_DEFAULT))
-            try timed(.projections) {
-                if batch == 1 {
-                    try CUBLAS.check(mlra_cuda.cublasGemmEx!(handle, opB, opN, Int32(n), Int32(m), Int32(k), &al, pb, type, Int32(sb.ld),
-                                                             pa, type, Int32(sa.ld), &be, pc, f32, Int32(sc.ld), compute, algo), "cublasGemmEx")
-                } else {
-                    try CUBLAS.check(mlra_cuda.cublasGemmStridedBatchedEx!(
-                        handle, opB, opN, Int32(n), Int32(m), Int32(k), &al, pb, type, Int32(sb.ld), Int64(sb.step),
-                        pa, type, Int32(sa.ld), Int64(sa.step), &be, pc, f32, Int32(sc.ld), Int64(sc.step), Int32(batch), compute, algo),
-                        "cublasGemmStridedBatchedEx")
                 }
             }
         }

@@ -50,8 +50,7 @@ public final class GPULayerWorkload {
         try device.checkFits(bytes: need * device.ranksSharing,
                              what: "this layer (\(footprint.cacheSets) cache set(s), × \(device.ranksSharing) rank(s) on this GPU)")
         self.device = device; self.layout = layout; self.dtype = dtype
-        // The GEMMs in the cache's type: a bf16 run is bf16 throughout, as a bf16 decoder is.
-        backend = try CUDABackend(device: device, gemmType: dtype)
+        backend = try CUDABackend(device: device)
         shard = try layout.makeShard(rankShard, weights: weights, prefix: "", on: backend)
         let width = layout.cacheWidth(units: rankShard.units.count)
         let initializer = SeededInit(seed: Self.seed)

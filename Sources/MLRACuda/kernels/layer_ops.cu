@@ -63,15 +63,3 @@ extern "C" __global__ void append_rows(const float *rows, int width, const u64 *
         }
     }
 }
-
-// f32 → bf16 (elem 0) or f16 (elem 1), round to nearest even: the 16-bit operands of the
-// layer's tensor-core GEMMs (weights once, activations before each product).
-extern "C" __global__ void to_half(const float *src, unsigned short *dst, u64 count, int elem) {
-    const u64 stride = (u64)gridDim.x * blockDim.x;
-    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += stride) {
-        unsigned short h;
-        if (elem == 0) asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(src[i]));
-        else asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(src[i]));
-        dst[i] = h;
-    }
-}
