@@ -12,9 +12,13 @@ func runParallel(_ body: (Communicator) throws -> Void) throws {
     do {
         try body(world)
     } catch let e as AgreedError {
+        // Rank 0 writes the line before any rank exits: mpirun ends the job at the first
+        // non-zero exit, and could otherwise kill rank 0 before its line is out (seen in
+        // CI under load: a failed job with no error line).
+        if world.rank == 0 { FileHandle.standardError.write(Data(errorLine(e.message, e.kind).utf8)) }
+        world.barrier()
         MPI.finalize()
-        if world.rank != 0 { Foundation.exit(ExitStatus.of(e.kind)) }
-        exitReporting(e.message, e.kind)
+        Foundation.exit(ExitStatus.of(e.kind))
     } catch let e as HarnessError {
         MPI.abort(e.message, code: ExitStatus.of(e.kind))
     } catch {
