@@ -250,14 +250,15 @@ final class SweepSpecTests: XCTestCase {
     }
 
     /// Schema 6: the TP group's throughput and the job's under two names, where
-    /// `tokens_per_s` (the job's, on every group's row) was; a schema-5 file is refused on
-    /// resume, byte for byte as it was.
+    /// `tokens_per_s` (the job's, on every group's row) was, and the GPU layer's
+    /// `projection_us_median`; a schema-5 file is refused on resume, byte for byte as it was.
     func testSchema6SplitsTheThroughputAndRefusesASchema5File() throws {
         let columns = ResultsSchema.columns
         XCTAssertFalse(columns.contains("tokens_per_s"), "one name for two figures made sums over rows overcount")
-        XCTAssertEqual(Array(columns.drop { $0 != "imbalance_us_median" }.prefix(4)),
-                       ["imbalance_us_median", "group_tokens_per_s", "job_tokens_per_s", "achieved_gbs"])
-        let schema5 = columns.filter { $0 != "job_tokens_per_s" }.map { $0 == "group_tokens_per_s" ? "tokens_per_s" : $0 }
+        XCTAssertEqual(Array(columns.drop { $0 != "imbalance_us_median" }.prefix(5)),
+                       ["imbalance_us_median", "projection_us_median", "group_tokens_per_s", "job_tokens_per_s", "achieved_gbs"])
+        let schema5 = columns.filter { $0 != "job_tokens_per_s" && $0 != "projection_us_median" }
+            .map { $0 == "group_tokens_per_s" ? "tokens_per_s" : $0 }
         let message = try refusedOnResume(schema5, version: "5")
         XCTAssertTrue(message.contains("its header differs from this harness's schema 6, the file's rows are schema 5"), message)
     }
