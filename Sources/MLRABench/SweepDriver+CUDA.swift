@@ -181,7 +181,7 @@ extension Validation {
     static func gpuLayer(_ config: SweepConfig, work: GPULayerWorkload, weights: WeightSource, group: Communicator,
                          injectError: Bool) throws -> ValidationResult {
         let layout = work.layout, tokens = GPULayerWorkload.checkTokens
-        let x = SeededInit(seed: 0x7E57).tensor("x", shape: [tokens, layout.nEmbd], kind: .embedding).data
+        let x = layerCheckInput(layout, tokens: tokens)
         var y = try work.checkOutputs(x, collectives: group)
         guard group.rank == 0 else { return ValidationResult(maxError: 0, violation: nil) }
         if injectError { y[0] += 1 }

@@ -37,13 +37,18 @@ public enum Validation {
                              kernel: AttentionKernel, injectError: Bool) throws -> ValidationResult {
         let layout = shard.layout
         let tokens = 4
-        let x = SeededInit(seed: 0x7E57).tensor("x", shape: [tokens, layout.nEmbd], kind: .embedding).data
+        let x = layerCheckInput(layout, tokens: tokens)
         let cache = shard.makeCache(dtype: config.dtype, capacity: tokens)
         var y = runSequence(shard, x: x, tokens: tokens, prefill: 2, cache: cache, kernel: kernel, collectives: group)
         guard group.rank == 0 else { return ValidationResult(maxError: 0, violation: nil) }
         if injectError { y[0] += 1 }
         let ref = try ReferenceForward.run(layout, weights: weights, x: x.map(Double.init), tokens: tokens)
         return compare(y, ref, Tolerance.layerOutput(cache: config.dtype))
+    }
+
+    /// The input rows of a layer check (CPU and GPU): seeded, the same on every rank.
+    static func layerCheckInput(_ layout: any AttentionLayout, tokens: Int) -> [Float] {
+        SeededInit(seed: 0x7E57).tensor("x", shape: [tokens, layout.nEmbd], kind: .embedding).data
     }
 
     /// Model scope: the group's sharded model against the same model in one

@@ -49,21 +49,16 @@ public final class DeviceVector {
     }
 
     deinit { if let buffer { pool?.give(buffer) } }
-
-    public var bytes: Int { 4 * count }
 }
 
 /// Free device buffers by size: a decode step asks for the same sizes every step, so
 /// after the first nothing is allocated (cuMemAlloc would synchronise the device).
 final class DevicePool {
     private var free: [Int: [DeviceBuffer]] = [:]
-    private(set) var allocatedBytes = 0
 
     func take(bytes: Int) throws -> DeviceBuffer {
         if let b = free[bytes]?.popLast() { return b }
-        let b = try DeviceBuffer(bytes: bytes, what: "a decode step's activations")
-        allocatedBytes += bytes
-        return b
+        return try DeviceBuffer(bytes: bytes, what: "a decode step's activations")
     }
 
     func give(_ b: DeviceBuffer) { free[b.bytes, default: []].append(b) }
@@ -91,7 +86,6 @@ public final class DeviceKVCache: SequenceCache {
     }
 
     public var rowBytes: Int { width * dtype.bytes }
-    public var allocatedBytes: Int { storage.bytes }
     var base: UInt64 { storage.pointer }
 
     /// Fills rows 0 ..< length with SeededInit's values of tensor `name` on the device (the
@@ -164,9 +158,6 @@ public final class CUDABackend: ComputeBackend {
         var v: Int32 = 0
         return mlra_cuda.cublasGetVersion?(handle, &v) == 0 ? Int(v) : 0
     }
-
-    /// Bytes of activations the pool holds (after a step: what a step needs).
-    public var activationBytes: Int { pool.allocatedBytes }
 
     /// Waits for the stream; throws the first failure of the enqueued operations. Returns
     /// the GPU seconds of the attention and the projections since the last call (CUDA events).
