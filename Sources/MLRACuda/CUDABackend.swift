@@ -64,6 +64,65 @@ final class DevicePool {
     func give(_ b: DeviceBuffer) { free[b.bytes, default: []].append(b) }
 }
 
+/// Pinned host memory for a step's host → device inputs (positions, cache tables, the
+/// all-reduce's staging): each copy reads its own bytes, handed out in order and taken back
+/// all at once when the stream has run (`reset()`, from `CUDABackend.finish()`). Copies from
+/// pinned memory are truly asynchronous; from pageable memory the driver may wait for the
+/// stream before it stages them.
+final class PinnedArena {
+    private var base: UnsafeMutableRawPointer?
+    private var capacity = 0, used = 0
+
+    deinit { if let base { _ = mlra_cuda.cuMemFreeHost?(base) } }
+
+    /// `bytes` of pinned memory untouched until the next `reset()`. When the arena is full,
+    /// `drain` waits for the stream, after which every earlier copy has read its bytes.
+    func take(_ bytes: Int, drain: () throws -> Void) throws -> UnsafeMutableRawPointer {
+        let need = (bytes + 255) / 256 * 256
+        if used + need > capacity {
+            try drain()
+            used = 0
+            if need > capacity {
+                if let base { _ = mlra_cuda.cuMemFreeHost?(base); self.base = nil; capacity = 0 }
+                let size = max(need, 2 * capacity, 1 << 20)
+                var p: UnsafeMutableRawPointer? = nil
+                try CUDADriver.check(mlra_cuda.cuMemAllocHost!(&p, size), "cuMemAllocHost(\(size) bytes)")
+                base = p; capacity = size
+            }
+        }
+        defer { used += need }
+        return base! + used
+    }
+
+    func reset() { used = 0 }
+}
+
+/// How the backend's all-reduce moves device data: the row's `allreduce_path`.
+public enum DeviceAllReduce {
+    /// MPI_Allreduce on host memory: copied from the device into pinned host memory, summed,
+    /// copied back (an MPI that is not CUDA-aware).
+    case mpiHostStaged
+    /// MPI_Allreduce on the device pointer (a CUDA-aware MPI), once the stream has run up to it.
+    case mpiDevicePointer
+    /// ncclAllReduce on the device's stream.
+    case nccl(NCCLCommunicator)
+
+    /// The path for `--collective mpi`: device pointers where MPI says it takes them
+    /// (`takesDevicePointers`, from MPIX_Query_cuda_support), host memory otherwise.
+    public static func mpi(takesDevicePointers: Bool?) -> DeviceAllReduce {
+        takesDevicePointers == true ? .mpiDevicePointer : .mpiHostStaged
+    }
+
+    /// The row's `allreduce_path`.
+    public var name: String {
+        switch self {
+        case .mpiHostStaged: return "mpi-host-staged"
+        case .mpiDevicePointer: return "mpi-cuda-aware"
+        case .nccl: return "nccl-\(NCCL.version)"
+        }
+    }
+}
+
 /// A weight on the device (f32), with its shape ([out, in] for a matrix).
 public struct DeviceMatrix {
     public let values: DeviceVector
@@ -113,11 +172,14 @@ public final class DeviceKVCache: SequenceCache {
 /// cublasGemmEx were tried and failed the layer check now and then (docs/gpu-layer.md). Operations are enqueued and not waited for; the first failure is kept and
 /// later operations are skipped, and `finish()` waits for the stream and reports it.
 ///
-/// The all-reduce is MPI's over host memory (this Open MPI is not CUDA-aware): the
-/// buffer is copied to the host, summed by the collectives and copied back.
+/// The all-reduce takes the path `allReduce` names: MPI over pinned host memory, MPI on
+/// device pointers (a CUDA-aware MPI), or NCCL.
 public final class CUDABackend: ComputeBackend {
     public let device: CUDADevice
+    /// How `allReduceSum` moves the data (default: MPI through host memory).
+    public var allReduce = DeviceAllReduce.mpiHostStaged
     private let pool = DevicePool()
+    private let staging = PinnedArena()
     private let handle: cublasHandle_t
     private let rmsNormFn: CUDAFunction, ropeFn: CUDAFunction, copyFn: CUDAFunction, appendFn: CUDAFunction
     private var failure: HarnessError?
@@ -164,8 +226,10 @@ public final class CUDABackend: ComputeBackend {
     @discardableResult
     public func finish() throws -> StepTimes {
         defer { eventsUsed = 0 }
+        let synchronized = Result { try device.synchronize() }
+        staging.reset()   // every copy from it has run (or the stream has failed for good)
         if let failure { self.failure = nil; throw failure }
-        try device.synchronize()
+        try synchronized.get()
         var times = StepTimes()
         for (e, kind) in zip(events.prefix(eventsUsed), eventKinds) {
             var ms: Float = 0
@@ -207,12 +271,21 @@ public final class CUDABackend: ComputeBackend {
         return out ?? DeviceVector(count: count, buffer: nil, pool: nil)
     }
 
-    /// Host values copied into a step buffer (stream-ordered: safe to reuse across steps).
+    /// Pinned host memory for one copy of this step.
+    private func pinned(_ bytes: Int) throws -> UnsafeMutableRawPointer {
+        try staging.take(bytes, drain: device.synchronize)
+    }
+
+    /// Host values copied into a step buffer through pinned memory (stream-ordered: safe to
+    /// reuse across steps, and the host array may go at once).
     private func stage<T>(_ values: [T]) -> DeviceVector {
         let v = vector((values.count * MemoryLayout<T>.stride + 3) / 4)
         attempt {
-            try values.withUnsafeBytes {
-                try CUDADriver.check(mlra_cuda.cuMemcpyHtoDAsync!(v.pointer, $0.baseAddress!, $0.count, device.stream), "cuMemcpyHtoDAsync")
+            try values.withUnsafeBytes { src in
+                guard src.count > 0 else { return }
+                let host = try pinned(src.count)
+                host.copyMemory(from: src.baseAddress!, byteCount: src.count)
+                try CUDADriver.check(mlra_cuda.cuMemcpyHtoDAsync!(v.pointer, host, src.count, device.stream), "cuMemcpyHtoDAsync")
             }
         }
         return v
@@ -327,22 +400,46 @@ public final class CUDABackend: ComputeBackend {
     }
 
     /// Every rank calls the collective, a failed one too (with zeros), so that no rank of
-    /// the group waits for ever; the failure is reported at `finish()`.
+    /// the group waits for ever; the failure is reported at `finish()`. Whichever path
+    /// runs, the communicator counts and times it as one all-reduce of `x.count` floats.
     public func allReduceSum(_ x: inout DeviceVector, collectives: TPCollectives) {
         guard collectives.tpSize > 1 else { return }
-        let v = x
-        var host = [Float](repeating: 0, count: v.count)
-        attempt {
-            try host.withUnsafeMutableBytes {
-                try CUDADriver.check(mlra_cuda.cuMemcpyDtoHAsync!($0.baseAddress!, v.pointer, $0.count, device.stream), "cuMemcpyDtoHAsync")
+        let v = x, count = x.count
+        switch allReduce {
+        case .mpiHostStaged:
+            var host: UnsafeMutablePointer<Float>?
+            attempt {
+                let p = try pinned(4 * count)
+                try CUDADriver.check(mlra_cuda.cuMemcpyDtoHAsync!(p, v.pointer, 4 * count, device.stream), "cuMemcpyDtoHAsync")
+                try device.synchronize()
+                host = p.bindMemory(to: Float.self, capacity: count)
             }
-            try device.synchronize()
-        }
-        collectives.allReduceSum(&host)
-        attempt {
-            try host.withUnsafeBytes {
-                try CUDADriver.check(mlra_cuda.cuMemcpyHtoDAsync!(v.pointer, $0.baseAddress!, $0.count, device.stream), "cuMemcpyHtoDAsync")
+            guard let host else { return allReduceZeros(count, collectives) }
+            collectives.allReduceSum(address: host, count: count)
+            attempt {
+                try CUDADriver.check(mlra_cuda.cuMemcpyHtoDAsync!(v.pointer, host, 4 * count, device.stream), "cuMemcpyHtoDAsync")
             }
+        case .mpiDevicePointer:
+            attempt { try device.synchronize() }   // MPI reads the device memory once the products have written it
+            guard failure == nil, let p = UnsafeMutablePointer<Float>(bitPattern: UInt(v.pointer)) else {
+                return allReduceZeros(count, collectives)
+            }
+            collectives.allReduceSum(address: p, count: count)
+        case .nccl(let nccl):
+            // A rank that failed cannot launch NCCL's kernel, and the others' would wait for it
+            // for ever: the group first agrees that every rank can (one uncounted flag).
+            attempt { try device.synchronize() }   // the collective's time is its own
+            guard !collectives.anyRank(failure != nil || v.pointer == 0) else {
+                if failure == nil { failure = HarnessError("another rank of the TP group failed before the NCCL all-reduce") }
+                return
+            }
+            collectives.allReduceSum(count: count) { attempt { try nccl.allReduceSum(v.pointer, count: count) } }
         }
+    }
+
+    /// This rank's part of an all-reduce it has nothing to add to (it failed): zeros.
+    private func allReduceZeros(_ count: Int, _ collectives: TPCollectives) {
+        var zeros = [Float](repeating: 0, count: count)
+        collectives.allReduceSum(&zeros)
     }
 }
