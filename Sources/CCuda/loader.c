@@ -149,6 +149,7 @@ int mlra_cuda_load_cublas(const char *path, char *opened, size_t openedlen, char
     const char *libname = opened;
     RESOLVE(lib, cublasCreate); RESOLVE(lib, cublasDestroy); RESOLVE(lib, cublasGetVersion); RESOLVE(lib, cublasSetStream);
     RESOLVE(lib, cublasSetMathMode); RESOLVE(lib, cublasSgemm); RESOLVE(lib, cublasSgemmStridedBatched);
+    RESOLVE(lib, cublasGemmEx); RESOLVE(lib, cublasGemmStridedBatchedEx);
     return 0;
 }
 

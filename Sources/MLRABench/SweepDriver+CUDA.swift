@@ -176,7 +176,9 @@ extension SweepDriver {
             if let failure = work?.failure { throw HarnessError("\(c.label): \(failure)") }
         }
         if p.reporter, let work {
-            m.columns["gpu_kernel"] = work.work.attention.summary + "; projections: cuBLAS \(work.work.backend.cublasVersion) sgemm, f32 weights"
+            let backend = work.work.backend
+            m.columns["gpu_kernel"] = work.work.attention.summary + "; projections: cuBLAS \(backend.cublasVersion) "
+                + (backend.gemmType == .f32 ? "sgemm, f32 weights" : "GemmEx, \(backend.gemmType.rawValue) weights and activations, f32 accumulation")
             if c.tp > 1 { m.columns["allreduce_path"] = path }
             // The last `steps` steps are the timed ones (warm-up first); this rank's, not the group's max.
             let projections = SampleStats(Array(work.projectionSeconds.suffix(c.steps))).median
@@ -237,6 +239,6 @@ extension Validation {
         guard group.rank == 0 else { return ValidationResult(maxError: 0, violation: nil) }
         if injectError { y[0] += 1 }
         let ref = try ReferenceForward.run(layout, weights: weights, x: x.map(Double.init), tokens: tokens)
-        return compare(y, ref, Tolerance.gpuLayerOutput(cache: config.dtype))
+        return compare(y, ref, Tolerance.gpuLayerOutput(cache: config.dtype, gemm: work.backend.gemmType))
     }
 }

@@ -123,10 +123,13 @@ public enum DeviceAllReduce {
     }
 }
 
-/// A weight on the device (f32), with its shape ([out, in] for a matrix).
+/// A weight on the device, with its shape ([out, in] for a matrix): f32 values, or for a
+/// matrix multiplied in 16 bits (`CUDABackend.gemmType`) its bf16/f16 copy alone.
 public struct DeviceMatrix {
     public let values: DeviceVector
     public let shape: [Int]
+    /// The element type `values` holds (vectors stay f32: RMSNorm's weights).
+    public let elem: StorageDType
 }
 
 /// One sequence's KV cache in device memory: the CPU KVCache's row layout and dtype,
@@ -168,9 +171,11 @@ public final class DeviceKVCache: SequenceCache {
 
 /// A GPU (`CUDADevice`): device buffers, cuBLAS GEMMs, the element-wise kernels of
 /// kernels/layer_ops.cu and the decode attention (`GPUAttention`), all on the device's
-/// stream. The GEMMs are cuBLAS sgemm on f32 weights (no TF32); bf16 GEMMs through
-/// cublasGemmEx were tried and failed the layer check now and then (docs/gpu-layer.md). Operations are enqueued and not waited for; the first failure is kept and
-/// later operations are skipped, and `finish()` waits for the stream and reports it.
+/// stream. The GEMMs run in `gemmType`: f32 (cuBLAS sgemm on f32 weights, no TF32), or bf16
+/// or f16 on the tensor cores with f32 accumulation and output (cublasGemmEx: the weight
+/// matrices stored in 16 bits, the activations rounded to 16 bits before each product), as
+/// a bf16 decoder runs. Operations are enqueued and not waited for; the first failure is
+/// kept and later operations are skipped, and `finish()` waits for the stream and reports it.
 ///
 /// The all-reduce takes the path `allReduce` names: MPI over pinned host memory, MPI on
 /// device pointers (a CUDA-aware MPI), or NCCL.
@@ -181,7 +186,9 @@ public final class CUDABackend: ComputeBackend {
     private let pool = DevicePool()
     private let staging = PinnedArena()
     private let handle: cublasHandle_t
-    private let rmsNormFn: CUDAFunction, ropeFn: CUDAFunction, copyFn: CUDAFunction, appendFn: CUDAFunction
+    private let rmsNormFn: CUDAFunction, ropeFn: CUDAFunction, copyFn: CUDAFunction, appendFn: CUDAFunction, halfFn: CUDAFunction
+    /// The GEMMs' operand type: f32, bf16 or f16 (accumulation is f32 in every case).
+    public let gemmType: StorageDType
     private var failure: HarnessError?
     /// Event pairs around the timed operations since the last `finish()`, by what they ran
     /// (created once, reused every step).
@@ -197,8 +204,9 @@ public final class CUDABackend: ComputeBackend {
         public var attention = 0.0, projections = 0.0
     }
 
-    public init(device: CUDADevice) throws {
+    public init(device: CUDADevice, gemmType: StorageDType = .f32) throws {
         self.device = device
+        self.gemmType = gemmType
         try CUBLAS.load()
         var h: cublasHandle_t? = nil
         try CUBLAS.check(mlra_cuda.cublasCreate!(&h), "cublasCreate")
@@ -208,6 +216,7 @@ public final class CUDABackend: ComputeBackend {
         try CUBLAS.check(mlra_cuda.cublasSetMathMode!(handle, Int32(MLRA_CUBLAS_DEFAULT_MATH)), "cublasSetMathMode")
         let f = { (name: String) in try KernelCompiler.shared.function(name, in: .layerOps, arch: device.arch) }
         (rmsNormFn, ropeFn, copyFn, appendFn) = (try f("rms_norm_rows"), try f("rope_rows"), try f("copy_blocks"), try f("append_rows"))
+        halfFn = try f("to_half")
     }
 
     deinit {
@@ -309,8 +318,23 @@ public final class CUDABackend: ComputeBackend {
 
     public func matrix(_ t: Tensor) -> DeviceMatrix {
         var v: DeviceVector?
-        attempt { v = try DeviceVector(t.data, what: "a weight of shape \(t.shape)") }
-        return DeviceMatrix(values: v ?? DeviceVector(count: t.count, buffer: nil, pool: nil), shape: t.shape)
+        let elem = t.shape.count == 2 ? gemmType : .f32
+        attempt {
+            let f32 = try DeviceVector(t.data, what: "a weight of shape \(t.shape)")
+            if elem == .f32 { v = f32; return }
+            let half = DeviceVector(count: (t.count + 1) / 2, buffer: try DeviceBuffer(bytes: 2 * t.count, what: "a weight of shape \(t.shape)"),
+                                    pool: nil)
+            try convertToHalf(f32.pointer, into: half.pointer, count: t.count, elem: elem)
+            try device.synchronize()   // before the f32 copy is freed
+            withExtendedLifetime(f32) {}
+            v = half
+        }
+        return DeviceMatrix(values: v ?? DeviceVector(count: t.count, buffer: nil, pool: nil), shape: t.shape, elem: elem)
+    }
+
+    private func convertToHalf(_ src: CUdeviceptr, into dst: CUdeviceptr, count: Int, elem: StorageDType) throws {
+        let args = KernelArguments().add(src).add(dst).add(UInt64(count)).add(elem.kernelElem)
+        try halfFn.launch(grid: (max(1, min(device.smCount * 8, (count + 255) / 256)), 1, 1), block: 256, stream: device.stream, args)
     }
 
     public func zeros(_ count: Int) -> DeviceVector {
@@ -332,6 +356,10 @@ public final class CUDABackend: ComputeBackend {
     public func gemm(_ a: DeviceVector, _ sa: Strided, _ w: DeviceMatrix, _ sb: Strided, transposeB: Bool,
                      into c: inout DeviceVector, _ sc: Strided, m: Int, n: Int, k: Int, batch: Int, alpha: Float, accumulate: Bool) {
         guard m > 0, n > 0, k > 0, batch > 0 else { return }
+        if w.elem != .f32 {
+            return gemm16(a, sa, w, sb, transposeB: transposeB, into: c, sc, m: m, n: n, k: k, batch: batch, alpha: alpha,
+                          accumulate: accumulate)
+        }
         let (out, b) = (c, w.values)
         attempt {
             var al = alpha, be: Float = accumulate ? 1 : 0
@@ -350,6 +378,35 @@ public final class CUDABackend: ComputeBackend {
                 }
             }
         }
+    }
+
+    /// The same product with 16-bit operands: `a` rounded to the weight's type first, f32
+    /// accumulation and output.
+    private func gemm16(_ a: DeviceVector, _ sa: Strided, _ w: DeviceMatrix, _ sb: Strided, transposeB: Bool, into c: DeviceVector,
+                        _ sc: Strided, m: Int, n: Int, k: Int, batch: Int, alpha: Float, accumulate: Bool) {
+        let half = vector((a.count + 1) / 2)
+        attempt {
+            try convertToHalf(a.pointer, into: half.pointer, count: a.count, elem: w.elem)
+            var al = alpha, be: Float = accumulate ? 1 : 0
+            let type = Int32(w.elem == .bf16 ? MLRA_CUDA_R_16BF : MLRA_CUDA_R_16F), f32 = Int32(MLRA_CUDA_R_32F)
+            let pa = UnsafeRawPointer(bitPattern: UInt(half.pointer + UInt64(2 * sa.offset)))
+            let pb = UnsafeRawPointer(bitPattern: UInt(w.values.pointer + UInt64(2 * sb.offset)))
+            let pc = UnsafeMutableRawPointer(bitPattern: UInt(c.pointer + UInt64(4 * sc.offset)))
+            let opB = Int32(transposeB ? MLRA_CUBLAS_OP_T : MLRA_CUBLAS_OP_N), opN = Int32(MLRA_CUBLAS_OP_N)
+            let (compute, algo) = (Int32(MLRA_CUBLAS_COMPUTE_32F), Int32(MLRA_CUBLAS_GEMM_DEFAULT))
+            try timed(.projections) {
+                if batch == 1 {
+                    try CUBLAS.check(mlra_cuda.cublasGemmEx!(handle, opB, opN, Int32(n), Int32(m), Int32(k), &al, pb, type, Int32(sb.ld),
+                                                             pa, type, Int32(sa.ld), &be, pc, f32, Int32(sc.ld), compute, algo), "cublasGemmEx")
+                } else {
+                    try CUBLAS.check(mlra_cuda.cublasGemmStridedBatchedEx!(
+                        handle, opB, opN, Int32(n), Int32(m), Int32(k), &al, pb, type, Int32(sb.ld), Int64(sb.step),
+                        pa, type, Int32(sa.ld), Int64(sa.step), &be, pc, f32, Int32(sc.ld), Int64(sc.step), Int32(batch), compute, algo),
+                        "cublasGemmStridedBatchedEx")
+                }
+            }
+        }
+        withExtendedLifetime(half) {}   // the buffer goes back to the pool only after the product is enqueued
     }
 
     public func rmsNorm(_ x: inout DeviceVector, rows: Int, stride: Int, offset: Int, count: Int, weight: DeviceMatrix, scale: Float) {

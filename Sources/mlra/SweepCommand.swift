@@ -20,7 +20,7 @@ struct SweepCommand: ParsableCommand {
             without measuring or writing anything. Schema: docs/csv-schema.md.
             """)
 
-    @Option(help: "Built-in grid: quick, paper or throughput.") var preset: SweepPreset?
+    @Option(help: "Built-in grid: quick, paper, paper-gpu, throughput or throughput-gpu.") var preset: SweepPreset?
     @Option(help: "Spec file (JSON; see the README).") var spec: String?
     @Flag(name: .customLong("print-spec"), help: "Print the resolved spec as JSON and exit.") var printSpec = false
     @Flag(name: .customLong("dry-run"),

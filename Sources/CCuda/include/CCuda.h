@@ -56,6 +56,8 @@ enum { MLRA_NVML_CLOCK_SM = 1, MLRA_NVML_CLOCK_MEM = 2 };
 enum { MLRA_CUDA_ERROR_OUT_OF_MEMORY = 2, MLRA_CUDA_ERROR_NO_DEVICE = 100 };
 // cublas_api.h: cublasOperation_t, cublasMath_t.
 enum { MLRA_CUBLAS_OP_N = 0, MLRA_CUBLAS_OP_T = 1, MLRA_CUBLAS_DEFAULT_MATH = 0 };
+// library_types.h cudaDataType_t, cublas_api.h cublasComputeType_t and cublasGemmAlgo_t.
+enum { MLRA_CUDA_R_32F = 0, MLRA_CUDA_R_16F = 2, MLRA_CUDA_R_16BF = 14, MLRA_CUBLAS_COMPUTE_32F = 68, MLRA_CUBLAS_GEMM_DEFAULT = -1 };
 
 /// Every entry point, NULL until loaded. Swift calls them as `mlra_cuda.cuInit!(0)`.
 typedef struct {
@@ -128,6 +130,13 @@ typedef struct {
                                                 const float *alpha, const float *a, int lda, long long stridea,
                                                 const float *b, int ldb, long long strideb, const float *beta,
                                                 float *c, int ldc, long long stridec, int batch);
+    cublasStatus_t (*cublasGemmEx)(cublasHandle_t handle, int transa, int transb, int m, int n, int k, const void *alpha,
+                                   const void *a, int atype, int lda, const void *b, int btype, int ldb, const void *beta,
+                                   void *c, int ctype, int ldc, int compute, int algo);
+    cublasStatus_t (*cublasGemmStridedBatchedEx)(cublasHandle_t handle, int transa, int transb, int m, int n, int k,
+                                                 const void *alpha, const void *a, int atype, int lda, long long stridea,
+                                                 const void *b, int btype, int ldb, long long strideb, const void *beta,
+                                                 void *c, int ctype, int ldc, long long stridec, int batch, int compute, int algo);
 
     ncclResult_t (*ncclGetVersion)(int *version);
     const char *(*ncclGetErrorString)(ncclResult_t result);
