@@ -12,7 +12,7 @@
 // `pdl`: the split kernel and decode_combine are launched as programmatic dependents (as the
 // harness's wgmma-q / wgmma-solo-q paths do); without it, plain stream order.
 // -DWG_SOLO probes decode_wgmma_solo (NWARPS/4 warpgroups), else decode_wgmma; -DQPREP the
-// query-image variant.
+// query-image variant (decode_qprep before it, decode_combine_online after it, as the -q paths).
 #include <cstdio>
 #include <cstdlib>
 #include <cmath>
@@ -125,7 +125,11 @@ int main(int argc, char **argv) {
     auto combine = [&](bool dependent) {
         int ns = nsplit;
         void *args[] = {&dml, &dacc, &dtab, (void *)&one, &ns, &dout, (void *)&ON};
+#ifdef QPREP
+        launch((const void *)decode_combine_online, dim3(H * ((DV + 31) / 32), 1, 1), 256, 0, dependent, args);  // as the -q paths
+#else
         launch((const void *)decode_combine, dim3(H * ((DV + 31) / 32), 1, 1), 256, 0, dependent, args);
+#endif
     };
     auto step = [&](int set, bool with_combine) {
 #ifdef QPREP

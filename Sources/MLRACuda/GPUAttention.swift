@@ -34,8 +34,9 @@ public enum GPUKernelPath: String, CaseIterable, Sendable {
     case wgmmaSolo = "wgmma-solo"
     /// decode_wgmma with the query image (QPREP): a small kernel (decode_qprep) converts the
     /// queries once per step into the 16-bit swizzled shared-memory image, each split block
-    /// copies it by cp.async beside its first tiles, and the split kernel and decode_combine
-    /// start as programmatic dependents of the kernel before them (docs/gpu-kernels.md).
+    /// copies it by cp.async beside its first tiles, the splits merge in one pass
+    /// (decode_combine_online), and the split kernel and the merge start as programmatic
+    /// dependents of the kernel before them (docs/gpu-kernels.md).
     case wgmmaQ = "wgmma-q"
     /// decode_wgmma_solo with the query image as `wgmma-q`, and three warpgroups (each on every
     /// third tile) where the values are at most 128 wide (MLRA-4), else two (`--gpu-warps` 8, 12
@@ -460,7 +461,9 @@ public final class GPUAttention {
         let fast = path != .plain
         let flags = shape.flags
         let main = try compiler.function(shape.functionName, in: .decodeAttention, arch: arch, defines: defines, flags: flags)
-        let combine = try compiler.function("decode_combine", in: .decodeAttention, arch: arch, defines: defines, flags: flags)
+        // The query-image paths merge the splits in one pass (decode_combine_online).
+        let combine = try compiler.function(path.preparesQueries ? "decode_combine_online" : "decode_combine", in: .decodeAttention,
+                                            arch: arch, defines: defines, flags: flags)
         if shared > 48 * 1024 { try main.setMaxDynamicShared(shared) }
 
         guard fast else {

@@ -163,6 +163,54 @@ decode_combine(const float *__restrict__ part_ml, const float *__restrict__ part
     }
 }
 
+// ---------------------------------------------------------------------------------
+// decode_combine_online: the same merge in one pass (the wgmma *-q paths). decode_combine waits
+// for three dependent rounds of L2 reads (the maxima, then the weights, then the accumulators,
+// with block-wide reductions between them); here warp w walks splits w, w + 8, ... with its own
+// running max, rescaling its sums as it goes, so that every load of the walk can be in flight at
+// once, and the 8 warps merge once through shared memory. Same grid and block as decode_combine.
+// ---------------------------------------------------------------------------------
+extern "C" __global__ void __launch_bounds__(256)
+decode_combine_online(const float *__restrict__ part_ml, const float *__restrict__ part_acc, const int *__restrict__ gtab,
+                      int groups, int splits, float *__restrict__ out, int ON) {
+    __shared__ float wm[8], wl[8], wacc[8][32];
+    const int h = blockIdx.x / COMBINE_CB, c = (blockIdx.x % COMBINE_CB) * 32 + threadIdx.x % 32;
+    const int g = blockIdx.y, b = blockIdx.z, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const u64 base = (((u64)b * groups + g) * GROUP_HEADS + h) * (u64)splits;
+    const int col = c < DV ? c : DV - 1;  // lanes past the last column read a valid one and write nothing
+    grid_dependency_wait();  // launched early behind the split kernel
+    float m = NEG_INF, l = 0.0f, acc = 0.0f;  // m is the same in every lane of a warp
+#pragma unroll 8
+    for (int s = warp; s < splits; s += 8) {
+        const float2 ml = ((const float2 *)part_ml)[base + s];
+        const float a = part_acc[(base + s) * DV + col];
+        // An empty split (m = −inf) never wrote its accumulator (whatever the buffer holds, NaN included).
+        const bool live = ml.x != NEG_INF;
+        const float mn = live ? fmaxf(m, ml.x) : m;
+        const float scale = m == NEG_INF ? 0.0f : exp2f(m - mn);
+        const float w = live ? exp2f(ml.x - mn) : 0.0f;
+        acc = acc * scale + (live ? w * a : 0.0f);
+        l = l * scale + w * ml.y;
+        m = mn;
+    }
+    if (lane == 0) { wm[warp] = m; wl[warp] = l; }
+    wacc[warp][lane] = acc;
+    __syncthreads();
+    if (warp == 0 && c < DV) {
+        float M = NEG_INF;
+#pragma unroll
+        for (int w = 0; w < 8; w++) M = fmaxf(M, wm[w]);
+        float L = 0.0f, sum = 0.0f;
+#pragma unroll
+        for (int w = 0; w < 8; w++) {
+            const float x = wm[w] == NEG_INF ? 0.0f : exp2f(wm[w] - M);
+            L += x * wl[w];
+            sum += x * wacc[w][lane];
+        }
+        out[(u64)b * ON + gtab[5 * g + 4] + h * DV + c] = sum / L;
+    }
+}
+
 #if defined(FAST_MMA) || defined(FAST_WARP) || defined(FAST_WGMMA)
 // ---------------------------------------------------------------------------------
 // What the two tensor-core kernels share: the block's shape, PTX wrappers (cp.async,
