@@ -4,11 +4,13 @@
 # GPUAttention would compile it, old and new side by side:
 #   mla.wgmma        decode_wgmma, 32-token tiles × 2 stages (path wgmma, MLA's default)
 #   mla.wgmma-q      the same with the query image (path wgmma-q)
+#   mla.wgmma-q16    16-token tiles × 4 stages, the query image (wgmma-q --gpu-tile 16): 3 pairs in flight, not 1
 #   gla.solo         decode_wgmma_solo, 2 warpgroups, 64 × 2 (path wgmma-solo, GLA-2's default)
 #   gla.solo-q       the same with the query image (path wgmma-solo-q)
 #   mlra.solo        decode_wgmma_solo, 2 warpgroups, 64 × 4 (path wgmma-solo, MLRA-4's default)
 #   mlra.solo3       3 warpgroups, 64 × 2, f32 queries as before (no path: shows what the warpgroups alone give)
 #   mlra.solo-q      3 warpgroups, 64 × 2, the query image (path wgmma-solo-q)
+#   mlra.solo-q32    3 warpgroups, 32 × 4, the query image (wgmma-solo-q --gpu-tile 32)
 #   mlra.solo4-q     4 warpgroups, 64 × 2, the query image (wgmma-solo-q --gpu-warps 16)
 # 1. Checks every kernel against a double reference at lengths around the tile and split
 #    boundaries (1 to 132 splits; the -q kernels launched as programmatic dependents, as the
@@ -42,14 +44,16 @@ MLRA="$common -DGROUP_HEADS=64 -DKEY_W=128 -DROPE_W=64 -DVAL_W=128 -DROW_W=192"
 declare -A flags=(
   [mla.wgmma]="$MLA -DNWARPS=8 -DTN=32 -DSTAGES=2"
   [mla.wgmma-q]="$MLA -DNWARPS=8 -DTN=32 -DSTAGES=2 -DQPREP=1"
+  [mla.wgmma-q16]="$MLA -DNWARPS=8 -DTN=16 -DSTAGES=4 -DQPREP=1"
   [gla.solo]="$GLA -DWG_SOLO=1 -DNWARPS=8 -DTN=64 -DSTAGES=2"
   [gla.solo-q]="$GLA -DWG_SOLO=1 -DNWARPS=8 -DTN=64 -DSTAGES=2 -DQPREP=1"
   [mlra.solo]="$MLRA -DWG_SOLO=1 -DNWARPS=8 -DTN=64 -DSTAGES=4"
   [mlra.solo3]="$MLRA -DWG_SOLO=1 -DNWARPS=12 -DTN=64 -DSTAGES=2"
   [mlra.solo-q]="$MLRA -DWG_SOLO=1 -DNWARPS=12 -DTN=64 -DSTAGES=2 -DQPREP=1"
+  [mlra.solo-q32]="$MLRA -DWG_SOLO=1 -DNWARPS=12 -DTN=32 -DSTAGES=4 -DQPREP=1"
   [mlra.solo4-q]="$MLRA -DWG_SOLO=1 -DNWARPS=16 -DTN=64 -DSTAGES=2 -DQPREP=1"
 )
-names="mla.wgmma mla.wgmma-q gla.solo gla.solo-q mlra.solo mlra.solo3 mlra.solo-q mlra.solo4-q"
+names="mla.wgmma mla.wgmma-q mla.wgmma-q16 gla.solo gla.solo-q mlra.solo mlra.solo3 mlra.solo-q mlra.solo-q32 mlra.solo4-q"
 [ -n "$only" ] && names=${only//,/ }
 extra=""; [ -n "$timeline" ] && extra="-DPROBE_TIMELINE=1"
 
@@ -62,7 +66,7 @@ wait
 for n in $names; do
   if [ ! -x $out/probe_$n ]; then echo "BUILD FAILED $n:"; head -20 $out/build_$n.log; exit 1; fi
 done
-pdl_of() { case $1 in *-q) echo pdl ;; *) echo "" ;; esac; }
+pdl_of() { case $1 in *-q|*-q[0-9]*) echo pdl ;; *) echo "" ;; esac; }
 
 if [ -n "$timeline" ]; then
   for n in $names; do

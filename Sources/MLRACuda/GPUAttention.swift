@@ -366,12 +366,14 @@ public final class GPUAttention {
             // stages fit, else 32 (MLA's 576 columns). Measured on an H200 at 512K
             // (docs/gpu-kernels.md): GLA-2 126.3 µs at 64×2 against 140.7 at 32×2; MLRA-4 90.5-94.7
             // whatever the tile and stages.
-            guard tuning.tile.map({ $0 == 32 || $0 == 64 }) ?? true else {
-                throw HarnessError("--gpu-tile of the wgmma kernel is 32 or 64, got \(tuning.tile!)")
+            // 16-token tiles only when asked (--gpu-tile 16): MLA then fits 4 stages, 3 pairs in flight
+            // instead of 1 (decode_wgmma waits for a whole pair before it can refill a stage).
+            guard tuning.tile.map({ $0 == 16 || $0 == 32 || $0 == 64 }) ?? true else {
+                throw HarnessError("--gpu-tile of the wgmma kernel is 16, 32 or 64, got \(tuning.tile!)")
             }
             if let h = tuning.headsPerBlock, h != 64 { throw HarnessError("the wgmma kernel takes 64 heads per block, got \(h)") }
             for t in tuning.tile.map({ [$0] }) ?? [64, 32] {
-                for s in tuning.stages.map({ [$0] }) ?? [3, 2] {
+                for s in tuning.stages.map({ [$0] }) ?? (t == 16 ? [4, 3, 2] : [3, 2]) {
                     let shared = wgmmaSharedBytes(keyWidth: keyWidth, ropeWidth: ropeWidth, tile: t, stages: s)
                     guard shared <= sharedBudget else { continue }
                     let defines = base + [("FAST_WGMMA", 1), ("HEADS", 64), ("MT", 4), ("TN", t), ("STAGES", s), ("NWARPS", 8),

@@ -92,10 +92,13 @@ public enum GPUSelfTest {
                             : GPUAttention.wgmmaSoloTakes(keyWidth: c.keyWidth, ropeWidth: c.ropeWidth, valueWidth: c.valueWidth,
                                                           valueIsKey: c.valueIsKey, arch: device.arch)
                     }) {
-                        do { kernels.append(try w.attention(tuning: GPUTuning(splits: splits, path: path))) } catch let e as HarnessError {
-                            let r = Row(name: c.name, dtype: dtype, lengths: lengths, kernel: path.rawValue,
-                                        result: .init(what: "\(path.rawValue) kernel", maxError: .infinity, violation: e.message))
-                            rows.append(r); progress(r)
+                        // wgmma-q also with 16-token tiles (--gpu-tile 16: 4 stages for MLA).
+                        for tile in path == .wgmmaQ ? [nil, 16] : [nil] as [Int?] {
+                            do { kernels.append(try w.attention(tuning: GPUTuning(tile: tile, splits: splits, path: path))) } catch let e as HarnessError {
+                                let r = Row(name: c.name, dtype: dtype, lengths: lengths, kernel: path.rawValue,
+                                            result: .init(what: "\(path.rawValue) kernel", maxError: .infinity, violation: e.message))
+                                rows.append(r); progress(r)
+                            }
                         }
                     }
                     for k in kernels {

@@ -36,6 +36,14 @@ public enum KernelVariants {
                         if seen.insert(key).inserted {
                             out.append(Compilation(source: .decodeAttention, defines: shape.defines, flags: shape.flags))
                         }
+                        // wgmma-q's 16-token tiles (--gpu-tile 16), as the self-test runs them.
+                        if path == .wgmmaQ, let s16 = try? GPUAttention.launchShape(
+                            heads: g.heads, keyWidth: g.keyWidth, ropeWidth: g.ropeWidth, valueWidth: g.valueWidth,
+                            valueIsKey: g.valuesAreKeys, offsets: [g.keyOffset, g.ropeOffset, g.valueOffset], rowWidth: width,
+                            dtype: dtype, arch: arch, sharedBudget: sharedBudget(arch: arch), tuning: GPUTuning(tile: 16, path: path)),
+                           seen.insert(s16.defines.map { "\($0.0)=\($0.1)" }.joined(separator: " ")).inserted {
+                            out.append(Compilation(source: .decodeAttention, defines: s16.defines, flags: s16.flags))
+                        }
                     }
                 }
             }

@@ -139,6 +139,9 @@ final class GPUPlanTests: XCTestCase {
         let mla = try shape(latent(.mla), tp: 1, arch: "sm_90a", budget: budget, tuning: GPUTuning(path: .wgmmaQ))
         XCTAssertEqual([mla.functionName, "\(mla.tile)", "\(mla.stages)", "\(mla.threads)"], ["decode_wgmma", "32", "2", "256"])
         XCTAssertTrue(mla.defines.contains { $0 == ("QPREP", 1) })
+        let mla16 = try shape(latent(.mla), tp: 1, arch: "sm_90a", budget: budget, tuning: GPUTuning(tile: 16, path: .wgmmaQ))
+        XCTAssertEqual(["\(mla16.tile)", "\(mla16.stages)"], ["16", "4"])
+        XCTAssertLessThanOrEqual(mla16.sharedBytes, budget)
         XCTAssertThrowsError(try shape(latent(.mla), tp: 1, arch: "sm_90a", budget: budget, tuning: GPUTuning(path: .wgmmaSoloQ))) {
             XCTAssertTrue("\($0)".contains("at most 256"), "\($0)")
         }

@@ -722,7 +722,7 @@ decode_warps(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
 //     of row r sits at chunk c ^ (r mod 8). Scores read it K-major (rows = heads or
 //     tokens), P·V reads the same key tile N-major (rows = tokens, columns = values).
 //   P: no swizzle, 8 × 8 core matrices of 128 bytes, K-major.
-// Extra macros: TN (32 or 64 tokens per tile), STAGES (pairs in flight).
+// Extra macros: TN (16, 32 or 64 tokens per tile), STAGES (pairs in flight).
 // ---------------------------------------------------------------------------------
 #define WG_ROWS 64
 // A development timeline (benchmarks/gpu_wgmma_probe.cu, -DPROBE_TIMELINE): thread 0 of each
@@ -807,6 +807,15 @@ __device__ __forceinline__ void wgmma_ss_n32(float *d, u64 a, u64 b, int accumul
                  : ACC16(d, 0)
                  : "l"(a), "l"(b), "r"(accumulate));
 }
+// d[0..7] += A(smem) · B(smem), m64n16k16, B K-major (decode_wgmma's 16-token tiles).
+__device__ __forceinline__ void wgmma_ss_n16(float *d, u64 a, u64 b, int accumulate) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n16k16.f32." MMA_TYPE "." MMA_TYPE " "
+                 "{%0, %1, %2, %3, %4, %5, %6, %7}, "
+                 "%8, %9, p, 1, 1, 0, 0;\n}\n"
+                 : ACC4(d, 0), ACC4(d, 4)
+                 : "l"(a), "l"(b), "r"(accumulate));
+}
 // d[0..31] += A(registers: the m16n8k16 A fragment of this warp's 16 rows) · B(smem), m64n64k16, B N-major.
 __device__ __forceinline__ void wgmma_rs_n64_nmajor(float *d, const u32 *a, u64 b) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
@@ -826,8 +835,11 @@ __device__ __forceinline__ void wgmma_scores(float *s, const unsigned char *Qs, 
         const u64 b = sw128_desc(tile + (kk / 4) * (TN * 128) + (kk % 4) * 32);
 #if TN == 64
         wgmma_ss_n64<0>(s, a, b, kk > 0);
-#else
+#elif TN == 32
         wgmma_ss_n32(s, a, b, kk > 0);
+#else
+        static_assert(TN == 16, "wgmma tiles are 16, 32 or 64 tokens");
+        wgmma_ss_n16(s, a, b, kk > 0);
 #endif
     }
 }
