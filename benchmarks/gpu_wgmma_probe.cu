@@ -135,7 +135,7 @@ int main(int argc, char **argv) {
 #ifdef QPREP
         {
             void *args[] = {&dtab, (void *)&one, &dq, (void *)&QN, &dimg};
-            launch((const void *)decode_qprep, dim3(HBLK, 1, 1), 256, 0, false, args);
+            launch((const void *)decode_qprep, dim3(HBLK, QPREP_SLICES, 1), 256, 0, false, args);
         }
 #endif
         unsigned long long *cp = dptr + set;

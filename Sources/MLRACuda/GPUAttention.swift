@@ -184,7 +184,8 @@ public final class GPUAttention {
             if let prep = c.queryPrep, let image = c.queryImage {
                 let pa = KernelArguments()
                 pa.add(c.table.pointer).add(Int32(groupsInClass)).add(q).add(Int32(queryCount)).add(image.pointer)
-                try prep.launch(grid: (groupsInClass * headBlocks, 1, batch), block: 256, stream: device.stream, pa)
+                let slices = (64 * (c.keyWidth + c.ropeWidth) / 8 + 255) / 256  // QPREP_SLICES: a 16-byte chunk per thread
+                try prep.launch(grid: (groupsInClass * headBlocks, slices, batch), block: 256, stream: device.stream, pa)
                 queries = image.pointer
             }
             let dependent = c.queryPrep != nil && Self.programmaticLaunch

@@ -916,28 +916,32 @@ __device__ __forceinline__ void load_queries(unsigned char *Qs, const float *qg,
 // ---------------------------------------------------------------------------------
 // The query image (the wgmma *-q paths): the 64 query rows of a head block, converted to
 // 16 bits and laid out as Qs (128-byte swizzle, column blocks of 64), once per step in global
-// memory: qimg [B][groups·HBLK][Q_BYTES], block (group·HBLK + head block, ·, sequence) as the
-// split kernel's blockIdx. Every split block then copies its Q_BYTES with cp.async beside its
-// first tiles, where load_queries had each of the ~132 blocks read the f32 queries (twice the
-// bytes, all blocks at the same lines at the same moment), convert and store them before its
-// loop could start: 2.6-6 µs of a block's prologue on an H200 (docs/gpu-kernels.md).
+// memory: qimg [B][groups·HBLK][Q_BYTES], at the split kernel's (blockIdx.z, blockIdx.x). Every
+// split block then copies its Q_BYTES with cp.async beside its first tiles, where load_queries
+// had each of the ~132 blocks read the f32 queries (twice the bytes, all blocks at the same
+// lines at the same moment), convert and store them before its loop could start: 2.6-6 µs of a
+// block's prologue on an H200 (docs/gpu-kernels.md). Grid (groups·HBLK, QPREP_SLICES, B), one
+// 16-byte chunk of the image per thread, so that all loads are in flight at once: the split
+// kernel waits for this grid to end.
 // ---------------------------------------------------------------------------------
+#define QPREP_SLICES ((WG_ROWS * DK / 8 + 255) / 256)
 extern "C" __global__ void __launch_bounds__(256)
 decode_qprep(const int *__restrict__ gtab, int groups, const float *__restrict__ q, int QN, unsigned char *__restrict__ qimg) {
     grid_launch_dependents();  // the split kernel may start its tile loads now; it waits for this grid before reading qimg
+    constexpr int CH = DK / 8;
+    const int i = blockIdx.y * 256 + threadIdx.x;
+    if (i >= WG_ROWS * CH) return;
     const int g = blockIdx.x / HBLK, h0 = (blockIdx.x % HBLK) * WG_ROWS, b = blockIdx.z;
     const int nh = min(WG_ROWS, GROUP_HEADS - h0);
-    const float *qg = q + (u64)b * QN + gtab[5 * g + 3] + (u64)h0 * DK;
-    unsigned char *dst = qimg + ((u64)b * gridDim.x + blockIdx.x) * Q_BYTES;
-    constexpr int CH = DK / 8;
-#pragma unroll 4
-    for (int i = threadIdx.x; i < WG_ROWS * CH; i += 256) {
-        const int r = i / CH, c = (i % CH) * 8;
-        float4 v0 = make_float4(0.0f, 0.0f, 0.0f, 0.0f), v1 = v0;
-        if (r < nh) { v0 = ((const float4 *)(qg + r * DK + c))[0]; v1 = ((const float4 *)(qg + r * DK + c))[1]; }
-        *(uint4 *)(dst + (c / 64) * (WG_ROWS * 128) + sw128_offset(r, c)) =
-            make_uint4(pack2(v0.x, v0.y), pack2(v0.z, v0.w), pack2(v1.x, v1.y), pack2(v1.z, v1.w));
+    const int r = i / CH, c = (i % CH) * 8;
+    float4 v0 = make_float4(0.0f, 0.0f, 0.0f, 0.0f), v1 = v0;
+    if (r < nh) {
+        const float4 *src = (const float4 *)(q + (u64)b * QN + gtab[5 * g + 3] + (u64)(h0 + r) * DK + c);
+        v0 = src[0]; v1 = src[1];
     }
+    unsigned char *dst = qimg + ((u64)b * gridDim.x + blockIdx.x) * Q_BYTES;
+    *(uint4 *)(dst + (c / 64) * (WG_ROWS * 128) + sw128_offset(r, c)) =
+        make_uint4(pack2(v0.x, v0.y), pack2(v0.z, v0.w), pack2(v1.x, v1.y), pack2(v1.z, v1.w));
 }
 
 // The block's query image (decode_qprep's) into Qs by cp.async, by all NTHREADS threads (one
