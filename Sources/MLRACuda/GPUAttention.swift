@@ -42,6 +42,9 @@ public enum GPUKernelPath: String, CaseIterable, Sendable {
     /// third tile) where the values are at most 128 wide (MLRA-4), else two (`--gpu-warps` 8, 12
     /// or 16 sets the count).
     case wgmmaSoloQ = "wgmma-solo-q"
+    /// Hopper only: decode_warps with the one-pass merge (decode_combine_online) launched as its
+    /// programmatic dependent, as on the -q paths (GQA and the other warp-register groups).
+    case warpsPDL = "warps-pdl"
     /// f32 caches on CUDA cores (decode_f32).
     case f32
     /// The device-side reference (decode_plain): any dtype, any shape, slow.
@@ -53,6 +56,9 @@ extension GPUKernelPath {
     public var isWgmma: Bool { [.wgmma, .wgmmaSolo, .wgmmaQ, .wgmmaSoloQ].contains(self) }
     /// The paths that run decode_qprep before the split kernel.
     public var preparesQueries: Bool { self == .wgmmaQ || self == .wgmmaSoloQ }
+    /// The paths whose splits merge in one pass (decode_combine_online), launched as a
+    /// programmatic dependent of the split kernel.
+    public var mergesOnline: Bool { preparesQueries || self == .warpsPDL }
 }
 
 /// Overrides of the chosen launch shape (nil: chosen from the device and the shape).
@@ -189,6 +195,7 @@ public final class GPUAttention {
                 queries = image.pointer
             }
             let dependent = c.queryPrep != nil && Self.programmaticLaunch
+            let dependentMerge = c.path.mergesOnline && Self.programmaticLaunch
             let args = KernelArguments()
             args.add(caches).add(lengths).add(c.table.pointer).add(Int32(groupsInClass))
                 .add(queries).add(Int32(queryCount)).add(out).add(Int32(outputCount))
@@ -197,7 +204,7 @@ public final class GPUAttention {
                 args.add(scale).add(c.scratch!.pointer).add(Int32(maxLength))
                 try c.main.launch(grid: (c.heads, groupsInClass, batch), block: c.threads, stream: device.stream, args)
                 continue
-            case .mma, .f32, .warps, .wgmma, .wgmmaSolo, .wgmmaQ, .wgmmaSoloQ:
+            case .mma, .f32, .warps, .warpsPDL, .wgmma, .wgmmaSolo, .wgmmaQ, .wgmmaSoloQ:
                 args.add(scale * log2e).add(Int32(c.splits)).add(Int32(c.chunk))
                     .add(c.partialML?.pointer ?? 0).add(c.partialAcc?.pointer ?? 0)
                 try c.main.launch(grid: (groupsInClass * headBlocks, c.splits, batch), block: c.threads, shared: c.sharedBytes,
@@ -208,7 +215,7 @@ public final class GPUAttention {
                 comb.add(c.partialML!.pointer).add(c.partialAcc!.pointer).add(c.table.pointer).add(Int32(groupsInClass))
                     .add(Int32(c.splits)).add(out).add(Int32(outputCount))
                 try c.combine.launch(grid: (c.heads * ((c.valueWidth + 31) / 32), groupsInClass, batch), block: 256,
-                                     stream: device.stream, dependent: dependent, comb)
+                                     stream: device.stream, dependent: dependentMerge, comb)
             }
         }
     }
@@ -261,6 +268,7 @@ public final class GPUAttention {
             switch path {
             case .wgmmaQ: "decode_wgmma"
             case .wgmmaSoloQ: "decode_wgmma_solo"
+            case .warpsPDL: "decode_warps"
             default: "decode_" + path.rawValue.replacingOccurrences(of: "-", with: "_")
             }
         }
@@ -319,11 +327,14 @@ public final class GPUAttention {
                                + "fit one warpgroup: values that are the first key columns, key + rope a multiple of 64, value width "
                                + "a multiple of 64 and at most 256 (key \(keyWidth)+\(ropeWidth), value \(valueWidth))")
         }
-        if path == .warps && !warpFits {
+        if path == .warpsPDL && arch != "sm_90a" {
+            throw HarnessError("the warps-pdl path needs Hopper (sm_90a; this device is \(arch)): programmatic dependent launches")
+        }
+        if (path == .warps || path == .warpsPDL) && !warpFits {
             throw HarnessError("the warp-register kernel holds at most 112 query + accumulator registers per thread; "
                                + "key \(keyWidth)+\(ropeWidth), value \(valueWidth) need more (use --gpu-kernel mma)")
         }
-        if (path == .mma || path == .warps || path.isWgmma) && (dtype == .f32 || !aligned) {
+        if (path == .mma || path == .warps || path == .warpsPDL || path.isWgmma) && (dtype == .f32 || !aligned) {
             throw HarnessError("the tensor-core kernel needs a 16-bit cache, widths that are multiples of 16 and "
                                + "column offsets that are multiples of 8 (\(heads) heads, key \(keyWidth), rope \(ropeWidth), value \(valueWidth), row \(rowWidth))")
         }
@@ -332,7 +343,7 @@ public final class GPUAttention {
         switch path {
         case .plain:
             return LaunchShape(path: .plain, defines: base, tile: 0, stages: 0, headsPerBlock: 1, sharedBytes: 0, threads: threads)
-        case .warps:
+        case .warps, .warpsPDL:
             let headsPerBlock = min(heads, tuning.headsPerBlock ?? 64)
             var mt = 1
             while mt * 16 < headsPerBlock { mt *= 2 }
@@ -355,8 +366,8 @@ public final class GPUAttention {
                     let shared = max(2 * s * t * srow, 4 * wsplit * mt * 16 * (2 + valueWidth))
                     guard shared <= sharedBudget else { continue }
                     let defines = base + [("FAST_WARP", 1), ("HEADS", headsPerBlock), ("MT", mt), ("TN", t), ("STAGES", s),
-                                          ("NWARPS", nwarps), ("VAL_IS_KEY", valueIsKey ? 1 : 0)]
-                    return LaunchShape(path: .warps, defines: defines, tile: t, stages: s, headsPerBlock: headsPerBlock,
+                                          ("NWARPS", nwarps), ("VAL_IS_KEY", valueIsKey ? 1 : 0)] + (path == .warpsPDL ? [("PDL_COMBINE", 1)] : [])
+                    return LaunchShape(path: path, defines: defines, tile: t, stages: s, headsPerBlock: headsPerBlock,
                                        sharedBytes: shared, threads: 32 * nwarps)
                 }
             }
@@ -464,8 +475,8 @@ public final class GPUAttention {
         let fast = path != .plain
         let flags = shape.flags
         let main = try compiler.function(shape.functionName, in: .decodeAttention, arch: arch, defines: defines, flags: flags)
-        // The query-image paths merge the splits in one pass (decode_combine_online).
-        let combine = try compiler.function(path.preparesQueries ? "decode_combine_online" : "decode_combine", in: .decodeAttention,
+        // The query-image paths and warps-pdl merge the splits in one pass (decode_combine_online).
+        let combine = try compiler.function(path.mergesOnline ? "decode_combine_online" : "decode_combine", in: .decodeAttention,
                                             arch: arch, defines: defines, flags: flags)
         if shared > 48 * 1024 { try main.setMaxDynamicShared(shared) }
 

@@ -101,6 +101,14 @@ public enum GPUSelfTest {
                             }
                         }
                     }
+                    // warps-pdl (one-pass merge as a programmatic dependent) where the warp-register kernel runs on Hopper.
+                    if device.arch == "sm_90a" && w.attention.classes.allSatisfy({ $0.path == .warps }) {
+                        do { kernels.append(try w.attention(tuning: GPUTuning(splits: splits, path: .warpsPDL))) } catch let e as HarnessError {
+                            let r = Row(name: c.name, dtype: dtype, lengths: lengths, kernel: "warps-pdl",
+                                        result: .init(what: "warps-pdl kernel", maxError: .infinity, violation: e.message))
+                            rows.append(r); progress(r)
+                        }
+                    }
                     for k in kernels {
                         let out = try GPUValidation.outputs(w, k, lengths: lengths)
                         let r = Row(name: c.name, dtype: dtype, lengths: lengths, kernel: k.summary,

@@ -25,7 +25,7 @@ public enum KernelVariants {
             let groups = layout.kernelGroups(for: shard)
             let width = layout.cacheWidth(units: shard.units.count)
             for dtype in StorageDType.allCases {
-                for path in [nil, GPUKernelPath.mma, .warps, .wgmma, .wgmmaSolo, .wgmmaQ, .wgmmaSoloQ, .plain] {
+                for path in [nil, GPUKernelPath.mma, .warps, .warpsPDL, .wgmma, .wgmmaSolo, .wgmmaQ, .wgmmaSoloQ, .plain] {
                     for g in groups {
                         guard let shape = try? GPUAttention.launchShape(
                             heads: g.heads, keyWidth: g.keyWidth, ropeWidth: g.ropeWidth, valueWidth: g.valueWidth,

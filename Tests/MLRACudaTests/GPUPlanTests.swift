@@ -149,6 +149,11 @@ final class GPUPlanTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("8, 12 or 16"), "\($0)")
         }
         XCTAssertThrowsError(try shape(latent(.mla), tp: 1, tuning: GPUTuning(path: .wgmmaQ))) { XCTAssertTrue("\($0)".contains("sm_90a"), "\($0)") }
+        let gqa = AttentionConfig(variant: .gqa, nEmbd: 64 * 128, nHead: 64, headDim: 128, groupSize: 8)
+        let gqaPDL = try shape(gqa, tp: 8, arch: "sm_90a", budget: budget, tuning: GPUTuning(path: .warpsPDL))
+        XCTAssertEqual([gqaPDL.functionName, "\(gqaPDL.tile)", "\(gqaPDL.threads)"], ["decode_warps", "128", "128"])
+        XCTAssertTrue(gqaPDL.defines.contains { $0 == ("PDL_COMBINE", 1) })
+        XCTAssertThrowsError(try shape(gqa, tp: 8, tuning: GPUTuning(path: .warpsPDL))) { XCTAssertTrue("\($0)".contains("sm_90a"), "\($0)") }
     }
 
     func testSharedMemoryBudgetIsHonoured() throws {

@@ -561,6 +561,9 @@ decode_warps(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
     const int mt = warp % MT, ws = warp / MT;
     const int gr = lane / 4, qc = lane % 4;  // fragment row (and row + 8), column pair
 
+#ifdef PDL_COMBINE
+    grid_launch_dependents();  // warps-pdl: decode_combine_online may be scheduled; it waits for this grid
+#endif
     if (start >= end) return empty_split(part_ml, pidx, splits, nh);
     const u16 *rows = (const u16 *)caches[b];
     const int ntiles = (end - start + TN - 1) / TN;
