@@ -131,7 +131,6 @@ decode_combine(const float *__restrict__ part_ml, const float *__restrict__ part
     const int h = blockIdx.x / COMBINE_CB, c = (blockIdx.x % COMBINE_CB) * 32 + threadIdx.x % 32;
     const int g = blockIdx.y, b = blockIdx.z, warp = threadIdx.x / 32;
     const u64 base = (((u64)b * groups + g) * GROUP_HEADS + h) * (u64)splits;
-    grid_dependency_wait();  // launched early behind the split kernel (the wgmma *-q paths): its partial states
     float M = NEG_INF;
     for (int s = threadIdx.x; s < splits; s += 256) M = fmaxf(M, part_ml[2 * (base + s)]);
     M = block_reduce(M, true, &red[0][0]);
@@ -164,7 +163,8 @@ decode_combine(const float *__restrict__ part_ml, const float *__restrict__ part
 }
 
 // ---------------------------------------------------------------------------------
-// decode_combine_online: the same merge in one pass (the wgmma *-q paths). decode_combine waits
+// decode_combine_online: the same merge in one pass (the wgmma *-q and warps-pdl paths, launched
+// as a programmatic dependent of the split kernel). decode_combine waits
 // for three dependent rounds of L2 reads (the maxima, then the weights, then the accumulators,
 // with block-wide reductions between them); here warp w walks splits w, w + 8, ... with its own
 // running max, rescaling its sums as it goes, so that every load of the walk can be in flight at
@@ -1079,7 +1079,7 @@ decode_wgmma(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
 
     TIMELINE(0);
 #ifdef QPREP
-    grid_launch_dependents();  // decode_combine may be scheduled; it waits for this grid
+    grid_launch_dependents();  // decode_combine_online may be scheduled; it waits for this grid
 #endif
     if (start >= end) return empty_split(part_ml, pidx, splits, nh);
     const u16 *rows = (const u16 *)caches[b];
@@ -1251,7 +1251,7 @@ decode_wgmma_solo(const u64 *__restrict__ caches, const int *__restrict__ length
 
     TIMELINE(0);
 #ifdef QPREP
-    grid_launch_dependents();  // decode_combine may be scheduled; it waits for this grid
+    grid_launch_dependents();  // decode_combine_online may be scheduled; it waits for this grid
 #endif
     if (start >= end) return empty_split(part_ml, pidx, splits, nh);
     const u16 *rows = (const u16 *)caches[b];
