@@ -23,7 +23,7 @@ SHAPES = [  # name, mlra bench flags (one device's share, method §6)
 # --new: the paths of docs/gpu-kernels.md "The query image, ..." beside each shape's default.
 NEW = {"gqa": [["--gpu-kernel", "warps-pdl"]],
        "mla": [["--gpu-kernel", "wgmma-q"], ["--gpu-kernel", "wgmma-q", "--gpu-tile", "16"]],
-       "gla2": [["--gpu-kernel", "wgmma-solo-q"]],
+       "gla2": [["--gpu-kernel", "wgmma-solo-q"], ["--gpu-kernel", "wgmma-solo-q", "--gpu-tile", "32"]],
        "mlra4": [["--gpu-kernel", "wgmma-solo-q"], ["--gpu-kernel", "wgmma-solo-q", "--gpu-tile", "32"]]}
 COMMON = ["--head-dim", "128", "--rope-dim", "64", "--kv-rank", "512", "--kv-dtype", "bf16", "--format", "csv"]
 

@@ -7,6 +7,7 @@
 #   mla.wgmma-q16    16-token tiles × 4 stages, the query image (wgmma-q --gpu-tile 16): 3 pairs in flight, not 1
 #   gla.solo         decode_wgmma_solo, 2 warpgroups, 64 × 2 (path wgmma-solo, GLA-2's default)
 #   gla.solo-q       the same with the query image (path wgmma-solo-q)
+#   gla.solo-q32     32-token tiles × 4 stages, the query image (wgmma-solo-q --gpu-tile 32): 3 tiles in flight per warpgroup, not 1
 #   mlra.solo        decode_wgmma_solo, 2 warpgroups, 64 × 4 (path wgmma-solo, MLRA-4's default)
 #   mlra.solo3       3 warpgroups, 64 × 2, f32 queries as before (no path: shows what the warpgroups alone give)
 #   mlra.solo-q      3 warpgroups, 64 × 2, the query image (path wgmma-solo-q)
@@ -47,13 +48,14 @@ declare -A flags=(
   [mla.wgmma-q16]="$MLA -DNWARPS=8 -DTN=16 -DSTAGES=4 -DQPREP=1"
   [gla.solo]="$GLA -DWG_SOLO=1 -DNWARPS=8 -DTN=64 -DSTAGES=2"
   [gla.solo-q]="$GLA -DWG_SOLO=1 -DNWARPS=8 -DTN=64 -DSTAGES=2 -DQPREP=1"
+  [gla.solo-q32]="$GLA -DWG_SOLO=1 -DNWARPS=8 -DTN=32 -DSTAGES=4 -DQPREP=1"
   [mlra.solo]="$MLRA -DWG_SOLO=1 -DNWARPS=8 -DTN=64 -DSTAGES=4"
   [mlra.solo3]="$MLRA -DWG_SOLO=1 -DNWARPS=12 -DTN=64 -DSTAGES=2"
   [mlra.solo-q]="$MLRA -DWG_SOLO=1 -DNWARPS=12 -DTN=64 -DSTAGES=2 -DQPREP=1"
   [mlra.solo-q32]="$MLRA -DWG_SOLO=1 -DNWARPS=12 -DTN=32 -DSTAGES=4 -DQPREP=1"
   [mlra.solo4-q]="$MLRA -DWG_SOLO=1 -DNWARPS=16 -DTN=64 -DSTAGES=2 -DQPREP=1"
 )
-names="mla.wgmma mla.wgmma-q mla.wgmma-q16 gla.solo gla.solo-q mlra.solo mlra.solo3 mlra.solo-q mlra.solo-q32 mlra.solo4-q"
+names="mla.wgmma mla.wgmma-q mla.wgmma-q16 gla.solo gla.solo-q gla.solo-q32 mlra.solo mlra.solo3 mlra.solo-q mlra.solo-q32 mlra.solo4-q"
 [ -n "$only" ] && names=${only//,/ }
 extra=""; [ -n "$timeline" ] && extra="-DPROBE_TIMELINE=1"
 
