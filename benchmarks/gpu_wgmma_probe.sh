@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument $1"; exit 2 ;;
   esac
 done
-out=/tmp/wgmma_probe; mkdir -p $out; rm -f $out/*.log
+out=/tmp/wgmma_probe; mkdir -p $out; rm -f $out/*.log $out/probe_*
 common="-DELEM=0 -DFAST_WGMMA=1 -DHEADS=64 -DMT=4 -DVAL_IS_KEY=1"
 MLA="$common -DGROUP_HEADS=64 -DKEY_W=512 -DROPE_W=64 -DVAL_W=512 -DROW_W=576"
 GLA="$common -DGROUP_HEADS=32 -DKEY_W=256 -DROPE_W=64 -DVAL_W=256 -DROW_W=320"
@@ -87,7 +87,8 @@ done
 wait
 cat $(for n in $names; do echo $out/check_$n.log; done)
 ok=$(cat $out/check_*.log | grep -c ' OK') ; bad=$(cat $out/check_*.log | grep -vc ' OK')
-echo "checks: $ok OK, $bad WRONG or failed"
+expected=0; for n in $names; do expected=$((expected + 6)); [ -n "$(pdl_of $n)" ] && expected=$((expected + 1)); done
+echo "checks: $ok OK, $bad WRONG or failed, of $expected expected$([ $ok = $expected ] && [ $bad = 0 ] && echo ': ALL PASS' || echo ': NOT ALL PASS')"
 
 echo "== timing (µs per step, CUDA-graph replay, $sms splits; fraction of $bw GB/s)"
 for L in 131072 524288 1048576 2097152; do
