@@ -11,7 +11,8 @@
 mlra_cuda_api mlra_cuda;
 
 // The versioned symbol first (cuda.h maps e.g. cuMemAlloc to cuMemAlloc_v2; every
-// _v2 resolved here has the signature declared in CCuda.h), then the plain one.
+// _v2 resolved here has the signature declared in CCuda.h, RESOLVE_PLAIN below names the
+// exceptions), then the plain one.
 static void *resolve(void *lib, const char *name) {
     char v2[96];
     snprintf(v2, sizeof v2, "%s_v2", name);
@@ -21,6 +22,13 @@ static void *resolve(void *lib, const char *name) {
 
 #define RESOLVE(lib, field) do { \
         *(void **)&mlra_cuda.field = resolve(lib, #field); \
+        if (!mlra_cuda.field) { snprintf(err, errlen, "%s lacks %s (driver too old?)", libname, #field); return 1; } \
+    } while (0)
+
+// The plain symbol only, for an entry point whose _v2 has another signature: CUDA 13's
+// cuCtxSynchronize_v2 takes the context to wait for, while cuda.h keeps cuCtxSynchronize(void).
+#define RESOLVE_PLAIN(lib, field) do { \
+        *(void **)&mlra_cuda.field = dlsym(lib, #field); \
         if (!mlra_cuda.field) { snprintf(err, errlen, "%s lacks %s (driver too old?)", libname, #field); return 1; } \
     } while (0)
 
@@ -35,7 +43,7 @@ int mlra_cuda_load_driver(char *err, size_t errlen) {
     RESOLVE(lib, cuInit); RESOLVE(lib, cuDriverGetVersion); RESOLVE(lib, cuGetErrorString); RESOLVE(lib, cuGetErrorName);
     RESOLVE(lib, cuDeviceGetCount); RESOLVE(lib, cuDeviceGet); RESOLVE(lib, cuDeviceGetName); RESOLVE(lib, cuDeviceGetUuid);
     RESOLVE(lib, cuDeviceGetPCIBusId); RESOLVE(lib, cuDeviceGetAttribute); RESOLVE(lib, cuDeviceTotalMem);
-    RESOLVE(lib, cuDevicePrimaryCtxRetain); RESOLVE(lib, cuCtxSetCurrent); RESOLVE(lib, cuCtxSynchronize);
+    RESOLVE(lib, cuDevicePrimaryCtxRetain); RESOLVE(lib, cuCtxSetCurrent); RESOLVE_PLAIN(lib, cuCtxSynchronize);
     RESOLVE(lib, cuMemGetInfo); RESOLVE(lib, cuMemAlloc); RESOLVE(lib, cuMemFree); RESOLVE(lib, cuMemcpyHtoD);
     RESOLVE(lib, cuMemAllocHost); RESOLVE(lib, cuMemFreeHost);
     RESOLVE(lib, cuMemcpyDtoH); RESOLVE(lib, cuMemcpyDtoD); RESOLVE(lib, cuMemsetD8); RESOLVE(lib, cuModuleLoadData);
