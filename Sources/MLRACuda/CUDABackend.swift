@@ -118,6 +118,8 @@ public final class DeviceKVCache: SequenceCache {
 public final class CUDABackend: ComputeBackend {
     public let device: CUDADevice
     private let pool = DevicePool()
+    /// The decoder's element-wise kernels (CUDABackend+Model.swift).
+    let modelOps: ModelKernels
     private let handle: cublasHandle_t
     private let rmsNormFn: CUDAFunction, ropeFn: CUDAFunction, copyFn: CUDAFunction, appendFn: CUDAFunction
     private var failure: HarnessError?
@@ -146,6 +148,7 @@ public final class CUDABackend: ComputeBackend {
         try CUBLAS.check(mlra_cuda.cublasSetMathMode!(handle, Int32(MLRA_CUBLAS_DEFAULT_MATH)), "cublasSetMathMode")
         let f = { (name: String) in try KernelCompiler.shared.function(name, in: .layerOps, arch: device.arch) }
         (rmsNormFn, ropeFn, copyFn, appendFn) = (try f("rms_norm_rows"), try f("rope_rows"), try f("copy_blocks"), try f("append_rows"))
+        modelOps = try ModelKernels(device: device)
     }
 
     deinit {
@@ -196,19 +199,19 @@ public final class CUDABackend: ComputeBackend {
     }
 
     /// Runs `body` unless an earlier operation failed, keeping its failure.
-    private func attempt(_ body: () throws -> Void) {
+    func attempt(_ body: () throws -> Void) {
         guard failure == nil else { return }
         do { try body() } catch let e as HarnessError { failure = e } catch { failure = HarnessError("\(error)") }
     }
 
-    private func vector(_ count: Int) -> DeviceVector {
+    func vector(_ count: Int) -> DeviceVector {
         var out: DeviceVector?
         attempt { out = DeviceVector(count: count, buffer: try pool.take(bytes: max(4 * count, 16)), pool: pool) }
         return out ?? DeviceVector(count: count, buffer: nil, pool: nil)
     }
 
     /// Host values copied into a step buffer (stream-ordered: safe to reuse across steps).
-    private func stage<T>(_ values: [T]) -> DeviceVector {
+    func stage<T>(_ values: [T]) -> DeviceVector {
         let v = vector((values.count * MemoryLayout<T>.stride + 3) / 4)
         attempt {
             try values.withUnsafeBytes {

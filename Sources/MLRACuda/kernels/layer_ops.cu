@@ -63,3 +63,26 @@ extern "C" __global__ void append_rows(const float *rows, int width, const u64 *
         }
     }
 }
+
+// The rest of a decoder (DecoderModel): grid-stride loops over `count` values.
+
+// x[i] += y[i]: the residual stream (CPUBackend.add).
+extern "C" __global__ void add_values(float *x, const float *y, u64 count) {
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (u64)gridDim.x * blockDim.x) x[i] += y[i];
+}
+
+// SwiGLU (CPUBackend.swiGLU): gate[i] <- gate[i] / (1 + e^-gate[i]) * up[i].
+extern "C" __global__ void swiglu_values(float *gate, const float *up, u64 count) {
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (u64)gridDim.x * blockDim.x) {
+        const float g = gate[i];
+        gate[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+// The embedding lookup (CPUBackend.embed): row blockIdx.x of out <- row ids[blockIdx.x] of
+// table [V, width].
+extern "C" __global__ void gather_rows(const float *table, const int *ids, int width, float *out) {
+    const float *src = table + (u64)ids[blockIdx.x] * width;
+    float *dst = out + (u64)blockIdx.x * width;
+    for (int c = threadIdx.x; c < width; c += blockDim.x) dst[c] = src[c];
+}
