@@ -57,8 +57,8 @@ extension CUDABackend {
         attempt {
             try out.withUnsafeMutableBytes {
                 try CUDADriver.check(mlra_cuda.cuMemcpyDtoHAsync!($0.baseAddress!, x.pointer, $0.count, device.stream), "cuMemcpyDtoHAsync")
+                try device.synchronize()   // while the array's storage is pinned by the closure
             }
-            try device.synchronize()
         }
         return out
     }
