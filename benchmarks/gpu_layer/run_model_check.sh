@@ -7,12 +7,7 @@
 # line is "model check: N passed, 0 failed" and the script exits 0.
 set -uo pipefail
 out=/tmp/gpu_model_out; rm -rf "$out"; mkdir -p "$out"
-[ -x /tmp/mlra ] || { gunzip -c .devbin/mlra.gz > /tmp/mlra && chmod +x /tmp/mlra; }
-for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
-    [ -e "$d/libnvrtc.so.13" ] && export MLRA_NVRTC="$d"
-    [ -e "$d/libcublas.so.13" ] && export MLRA_CUBLAS="$d"
-done
-export MLRA_KERNEL_CACHE=/tmp/kc OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+source benchmarks/gpu_layer/device_env.sh
 here=benchmarks/gpu_layer
 cal=()
 [ -s /tmp/gpu_layer_out/gpu_cal.json ] && cal=(--gpu-calibration /tmp/gpu_layer_out/gpu_cal.json)
