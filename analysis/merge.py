@@ -1,4 +1,4 @@
-"""Read sweep CSVs and raw samples files, validate them against schema 6 (or 5, 4, 3, 2, 1)
+"""Read sweep CSVs and raw samples files, validate them against schema 7 (or 6, 5, 4, 3, 2, 1)
 and merge them. Nothing here fails on bad input: every unusable file or row becomes
 a warning (printed to stderr by the CLI and listed in the report). Only a path
 that does not exist is fatal (`InputError`). Files, lines and cells are read by
@@ -14,13 +14,14 @@ import pandas as pd
 from .noise import NOISE_ROW_COLUMNS
 from .reader import InputError, expand_paths, read_table, to_numbers  # noqa: F401 (InputError: merge's API)
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # Versions this reader takes: schema 1 lacks the columns of SINCE_SCHEMA_2 and later,
 # schema 2 those of SINCE_SCHEMA_3 and later, schema 3 those of SINCE_SCHEMA_4; they
 # stay empty for its rows (`device` reads as cpu: every row before schema 4 is a cpu row),
 # schema 4 those of SINCE_SCHEMA_5, schema 5 those of SINCE_SCHEMA_6 (read from its
-# `tokens_per_s`: see throughput_columns).
-KNOWN_SCHEMA_VERSIONS = ("1", "2", "3", "4", "5", "6")
+# `tokens_per_s`: see throughput_columns), schema 6 those of SINCE_SCHEMA_7 (`collective`
+# reads as mpi: every row before schema 7 used MPI).
+KNOWN_SCHEMA_VERSIONS = ("1", "2", "3", "4", "5", "6", "7")
 SINCE_SCHEMA_2 = ["calib_fma_width", "kernel_isa"]
 SINCE_SCHEMA_3 = ["config_id", "array_task", "array_count", "calib_source", "seed"]
 GPU_TEXT_COLUMNS = ["gpu_kernel", "gpu_name", "gpu_uuid", "gpu_pci_bus_id", "gpu_driver"]
@@ -34,6 +35,9 @@ SINCE_SCHEMA_5 = NOISE_ROW_COLUMNS + NODE_COLUMNS
 # the group's figure and the job's, so that a sum over rows no longer overcounts.
 THROUGHPUT_COLUMNS = ["group_tokens_per_s", "job_tokens_per_s"]
 SINCE_SCHEMA_6 = THROUGHPUT_COLUMNS
+# Schema 7: the all-reduce's library (--collective) and the path its data took.
+COLLECTIVE_COLUMNS = ["collective", "allreduce_path"]
+SINCE_SCHEMA_7 = COLLECTIVE_COLUMNS
 OLD_THROUGHPUT_COLUMN = "tokens_per_s"
 
 TEXT_COLUMNS = [
@@ -41,7 +45,7 @@ TEXT_COLUMNS = [
     "calib_fma_width", "variant", "scope", "kv_dtype", "kernel_isa", "timing_mode", "cold_cache", "validation",
     "config_id", "calib_source", "seed",   # seed is text: a 64-bit seed does not survive a float
     "array_task", "array_count",           # which Slurm array task wrote a row: labels, not measurements
-    "device", *GPU_TEXT_COLUMNS,
+    "device", *GPU_TEXT_COLUMNS, *COLLECTIVE_COLUMNS,
     "group_hosts",                         # the TP group's nodes' host names, ';'-separated
 ]
 NUMERIC_COLUMNS = [
@@ -139,6 +143,8 @@ def load_sweeps(patterns: list[str]) -> Loaded:
             absent = [c for c in absent if c not in SINCE_SCHEMA_5]
         if version.isin(["1", "2", "3", "4", "5"]).all():   # nor schema 5 these (derived below)
             absent = [c for c in absent if c not in SINCE_SCHEMA_6]
+        if version.isin(["1", "2", "3", "4", "5", "6"]).all():   # nor schema 6 these
+            absent = [c for c in absent if c not in SINCE_SCHEMA_7]
         if absent:
             warnings.append(f"{path}: missing column(s) {', '.join(absent)}; treated as empty")
         wrong = ~version.isin(KNOWN_SCHEMA_VERSIONS)
@@ -162,6 +168,8 @@ def load_sweeps(patterns: list[str]) -> Loaded:
     # Rows before schema 4 ran on the CPU: the same configuration rerun in schema 4 (device
     # cpu) is the same measurement, so the key compares them as equals.
     df["device"] = df["device"].astype(str).str.strip().str.lower().replace("", "cpu")
+    # Likewise every row before schema 7 used MPI for its all-reduces.
+    df["collective"] = df["collective"].astype(str).str.strip().str.lower().replace("", "mpi")
     unknown_dtype = ~df["kv_dtype"].isin(DTYPE_BYTES)
     for i in df.index[unknown_dtype]:
         warnings.append(f"{df.at[i, '_file']}:{df.at[i, '_line']}: kv_dtype={df.at[i, 'kv_dtype']!r} unknown; row skipped")

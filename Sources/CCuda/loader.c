@@ -1,4 +1,4 @@
-// Loads the CUDA driver, NVRTC and NVML with dlopen (see include/CCuda.h for why).
+// Loads the CUDA driver, NVRTC, cuBLAS, NCCL and NVML with dlopen (see include/CCuda.h for why).
 #define _GNU_SOURCE
 #include "CCuda.h"
 #include <dlfcn.h>
@@ -36,6 +36,7 @@ int mlra_cuda_load_driver(char *err, size_t errlen) {
     RESOLVE(lib, cuDeviceGetPCIBusId); RESOLVE(lib, cuDeviceGetAttribute); RESOLVE(lib, cuDeviceTotalMem);
     RESOLVE(lib, cuDevicePrimaryCtxRetain); RESOLVE(lib, cuCtxSetCurrent); RESOLVE(lib, cuCtxSynchronize);
     RESOLVE(lib, cuMemGetInfo); RESOLVE(lib, cuMemAlloc); RESOLVE(lib, cuMemFree); RESOLVE(lib, cuMemcpyHtoD);
+    RESOLVE(lib, cuMemAllocHost); RESOLVE(lib, cuMemFreeHost);
     RESOLVE(lib, cuMemcpyDtoH); RESOLVE(lib, cuMemcpyDtoD); RESOLVE(lib, cuMemsetD8); RESOLVE(lib, cuModuleLoadData);
     RESOLVE(lib, cuMemcpyHtoDAsync); RESOLVE(lib, cuMemcpyDtoHAsync); RESOLVE(lib, cuMemsetD8Async); RESOLVE(lib, cuEventDestroy);
     RESOLVE(lib, cuModuleUnload); RESOLVE(lib, cuModuleGetFunction); RESOLVE(lib, cuFuncSetAttribute);
@@ -89,6 +90,13 @@ static void *open_first(const char *path, const char *const *sonames, size_t cou
     return lib;
 }
 
+// The one sentence for a library that was not found: what was tried, and how to point at it.
+static void not_found(char *err, size_t errlen, const char *what, const char *tried, const char *path, const char *variable,
+                      const char *soname, const char *wheel) {
+    snprintf(err, errlen, "%s not found (tried %s%s); point %s at %s or its folder (a CUDA toolkit's lib64, or pip's %s)",
+             what, tried, (path && *path) ? "" : " on the library path", variable, soname, wheel);
+}
+
 // The file a handle was opened from (its folder holds NVRTC's builtins), else `fallback`.
 static void opened_path(void *lib, const char *fallback, char *opened, size_t openedlen) {
     struct link_map *map = NULL;
@@ -102,9 +110,8 @@ int mlra_cuda_load_nvrtc(const char *path, char *opened, size_t openedlen, char 
     char tried[2048], candidate[4200];
     void *lib = open_first(path, sonames, sizeof sonames / sizeof *sonames, candidate, sizeof candidate, tried, sizeof tried);
     if (!lib) {
-        snprintf(err, errlen, "NVRTC not found (tried %s%s); point MLRA_NVRTC at libnvrtc.so.13 or its folder "
-                 "(a CUDA toolkit's lib64, or pip's nvidia-cuda-nvrtc: site-packages/nvidia/cu13/lib)",
-                 tried, (path && *path) ? "" : " on the library path");
+        not_found(err, errlen, "NVRTC", tried, path, "MLRA_NVRTC", "libnvrtc.so.13",
+                  "nvidia-cuda-nvrtc: site-packages/nvidia/cu13/lib");
         return 1;
     }
     opened_path(lib, candidate, opened, openedlen);
@@ -134,16 +141,38 @@ int mlra_cuda_load_cublas(const char *path, char *opened, size_t openedlen, char
     }
     void *lib = open_first(path, sonames, sizeof sonames / sizeof *sonames, candidate, sizeof candidate, tried, sizeof tried);
     if (!lib) {
-        snprintf(err, errlen, "cuBLAS not found (tried %s%s); point MLRA_CUBLAS at libcublas.so.13 or its folder "
-                 "(a CUDA toolkit's lib64, or pip's nvidia-cublas: site-packages/nvidia/cu13/lib)",
-                 tried, (path && *path) ? "" : " on the library path");
+        not_found(err, errlen, "cuBLAS", tried, path, "MLRA_CUBLAS", "libcublas.so.13",
+                  "nvidia-cublas: site-packages/nvidia/cu13/lib");
         return 1;
     }
     opened_path(lib, candidate, opened, openedlen);
     const char *libname = opened;
     RESOLVE(lib, cublasCreate); RESOLVE(lib, cublasDestroy); RESOLVE(lib, cublasGetVersion); RESOLVE(lib, cublasSetStream);
     RESOLVE(lib, cublasSetMathMode); RESOLVE(lib, cublasSgemm); RESOLVE(lib, cublasSgemmStridedBatched);
+    RESOLVE(lib, cublasGemmEx); RESOLVE(lib, cublasGemmStridedBatchedEx);
     return 0;
+}
+
+int mlra_cuda_load_nccl(const char *path, char *opened, size_t openedlen, char *err, size_t errlen) {
+    if (mlra_cuda.ncclAllReduce) return 0;
+    static const char *sonames[] = {"libnccl.so.2", "libnccl.so"};
+    char tried[2048], candidate[4200];
+    void *lib = open_first(path, sonames, sizeof sonames / sizeof *sonames, candidate, sizeof candidate, tried, sizeof tried);
+    if (!lib) {
+        not_found(err, errlen, "NCCL", tried, path, "MLRA_NCCL", "libnccl.so.2", "nvidia-nccl-cu13: site-packages/nvidia/nccl/lib");
+        return 1;
+    }
+    opened_path(lib, candidate, opened, openedlen);
+    const char *libname = opened;
+    RESOLVE(lib, ncclGetVersion); RESOLVE(lib, ncclGetErrorString); RESOLVE(lib, ncclGetUniqueId);
+    RESOLVE(lib, ncclCommInitRank); RESOLVE(lib, ncclCommDestroy); RESOLVE(lib, ncclAllReduce);
+    return 0;
+}
+
+ncclResult_t mlra_nccl_comm_init_rank(ncclComm_t *comm, int nranks, const void *unique_id, int rank) {
+    ncclUniqueId id;
+    memcpy(&id, unique_id, sizeof id);
+    return mlra_cuda.ncclCommInitRank(comm, nranks, id, rank);
 }
 
 int mlra_cuda_load_nvml(void) {

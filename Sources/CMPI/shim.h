@@ -5,6 +5,7 @@
 #ifndef MLRA_CMPI_SHIM_H
 #define MLRA_CMPI_SHIM_H
 #include <mpi.h>
+#include <dlfcn.h>
 
 static inline MPI_Comm mlra_comm_world(void) { return MPI_COMM_WORLD; }
 static inline MPI_Comm mlra_comm_null(void) { return MPI_COMM_NULL; }
@@ -27,4 +28,13 @@ static inline MPI_Info mlra_info_null(void) { return MPI_INFO_NULL; }
 // Takes the handle by value: Open MPI's handles import as optional pointers and
 // MPICH's as integers, so `&handle` has no spelling that compiles against both.
 static inline int mlra_comm_free(MPI_Comm comm) { return MPI_Comm_free(&comm); }
+// Whether the MPI library takes device pointers (CUDA-aware), asked at run time: Open MPI's
+// MPIX_Query_cuda_support() (mpi-ext.h) when the loaded library exports it: 1 aware, 0 not;
+// -1 when it does not (MPICH, or an Open MPI built without the extension). Looked up with
+// dlsym so the shim builds against either library and needs no mpi-ext.h.
+static inline int mlra_mpi_cuda_support(void) {
+    void *self = dlopen(NULL, RTLD_NOW);
+    int (*query)(void) = self ? (int (*)(void))dlsym(self, "MPIX_Query_cuda_support") : NULL;
+    return query ? query() : -1;
+}
 #endif

@@ -13,7 +13,14 @@ extension SweepDriver {
     /// can run. A machine without a GPU (or NVRTC) refuses the sweep here, on every rank,
     /// before any output is touched.
     func bindGPUs(for configs: [SweepConfig]) throws {
+        try world.collectively {
+            if options.collective == .nccl && !configs.contains(where: { $0.device == .cuda }) {
+                throw HarnessError.usage("--collective nccl applies to cuda configurations (--devices cuda); this sweep has none")
+            }
+        }
         guard configs.contains(where: { $0.device == .cuda && $0.skipReason() == nil }) else { return }
+        // The libraries first: a missing NCCL is one line on any node, with or without a GPU.
+        if options.collective == .nccl { _ = try world.collectively { try NCCL.load() } }
         let local = (rank: topology.localRank, size: topology.localSize)   // set by run() before binding
         gpu = try world.collectively { () throws -> CUDADevice in
             let device = try CUDADevice(localRank: local.rank, localSize: local.size, flag: "--devices cuda")
@@ -116,9 +123,17 @@ protocol GPUScopeWork: AnyObject {
     var plan: String { get }
 }
 
+extension GPUScopeWork {
+    /// The cuBLAS products, for the gpu_kernel column.
+    var products: String {
+        "cuBLAS \(backend.cublasVersion) " + (backend.gemmType == .f32 ? "sgemm, f32 weights"
+            : "GemmEx, \(backend.gemmType.rawValue) weights and activations, f32 accumulation")
+    }
+}
+
 extension GPULayerWorkload: GPUScopeWork {
     var collectivePattern: (allReduceFloats: [Int], allGatherFloats: Int?) { ([sequences * layout.nEmbd], nil) }
-    var plan: String { "projections: cuBLAS \(backend.cublasVersion) sgemm, f32 weights; all-reduce MPI through host memory" }
+    var plan: String { "projections: " + products }
 }
 
 extension GPUModelWorkload: GPUScopeWork {
@@ -126,10 +141,7 @@ extension GPUModelWorkload: GPUScopeWork {
     var collectivePattern: (allReduceFloats: [Int], allGatherFloats: Int?) {
         ([Int](repeating: sequences * layout.nEmbd, count: layout.allReducesPerStep), sequences * layout.vocabSize)
     }
-    var plan: String {
-        "projections, MLP and lm_head: cuBLAS \(backend.cublasVersion) sgemm, f32 weights; all-reduce MPI through host memory; "
-            + "logits gathered on the host"
-    }
+    var plan: String { "projections, MLP and lm_head: " + products + "; logits gathered on the host" }
 }
 
 /// A GPU workload as the timing protocol steps it: a step cannot throw, so its failure is
@@ -183,7 +195,7 @@ extension SweepDriver {
     /// Layer and model scope on the GPU: each taking part rank builds its workload (`build`,
     /// given its plan rank), the group checks it (`check`), then the timing protocol steps
     /// it as on the CPU: steps by wall clock (each waited for), the kernel by CUDA events,
-    /// the all-reduce (MPI, staged through host memory) by the communicator's counters.
+    /// the all-reduce (on the path `--collective` picks) by the communicator's counters.
     func measureStepsOnGPU<W: GPUScopeWork>(_ c: SweepConfig, _ p: Placement, gpu: CUDADevice, build: (Int) throws -> W,
                                             check validate: (W, Communicator) throws -> ValidationResult) throws -> Measurement {
         let layout = try c.attentionConfig.layout()
@@ -194,6 +206,18 @@ extension SweepDriver {
             do { return try build(try planRank(c, layout, p)) } catch let e as HarnessError { throw HarnessError("\(c.label): \(e.message)") }
         }
         let work = built.map(GPUStep.init)
+        // The all-reduce's path, on every rank of the group before the check runs a step.
+        let path = try world.collectively { () throws -> String in
+            guard let work, let group = p.groups?.group else { return "" }
+            do {
+                let backend = work.work.backend
+                switch c.collective {
+                case .mpi: backend.allReduce = .mpi(takesDevicePointers: Communicator.takesDevicePointers)
+                case .nccl: backend.allReduce = .nccl(try ncclCommunicator(group: group, gpu: gpu))
+                }
+                return backend.allReduce.name
+            } catch let e as HarnessError { throw HarnessError("\(c.label): \(e.message)") }
+        }
         let check = try world.collectively { () throws -> ValidationResult in
             guard let built, let group = p.groups?.group else { return ValidationResult(maxError: 0, violation: nil) }
             do { return try validate(built, group) } catch let e as HarnessError { throw HarnessError("\(c.label): \(e.message)") }
@@ -210,6 +234,7 @@ extension SweepDriver {
         }
         if p.reporter, let work {
             m.columns["gpu_kernel"] = work.work.attention.summary + "; " + work.work.plan
+            if c.tp > 1 { m.columns["allreduce_path"] = path }
             // The last `steps` steps are the timed ones (warm-up first); this rank's, not the group's max.
             let projections = SampleStats(Array(work.projectionSeconds.suffix(c.steps))).median
             m.columns["projection_us_median"] = fmt(projections * 1e6)
@@ -217,6 +242,38 @@ extension SweepDriver {
             for (k, v) in zip(CUDADevice.csvColumns, gpu.csvFields(clocks: clocks)) { m.columns[k] = v }
         }
         return m
+    }
+}
+
+extension SweepDriver {
+    /// The TP group's NCCL communicator on its GPUs, checked by one all-reduce of known
+    /// values. NCCL refuses two ranks of a group on one GPU: that is one line, agreed by
+    /// the group, before NCCL is initialised.
+    func ncclCommunicator(group: Communicator, gpu: CUDADevice) throws -> NCCLCommunicator {
+        if let shared = NCCLCommunicator.sharedGPU(group.allGather(gpu.uuid)) {
+            throw HarnessError.usage("--collective nccl needs one GPU per rank of a TP group, but ranks \(shared.first) and "
+                + "\(shared.second) of a group of \(group.size) share GPU \(shared.uuid) (NCCL refuses that); run at most as many "
+                + "ranks per node as it has GPUs, or use --collective mpi")
+        }
+        // Rank 0 makes the id and sends it to the group, failed or not, so no rank waits for it.
+        var made = "", failure: Error?
+        if group.rank == 0 {
+            do { made = try NCCL.uniqueId().map { String(format: "%02x", $0) }.joined() } catch { failure = error }
+        }
+        let hex = Array(group.broadcast(made).utf8)
+        guard hex.count == 2 * NCCL.uniqueIdBytes else {
+            throw failure ?? HarnessError("rank 0 of the TP group could not make an NCCL unique id")
+        }
+        let id = stride(from: 0, to: hex.count, by: 2).map { UInt8(String(decoding: hex[$0..<($0 + 2)], as: UTF8.self), radix: 16) ?? 0 }
+        let nccl = try NCCLCommunicator(uniqueId: id, rank: group.rank, size: group.size, device: gpu)
+        let probe = try DeviceBuffer(bytes: 16, what: "the NCCL check")
+        try probe.upload([Float](repeating: Float(group.rank + 1), count: 4))
+        try nccl.allReduceSum(probe.pointer, count: 4)
+        let sums = try probe.download(Float.self, count: 4), expected = Float(group.size * (group.size + 1) / 2)
+        guard sums.allSatisfy({ $0 == expected }) else {
+            throw HarnessError("NCCL's check all-reduce of ranks' 1 … \(group.size) gave \(sums), not \(expected) everywhere")
+        }
+        return nccl
     }
 }
 
@@ -237,7 +294,7 @@ extension Validation {
         guard group.rank == 0 else { return ValidationResult(maxError: 0, violation: nil) }
         if injectError { y[0] += 1 }
         let ref = try ReferenceForward.run(layout, weights: weights, x: x.map(Double.init), tokens: tokens)
-        return compare(y, ref, Tolerance.gpuLayerOutput(cache: config.dtype))
+        return compare(y, ref, Tolerance.gpuLayerOutput(cache: config.dtype, gemm: work.backend.gemmType))
     }
 }
 
@@ -258,6 +315,7 @@ extension Validation {
         let plain = PlainAttentionKernel()
         let ref = single.forward(tokens: [GPUModelWorkload.checkPrompt], caches: [caches], kernel: plain, collectives: SingleProcess())
             + single.forward(tokens: [[next]], caches: [caches], kernel: plain, collectives: SingleProcess())
-        return compare(logits, ref.map(Double.init), modelTolerance(Tolerance.gpuLayerOutput(cache: config.dtype), reference: ref))
+        return compare(logits, ref.map(Double.init),
+                       modelTolerance(Tolerance.gpuLayerOutput(cache: config.dtype, gemm: work.backend.gemmType), reference: ref))
     }
 }

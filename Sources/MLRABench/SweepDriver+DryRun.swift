@@ -70,11 +70,7 @@ extension SweepDriver {
         gpuCalibration = store.gpu
         calibSources = [.cpu: store.cpuSource, .cuda: store.gpuSource ?? ""]
         isolate = world.broadcast(world.rank == 0 ? (localIsolationVerdict ? "1" : "0") : "") == "1"
-        let configs = mine.map { c in
-            var c = c
-            c.seed = options.seed; c.isolated = isolate; c.calibSource = calibSources[c.device] ?? ""
-            return c
-        }
+        let configs = mine.map(withRunSettings)
 
         let repeats = try spec.checkedRepeats()
         var plan = SweepPlan()

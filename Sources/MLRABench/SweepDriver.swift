@@ -28,6 +28,8 @@ public struct SweepOptions {
     public var spreadWarn = 1.5
     /// --recalibrate: replace the calibration stored beside --out instead of reusing it.
     public var recalibrate = false
+    /// --collective: the library of cuda configurations' all-reduces.
+    public var collective = Collective.mpi
     public init(out: String) { self.out = out }
 }
 
@@ -94,11 +96,7 @@ public final class SweepDriver {
 
         try prepareMetadata(threadCounts: Array(Set(mine.filter { $0.device == .cpu }.map(\.threads))).sorted())
         // The run-wide settings that are part of the resume key, now that every rank agreed on them.
-        let configs = mine.map { c in
-            var c = c
-            c.seed = options.seed; c.isolated = isolate; c.calibSource = calibSources[c.device] ?? ""
-            return c
-        }
+        let configs = mine.map(withRunSettings)
         var summary = SweepSummary()
         let repeats = try world.collectively { try spec.checkedRepeats() }
         // The node's noise, once per run that has anything left to measure.
@@ -169,6 +167,15 @@ public final class SweepDriver {
                 + String(format: "spread p90/p10 above %.2f (--spread-warn): ", options.spreadWarn) + list + "\n").utf8))
         }
         return summary
+    }
+
+    /// `c` with the run-wide settings that are part of the resume key, once every rank
+    /// agreed on them (the seed, isolation, the calibration, the collective).
+    func withRunSettings(_ c: SweepConfig) -> SweepConfig {
+        var c = c
+        c.seed = options.seed; c.isolated = isolate; c.calibSource = calibSources[c.device] ?? ""
+        c.collective = c.device == .cuda ? options.collective : .mpi
+        return c
     }
 
     /// This array task's configurations (before the run-wide key settings), with the
@@ -643,6 +650,7 @@ public final class SweepDriver {
         row.weight_bytes_per_rank = "\(m.weightBytes)"
         row.allreduce_bytes_per_step = "\(4 * m.allReduceFloats.reduce(0, +))"
         row.allreduce_count_per_step = "\(m.allReduceFloats.count)"
+        if !m.allReduceFloats.isEmpty { row.allreduce_path = "mpi-host" }   // a device's measurement names its own (m.columns)
         row.validation = "pass"; row.validation_max_err = String(format: "%.3e", m.maxError)
         row.warmup_steps = "\(c.warmup)"; row.timed_steps = "\(c.steps)"; row.timer_resolution_us = fmt(tick * 1e6)
         row.step_us_median = fmt(stepStats.median * 1e6); row.step_us_p10 = fmt(stepStats.p10 * 1e6)

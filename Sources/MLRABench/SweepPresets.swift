@@ -19,6 +19,12 @@ public enum SweepPreset: String, CaseIterable, Sendable {
     /// TP=2×DP=N/2, MLRA-4 as TP=4×DP=N/4, GQA as TP=min(8, N); layer scope;
     /// batch 8·N and contexts scaled to the machine.
     case throughput
+    /// `throughput` on GPUs (issue 12): the same batched layout (MLA as DP, GLA-2 as
+    /// TP=2×DP, MLRA-4 as TP=4×DP, GQA as TP=min(8, N)) in layer scope on each rank's GPU,
+    /// bf16, with batches of 8 and 64 sequences per rank and contexts of 4K to 128K: the
+    /// memory check, which counts the ranks sharing a GPU, skips what a GPU cannot hold,
+    /// with its reason, so one spec scales to the job's GPUs and their memory.
+    case throughputGPU = "throughput-gpu"
 
     public func spec(worldSize n: Int) -> SweepSpec {
         switch self {
@@ -68,6 +74,14 @@ public enum SweepPreset: String, CaseIterable, Sendable {
                 var g = SweepSpec.Grid(); g.variants = [v]; g.tp = [min(tp, n)]; return g
             }
             return SweepSpec(defaults: d, grids: [grid(.mla, 1), grid(.gla2, 2), grid(.mlra4, 4), grid(.gqa, 8)])
+
+        case .throughputGPU:
+            var spec = SweepPreset.throughput.spec(worldSize: n)
+            spec.defaults.devices = [.cuda]
+            spec.defaults.batch = [8 * n, 64 * n]
+            spec.defaults.contexts = [4096, 32768, 131_072]
+            spec.defaults.warmup = 3; spec.defaults.steps = 20; spec.defaults.coldCache = true
+            return spec
         }
     }
 }

@@ -12,6 +12,12 @@ public enum Scope: String, CaseIterable, Codable, Sendable { case kernel, layer,
 /// visible GPUs; Sources/MLRACuda).
 public enum DeviceKind: String, CaseIterable, Codable, Sendable { case cpu, cuda }
 
+/// The library that performs a cuda configuration's all-reduces (`--collective`): `mpi`
+/// (MPI_Allreduce: on device pointers where the MPI library is CUDA-aware, else staged
+/// through pinned host memory) or `nccl` (ncclAllReduce on the device's stream). cpu
+/// configurations always use MPI.
+public enum Collective: String, CaseIterable, Codable, Sendable { case mpi, nccl }
+
 /// A sweep's grid as JSON (the spec file format, documented in the README):
 ///
 ///     {"defaults": {"head_dim": 64, "warmup": 3, "steps": 20, ...},
@@ -276,10 +282,12 @@ public struct SweepConfig: Sendable {
     public let device: DeviceKind
     /// Run-wide settings that change what is measured, set by the driver once the
     /// ranks agreed on them (the weights' seed; isolated timing, from --isolate; the
-    /// calibration the roofline columns are computed from, `calib_source`).
+    /// calibration the roofline columns are computed from, `calib_source`; the collective).
     public var seed: UInt64 = 0
     public var isolated = false
     public var calibSource = ""
+    /// The all-reduce's library (--collective; cpu configurations: mpi).
+    public var collective = Collective.mpi
     /// Which of the sweep's repeats this measurement is (0 ..< --repeats): part of the
     /// key, so a killed run resumes at the repeat it was in.
     public var repeatIndex = 0
@@ -354,7 +362,7 @@ public struct SweepConfig: Sendable {
     /// it by a test. Every setting that can change a value in a row is here: the grid
     /// point; the job's world size and dp (with tp and batch they fix how the batch is
     /// split); the timing mode (--isolate); the weights' seed; warm-up and timed steps;
-    /// the cold cache; the device (cpu or cuda); the calibration the roofline columns
+    /// the cold cache; the device (cpu or cuda) and the all-reduce's library; the calibration the roofline columns
     /// come from (the CPU's or, on cuda, the GPU's: `calib_source`); the repeat (each
     /// of --repeats is a measurement of its own). Not here: the
     /// output paths and the Slurm array shape (they decide where a row goes, not what
@@ -373,6 +381,7 @@ public struct SweepConfig: Sendable {
         ("intermediate_size", { "\($0.scope == .model ? $0.intermediateSize : 0)" }),
         ("vocab_size", { "\($0.scope == .model ? $0.vocabSize : 0)" }),
         ("kv_dtype", { $0.dtype.rawValue }), ("threads", { "\($0.threads)" }), ("device", { $0.device.rawValue }),
+        ("collective", { $0.collective.rawValue }),
         ("timing_mode", { $0.timingMode.rawValue }),
         ("cold_cache", { $0.coldCache ? "true" : "false" }), ("seed", { "\($0.seed)" }),
         ("warmup_steps", { "\($0.warmup)" }), ("timed_steps", { "\($0.steps)" }),

@@ -22,7 +22,10 @@ public final class LocalOnlyCollectives: TPCollectives {
     public let tpSize: Int, tpRank: Int
     public init(tpSize: Int, tpRank: Int) { self.tpSize = tpSize; self.tpRank = tpRank }
     public func allReduceSum(_ values: inout [Float]) {}
+    public func allReduceSum(address: UnsafeMutablePointer<Float>, count: Int) {}
+    public func allReduceSum(count: Int, performedBy body: () -> Void) {}
     public func allGather(_ local: [Float], counts: [Int]) -> [Float] { [Float](repeating: 0, count: counts.reduce(0, +)) }
+    public func anyRank(_ flag: Bool) -> Bool { flag }
 }
 
 /// One rank's part of a decode step in one scope, built once and stepped many times.

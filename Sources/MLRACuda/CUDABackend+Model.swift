@@ -30,7 +30,7 @@ extension CUDABackend {
         let out = vector(ids.count * width)
         guard !ids.isEmpty else { return out }
         let staged = stage(ids.map { Int32($0) })
-        let args = KernelArguments().add(table.values.pointer).add(staged.pointer).add(Int32(width)).add(out.pointer)
+        let args = KernelArguments().add(table.values.pointer).add(staged.pointer).add(Int32(width)).add(table.elem.kernelElem).add(out.pointer)
         attempt { try modelOps.gather.launch(grid: (ids.count, 1, 1), block: min(256, (width + 31) / 32 * 32), stream: device.stream, args) }
         return out
     }

@@ -64,10 +64,72 @@ final class DevicePool {
     func give(_ b: DeviceBuffer) { free[b.bytes, default: []].append(b) }
 }
 
-/// A weight on the device (f32), with its shape ([out, in] for a matrix).
+/// Pinned host memory for a step's host → device inputs (positions, cache tables, the
+/// all-reduce's staging): each copy reads its own bytes, handed out in order and taken back
+/// all at once when the stream has run (`reset()`, from `CUDABackend.finish()`). Copies from
+/// pinned memory are truly asynchronous; from pageable memory the driver may wait for the
+/// stream before it stages them.
+final class PinnedArena {
+    private var base: UnsafeMutableRawPointer?
+    private var capacity = 0, used = 0
+
+    deinit { if let base { _ = mlra_cuda.cuMemFreeHost?(base) } }
+
+    /// `bytes` of pinned memory untouched until the next `reset()`. When the arena is full,
+    /// `drain` waits for the stream, after which every earlier copy has read its bytes.
+    func take(_ bytes: Int, drain: () throws -> Void) throws -> UnsafeMutableRawPointer {
+        let need = (bytes + 255) / 256 * 256
+        if used + need > capacity {
+            try drain()
+            used = 0
+            if need > capacity {
+                if let base { _ = mlra_cuda.cuMemFreeHost?(base); self.base = nil; capacity = 0 }
+                let size = max(need, 2 * capacity, 1 << 20)
+                var p: UnsafeMutableRawPointer? = nil
+                try CUDADriver.check(mlra_cuda.cuMemAllocHost!(&p, size), "cuMemAllocHost(\(size) bytes)")
+                base = p; capacity = size
+            }
+        }
+        defer { used += need }
+        return base! + used
+    }
+
+    func reset() { used = 0 }
+}
+
+/// How the backend's all-reduce moves device data: the row's `allreduce_path`.
+public enum DeviceAllReduce {
+    /// MPI_Allreduce on host memory: copied from the device into pinned host memory, summed,
+    /// copied back (an MPI that is not CUDA-aware).
+    case mpiHostStaged
+    /// MPI_Allreduce on the device pointer (a CUDA-aware MPI), once the stream has run up to it.
+    case mpiDevicePointer
+    /// ncclAllReduce on the device's stream.
+    case nccl(NCCLCommunicator)
+
+    /// The path for `--collective mpi`: device pointers where MPI says it takes them
+    /// (`takesDevicePointers`, from MPIX_Query_cuda_support), host memory otherwise.
+    public static func mpi(takesDevicePointers: Bool?) -> DeviceAllReduce {
+        takesDevicePointers == true ? .mpiDevicePointer : .mpiHostStaged
+    }
+
+    /// The row's `allreduce_path`.
+    public var name: String {
+        switch self {
+        case .mpiHostStaged: return "mpi-host-staged"
+        case .mpiDevicePointer: return "mpi-cuda-aware"
+        case .nccl: return "nccl-\(NCCL.version)"
+        }
+    }
+}
+
+/// A weight on the device, with its shape ([out, in] for a matrix): f32 values, or for a
+/// matrix multiplied in 16 bits (`CUDABackend.gemmType`) its bf16/f16 copy alone.
 public struct DeviceMatrix {
     public let values: DeviceVector
     public let shape: [Int]
+    /// The element type `values` holds (vectors stay f32: RMSNorm's weights).
+    public let elem: StorageDType
 }
 
 /// One sequence's KV cache in device memory: the CPU KVCache's row layout and dtype,
@@ -109,19 +171,26 @@ public final class DeviceKVCache: SequenceCache {
 
 /// A GPU (`CUDADevice`): device buffers, cuBLAS GEMMs, the element-wise kernels of
 /// kernels/layer_ops.cu and the decode attention (`GPUAttention`), all on the device's
-/// stream. The GEMMs are cuBLAS sgemm on f32 weights (no TF32); bf16 GEMMs through
-/// cublasGemmEx were tried and failed the layer check now and then (docs/gpu-layer.md). Operations are enqueued and not waited for; the first failure is kept and
-/// later operations are skipped, and `finish()` waits for the stream and reports it.
+/// stream. The GEMMs run in `gemmType`: f32 (cuBLAS sgemm on f32 weights, no TF32), or bf16
+/// or f16 on the tensor cores with f32 accumulation and output (cublasGemmEx: the weight
+/// matrices stored in 16 bits, the activations rounded to 16 bits before each product), as
+/// a bf16 decoder runs. Operations are enqueued and not waited for; the first failure is
+/// kept and later operations are skipped, and `finish()` waits for the stream and reports it.
 ///
-/// The all-reduce is MPI's over host memory (this Open MPI is not CUDA-aware): the
-/// buffer is copied to the host, summed by the collectives and copied back.
+/// The all-reduce takes the path `allReduce` names: MPI over pinned host memory, MPI on
+/// device pointers (a CUDA-aware MPI), or NCCL.
 public final class CUDABackend: ComputeBackend {
     public let device: CUDADevice
+    /// How `allReduceSum` moves the data (default: MPI through host memory).
+    public var allReduce = DeviceAllReduce.mpiHostStaged
     private let pool = DevicePool()
+    private let staging = PinnedArena()
     /// The decoder's element-wise kernels (CUDABackend+Model.swift).
     let modelOps: ModelKernels
     private let handle: cublasHandle_t
-    private let rmsNormFn: CUDAFunction, ropeFn: CUDAFunction, copyFn: CUDAFunction, appendFn: CUDAFunction
+    private let rmsNormFn: CUDAFunction, ropeFn: CUDAFunction, copyFn: CUDAFunction, appendFn: CUDAFunction, halfFn: CUDAFunction
+    /// The GEMMs' operand type: f32, bf16 or f16 (accumulation is f32 in every case).
+    public let gemmType: StorageDType
     private var failure: HarnessError?
     /// Event pairs around the timed operations since the last `finish()`, by what they ran
     /// (created once, reused every step).
@@ -137,8 +206,9 @@ public final class CUDABackend: ComputeBackend {
         public var attention = 0.0, projections = 0.0
     }
 
-    public init(device: CUDADevice) throws {
+    public init(device: CUDADevice, gemmType: StorageDType = .f32) throws {
         self.device = device
+        self.gemmType = gemmType
         try CUBLAS.load()
         var h: cublasHandle_t? = nil
         try CUBLAS.check(mlra_cuda.cublasCreate!(&h), "cublasCreate")
@@ -148,6 +218,7 @@ public final class CUDABackend: ComputeBackend {
         try CUBLAS.check(mlra_cuda.cublasSetMathMode!(handle, Int32(MLRA_CUBLAS_DEFAULT_MATH)), "cublasSetMathMode")
         let f = { (name: String) in try KernelCompiler.shared.function(name, in: .layerOps, arch: device.arch) }
         (rmsNormFn, ropeFn, copyFn, appendFn) = (try f("rms_norm_rows"), try f("rope_rows"), try f("copy_blocks"), try f("append_rows"))
+        halfFn = try f("to_half")
         modelOps = try ModelKernels(device: device)
     }
 
@@ -167,8 +238,10 @@ public final class CUDABackend: ComputeBackend {
     @discardableResult
     public func finish() throws -> StepTimes {
         defer { eventsUsed = 0 }
+        let synchronized = Result { try device.synchronize() }
+        staging.reset()   // every copy from it has run (or the stream has failed for good)
         if let failure { self.failure = nil; throw failure }
-        try device.synchronize()
+        try synchronized.get()
         var times = StepTimes()
         for (e, kind) in zip(events.prefix(eventsUsed), eventKinds) {
             var ms: Float = 0
@@ -210,12 +283,21 @@ public final class CUDABackend: ComputeBackend {
         return out ?? DeviceVector(count: count, buffer: nil, pool: nil)
     }
 
-    /// Host values copied into a step buffer (stream-ordered: safe to reuse across steps).
+    /// Pinned host memory for one copy of this step.
+    private func pinned(_ bytes: Int) throws -> UnsafeMutableRawPointer {
+        try staging.take(bytes, drain: device.synchronize)
+    }
+
+    /// Host values copied into a step buffer through pinned memory (stream-ordered: safe to
+    /// reuse across steps, and the host array may go at once).
     func stage<T>(_ values: [T]) -> DeviceVector {
         let v = vector((values.count * MemoryLayout<T>.stride + 3) / 4)
         attempt {
-            try values.withUnsafeBytes {
-                try CUDADriver.check(mlra_cuda.cuMemcpyHtoDAsync!(v.pointer, $0.baseAddress!, $0.count, device.stream), "cuMemcpyHtoDAsync")
+            try values.withUnsafeBytes { src in
+                guard src.count > 0 else { return }
+                let host = try pinned(src.count)
+                host.copyMemory(from: src.baseAddress!, byteCount: src.count)
+                try CUDADriver.check(mlra_cuda.cuMemcpyHtoDAsync!(v.pointer, host, src.count, device.stream), "cuMemcpyHtoDAsync")
             }
         }
         return v
@@ -239,8 +321,23 @@ public final class CUDABackend: ComputeBackend {
 
     public func matrix(_ t: Tensor) -> DeviceMatrix {
         var v: DeviceVector?
-        attempt { v = try DeviceVector(t.data, what: "a weight of shape \(t.shape)") }
-        return DeviceMatrix(values: v ?? DeviceVector(count: t.count, buffer: nil, pool: nil), shape: t.shape)
+        let elem = t.shape.count == 2 ? gemmType : .f32
+        attempt {
+            let f32 = try DeviceVector(t.data, what: "a weight of shape \(t.shape)")
+            if elem == .f32 { v = f32; return }
+            let half = DeviceVector(count: (t.count + 1) / 2, buffer: try DeviceBuffer(bytes: 2 * t.count, what: "a weight of shape \(t.shape)"),
+                                    pool: nil)
+            try convertToHalf(f32.pointer, into: half.pointer, count: t.count, elem: elem)
+            try device.synchronize()   // before the f32 copy is freed
+            withExtendedLifetime(f32) {}
+            v = half
+        }
+        return DeviceMatrix(values: v ?? DeviceVector(count: t.count, buffer: nil, pool: nil), shape: t.shape, elem: elem)
+    }
+
+    private func convertToHalf(_ src: CUdeviceptr, into dst: CUdeviceptr, count: Int, elem: StorageDType) throws {
+        let args = KernelArguments().add(src).add(dst).add(UInt64(count)).add(elem.kernelElem)
+        try halfFn.launch(grid: (max(1, min(device.smCount * 8, (count + 255) / 256)), 1, 1), block: 256, stream: device.stream, args)
     }
 
     public func zeros(_ count: Int) -> DeviceVector {
@@ -262,6 +359,10 @@ public final class CUDABackend: ComputeBackend {
     public func gemm(_ a: DeviceVector, _ sa: Strided, _ w: DeviceMatrix, _ sb: Strided, transposeB: Bool,
                      into c: inout DeviceVector, _ sc: Strided, m: Int, n: Int, k: Int, batch: Int, alpha: Float, accumulate: Bool) {
         guard m > 0, n > 0, k > 0, batch > 0 else { return }
+        if w.elem != .f32 {
+            return gemm16(a, sa, w, sb, transposeB: transposeB, into: c, sc, m: m, n: n, k: k, batch: batch, alpha: alpha,
+                          accumulate: accumulate)
+        }
         let (out, b) = (c, w.values)
         attempt {
             var al = alpha, be: Float = accumulate ? 1 : 0
@@ -280,6 +381,35 @@ public final class CUDABackend: ComputeBackend {
                 }
             }
         }
+    }
+
+    /// The same product with 16-bit operands: `a` rounded to the weight's type first, f32
+    /// accumulation and output.
+    private func gemm16(_ a: DeviceVector, _ sa: Strided, _ w: DeviceMatrix, _ sb: Strided, transposeB: Bool, into c: DeviceVector,
+                        _ sc: Strided, m: Int, n: Int, k: Int, batch: Int, alpha: Float, accumulate: Bool) {
+        let half = vector((a.count + 1) / 2)
+        attempt {
+            try convertToHalf(a.pointer, into: half.pointer, count: a.count, elem: w.elem)
+            var al = alpha, be: Float = accumulate ? 1 : 0
+            let type = Int32(w.elem == .bf16 ? MLRA_CUDA_R_16BF : MLRA_CUDA_R_16F), f32 = Int32(MLRA_CUDA_R_32F)
+            let pa = UnsafeRawPointer(bitPattern: UInt(half.pointer + UInt64(2 * sa.offset)))
+            let pb = UnsafeRawPointer(bitPattern: UInt(w.values.pointer + UInt64(2 * sb.offset)))
+            let pc = UnsafeMutableRawPointer(bitPattern: UInt(c.pointer + UInt64(4 * sc.offset)))
+            let opB = Int32(transposeB ? MLRA_CUBLAS_OP_T : MLRA_CUBLAS_OP_N), opN = Int32(MLRA_CUBLAS_OP_N)
+            let (compute, algo) = (Int32(MLRA_CUBLAS_COMPUTE_32F), Int32(MLRA_CUBLAS_GEMM_DEFAULT))
+            try timed(.projections) {
+                if batch == 1 {
+                    try CUBLAS.check(mlra_cuda.cublasGemmEx!(handle, opB, opN, Int32(n), Int32(m), Int32(k), &al, pb, type, Int32(sb.ld),
+                                                             pa, type, Int32(sa.ld), &be, pc, f32, Int32(sc.ld), compute, algo), "cublasGemmEx")
+                } else {
+                    try CUBLAS.check(mlra_cuda.cublasGemmStridedBatchedEx!(
+                        handle, opB, opN, Int32(n), Int32(m), Int32(k), &al, pb, type, Int32(sb.ld), Int64(sb.step),
+                        pa, type, Int32(sa.ld), Int64(sa.step), &be, pc, f32, Int32(sc.ld), Int64(sc.step), Int32(batch), compute, algo),
+                        "cublasGemmStridedBatchedEx")
+                }
+            }
+        }
+        withExtendedLifetime(half) {}   // the buffer goes back to the pool only after the product is enqueued
     }
 
     public func rmsNorm(_ x: inout DeviceVector, rows: Int, stride: Int, offset: Int, count: Int, weight: DeviceMatrix, scale: Float) {
@@ -330,22 +460,46 @@ public final class CUDABackend: ComputeBackend {
     }
 
     /// Every rank calls the collective, a failed one too (with zeros), so that no rank of
-    /// the group waits for ever; the failure is reported at `finish()`.
+    /// the group waits for ever; the failure is reported at `finish()`. Whichever path
+    /// runs, the communicator counts and times it as one all-reduce of `x.count` floats.
     public func allReduceSum(_ x: inout DeviceVector, collectives: TPCollectives) {
         guard collectives.tpSize > 1 else { return }
-        let v = x
-        var host = [Float](repeating: 0, count: v.count)
-        attempt {
-            try host.withUnsafeMutableBytes {
-                try CUDADriver.check(mlra_cuda.cuMemcpyDtoHAsync!($0.baseAddress!, v.pointer, $0.count, device.stream), "cuMemcpyDtoHAsync")
+        let v = x, count = x.count
+        switch allReduce {
+        case .mpiHostStaged:
+            var host: UnsafeMutablePointer<Float>?
+            attempt {
+                let p = try pinned(4 * count)
+                try CUDADriver.check(mlra_cuda.cuMemcpyDtoHAsync!(p, v.pointer, 4 * count, device.stream), "cuMemcpyDtoHAsync")
+                try device.synchronize()
+                host = p.bindMemory(to: Float.self, capacity: count)
             }
-            try device.synchronize()
-        }
-        collectives.allReduceSum(&host)
-        attempt {
-            try host.withUnsafeBytes {
-                try CUDADriver.check(mlra_cuda.cuMemcpyHtoDAsync!(v.pointer, $0.baseAddress!, $0.count, device.stream), "cuMemcpyHtoDAsync")
+            guard let host else { return allReduceZeros(count, collectives) }
+            collectives.allReduceSum(address: host, count: count)
+            attempt {
+                try CUDADriver.check(mlra_cuda.cuMemcpyHtoDAsync!(v.pointer, host, 4 * count, device.stream), "cuMemcpyHtoDAsync")
             }
+        case .mpiDevicePointer:
+            attempt { try device.synchronize() }   // MPI reads the device memory once the products have written it
+            guard failure == nil, let p = UnsafeMutablePointer<Float>(bitPattern: UInt(v.pointer)) else {
+                return allReduceZeros(count, collectives)
+            }
+            collectives.allReduceSum(address: p, count: count)
+        case .nccl(let nccl):
+            // A rank that failed cannot launch NCCL's kernel, and the others' would wait for it
+            // for ever: the group first agrees that every rank can (one uncounted flag).
+            attempt { try device.synchronize() }   // the collective's time is its own
+            guard !collectives.anyRank(failure != nil || v.pointer == 0) else {
+                if failure == nil { failure = HarnessError("another rank of the TP group failed before the NCCL all-reduce") }
+                return
+            }
+            collectives.allReduceSum(count: count) { attempt { try nccl.allReduceSum(v.pointer, count: count) } }
         }
+    }
+
+    /// This rank's part of an all-reduce it has nothing to add to (it failed): zeros.
+    private func allReduceZeros(_ count: Int, _ collectives: TPCollectives) {
+        var zeros = [Float](repeating: 0, count: count)
+        collectives.allReduceSum(&zeros)
     }
 }

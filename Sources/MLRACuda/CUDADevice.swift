@@ -55,6 +55,11 @@ public enum CUDADriver {
         return "\(name.map { String(cString: $0) } ?? "CUDA error \(r)")" + (text.map { " (\(String(cString: $0)))" } ?? "")
     }
 
+    /// Waits for every stream of the current context, the legacy one included.
+    static func synchronizeContext() throws {
+        try check(mlra_cuda.cuCtxSynchronize!(), "cuCtxSynchronize")
+    }
+
     @inline(__always)
     static func check(_ r: CUresult, _ what: @autoclosure () -> String) throws {
         if r != 0 { throw HarnessError("\(what()) failed: \(describe(r))") }
@@ -198,6 +203,14 @@ public final class CUDADevice: @unchecked Sendable {
 }
 
 /// Device memory, freed with its owner.
+///
+/// Its host copies (`upload`, `download`, `fill`) are complete and ordered against every
+/// stream of the context when they return. They are synchronous copies on the legacy
+/// stream, which the device's non-blocking stream does not wait for, and a synchronous
+/// copy from pageable memory may return before its DMA has landed (CUDA's "API
+/// synchronization behavior"). Without the context synchronisation around them, a kernel
+/// launched right after an upload could read the buffer before the copy arrived, and a
+/// download could read a result before the kernel writing it ran.
 public final class DeviceBuffer {
     public let pointer: CUdeviceptr
     public let bytes: Int
@@ -217,7 +230,9 @@ public final class DeviceBuffer {
 
     public func upload(_ src: UnsafeRawPointer, bytes n: Int, offset: Int = 0) throws {
         precondition(offset + n <= bytes)
+        try CUDADriver.synchronizeContext()   // no kernel still reads what this overwrites
         try CUDADriver.check(mlra_cuda.cuMemcpyHtoD!(pointer + CUdeviceptr(offset), src, n), "cuMemcpyHtoD")
+        try CUDADriver.synchronizeContext()   // the DMA has landed before any stream reads it
     }
 
     public func upload<T>(_ values: [T]) throws {
@@ -226,6 +241,7 @@ public final class DeviceBuffer {
 
     public func download<T>(_ type: T.Type, count: Int, offset: Int = 0) throws -> [T] {
         var out = [T](unsafeUninitializedCapacity: count) { _, n in n = count }
+        try CUDADriver.synchronizeContext()   // every kernel writing this buffer has run
         try out.withUnsafeMutableBytes {
             try CUDADriver.check(mlra_cuda.cuMemcpyDtoH!($0.baseAddress!, pointer + CUdeviceptr(offset), $0.count), "cuMemcpyDtoH")
         }
@@ -233,7 +249,9 @@ public final class DeviceBuffer {
     }
 
     public func fill(byte: UInt8) throws {
+        try CUDADriver.synchronizeContext()
         try CUDADriver.check(mlra_cuda.cuMemsetD8!(pointer, byte, bytes), "cuMemsetD8")
+        try CUDADriver.synchronizeContext()
     }
 }
 

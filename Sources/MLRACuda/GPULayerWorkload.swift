@@ -42,17 +42,18 @@ public final class GPULayerWorkload {
         return (layer, try CheckedSize.sum([layer.total, kernel.activations, kernel.partialStates], "the device memory of this layer"))
     }
 
-    /// `appending`: the steps the run takes (warm-up and timed) and whether the cache is cold.
+    /// `appending`: the steps the run takes (warm-up and timed) and whether the cache is cold;
+    /// `gemmType`: the projections' operand type (f32, or the 16-bit type of a bf16 decoder).
     public init(device: CUDADevice, layout: any AttentionLayout, shard rankShard: RankShard, weights: WeightSource,
                 dtype: StorageDType, sequences: Int, context: Int, appending: MemoryFootprint.Appending,
-                tuning: GPUTuning = GPUTuning()) throws {
+                gemmType: StorageDType = .f32, tuning: GPUTuning = GPUTuning()) throws {
         precondition(sequences >= 1 && context >= 1)
         let (footprint, need) = try Self.footprint(device: device, layout: layout, shard: rankShard, dtype: dtype,
                                                    sequences: sequences, context: context, appending: appending)
         try device.checkFits(bytes: need * device.ranksSharing,
                              what: "this layer (\(footprint.cacheSets) cache set(s), × \(device.ranksSharing) rank(s) on this GPU)")
         self.device = device; self.layout = layout; self.dtype = dtype
-        backend = try CUDABackend(device: device)
+        backend = try CUDABackend(device: device, gemmType: gemmType)
         shard = try layout.makeShard(rankShard, weights: weights, prefix: "", on: backend)
         let width = layout.cacheWidth(units: rankShard.units.count)
         let initializer = SeededInit(seed: Self.seed)

@@ -98,16 +98,35 @@ public final class Communicator: TPCollectives {
     }
 
     public func allReduceSum(_ values: inout [Float]) {
+        values.withUnsafeMutableBufferPointer { allReduceSum(address: $0.baseAddress!, count: $0.count) }
+    }
+
+    public func allReduceSum(address: UnsafeMutablePointer<Float>, count: Int) {
+        allReduceSum(count: count) {
+            MPI.check(MPI_Allreduce(mlra_in_place(), address, Int32(count), mlra_float(), mlra_op_sum(), comm), "MPI_Allreduce")
+        }
+    }
+
+    /// The one place an all-reduce is counted and timed, whichever library performs it.
+    public func allReduceSum(count: Int, performedBy body: () -> Void) {
         if size == 1 { return }
         arrive()
         let t0 = MPI_Wtime()
-        let n = values.count
-        values.withUnsafeMutableBufferPointer {
-            MPI.check(MPI_Allreduce(mlra_in_place(), $0.baseAddress, Int32(n), mlra_float(), mlra_op_sum(), comm), "MPI_Allreduce")
-        }
+        body()
         collectiveSeconds += MPI_Wtime() - t0
         allReduceCount += 1
-        allReduceBytes += n * 4
+        allReduceBytes += count * 4
+    }
+
+    /// Whether this MPI library takes device pointers (CUDA-aware), asked at run time:
+    /// true or false from Open MPI's `MPIX_Query_cuda_support()`, nil where the library
+    /// has no such query (MPICH).
+    public static var takesDevicePointers: Bool? {
+        switch mlra_mpi_cuda_support() {
+        case 1: return true
+        case 0: return false
+        default: return nil
+        }
     }
 
     public func allGather(_ local: [Float], counts: [Int]) -> [Float] {
@@ -129,6 +148,8 @@ public final class Communicator: TPCollectives {
         allGatherCount += 1
         return out
     }
+
+    public func anyRank(_ flag: Bool) -> Bool { allReduce(flag ? 1 : 0, max: true) > 0 }
 
     /// Reductions of a scalar over the communicator (timing and error agreement).
     public func allReduce(_ value: Double, max: Bool) -> Double {

@@ -5,6 +5,8 @@ import MLRACuda
 
 /// Where a command's attention kernel runs (MLRABench's DeviceKind, also the sweep's grid key).
 extension DeviceKind: ExpressibleByArgument {}
+/// The library of a cuda configuration's all-reduces (sweep --collective).
+extension Collective: ExpressibleByArgument {}
 
 extension GPUKernelPath: ExpressibleByArgument {}
 

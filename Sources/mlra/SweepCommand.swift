@@ -13,14 +13,14 @@ struct SweepCommand: ParsableCommand {
         discussion: """
             The grid comes from --preset, --spec FILE.json, or the grid flags (flags override the preset's or file's values \
             in every grid). TP degrees run as sub-communicators of one job: with N ranks and degree t, the N/t groups are \
-            data-parallel replicas that split the batch. --devices cuda runs kernel scope on each rank's GPU (node-local \
-            rank mod visible GPUs); cuda configurations in layer or model scope are skipped. Rerunning with the same --out \
+            data-parallel replicas that split the batch. --devices cuda runs on each rank's GPU (node-local rank mod \
+            visible GPUs) in every scope, its all-reduces by --collective. Rerunning with the same --out \
             resumes. --dry-run lists the configurations (with --out: which a resume skips), the skips and their reasons, \
             predicted memory per rank and time (from --calibration or the calibration stored beside --out), and totals, \
             without measuring or writing anything. Schema: docs/csv-schema.md.
             """)
 
-    @Option(help: "Built-in grid: quick, paper or throughput.") var preset: SweepPreset?
+    @Option(help: "Built-in grid: quick, paper, paper-gpu, throughput or throughput-gpu.") var preset: SweepPreset?
     @Option(help: "Spec file (JSON; see the README).") var spec: String?
     @Flag(name: .customLong("print-spec"), help: "Print the resolved spec as JSON and exit.") var printSpec = false
     @Flag(name: .customLong("dry-run"),
@@ -66,6 +66,8 @@ struct SweepCommand: ParsableCommand {
     @Option(name: .customLong("spread-warn"), help: "At the end, list measurements whose step p90/p10 exceeds this.")
     var spreadWarn = 1.5
     @Option(help: "Seed of the weights.") var seed: UInt64 = 0
+    @Option(help: "The all-reduce of cuda configurations: mpi (on device pointers where MPI is CUDA-aware, else through pinned host memory) or nccl (one GPU per rank of a TP group; MLRA_NCCL points at libnccl.so.2). cpu configurations use MPI.")
+    var collective: Collective = .mpi
     @Flag(name: .customLong("no-noise-probe"), help: "Skip the FTQ noise probe that runs on every rank before measuring (mlra noise).")
     var noNoiseProbe = false
     @Option(name: .customLong("noise-budget"), help: "Seconds of the noise probe before measuring.") var noiseBudget = 1.0
@@ -126,7 +128,7 @@ struct SweepCommand: ParsableCommand {
         o.samples = samples; o.quiet = quiet; o.arrayTask = arrayTask; o.arrayCount = arrayCount
         o.isolate = isolate == .auto ? nil : isolate == .on
         o.calibrationPath = calibration; o.gpuCalibrationPath = gpuCalibration; o.seed = seed; o.injectValidationError = injectValidationError
-        o.injectRankDelayUs = injectRankDelayUs; o.spreadWarn = spreadWarn; o.recalibrate = recalibrate
+        o.injectRankDelayUs = injectRankDelayUs; o.spreadWarn = spreadWarn; o.recalibrate = recalibrate; o.collective = collective
         o.allowCrossNodeTP = topologyOptions.allowCrossNodeTP
         o.quickCalibration = preset == .quick
         o.noiseProbe = noNoiseProbe ? nil : NoiseProbe.Settings(budget: noiseBudget)

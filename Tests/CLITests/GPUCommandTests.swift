@@ -120,4 +120,30 @@ final class GPUCommandTests: XCTestCase {
         assertCleanError(bad, contains: "NVRTC not found (tried /nonexistent/nvrtc)")
         XCTAssertTrue(bad.stderr.contains("MLRA_NVRTC"), bad.stderr)
     }
+
+    /// Issue 12: `--collective nccl` is checked before any GPU or file: on a grid without cuda
+    /// configurations it is a usage error, and a missing NCCL is one line on every rank
+    /// naming where it looked and how to point at it (a node with or without a GPU).
+    func testCollectiveNCCLIsCheckedBeforeAnyGPUOrFile() throws {
+        let dir = try TempDir()
+        let cal = try calibration(dir)
+        let out = dir.path("s.csv")
+        let grid = ["--variants", "mlra4", "--contexts", "64", "--tp", "1", "--heads", "4", "--head-dim", "16", "--rope-dim", "8",
+                    "--kv-ranks", "64", "--q-rank", "16", "--n-embd", "32", "--warmup", "0", "--steps", "2", "--calibration", cal,
+                    "--no-noise-probe"]
+        let files = { Set(try FileManager.default.contentsOfDirectory(atPath: dir.url.path)) }
+        let before = try files()
+        let cpu = try CLI.run(["sweep", "--out", out, "--collective", "nccl", "--scopes", "layer"] + grid, timeout: 60)
+        assertCleanError(cpu, contains: "--collective nccl applies to cuda configurations (--devices cuda); this sweep has none")
+        XCTAssertEqual(cpu.status, 64)
+        assertCleanError(try CLI.run(["sweep", "--out", out, "--collective", "gloo"] + grid, timeout: 60), contains: "gloo")
+
+        setenv("MLRA_NCCL", "/nonexistent/nccl", 1)
+        defer { unsetenv("MLRA_NCCL") }
+        let r = try CLI.mpirun(2, ["sweep", "--out", out, "--devices", "cuda", "--scopes", "layer", "--collective", "nccl"] + grid,
+                               timeout: 120)
+        assertCleanError(r, contains: "--collective nccl: NCCL not found (tried /nonexistent/nccl)")
+        XCTAssertTrue(r.stderr.contains("MLRA_NCCL"), r.stderr)
+        XCTAssertEqual(try files(), before, "nothing may be created before the libraries are found")
+    }
 }

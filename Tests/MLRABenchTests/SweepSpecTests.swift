@@ -161,6 +161,12 @@ final class SweepSpecTests: XCTestCase {
         XCTAssertEqual(Set(gpu.filter { $0.scope == .layer }.map { "\($0.variant.rawValue)@\($0.tp)" }),
                        ["gqa@1", "mla@1", "gla2@1", "gla2@2", "mlra4@1", "mlra4@4"])
         XCTAssertEqual(Set(gpu.map(\.context)), [131_072, 524_288, 1_048_576, 2_097_152])
+        // throughput-gpu: the paper's batched layouts on cuda, at the same global batch for
+        // every layout (throughput compares layouts at equal work), TP capped by the job.
+        let batched = try SweepPreset.throughputGPU.spec(worldSize: 4).configurations(worldSize: 4)
+        XCTAssertTrue(batched.allSatisfy { $0.device == .cuda && $0.scope == .layer && $0.heads == 128 && $0.nEmbd == 7168 })
+        XCTAssertEqual(Set(batched.map { "\($0.variant.rawValue)@\($0.tp)x\($0.replicas)" }), ["mla@1x4", "gla2@2x2", "mlra4@4x1", "gqa@4x1"])
+        XCTAssertEqual(Set(batched.map(\.batch)), [32, 256])
     }
 
     func testAppendOnlyCSVDropsATornLastRowAndRefusesOtherSchemas() throws {
@@ -179,7 +185,7 @@ final class SweepSpecTests: XCTestCase {
     /// A sweep CSV of schema 1 (no calib_fma_width, kernel_isa) is refused on resume,
     /// and the error names both versions; the file is left as it was.
     func testResumingASchema1CSVIsRefusedNamingBothVersions() throws {
-        XCTAssertEqual(ResultsSchema.version, "6")
+        XCTAssertEqual(ResultsSchema.version, "7")
         let fmaAt = try XCTUnwrap(ResultsSchema.columns.firstIndex(of: "calib_fma_width"))
         let isaAt = try XCTUnwrap(ResultsSchema.columns.firstIndex(of: "kernel_isa"))
         XCTAssertEqual(ResultsSchema.columns[fmaAt - 1], "calib_fma_gflops")
@@ -192,7 +198,7 @@ final class SweepSpecTests: XCTestCase {
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try AppendOnlyCSV(path: path, columns: ResultsSchema.columns)) {
             let message = ($0 as? HarnessError)?.message ?? ""
-            XCTAssertTrue(message.contains("has another schema (its header differs from this harness's schema 6, the file's rows are schema 1)"),
+            XCTAssertTrue(message.contains("has another schema (its header differs from this harness's schema 7, the file's rows are schema 1)"),
                           message)
         }
         XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), text)
@@ -219,7 +225,7 @@ final class SweepSpecTests: XCTestCase {
                                 "gpu_mem_clock_mhz", "gpu_ranks_sharing", "gpu_calib_read_gbs", "gpu_calib_copy_gbs",
                                 "gpu_calib_tensor_tflops", "gpu_calib_fma_tflops"]
         let message = try refusedOnResume(columns.filter { !schema4Only.contains($0) && !schema5Only.contains($0) }, version: "3")
-        XCTAssertTrue(message.contains("its header differs from this harness's schema 6, the file's rows are schema 3"), message)
+        XCTAssertTrue(message.contains("its header differs from this harness's schema 7, the file's rows are schema 3"), message)
         XCTAssertTrue(message.contains("the file is left unchanged; write to a new file (the analysis reads the old and the new file together)"),
                       message)
     }
@@ -244,7 +250,7 @@ final class SweepSpecTests: XCTestCase {
         XCTAssertEqual(Array(columns.drop { $0 != "date_utc" }.prefix(4)),
                        ["date_utc", "noise_cv_max", "noise_lost_fraction_max", "noise_top_hz"])
         let message = try refusedOnResume(columns.filter { !$0.hasPrefix("noise_") }, version: "4")
-        XCTAssertTrue(message.contains("its header differs from this harness's schema 6, the file's rows are schema 4"), message)
+        XCTAssertTrue(message.contains("its header differs from this harness's schema 7, the file's rows are schema 4"), message)
     }
 
     /// Schema 6: the TP group's throughput and the job's under two names, where
@@ -258,7 +264,7 @@ final class SweepSpecTests: XCTestCase {
         let schema5 = columns.filter { $0 != "job_tokens_per_s" && $0 != "projection_us_median" }
             .map { $0 == "group_tokens_per_s" ? "tokens_per_s" : $0 }
         let message = try refusedOnResume(schema5, version: "5")
-        XCTAssertTrue(message.contains("its header differs from this harness's schema 6, the file's rows are schema 5"), message)
+        XCTAssertTrue(message.contains("its header differs from this harness's schema 7, the file's rows are schema 5"), message)
     }
 
     /// The schema is the row type: its coding keys are the columns, the GPU's columns are the
@@ -274,7 +280,7 @@ final class SweepSpecTests: XCTestCase {
         XCTAssertEqual(Set(row.cells.keys), Set(ResultsSchema.columns), "every column, empty where not set")
         XCTAssertEqual(row.cells["job_tokens_per_s"], "12.5")
         XCTAssertThrowsError(try row.set(["tokens_per_s": "1"])) {
-            XCTAssertEqual(($0 as? HarnessError)?.message, "internal: 'tokens_per_s' is not a column of the sweep's CSV schema 6")
+            XCTAssertEqual(($0 as? HarnessError)?.message, "internal: 'tokens_per_s' is not a column of the sweep's CSV schema 7")
         }
         XCTAssertEqual(try JSONDecoder().decode(SweepRow.self, from: JSONEncoder().encode(row)), row)
     }

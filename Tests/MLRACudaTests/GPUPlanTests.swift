@@ -161,4 +161,28 @@ final class GPUPlanTests: XCTestCase {
             XCTAssertFalse(message.contains("\n"), message)
         }
     }
+
+    /// NCCL is opened at run time too (issue 12): a bad MLRA_NCCL is one sentence naming
+    /// what was tried and how to point at the library.
+    func testAMissingNCCLIsOneSentence() throws {
+        setenv("MLRA_NCCL", "/nonexistent/nccl", 1)
+        defer { unsetenv("MLRA_NCCL") }
+        XCTAssertThrowsError(try NCCL.load()) { error in
+            let message = (error as? HarnessError)?.message ?? "\(error)"
+            XCTAssertTrue(message.hasPrefix("--collective nccl: NCCL not found (tried /nonexistent/nccl)"), message)
+            XCTAssertTrue(message.contains("MLRA_NCCL"), message)
+            XCTAssertFalse(message.contains("\n"), message)
+        }
+    }
+
+    /// NCCL refuses two ranks of a communicator on one GPU; the harness finds the first such
+    /// pair from the group's GPU UUIDs before it initialises NCCL.
+    func testTwoRanksOnOneGPUAreFoundBeforeNCCL() {
+        XCTAssertNil(NCCLCommunicator.sharedGPU(["GPU-a"]))
+        XCTAssertNil(NCCLCommunicator.sharedGPU(["GPU-a", "GPU-b", "GPU-c", "GPU-d"]))
+        let shared = NCCLCommunicator.sharedGPU(["GPU-a", "GPU-b", "GPU-c", "GPU-b", "GPU-a"])
+        XCTAssertEqual(shared?.first, 1)
+        XCTAssertEqual(shared?.second, 3)
+        XCTAssertEqual(shared?.uuid, "GPU-b")
+    }
 }

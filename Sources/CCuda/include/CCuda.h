@@ -1,7 +1,7 @@
-// CUDA driver API, NVRTC and NVML entry points, declared here and loaded at run time
+// CUDA driver API, NVRTC, cuBLAS, NCCL and NVML entry points, declared here and loaded at run time
 // with dlopen, so that `mlra` builds with no CUDA headers or libraries (CI has none)
 // and one binary runs on CPU nodes and GPU nodes alike. Only the types and entry
-// points the harness calls are declared; the ABI is CUDA's (cuda.h, nvrtc.h, nvml.h),
+// points the harness calls are declared; the ABI is CUDA's (cuda.h, nvrtc.h, cublas_api.h, nccl.h, nvml.h),
 // using the versioned symbols (_v2) that cuda.h maps its names to.
 #ifndef MLRA_CCUDA_H
 #define MLRA_CCUDA_H
@@ -25,6 +25,13 @@ typedef int nvmlReturn_t;        // NVML_SUCCESS = 0
 typedef struct nvmlDevice_st *nvmlDevice_t;
 typedef int cublasStatus_t;      // CUBLAS_STATUS_SUCCESS = 0
 typedef struct cublasContext *cublasHandle_t;
+typedef int ncclResult_t;        // ncclSuccess = 0
+typedef struct ncclComm *ncclComm_t;
+// nccl.h's ncclUniqueId: NCCL_UNIQUE_ID_BYTES opaque bytes, passed by value to ncclCommInitRank.
+enum { MLRA_NCCL_UNIQUE_ID_BYTES = 128 };
+typedef struct { char internal[MLRA_NCCL_UNIQUE_ID_BYTES]; } ncclUniqueId;
+// nccl.h's ncclDataType_t ncclFloat32 and ncclRedOp_t ncclSum.
+enum { MLRA_NCCL_FLOAT32 = 7, MLRA_NCCL_SUM = 0 };
 
 // The cache storage type of the decode kernels, their ELEM define (NVRTC compiles
 // kernels/decode_attention.cu without this header, so its `#if ELEM == …` lines
@@ -49,6 +56,8 @@ enum { MLRA_NVML_CLOCK_SM = 1, MLRA_NVML_CLOCK_MEM = 2 };
 enum { MLRA_CUDA_ERROR_OUT_OF_MEMORY = 2, MLRA_CUDA_ERROR_NO_DEVICE = 100 };
 // cublas_api.h: cublasOperation_t, cublasMath_t.
 enum { MLRA_CUBLAS_OP_N = 0, MLRA_CUBLAS_OP_T = 1, MLRA_CUBLAS_DEFAULT_MATH = 0 };
+// library_types.h cudaDataType_t, cublas_api.h cublasComputeType_t and cublasGemmAlgo_t.
+enum { MLRA_CUDA_R_32F = 0, MLRA_CUDA_R_16F = 2, MLRA_CUDA_R_16BF = 14, MLRA_CUBLAS_COMPUTE_32F = 68, MLRA_CUBLAS_GEMM_DEFAULT = -1 };
 
 /// Every entry point, NULL until loaded. Swift calls them as `mlra_cuda.cuInit!(0)`.
 typedef struct {
@@ -69,6 +78,8 @@ typedef struct {
     CUresult (*cuMemGetInfo)(size_t *free, size_t *total);
     CUresult (*cuMemAlloc)(CUdeviceptr *dptr, size_t bytes);
     CUresult (*cuMemFree)(CUdeviceptr dptr);
+    CUresult (*cuMemAllocHost)(void **pp, size_t bytes);
+    CUresult (*cuMemFreeHost)(void *p);
     CUresult (*cuMemcpyHtoD)(CUdeviceptr dst, const void *src, size_t bytes);
     CUresult (*cuMemcpyDtoH)(void *dst, CUdeviceptr src, size_t bytes);
     CUresult (*cuMemcpyDtoD)(CUdeviceptr dst, CUdeviceptr src, size_t bytes);
@@ -119,6 +130,21 @@ typedef struct {
                                                 const float *alpha, const float *a, int lda, long long stridea,
                                                 const float *b, int ldb, long long strideb, const float *beta,
                                                 float *c, int ldc, long long stridec, int batch);
+    cublasStatus_t (*cublasGemmEx)(cublasHandle_t handle, int transa, int transb, int m, int n, int k, const void *alpha,
+                                   const void *a, int atype, int lda, const void *b, int btype, int ldb, const void *beta,
+                                   void *c, int ctype, int ldc, int compute, int algo);
+    cublasStatus_t (*cublasGemmStridedBatchedEx)(cublasHandle_t handle, int transa, int transb, int m, int n, int k,
+                                                 const void *alpha, const void *a, int atype, int lda, long long stridea,
+                                                 const void *b, int btype, int ldb, long long strideb, const void *beta,
+                                                 void *c, int ctype, int ldc, long long stridec, int batch, int compute, int algo);
+
+    ncclResult_t (*ncclGetVersion)(int *version);
+    const char *(*ncclGetErrorString)(ncclResult_t result);
+    ncclResult_t (*ncclGetUniqueId)(ncclUniqueId *uniqueId);
+    ncclResult_t (*ncclCommInitRank)(ncclComm_t *comm, int nranks, ncclUniqueId commId, int rank);
+    ncclResult_t (*ncclCommDestroy)(ncclComm_t comm);
+    ncclResult_t (*ncclAllReduce)(const void *sendbuff, void *recvbuff, size_t count, int datatype, int op, ncclComm_t comm,
+                                  CUstream stream);
 
     nvmlReturn_t (*nvmlInit)(void);
     nvmlReturn_t (*nvmlDeviceGetHandleByPciBusId)(const char *pciBusId, nvmlDevice_t *device);
@@ -140,6 +166,13 @@ int mlra_cuda_load_nvrtc(const char *path, char *opened, size_t openedlen, char 
 /// else libcublas.so.13, .12, .so from the library path. On success writes the path it
 /// opened into `opened`; otherwise one sentence into `err`, naming what it tried.
 int mlra_cuda_load_cublas(const char *path, char *opened, size_t openedlen, char *err, size_t errlen);
+/// Opens NCCL: `path` (a file, or a folder holding libnccl.so.*) when not NULL/empty, else
+/// libnccl.so.2, .so from the library path. On success writes the path it opened into
+/// `opened`; otherwise one sentence into `err`, naming what it tried.
+int mlra_cuda_load_nccl(const char *path, char *opened, size_t openedlen, char *err, size_t errlen);
+/// ncclCommInitRank with the unique id given as its MLRA_NCCL_UNIQUE_ID_BYTES bytes (the
+/// struct goes by value, which is simplest to spell in C).
+ncclResult_t mlra_nccl_comm_init_rank(ncclComm_t *comm, int nranks, const void *unique_id, int rank);
 /// Opens NVML (libnvidia-ml.so.1) for clock readings; optional, 0 on success.
 int mlra_cuda_load_nvml(void);
 

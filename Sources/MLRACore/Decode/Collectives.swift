@@ -7,8 +7,17 @@ public protocol TPCollectives: AnyObject {
     var tpRank: Int { get }
     /// Sums `values` over the TP group, in place (one all-reduce).
     func allReduceSum(_ values: inout [Float])
+    /// Sums `count` f32 values at `address` over the TP group, in place: host memory, or
+    /// device memory where the MPI library is CUDA-aware.
+    func allReduceSum(address: UnsafeMutablePointer<Float>, count: Int)
+    /// One all-reduce of `count` f32 values that `body` performs with another library
+    /// (NCCL, on device memory), counted and timed as every all-reduce of the group is.
+    func allReduceSum(count: Int, performedBy body: () -> Void)
     /// Concatenates each rank's `local` (rank r contributes counts[r] values) on every rank.
     func allGather(_ local: [Float], counts: [Int]) -> [Float]
+    /// Whether any rank of the group passes true: an agreement, not counted as a collective
+    /// of the step (a rank that failed tells the others before a collective it cannot join).
+    func anyRank(_ flag: Bool) -> Bool
 }
 
 public final class SingleProcess: TPCollectives {
@@ -16,7 +25,10 @@ public final class SingleProcess: TPCollectives {
     public var tpSize: Int { 1 }
     public var tpRank: Int { 0 }
     public func allReduceSum(_ values: inout [Float]) {}
+    public func allReduceSum(address: UnsafeMutablePointer<Float>, count: Int) {}
+    public func allReduceSum(count: Int, performedBy body: () -> Void) {}
     public func allGather(_ local: [Float], counts: [Int]) -> [Float] { local }
+    public func anyRank(_ flag: Bool) -> Bool { flag }
 }
 
 /// Contiguous near-equal split of `count` items over `parts`: part p gets

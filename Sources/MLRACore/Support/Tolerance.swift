@@ -32,11 +32,14 @@ public struct Tolerance: Sendable, Equatable {
     }
 
     /// A layer on the GPU against the Double reference: the layer's own rounding
-    /// (`layerOutput`: its GEMMs are f32, as on the CPU) plus the tensor-core kernel's
-    /// (`gpuKernelAgreement`), the two added.
-    public static func gpuLayerOutput(cache dtype: StorageDType) -> Tolerance {
+    /// (`layerOutput`, with f32 GEMMs as on the CPU), the tensor-core kernel's
+    /// (`gpuKernelAgreement`), and with 16-bit GEMMs theirs (weights and activations rounded
+    /// to the GEMMs' type, which rounds every projection's inputs as a cache of that type
+    /// rounds the attention's: that cache's layer bound once more), added.
+    public static func gpuLayerOutput(cache dtype: StorageDType, gemm: StorageDType = .f32) -> Tolerance {
         let (layer, kernel) = (layerOutput(cache: dtype), gpuKernelAgreement(cache: dtype))
-        return Tolerance(atol: layer.atol + kernel.atol, rtol: layer.rtol + kernel.rtol)
+        let products = gemm == .f32 ? Tolerance(atol: 0, rtol: 0) : layerOutput(cache: gemm)
+        return Tolerance(atol: layer.atol + kernel.atol + products.atol, rtol: layer.rtol + kernel.rtol + products.rtol)
     }
 
     /// The worst violation, or nil when every element is within tolerance.

@@ -46,22 +46,31 @@ extern "C" __global__ void copy_blocks(const float *src, int s_offset, int s_ld,
     for (int c = threadIdx.x; c < width; c += blockDim.x) d[c] = s[c];
 }
 
+// f32 → bf16 (elem 0) or f16 (elem 1; CCuda.h mlra_elem) bits, rounded to nearest even as
+// on the CPU.
+__device__ __forceinline__ unsigned short to_16bit(float v, int elem) {
+    unsigned short h;
+    if (elem == 0) asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(v));
+    else asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
+    return h;
+}
+
 // KVCache.append: row blockIdx.x of `rows` ([R, width] f32) stored at dst[row] in the cache's
-// dtype (elem: 0 bf16, 1 f16, 2 f32; CCuda.h mlra_elem), rounded to nearest even as on the CPU.
+// dtype (elem: 0 bf16, 1 f16, 2 f32).
 extern "C" __global__ void append_rows(const float *rows, int width, const u64 *dst, int elem) {
     const float *r = rows + (u64)blockIdx.x * width;
     void *d = (void *)dst[blockIdx.x];
     for (int c = threadIdx.x; c < width; c += blockDim.x) {
-        const float v = r[c];
-        if (elem == 2) {
-            ((float *)d)[c] = v;
-        } else {
-            unsigned short h;
-            if (elem == 0) asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(v));
-            else asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
-            ((unsigned short *)d)[c] = h;
-        }
+        if (elem == 2) ((float *)d)[c] = r[c];
+        else ((unsigned short *)d)[c] = to_16bit(r[c], elem);
     }
+}
+
+// `count` f32 values → bf16 (elem 0) or f16 (elem 1): the operands of the layer's 16-bit
+// tensor-core GEMMs (weights once, when the shard is built; activations before each product).
+extern "C" __global__ void to_half(const float *src, unsigned short *dst, u64 count, int elem) {
+    const u64 stride = (u64)gridDim.x * blockDim.x;
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += stride) dst[i] = to_16bit(src[i], elem);
 }
 
 // The rest of a decoder (DecoderModel): grid-stride loops over `count` values.
@@ -80,9 +89,20 @@ extern "C" __global__ void swiglu_values(float *gate, const float *up, u64 count
 }
 
 // The embedding lookup (CPUBackend.embed): row blockIdx.x of out <- row ids[blockIdx.x] of
-// table [V, width].
-extern "C" __global__ void gather_rows(const float *table, const int *ids, int width, float *out) {
-    const float *src = table + (u64)ids[blockIdx.x] * width;
+// table [V, width], held as f32 (elem 2) or, when the backend multiplies in 16 bits, as
+// bf16 (elem 0) or f16 (elem 1).
+extern "C" __global__ void gather_rows(const void *table, const int *ids, int width, int elem, float *out) {
+    const u64 first = (u64)ids[blockIdx.x] * width;
     float *dst = out + (u64)blockIdx.x * width;
-    for (int c = threadIdx.x; c < width; c += blockDim.x) dst[c] = src[c];
+    for (int c = threadIdx.x; c < width; c += blockDim.x) {
+        if (elem == 2) {
+            dst[c] = ((const float *)table)[first + c];
+        } else {
+            const unsigned short h = ((const unsigned short *)table)[first + c];
+            float v;
+            if (elem == 0) v = __uint_as_float((unsigned)h << 16);
+            else asm("cvt.f32.f16 %0, %1;" : "=f"(v) : "h"(h));
+            dst[c] = v;
+        }
+    }
 }
