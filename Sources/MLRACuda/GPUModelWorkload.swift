@@ -50,15 +50,17 @@ public final class GPUModelWorkload {
                              what: "\(what) (\(f.model.breakdown), × \(device.ranksSharing) rank(s) on this GPU)")
     }
 
-    /// `appending`: the steps the run takes (warm-up and timed) and whether the cache is cold.
+    /// `appending`: the steps the run takes (warm-up and timed) and whether the cache is cold;
+    /// `gemmType`: the products' operand type (as GPULayerWorkload's).
     public init(device: CUDADevice, layout: ModelLayout, tp: Int, rank: Int, weights: WeightSource, dtype: StorageDType,
-                sequences: Int, context: Int, appending: MemoryFootprint.Appending, tuning: GPUTuning = GPUTuning()) throws {
+                sequences: Int, context: Int, appending: MemoryFootprint.Appending, gemmType: StorageDType = .f32,
+                tuning: GPUTuning = GPUTuning()) throws {
         precondition(sequences >= 1 && context >= 1)
         let need = try Self.footprint(device: device, layout: layout, tp: tp, rank: rank, dtype: dtype, sequences: sequences,
                                       context: context, kernelRows: max(sequences, Self.checkPrompt.count), appending: appending)
         try Self.checkFits(need, device: device, what: "this model (\(need.model.cacheSets) cache set(s))")
         self.device = device; self.layout = layout; self.dtype = dtype
-        let backend = try CUDABackend(device: device)
+        let backend = try CUDABackend(device: device, gemmType: gemmType)
         let model = try DecoderModel(layout: layout, tp: tp, rank: rank, weights: weights, on: backend)
         (self.backend, self.model) = (backend, model)
         let capacity = need.model.cacheCapacity
