@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <link.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -45,7 +46,32 @@ int mlra_cuda_load_driver(char *err, size_t errlen) {
     RESOLVE(lib, cuGraphInstantiateWithFlags); RESOLVE(lib, cuGraphLaunch); RESOLVE(lib, cuGraphExecDestroy);
     RESOLVE(lib, cuGraphDestroy); RESOLVE(lib, cuEventCreate); RESOLVE(lib, cuEventRecord);
     RESOLVE(lib, cuEventSynchronize); RESOLVE(lib, cuEventElapsedTime);
+    *(void **)&mlra_cuda.cuLaunchKernelEx = dlsym(lib, "cuLaunchKernelEx");  // optional (CUDA 11.8+)
     return 0;
+}
+
+// cuda.h's CUlaunchAttribute and CUlaunchConfig, as laid out there (an attribute: the id, 4
+// bytes of padding, a 64-byte value union).
+typedef struct { int id; char pad[4]; union { char bytes[64]; int programmaticStreamSerializationAllowed; } value; } mlra_launch_attribute;
+typedef struct {
+    unsigned gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes;
+    CUstream hStream;
+    mlra_launch_attribute *attrs;
+    unsigned numAttrs;
+} mlra_launch_config;
+_Static_assert(sizeof(mlra_launch_attribute) == 72, "CUlaunchAttribute is 72 bytes");
+_Static_assert(sizeof(mlra_launch_config) == 56 && offsetof(mlra_launch_config, hStream) == 32, "CUlaunchConfig's layout");
+enum { MLRA_CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6 };
+
+CUresult mlra_cuda_launch_dependent(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned sharedBytes,
+                                    CUstream stream, void **params) {
+    if (!mlra_cuda.cuLaunchKernelEx) return 801;
+    mlra_launch_attribute attr;
+    memset(&attr, 0, sizeof attr);
+    attr.id = MLRA_CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attr.value.programmaticStreamSerializationAllowed = 1;
+    mlra_launch_config config = {gx, gy, gz, bx, 1, 1, sharedBytes, stream, &attr, 1};
+    return mlra_cuda.cuLaunchKernelEx(&config, f, params, NULL);
 }
 
 static int is_dir(const char *p) { struct stat st; return stat(p, &st) == 0 && S_ISDIR(st.st_mode); }

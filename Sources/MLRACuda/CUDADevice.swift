@@ -291,6 +291,21 @@ public struct CUDAFunction {
         }
         try CUDADriver.check(r, "launching \(name) (grid \(grid.0)×\(grid.1)×\(grid.2), \(block) threads, \(shared) B shared)")
     }
+
+    /// Launches as a programmatic dependent of the kernel before it on `stream` (Hopper's PDL:
+    /// it may start while that one runs and waits for it with griddepcontrol.wait; the kernel
+    /// must do so before reading what that one writes). `dependent: false` is `launch`.
+    public func launch(grid: (Int, Int, Int), block: Int, shared: Int = 0, stream: CUstream, dependent: Bool,
+                       _ args: KernelArguments) throws {
+        guard dependent else { return try launch(grid: grid, block: block, shared: shared, stream: stream, args) }
+        var ptrs = args.pointers
+        let r = ptrs.withUnsafeMutableBufferPointer { p in
+            mlra_cuda_launch_dependent(function, UInt32(grid.0), UInt32(grid.1), UInt32(grid.2), UInt32(block), UInt32(shared), stream,
+                                       p.baseAddress)
+        }
+        try CUDADriver.check(r, "launching \(name) as a programmatic dependent (grid \(grid.0)×\(grid.1)×\(grid.2), \(block) threads, "
+                                + "\(shared) B shared)")
+    }
 }
 
 /// CUDA events around work on a stream: elapsed GPU time.

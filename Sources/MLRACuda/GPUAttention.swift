@@ -32,10 +32,33 @@ public enum GPUKernelPath: String, CaseIterable, Sendable {
     /// and all value columns (decode_wgmma_solo): MLA-family groups whose value width is at
     /// most 256 (MLRA-4, MLRA-2, GLA-2). The default there for those groups.
     case wgmmaSolo = "wgmma-solo"
+    /// decode_wgmma with the query image (QPREP): a small kernel (decode_qprep) converts the
+    /// queries once per step into the 16-bit swizzled shared-memory image, each split block
+    /// copies it by cp.async beside its first tiles, the splits merge in one pass
+    /// (decode_combine_online), and the split kernel and the merge start as programmatic
+    /// dependents of the kernel before them (docs/gpu-kernels.md).
+    case wgmmaQ = "wgmma-q"
+    /// decode_wgmma_solo with the query image as `wgmma-q`, and three warpgroups (each on every
+    /// third tile) where the values are at most 128 wide (MLRA-4), else two (`--gpu-warps` 8, 12
+    /// or 16 sets the count).
+    case wgmmaSoloQ = "wgmma-solo-q"
+    /// Hopper only: decode_warps with the one-pass merge (decode_combine_online) launched as its
+    /// programmatic dependent, as on the -q paths (GQA and the other warp-register groups).
+    case warpsPDL = "warps-pdl"
     /// f32 caches on CUDA cores (decode_f32).
     case f32
     /// The device-side reference (decode_plain): any dtype, any shape, slow.
     case plain
+}
+
+extension GPUKernelPath {
+    /// The wgmma kernels (Hopper, MLA family).
+    public var isWgmma: Bool { [.wgmma, .wgmmaSolo, .wgmmaQ, .wgmmaSoloQ].contains(self) }
+    /// The paths that run decode_qprep before the split kernel.
+    public var preparesQueries: Bool { self == .wgmmaQ || self == .wgmmaSoloQ }
+    /// The paths whose splits merge in one pass (decode_combine_online), launched as a
+    /// programmatic dependent of the split kernel.
+    public var mergesOnline: Bool { preparesQueries || self == .warpsPDL }
 }
 
 /// Overrides of the chosen launch shape (nil: chosen from the device and the shape).
@@ -84,10 +107,12 @@ public final class GPUAttention {
         let combine: CUDAFunction
         let table: DeviceBuffer
         let partialML: DeviceBuffer?, partialAcc: DeviceBuffer?, scratch: DeviceBuffer?
+        /// The query-image paths: decode_qprep and its output, [B][groups·head blocks][64·DK] 16-bit.
+        let queryPrep: CUDAFunction?, queryImage: DeviceBuffer?
 
         public var description: String {
             "\(path.rawValue) \(heads)h×(\(keyWidth)+\(ropeWidth))→\(valueWidth)"
-                + (path == .plain ? "" : " tile \(path == .wgmma || path == .wgmmaSolo ? "2×" : "")\(tile)" + (path == .f32 ? "" : "×\(stages) stages") + ", \(threads / 32) warps, \(splits) split(s) of \(chunk), "
+                + (path == .plain ? "" : " tile \(path.isWgmma ? "\(threads / 128)×" : "")\(tile)" + (path == .f32 ? "" : "×\(stages) stages") + ", \(threads / 32) warps, \(splits) split(s) of \(chunk), "
                     + "\(headsPerBlock) heads/block, \(sharedBytes / 1024) KiB shared, \(blocksPerSM) block(s)/SM")
         }
     }
@@ -123,16 +148,16 @@ public final class GPUAttention {
             let queriesAligned = queryCount % 4 == 0 && idx.allSatisfy { rows[$0][3] % 4 == 0 }
             var classTuning = tuning
             if !queriesAligned && tuning.path == nil,
-               [.wgmma, .wgmmaSolo].contains(try Self.launchShape(
+               (try Self.launchShape(
                    heads: key.h, keyWidth: key.k, ropeWidth: key.r, valueWidth: key.v, valueIsKey: key.vk, offsets: offsets,
-                   rowWidth: rowWidth, dtype: dtype, arch: device.arch, sharedBudget: device.sharedPerBlockOptin, tuning: tuning).path) {
+                   rowWidth: rowWidth, dtype: dtype, arch: device.arch, sharedBudget: device.sharedPerBlockOptin, tuning: tuning).path.isWgmma) {
                 classTuning.path = .mma
             }
             classes.append(try Self.plan(device: device, heads: key.h, keyWidth: key.k, ropeWidth: key.r, valueWidth: key.v,
                                          valueIsKey: key.vk, offsets: offsets, groupIndices: idx, table: table,
                                          rowWidth: rowWidth, dtype: dtype, maxBatch: maxBatch, maxLength: maxLength,
                                          tuning: classTuning))
-            if !queriesAligned, let c = classes.last, c.path == .wgmma || c.path == .wgmmaSolo {
+            if !queriesAligned, let c = classes.last, c.path.isWgmma {
                 throw HarnessError("the \(c.path.rawValue) kernel reads queries in 16-byte vectors; this rank's query offsets are not multiples of 4")
             }
         }
@@ -140,7 +165,10 @@ public final class GPUAttention {
 
     /// Device bytes this object holds (tables, partial states, reference scratch).
     public var deviceBytes: Int {
-        classes.reduce(0) { $0 + $1.table.bytes + ($1.partialML?.bytes ?? 0) + ($1.partialAcc?.bytes ?? 0) + ($1.scratch?.bytes ?? 0) }
+        classes.reduce(0) {
+            $0 + $1.table.bytes + ($1.partialML?.bytes ?? 0) + ($1.partialAcc?.bytes ?? 0) + ($1.scratch?.bytes ?? 0)
+                + ($1.queryImage?.bytes ?? 0)
+        }
     }
 
     /// Launches every class on `device.stream`: caches is a device table of B row pointers
@@ -155,32 +183,51 @@ public final class GPUAttention {
         let log2e: Float = 1.4426950408889634
         for c in classes {
             let groupsInClass = c.groupIndices.count
+            let headBlocks = (c.heads + c.headsPerBlock - 1) / c.headsPerBlock
+            // The query-image paths: decode_qprep, then the split kernel and decode_combine as
+            // programmatic dependents (each waits for the one before it where it must).
+            var queries = q
+            if let prep = c.queryPrep, let image = c.queryImage {
+                let pa = KernelArguments()
+                pa.add(c.table.pointer).add(Int32(groupsInClass)).add(q).add(Int32(queryCount)).add(image.pointer)
+                let slices = (64 * (c.keyWidth + c.ropeWidth) / 8 + 255) / 256  // QPREP_SLICES: a 16-byte chunk per thread
+                try prep.launch(grid: (groupsInClass * headBlocks, slices, batch), block: 256, stream: device.stream, pa)
+                queries = image.pointer
+            }
+            let dependent = c.queryPrep != nil && Self.programmaticLaunch
+            let dependentMerge = c.path.mergesOnline && Self.programmaticLaunch
             let args = KernelArguments()
             args.add(caches).add(lengths).add(c.table.pointer).add(Int32(groupsInClass))
-                .add(q).add(Int32(queryCount)).add(out).add(Int32(outputCount))
+                .add(queries).add(Int32(queryCount)).add(out).add(Int32(outputCount))
             switch c.path {
             case .plain:
                 args.add(scale).add(c.scratch!.pointer).add(Int32(maxLength))
                 try c.main.launch(grid: (c.heads, groupsInClass, batch), block: c.threads, stream: device.stream, args)
                 continue
-            case .mma, .f32, .warps, .wgmma, .wgmmaSolo:
+            case .mma, .f32, .warps, .warpsPDL, .wgmma, .wgmmaSolo, .wgmmaQ, .wgmmaSoloQ:
                 args.add(scale * log2e).add(Int32(c.splits)).add(Int32(c.chunk))
                     .add(c.partialML?.pointer ?? 0).add(c.partialAcc?.pointer ?? 0)
-                let headBlocks = (c.heads + c.headsPerBlock - 1) / c.headsPerBlock
                 try c.main.launch(grid: (groupsInClass * headBlocks, c.splits, batch), block: c.threads, shared: c.sharedBytes,
-                                  stream: device.stream, args)
+                                  stream: device.stream, dependent: dependent, args)
             }
             if c.splits > 1 {
                 let comb = KernelArguments()
                 comb.add(c.partialML!.pointer).add(c.partialAcc!.pointer).add(c.table.pointer).add(Int32(groupsInClass))
                     .add(Int32(c.splits)).add(out).add(Int32(outputCount))
                 try c.combine.launch(grid: (c.heads * ((c.valueWidth + 31) / 32), groupsInClass, batch), block: 256,
-                                     stream: device.stream, comb)
+                                     stream: device.stream, dependent: dependentMerge, comb)
             }
         }
     }
 
     public var summary: String { classes.map(\.description).joined(separator: "; ") }
+
+    /// Programmatic dependent launches on the query-image paths, unless MLRA_GPU_PDL=0 (then
+    /// plain stream order: the kernels' griddepcontrol instructions do nothing) or the driver
+    /// lacks cuLaunchKernelEx.
+    static var programmaticLaunch: Bool {
+        ProcessInfo.processInfo.environment["MLRA_GPU_PDL"] != "0" && mlra_cuda.cuLaunchKernelEx != nil
+    }
 
     // MARK: - Choosing the launch
 
@@ -217,7 +264,14 @@ public final class GPUAttention {
         public let defines: [(String, Int)]
         public let tile: Int, stages: Int, headsPerBlock: Int, sharedBytes: Int, threads: Int
         public var flags: [String] { path == .plain ? [] : ["--use_fast_math"] }
-        public var functionName: String { "decode_" + path.rawValue.replacingOccurrences(of: "-", with: "_") }
+        public var functionName: String {
+            switch path {
+            case .wgmmaQ: "decode_wgmma"
+            case .wgmmaSoloQ: "decode_wgmma_solo"
+            case .warpsPDL: "decode_warps"
+            default: "decode_" + path.rawValue.replacingOccurrences(of: "-", with: "_")
+            }
+        }
     }
 
     /// The groups decode_wgmma takes (with a 16-bit, aligned cache): Hopper, values that are the
@@ -241,9 +295,9 @@ public final class GPUAttention {
 
     /// decode_wgmma_solo's shared memory: alignment slack, queries, two rings of STAGES tiles,
     /// warpgroup 1's maxima and sums for the merge.
-    static func wgmmaSoloSharedBytes(keyWidth: Int, ropeWidth: Int, tile: Int, stages: Int) -> Int {
+    static func wgmmaSoloSharedBytes(keyWidth: Int, ropeWidth: Int, tile: Int, stages: Int, warpgroups: Int = 2) -> Int {
         let dk = keyWidth + ropeWidth
-        return 1024 + 2 * 64 * dk + 2 * stages * 2 * tile * dk + 2 * 4 * 64
+        return 1024 + 2 * 64 * dk + warpgroups * stages * 2 * tile * dk + (warpgroups - 1) * 2 * 4 * 64
     }
 
     /// Chooses the path, tile, stages and warp split for a class within `sharedBudget` bytes
@@ -263,21 +317,24 @@ public final class GPUAttention {
         // On Hopper the MLA family takes wgmma: 1.1-1.9x faster than warps/mma at 128K-2M on an
         // H200, and the solo layout where its values fit one warpgroup (docs/gpu-kernels.md).
         let path = tuning.path ?? (dtype == .f32 ? .f32 : !aligned ? .plain : soloFits ? .wgmmaSolo : wgmmaFits ? .wgmma : warpFits ? .warps : .mma)
-        if path == .wgmma && !wgmmaFits {
+        if (path == .wgmma || path == .wgmmaQ) && !wgmmaFits {
             throw HarnessError("the wgmma kernel needs Hopper (sm_90a; this device is \(arch)) and an MLA-family group: values that are "
                                + "the first key columns, key + rope a multiple of 64, value width a multiple of 128 "
                                + "(key \(keyWidth)+\(ropeWidth), value \(valueWidth))")
         }
-        if path == .wgmmaSolo && !soloFits {
+        if (path == .wgmmaSolo || path == .wgmmaSoloQ) && !soloFits {
             throw HarnessError("the wgmma-solo kernel needs Hopper (sm_90a; this device is \(arch)) and an MLA-family group whose values "
                                + "fit one warpgroup: values that are the first key columns, key + rope a multiple of 64, value width "
                                + "a multiple of 64 and at most 256 (key \(keyWidth)+\(ropeWidth), value \(valueWidth))")
         }
-        if path == .warps && !warpFits {
+        if path == .warpsPDL && arch != "sm_90a" {
+            throw HarnessError("the warps-pdl path needs Hopper (sm_90a; this device is \(arch)): programmatic dependent launches")
+        }
+        if (path == .warps || path == .warpsPDL) && !warpFits {
             throw HarnessError("the warp-register kernel holds at most 112 query + accumulator registers per thread; "
                                + "key \(keyWidth)+\(ropeWidth), value \(valueWidth) need more (use --gpu-kernel mma)")
         }
-        if (path == .mma || path == .warps || path == .wgmma || path == .wgmmaSolo) && (dtype == .f32 || !aligned) {
+        if (path == .mma || path == .warps || path == .warpsPDL || path.isWgmma) && (dtype == .f32 || !aligned) {
             throw HarnessError("the tensor-core kernel needs a 16-bit cache, widths that are multiples of 16 and "
                                + "column offsets that are multiples of 8 (\(heads) heads, key \(keyWidth), rope \(ropeWidth), value \(valueWidth), row \(rowWidth))")
         }
@@ -286,7 +343,7 @@ public final class GPUAttention {
         switch path {
         case .plain:
             return LaunchShape(path: .plain, defines: base, tile: 0, stages: 0, headsPerBlock: 1, sharedBytes: 0, threads: threads)
-        case .warps:
+        case .warps, .warpsPDL:
             let headsPerBlock = min(heads, tuning.headsPerBlock ?? 64)
             var mt = 1
             while mt * 16 < headsPerBlock { mt *= 2 }
@@ -309,50 +366,64 @@ public final class GPUAttention {
                     let shared = max(2 * s * t * srow, 4 * wsplit * mt * 16 * (2 + valueWidth))
                     guard shared <= sharedBudget else { continue }
                     let defines = base + [("FAST_WARP", 1), ("HEADS", headsPerBlock), ("MT", mt), ("TN", t), ("STAGES", s),
-                                          ("NWARPS", nwarps), ("VAL_IS_KEY", valueIsKey ? 1 : 0)]
-                    return LaunchShape(path: .warps, defines: defines, tile: t, stages: s, headsPerBlock: headsPerBlock,
+                                          ("NWARPS", nwarps), ("VAL_IS_KEY", valueIsKey ? 1 : 0)] + (path == .warpsPDL ? [("PDL_COMBINE", 1)] : [])
+                    return LaunchShape(path: path, defines: defines, tile: t, stages: s, headsPerBlock: headsPerBlock,
                                        sharedBytes: shared, threads: 32 * nwarps)
                 }
             }
             throw HarnessError("no tile of the warp-register kernel fits \(heads) heads × key \(dk), value \(valueWidth) "
                                + "in \(sharedBudget / 1024) KiB of shared memory with \(nwarps) warps")
-        case .wgmma:
+        case .wgmma, .wgmmaQ:
             // Tile = tokens per warpgroup and iteration (a pair of tiles per block): 64 where two
             // stages fit, else 32 (MLA's 576 columns). Measured on an H200 at 512K
             // (docs/gpu-kernels.md): GLA-2 126.3 µs at 64×2 against 140.7 at 32×2; MLRA-4 90.5-94.7
             // whatever the tile and stages.
-            guard tuning.tile.map({ $0 == 32 || $0 == 64 }) ?? true else {
-                throw HarnessError("--gpu-tile of the wgmma kernel is 32 or 64, got \(tuning.tile!)")
+            // 16-token tiles only when asked (--gpu-tile 16): MLA then fits 4 stages, 3 pairs in flight
+            // instead of 1 (decode_wgmma waits for a whole pair before it can refill a stage).
+            guard tuning.tile.map({ $0 == 16 || $0 == 32 || $0 == 64 }) ?? true else {
+                throw HarnessError("--gpu-tile of the wgmma kernel is 16, 32 or 64, got \(tuning.tile!)")
             }
             if let h = tuning.headsPerBlock, h != 64 { throw HarnessError("the wgmma kernel takes 64 heads per block, got \(h)") }
             for t in tuning.tile.map({ [$0] }) ?? [64, 32] {
-                for s in tuning.stages.map({ [$0] }) ?? [3, 2] {
+                for s in tuning.stages.map({ [$0] }) ?? (t == 16 ? [4, 3, 2] : [3, 2]) {
                     let shared = wgmmaSharedBytes(keyWidth: keyWidth, ropeWidth: ropeWidth, tile: t, stages: s)
                     guard shared <= sharedBudget else { continue }
                     let defines = base + [("FAST_WGMMA", 1), ("HEADS", 64), ("MT", 4), ("TN", t), ("STAGES", s), ("NWARPS", 8),
-                                          ("VAL_IS_KEY", 1)]
-                    return LaunchShape(path: .wgmma, defines: defines, tile: t, stages: s, headsPerBlock: 64, sharedBytes: shared,
+                                          ("VAL_IS_KEY", 1)] + (path == .wgmmaQ ? [("QPREP", 1)] : [])
+                    return LaunchShape(path: path, defines: defines, tile: t, stages: s, headsPerBlock: 64, sharedBytes: shared,
                                        threads: 256)
                 }
             }
             throw HarnessError("no tile of the wgmma kernel fits key \(keyWidth)+\(ropeWidth) in \(sharedBudget / 1024) KiB of shared memory"
                                + (tuning.tile.map { " with --gpu-tile \($0)" } ?? ""))
-        case .wgmmaSolo:
-            // Tile = tokens per warpgroup and iteration; the most stages that fit (warpgroup 1's
-            // accumulator is merged through its own ring, which must hold 64 × value-width f32).
+        case .wgmmaSolo, .wgmmaSoloQ:
+            // Tile = tokens per warpgroup and iteration; the most stages that fit (warpgroups ≥ 1
+            // merge their accumulators through their own rings, which must hold 64 × value-width f32).
             guard tuning.tile.map({ $0 == 32 || $0 == 64 }) ?? true else {
-                throw HarnessError("--gpu-tile of the wgmma-solo kernel is 32 or 64, got \(tuning.tile!)")
+                throw HarnessError("--gpu-tile of the \(path.rawValue) kernel is 32 or 64, got \(tuning.tile!)")
             }
-            if let h = tuning.headsPerBlock, h != 64 { throw HarnessError("the wgmma-solo kernel takes 64 heads per block, got \(h)") }
+            if let h = tuning.headsPerBlock, h != 64 { throw HarnessError("the \(path.rawValue) kernel takes 64 heads per block, got \(h)") }
+            // Warpgroups: two on wgmma-solo; on wgmma-solo-q three where the values are at most 128
+            // wide (ptxas, NVRTC 13.0: MLRA-4 139 registers of the 168 that 384 threads leave, no
+            // spills; GLA-2's 256-wide values spill at three), else two.
+            var warpgroups = 2
+            if path == .wgmmaSoloQ {
+                if let w = tuning.warps {
+                    guard [8, 12, 16].contains(w) else { throw HarnessError("--gpu-warps of the wgmma-solo-q kernel is 8, 12 or 16 (2-4 warpgroups), got \(w)") }
+                    warpgroups = w / 4
+                } else {
+                    warpgroups = valueWidth <= 128 ? 3 : 2
+                }
+            }
             let dk = keyWidth + ropeWidth
             for t in tuning.tile.map({ [$0] }) ?? Self.wgmmaSoloTiles {
                 for s in tuning.stages.map({ [$0] }) ?? [6, 5, 4, 3, 2] where s >= 2 && s * t * dk * 2 >= 64 * valueWidth * 4 {
-                    let shared = wgmmaSoloSharedBytes(keyWidth: keyWidth, ropeWidth: ropeWidth, tile: t, stages: s)
+                    let shared = wgmmaSoloSharedBytes(keyWidth: keyWidth, ropeWidth: ropeWidth, tile: t, stages: s, warpgroups: warpgroups)
                     guard shared <= sharedBudget else { continue }
                     let defines = base + [("FAST_WGMMA", 1), ("WG_SOLO", 1), ("HEADS", 64), ("MT", 4), ("TN", t), ("STAGES", s),
-                                          ("NWARPS", 8), ("VAL_IS_KEY", 1)]
-                    return LaunchShape(path: .wgmmaSolo, defines: defines, tile: t, stages: s, headsPerBlock: 64, sharedBytes: shared,
-                                       threads: 256)
+                                          ("NWARPS", 4 * warpgroups), ("VAL_IS_KEY", 1)] + (path == .wgmmaSoloQ ? [("QPREP", 1)] : [])
+                    return LaunchShape(path: path, defines: defines, tile: t, stages: s, headsPerBlock: 64, sharedBytes: shared,
+                                       threads: 128 * warpgroups)
                 }
             }
             throw HarnessError("no tile of the wgmma-solo kernel fits key \(keyWidth)+\(ropeWidth), value \(valueWidth) in "
@@ -404,7 +475,9 @@ public final class GPUAttention {
         let fast = path != .plain
         let flags = shape.flags
         let main = try compiler.function(shape.functionName, in: .decodeAttention, arch: arch, defines: defines, flags: flags)
-        let combine = try compiler.function("decode_combine", in: .decodeAttention, arch: arch, defines: defines, flags: flags)
+        // The query-image paths and warps-pdl merge the splits in one pass (decode_combine_online).
+        let combine = try compiler.function(path.mergesOnline ? "decode_combine_online" : "decode_combine", in: .decodeAttention,
+                                            arch: arch, defines: defines, flags: flags)
         if shared > 48 * 1024 { try main.setMaxDynamicShared(shared) }
 
         guard fast else {
@@ -414,7 +487,7 @@ public final class GPUAttention {
             return GroupClass(heads: heads, keyWidth: keyWidth, ropeWidth: ropeWidth, valueWidth: valueWidth, valueIsKey: valueIsKey,
                               groupIndices: groupIndices, path: .plain, tile: 0, stages: 0, splits: 1, chunk: maxLength,
                               headsPerBlock: 1, sharedBytes: 0, threads: threads, blocksPerSM: 1, main: main, combine: combine,
-                              table: table, partialML: nil, partialAcc: nil, scratch: scratch)
+                              table: table, partialML: nil, partialAcc: nil, scratch: scratch, queryPrep: nil, queryImage: nil)
         }
 
         // Split-KV: enough blocks to fill every SM once at the kernel's occupancy, no split shorter than a tile.
@@ -425,8 +498,8 @@ public final class GPUAttention {
         let blocksPerSM = max(1, min(byRegs, bySmem, 8))
         let headBlocks = (heads + headsPerBlock - 1) / headsPerBlock
         let blocksPerSplit = maxBatch * groupIndices.count * headBlocks
-        // A split covers whole iterations: the wgmma kernel takes a pair of tiles per iteration.
-        let step = path == .wgmma || path == .wgmmaSolo ? 2 * tile : tile
+        // A split covers whole iterations: the wgmma kernels take a tile per warpgroup per iteration.
+        let step = path.isWgmma ? (threads / 128) * tile : tile
         let tiles = (maxLength + step - 1) / step
         var splits = tuning.splits ?? max(1, (device.smCount * blocksPerSM + blocksPerSplit - 1) / blocksPerSplit)
         splits = max(1, min(splits, tiles, combineMaxSplits))
@@ -438,9 +511,15 @@ public final class GPUAttention {
             ml = try DeviceBuffer(bytes: states * 2 * 4, what: "split-KV partial states")
             acc = try DeviceBuffer(bytes: states * valueWidth * 4, what: "split-KV partial accumulators")
         }
+        var prep: CUDAFunction? = nil, image: DeviceBuffer? = nil
+        if path.preparesQueries {
+            prep = try compiler.function("decode_qprep", in: .decodeAttention, arch: arch, defines: defines, flags: flags)
+            image = try DeviceBuffer(bytes: blocksPerSplit * 64 * (keyWidth + ropeWidth) * 2, what: "the query image")  // batch × blocks
+        }
         return GroupClass(heads: heads, keyWidth: keyWidth, ropeWidth: ropeWidth, valueWidth: valueWidth, valueIsKey: valueIsKey,
                           groupIndices: groupIndices, path: path, tile: tile, stages: stages, splits: splits, chunk: chunk,
                           headsPerBlock: headsPerBlock, sharedBytes: shared, threads: threads, blocksPerSM: blocksPerSM,
-                          main: main, combine: combine, table: table, partialML: ml, partialAcc: acc, scratch: nil)
+                          main: main, combine: combine, table: table, partialML: ml, partialAcc: acc, scratch: nil,
+                          queryPrep: prep, queryImage: image)
     }
 }

@@ -69,7 +69,7 @@ public enum GPUSelfTest {
                     // Groups the warp-register or wgmma kernels take are checked on the shared-memory
                     // kernel too (what they take on other devices), and on Hopper the MLA family on
                     // the two-warpgroup wgmma kernel whatever the default.
-                    if w.attention.classes.contains(where: { $0.path == .warps || $0.path == .wgmma || $0.path == .wgmmaSolo }) {
+                    if w.attention.classes.contains(where: { $0.path == .warps || $0.path.isWgmma }) {
                         kernels.append(try w.attention(tuning: GPUTuning(splits: splits, path: .mma)))
                     }
                     if w.attention.classes.allSatisfy({ c in
@@ -80,6 +80,32 @@ public enum GPUSelfTest {
                         do { kernels.append(try w.attention(tuning: GPUTuning(splits: splits, path: .wgmma))) } catch let e as HarnessError {
                             let r = Row(name: c.name, dtype: dtype, lengths: lengths, kernel: "wgmma",
                                         result: .init(what: "wgmma kernel", maxError: .infinity, violation: e.message))
+                            rows.append(r); progress(r)
+                        }
+                    }
+                    // The query-image paths (wgmma-q, wgmma-solo-q: decode_qprep, programmatic launches,
+                    // wgmma-solo-q's three warpgroups) wherever their kernels take every class.
+                    for path in [GPUKernelPath.wgmmaQ, .wgmmaSoloQ] where w.attention.classes.allSatisfy({ c in
+                        path == .wgmmaQ
+                            ? GPUAttention.wgmmaTakes(keyWidth: c.keyWidth, ropeWidth: c.ropeWidth, valueWidth: c.valueWidth,
+                                                      valueIsKey: c.valueIsKey, arch: device.arch)
+                            : GPUAttention.wgmmaSoloTakes(keyWidth: c.keyWidth, ropeWidth: c.ropeWidth, valueWidth: c.valueWidth,
+                                                          valueIsKey: c.valueIsKey, arch: device.arch)
+                    }) {
+                        // wgmma-q also with 16-token tiles (--gpu-tile 16: 4 stages for MLA).
+                        for tile in path == .wgmmaQ ? [nil, 16] : [nil] as [Int?] {
+                            do { kernels.append(try w.attention(tuning: GPUTuning(tile: tile, splits: splits, path: path))) } catch let e as HarnessError {
+                                let r = Row(name: c.name, dtype: dtype, lengths: lengths, kernel: path.rawValue,
+                                            result: .init(what: "\(path.rawValue) kernel", maxError: .infinity, violation: e.message))
+                                rows.append(r); progress(r)
+                            }
+                        }
+                    }
+                    // warps-pdl (one-pass merge as a programmatic dependent) where the warp-register kernel runs on Hopper.
+                    if device.arch == "sm_90a" && w.attention.classes.allSatisfy({ $0.path == .warps }) {
+                        do { kernels.append(try w.attention(tuning: GPUTuning(splits: splits, path: .warpsPDL))) } catch let e as HarnessError {
+                            let r = Row(name: c.name, dtype: dtype, lengths: lengths, kernel: "warps-pdl",
+                                        result: .init(what: "warps-pdl kernel", maxError: .infinity, violation: e.message))
                             rows.append(r); progress(r)
                         }
                     }

@@ -25,7 +25,7 @@ public enum KernelVariants {
             let groups = layout.kernelGroups(for: shard)
             let width = layout.cacheWidth(units: shard.units.count)
             for dtype in StorageDType.allCases {
-                for path in [nil, GPUKernelPath.mma, .warps, .wgmma, .wgmmaSolo, .plain] {
+                for path in [nil, GPUKernelPath.mma, .warps, .warpsPDL, .wgmma, .wgmmaSolo, .wgmmaQ, .wgmmaSoloQ, .plain] {
                     for g in groups {
                         guard let shape = try? GPUAttention.launchShape(
                             heads: g.heads, keyWidth: g.keyWidth, ropeWidth: g.ropeWidth, valueWidth: g.valueWidth,
@@ -35,6 +35,14 @@ public enum KernelVariants {
                         let key = shape.defines.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
                         if seen.insert(key).inserted {
                             out.append(Compilation(source: .decodeAttention, defines: shape.defines, flags: shape.flags))
+                        }
+                        // wgmma-q's 16-token tiles (--gpu-tile 16), as the self-test runs them.
+                        if path == .wgmmaQ, let s16 = try? GPUAttention.launchShape(
+                            heads: g.heads, keyWidth: g.keyWidth, ropeWidth: g.ropeWidth, valueWidth: g.valueWidth,
+                            valueIsKey: g.valuesAreKeys, offsets: [g.keyOffset, g.ropeOffset, g.valueOffset], rowWidth: width,
+                            dtype: dtype, arch: arch, sharedBudget: sharedBudget(arch: arch), tuning: GPUTuning(tile: 16, path: path)),
+                           seen.insert(s16.defines.map { "\($0.0)=\($0.1)" }.joined(separator: " ")).inserted {
+                            out.append(Compilation(source: .decodeAttention, defines: s16.defines, flags: s16.flags))
                         }
                     }
                 }

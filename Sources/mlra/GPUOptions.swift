@@ -14,7 +14,7 @@ extension GPUKernelPath: ExpressibleByArgument {}
 struct GPUOptions: ParsableArguments {
     @Option(help: "cpu or cuda (each rank drives GPU <node-local rank> mod <visible GPUs>).")
     var device: DeviceKind = .cpu
-    @Option(name: .customLong("gpu-kernel"), help: "GPU kernel: wgmma-solo (Hopper, MLA family with values ≤ 256 wide), wgmma (Hopper, MLA family), warps or mma (16-bit caches, tensor cores), f32 or plain (reference); default: chosen from the device, the cache dtype and the group's shape.")
+    @Option(name: .customLong("gpu-kernel"), help: "GPU kernel: wgmma-solo (Hopper, MLA family with values ≤ 256 wide), wgmma (Hopper, MLA family), wgmma-solo-q and wgmma-q (the same with the query image, programmatic launches, a one-pass merge and, for values ≤ 128 wide, three warpgroups), warps-pdl (Hopper: warps with the one-pass merge as a programmatic dependent), warps or mma (16-bit caches, tensor cores), f32 or plain (reference); default: chosen from the device, the cache dtype and the group's shape.")
     var gpuKernel: GPUKernelPath?
     @Option(name: .customLong("gpu-tile"), help: "Tokens per tile of the GPU kernel (wgmma: per warpgroup, 32 or 64; default: the largest that fits).")
     var gpuTile: Int?

@@ -121,6 +121,41 @@ final class GPUPlanTests: XCTestCase {
         }
     }
 
+    /// The query-image paths: the same kernels compiled with QPREP (decode_qprep beside them);
+    /// wgmma-solo-q runs three warpgroups where the values are at most 128 wide, two otherwise,
+    /// and --gpu-warps picks 2-4.
+    func testQueryImagePaths() throws {
+        let budget = KernelVariants.sharedBudget(arch: "sm_90a")
+        let mlra4 = try shape(latent(.mlra4), tp: 4, arch: "sm_90a", budget: budget, tuning: GPUTuning(path: .wgmmaSoloQ))
+        XCTAssertEqual([mlra4.functionName, "\(mlra4.tile)", "\(mlra4.stages)", "\(mlra4.threads)"], ["decode_wgmma_solo", "64", "2", "384"])
+        XCTAssertTrue(mlra4.defines.contains { $0 == ("QPREP", 1) } && mlra4.defines.contains { $0 == ("NWARPS", 12) })
+        // 1 KiB alignment + Q 24 KiB + 3 rings × 2 stages × 64 × 192 × 2 + 2 × 512 bytes of maxima and sums.
+        XCTAssertEqual(mlra4.sharedBytes, 1024 + 24_576 + 147_456 + 1024)
+        let four = try shape(latent(.mlra4), tp: 4, arch: "sm_90a", budget: budget, tuning: GPUTuning(path: .wgmmaSoloQ, warps: 16))
+        XCTAssertEqual(["\(four.tile)", "\(four.stages)", "\(four.threads)"], ["64", "2", "512"])
+        XCTAssertLessThanOrEqual(four.sharedBytes, budget)
+        let gla2 = try shape(latent(.gla2), tp: 2, arch: "sm_90a", budget: budget, tuning: GPUTuning(path: .wgmmaSoloQ))
+        XCTAssertEqual(["\(gla2.tile)", "\(gla2.stages)", "\(gla2.threads)"], ["64", "2", "256"])
+        let mla = try shape(latent(.mla), tp: 1, arch: "sm_90a", budget: budget, tuning: GPUTuning(path: .wgmmaQ))
+        XCTAssertEqual([mla.functionName, "\(mla.tile)", "\(mla.stages)", "\(mla.threads)"], ["decode_wgmma", "32", "2", "256"])
+        XCTAssertTrue(mla.defines.contains { $0 == ("QPREP", 1) })
+        let mla16 = try shape(latent(.mla), tp: 1, arch: "sm_90a", budget: budget, tuning: GPUTuning(tile: 16, path: .wgmmaQ))
+        XCTAssertEqual(["\(mla16.tile)", "\(mla16.stages)"], ["16", "4"])
+        XCTAssertLessThanOrEqual(mla16.sharedBytes, budget)
+        XCTAssertThrowsError(try shape(latent(.mla), tp: 1, arch: "sm_90a", budget: budget, tuning: GPUTuning(path: .wgmmaSoloQ))) {
+            XCTAssertTrue("\($0)".contains("at most 256"), "\($0)")
+        }
+        XCTAssertThrowsError(try shape(latent(.mlra4), tp: 4, arch: "sm_90a", budget: budget, tuning: GPUTuning(path: .wgmmaSoloQ, warps: 4))) {
+            XCTAssertTrue("\($0)".contains("8, 12 or 16"), "\($0)")
+        }
+        XCTAssertThrowsError(try shape(latent(.mla), tp: 1, tuning: GPUTuning(path: .wgmmaQ))) { XCTAssertTrue("\($0)".contains("sm_90a"), "\($0)") }
+        let gqa = AttentionConfig(variant: .gqa, nEmbd: 64 * 128, nHead: 64, headDim: 128, groupSize: 8)
+        let gqaPDL = try shape(gqa, tp: 8, arch: "sm_90a", budget: budget, tuning: GPUTuning(path: .warpsPDL))
+        XCTAssertEqual([gqaPDL.functionName, "\(gqaPDL.tile)", "\(gqaPDL.threads)"], ["decode_warps", "128", "128"])
+        XCTAssertTrue(gqaPDL.defines.contains { $0 == ("PDL_COMBINE", 1) })
+        XCTAssertThrowsError(try shape(gqa, tp: 8, tuning: GPUTuning(path: .warpsPDL))) { XCTAssertTrue("\($0)".contains("sm_90a"), "\($0)") }
+    }
+
     func testSharedMemoryBudgetIsHonoured() throws {
         // On an A100's 163 KiB MLA still fits (2 stages), and nothing chosen exceeds the budget.
         let a100 = KernelVariants.sharedBudget(arch: "sm_80")

@@ -107,6 +107,8 @@ typedef struct {
     CUresult (*cuEventRecord)(CUevent event, CUstream stream);
     CUresult (*cuEventSynchronize)(CUevent event);
     CUresult (*cuEventElapsedTime)(float *ms, CUevent start, CUevent end);
+    // Optional (NULL when the driver lacks it): launches with attributes, mlra_cuda_launch_dependent.
+    CUresult (*cuLaunchKernelEx)(const void *config, CUfunction f, void **params, void **extra);
 
     nvrtcResult (*nvrtcVersion)(int *major, int *minor);
     const char *(*nvrtcGetErrorString)(nvrtcResult result);
@@ -173,6 +175,12 @@ int mlra_cuda_load_nccl(const char *path, char *opened, size_t openedlen, char *
 /// ncclCommInitRank with the unique id given as its MLRA_NCCL_UNIQUE_ID_BYTES bytes (the
 /// struct goes by value, which is simplest to spell in C).
 ncclResult_t mlra_nccl_comm_init_rank(ncclComm_t *comm, int nranks, const void *unique_id, int rank);
+/// Launches `f` as a programmatic dependent of the kernel launched before it on `stream`
+/// (cuLaunchKernelEx with CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION): it may start
+/// before that kernel ends and waits for it with griddepcontrol.wait. Returns the driver's
+/// result; 801 (CUDA_ERROR_NOT_SUPPORTED) when the driver has no cuLaunchKernelEx.
+CUresult mlra_cuda_launch_dependent(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned sharedBytes,
+                                    CUstream stream, void **params);
 /// Opens NVML (libnvidia-ml.so.1) for clock readings; optional, 0 on success.
 int mlra_cuda_load_nvml(void);
 

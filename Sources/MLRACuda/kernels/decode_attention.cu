@@ -29,6 +29,21 @@ typedef unsigned long long u64;
 #define DV VAL_W
 #define NEG_INF (__int_as_float(0xff800000))
 
+// Programmatic dependent launch (Hopper): a kernel launched with the programmatic-serialization
+// attribute may start while the kernel before it still runs; grid_dependency_wait() returns once
+// that kernel has finished and its writes are visible, grid_launch_dependents() lets the next one
+// start. Both do nothing in a kernel launched without the attribute, and before sm_90.
+__device__ __forceinline__ void grid_dependency_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void grid_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
 __device__ __forceinline__ float elem_to_float(const void *base, u64 index) {
 #if ELEM == 2
     return ((const float *)base)[index];
@@ -143,6 +158,55 @@ decode_combine(const float *__restrict__ part_ml, const float *__restrict__ part
         float sum = 0.0f;
 #pragma unroll
         for (int w = 0; w < 8; w++) sum += red[w][threadIdx.x];
+        out[(u64)b * ON + gtab[5 * g + 4] + h * DV + c] = sum / L;
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// decode_combine_online: the same merge in one pass (the wgmma *-q and warps-pdl paths, launched
+// as a programmatic dependent of the split kernel). decode_combine waits
+// for three dependent rounds of L2 reads (the maxima, then the weights, then the accumulators,
+// with block-wide reductions between them); here warp w walks splits w, w + 8, ... with its own
+// running max, rescaling its sums as it goes, so that every load of the walk can be in flight at
+// once, and the 8 warps merge once through shared memory. Same grid and block as decode_combine.
+// ---------------------------------------------------------------------------------
+extern "C" __global__ void __launch_bounds__(256)
+decode_combine_online(const float *__restrict__ part_ml, const float *__restrict__ part_acc, const int *__restrict__ gtab,
+                      int groups, int splits, float *__restrict__ out, int ON) {
+    __shared__ float wm[8], wl[8], wacc[8][32];
+    const int h = blockIdx.x / COMBINE_CB, c = (blockIdx.x % COMBINE_CB) * 32 + threadIdx.x % 32;
+    const int g = blockIdx.y, b = blockIdx.z, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const u64 base = (((u64)b * groups + g) * GROUP_HEADS + h) * (u64)splits;
+    const int col = c < DV ? c : DV - 1;  // lanes past the last column read a valid one and write nothing
+    grid_dependency_wait();  // launched early behind the split kernel
+    float m = NEG_INF, l = 0.0f, acc = 0.0f;  // m is the same in every lane of a warp
+#pragma unroll 8
+    for (int s = warp; s < splits; s += 8) {
+        const float2 ml = ((const float2 *)part_ml)[base + s];
+        const float a = part_acc[(base + s) * DV + col];
+        // An empty split (m = −inf) never wrote its accumulator (whatever the buffer holds, NaN included).
+        const bool live = ml.x != NEG_INF;
+        const float mn = live ? fmaxf(m, ml.x) : m;
+        const float scale = m == NEG_INF ? 0.0f : exp2f(m - mn);
+        const float w = live ? exp2f(ml.x - mn) : 0.0f;
+        acc = acc * scale + (live ? w * a : 0.0f);
+        l = l * scale + w * ml.y;
+        m = mn;
+    }
+    if (lane == 0) { wm[warp] = m; wl[warp] = l; }
+    wacc[warp][lane] = acc;
+    __syncthreads();
+    if (warp == 0 && c < DV) {
+        float M = NEG_INF;
+#pragma unroll
+        for (int w = 0; w < 8; w++) M = fmaxf(M, wm[w]);
+        float L = 0.0f, sum = 0.0f;
+#pragma unroll
+        for (int w = 0; w < 8; w++) {
+            const float x = wm[w] == NEG_INF ? 0.0f : exp2f(wm[w] - M);
+            L += x * wl[w];
+            sum += x * wacc[w][lane];
+        }
         out[(u64)b * ON + gtab[5 * g + 4] + h * DV + c] = sum / L;
     }
 }
@@ -497,6 +561,9 @@ decode_warps(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
     const int mt = warp % MT, ws = warp / MT;
     const int gr = lane / 4, qc = lane % 4;  // fragment row (and row + 8), column pair
 
+#ifdef PDL_COMBINE
+    grid_launch_dependents();  // warps-pdl: decode_combine_online may be scheduled; it waits for this grid
+#endif
     if (start >= end) return empty_split(part_ml, pidx, splits, nh);
     const u16 *rows = (const u16 *)caches[b];
     const int ntiles = (end - start + TN - 1) / TN;
@@ -658,7 +725,7 @@ decode_warps(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
 //     of row r sits at chunk c ^ (r mod 8). Scores read it K-major (rows = heads or
 //     tokens), P·V reads the same key tile N-major (rows = tokens, columns = values).
 //   P: no swizzle, 8 × 8 core matrices of 128 bytes, K-major.
-// Extra macros: TN (32 or 64 tokens per tile), STAGES (pairs in flight).
+// Extra macros: TN (16, 32 or 64 tokens per tile), STAGES (pairs in flight).
 // ---------------------------------------------------------------------------------
 #define WG_ROWS 64
 // A development timeline (benchmarks/gpu_wgmma_probe.cu, -DPROBE_TIMELINE): thread 0 of each
@@ -743,6 +810,15 @@ __device__ __forceinline__ void wgmma_ss_n32(float *d, u64 a, u64 b, int accumul
                  : ACC16(d, 0)
                  : "l"(a), "l"(b), "r"(accumulate));
 }
+// d[0..7] += A(smem) · B(smem), m64n16k16, B K-major (decode_wgmma's 16-token tiles).
+__device__ __forceinline__ void wgmma_ss_n16(float *d, u64 a, u64 b, int accumulate) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n16k16.f32." MMA_TYPE "." MMA_TYPE " "
+                 "{%0, %1, %2, %3, %4, %5, %6, %7}, "
+                 "%8, %9, p, 1, 1, 0, 0;\n}\n"
+                 : ACC4(d, 0), ACC4(d, 4)
+                 : "l"(a), "l"(b), "r"(accumulate));
+}
 // d[0..31] += A(registers: the m16n8k16 A fragment of this warp's 16 rows) · B(smem), m64n64k16, B N-major.
 __device__ __forceinline__ void wgmma_rs_n64_nmajor(float *d, const u32 *a, u64 b) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
@@ -762,8 +838,11 @@ __device__ __forceinline__ void wgmma_scores(float *s, const unsigned char *Qs, 
         const u64 b = sw128_desc(tile + (kk / 4) * (TN * 128) + (kk % 4) * 32);
 #if TN == 64
         wgmma_ss_n64<0>(s, a, b, kk > 0);
-#else
+#elif TN == 32
         wgmma_ss_n32(s, a, b, kk > 0);
+#else
+        static_assert(TN == 16, "wgmma tiles are 16, 32 or 64 tokens");
+        wgmma_ss_n16(s, a, b, kk > 0);
 #endif
     }
 }
@@ -835,6 +914,49 @@ __device__ __forceinline__ void load_queries(unsigned char *Qs, const float *qg,
         }
     }
 }
+
+#ifdef QPREP
+// ---------------------------------------------------------------------------------
+// The query image (the wgmma *-q paths): the 64 query rows of a head block, converted to
+// 16 bits and laid out as Qs (128-byte swizzle, column blocks of 64), once per step in global
+// memory: qimg [B][groups·HBLK][Q_BYTES], at the split kernel's (blockIdx.z, blockIdx.x). Every
+// split block then copies its Q_BYTES with cp.async beside its first tiles, where load_queries
+// had each of the ~132 blocks read the f32 queries (twice the bytes, all blocks at the same
+// lines at the same moment), convert and store them before its loop could start: 2.6-6 µs of a
+// block's prologue on an H200 (docs/gpu-kernels.md). Grid (groups·HBLK, QPREP_SLICES, B), one
+// 16-byte chunk of the image per thread, so that all loads are in flight at once: the split
+// kernel waits for this grid to end.
+// ---------------------------------------------------------------------------------
+#define QPREP_SLICES ((WG_ROWS * DK / 8 + 255) / 256)
+extern "C" __global__ void __launch_bounds__(256)
+decode_qprep(const int *__restrict__ gtab, int groups, const float *__restrict__ q, int QN, unsigned char *__restrict__ qimg) {
+    grid_launch_dependents();  // the split kernel may start its tile loads now; it waits for this grid before reading qimg
+    constexpr int CH = DK / 8;
+    const int i = blockIdx.y * 256 + threadIdx.x;
+    if (i >= WG_ROWS * CH) return;
+    const int g = blockIdx.x / HBLK, h0 = (blockIdx.x % HBLK) * WG_ROWS, b = blockIdx.z;
+    const int nh = min(WG_ROWS, GROUP_HEADS - h0);
+    const int r = i / CH, c = (i % CH) * 8;
+    float4 v0 = make_float4(0.0f, 0.0f, 0.0f, 0.0f), v1 = v0;
+    if (r < nh) {
+        const float4 *src = (const float4 *)(q + (u64)b * QN + gtab[5 * g + 3] + (u64)(h0 + r) * DK + c);
+        v0 = src[0]; v1 = src[1];
+    }
+    unsigned char *dst = qimg + ((u64)b * gridDim.x + blockIdx.x) * Q_BYTES;
+    *(uint4 *)(dst + (c / 64) * (WG_ROWS * 128) + sw128_offset(r, c)) =
+        make_uint4(pack2(v0.x, v0.y), pack2(v0.z, v0.w), pack2(v1.x, v1.y), pack2(v1.z, v1.w));
+}
+
+// The block's query image (decode_qprep's) into Qs by cp.async, by all NTHREADS threads (one
+// commit group, the caller's). Called after the first tile's loads: they do not depend on
+// decode_qprep, the image does (grid_dependency_wait).
+__device__ __forceinline__ void copy_query_image(unsigned char *Qs, const float *q) {
+    const unsigned char *img = (const unsigned char *)q + ((u64)blockIdx.z * gridDim.x + blockIdx.x) * Q_BYTES;
+    grid_dependency_wait();
+#pragma unroll
+    for (int i = threadIdx.x; i < Q_BYTES / 16; i += NTHREADS) cp_async16(Qs + 16 * i, img + 16 * i, true);
+}
+#endif  // QPREP
 
 // Masks and scales one tile's scores (s[4j + e]: row r0 for e < 2, else r1; token tok0 + 8j +
 // 2·qc + (e & 1)) and returns the tile's row maxima over the quad that holds each row.
@@ -929,6 +1051,7 @@ __device__ __forceinline__ void write_rows(float (*o)[32], float *stage, int wg,
     }
 }
 
+#if NWARPS == 8  // (a decode_wgmma_solo build with more warpgroups has no two-warpgroup kernel)
 extern "C" __global__ void __launch_bounds__(256, 1)
 decode_wgmma(const u64 *__restrict__ caches, const int *__restrict__ lengths, const int *__restrict__ gtab, int groups,
              const float *__restrict__ q, int QN, float *__restrict__ out, int ON, float scale_log2, int splits, int chunk,
@@ -955,16 +1078,26 @@ decode_wgmma(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
     const int qc = lane % 4;
 
     TIMELINE(0);
+#ifdef QPREP
+    grid_launch_dependents();  // decode_combine_online may be scheduled; it waits for this grid
+#endif
     if (start >= end) return empty_split(part_ml, pidx, splits, nh);
     const u16 *rows = (const u16 *)caches[b];
     const int npairs = (end - start + 2 * TN - 1) / (2 * TN);
 
+    // Commit groups: pair 0, [the query image,] pairs 1 ..< STAGES − 1; the loop's wait for pair p
+    // then also covers the image.
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
         if (s < npairs) load_key_rows<2 * TN, NTHREADS>(tiles + s * PAIR_BYTES, rows, start + s * 2 * TN, end, key_off, rope_off, tid);
         cp_async_commit();
+#ifdef QPREP
+        if (s == 0) { copy_query_image(Qs, q); cp_async_commit(); }
+#endif
     }
+#ifndef QPREP
     load_queries(Qs, q + (u64)b * QN + t[3] + (u64)h0 * DK, nh, split);  // while the first tiles fly
+#endif
     TIMELINE(1);
 
     float o[VNB][32];
@@ -1058,6 +1191,7 @@ decode_wgmma(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
                     pidx, out, ON, t[4], h0, b, part_ml, part_acc);
     TIMELINE(3);
 }
+#endif  // NWARPS == 8
 #ifdef WG_SOLO
 // ---------------------------------------------------------------------------------
 // decode_wgmma_solo: the same wgmma tiles for groups whose value accumulator fits one
@@ -1071,8 +1205,10 @@ decode_wgmma(const u64 *__restrict__ caches, const int *__restrict__ lengths, co
 // ---------------------------------------------------------------------------------
 #define VNS (DV / 64)                                 // 64-column wgmma blocks of the values
 #define RING_BYTES (STAGES * TILE_BYTES)              // one warpgroup's tiles
+#define WG_COUNT (NWARPS / 4)                         // warpgroups, each on every WG_COUNT-th tile (2, or 3 on the *-q path)
 static_assert(DV <= 256, "decode_wgmma_solo keeps all value columns of 64 rows in one warpgroup");
-static_assert(RING_BYTES >= WG_ROWS * STAGE_STRIDE(DV) * 4, "warpgroup 1 leaves its accumulator in its own ring, 0 stages its result in its");
+static_assert(NWARPS % 4 == 0 && WG_COUNT >= 2, "decode_wgmma_solo runs whole warpgroups, at least two");
+static_assert(RING_BYTES >= WG_ROWS * STAGE_STRIDE(DV) * 4, "warpgroups ≥ 1 leave their accumulators in their own rings, 0 stages its result in its");
 
 // One tile's online-softmax step for a warpgroup that owns its rows' running max: masks and
 // scales s, moves the max, and leaves P (16-bit wgmma A fragments) in pf and its sum in l.
@@ -1092,15 +1228,15 @@ __device__ __forceinline__ void softmax_step(float *s, int tok0, int end, int qc
     }
 }
 
-extern "C" __global__ void __launch_bounds__(256, 1)
+extern "C" __global__ void __launch_bounds__(NTHREADS, 1)
 decode_wgmma_solo(const u64 *__restrict__ caches, const int *__restrict__ lengths, const int *__restrict__ gtab, int groups,
                   const float *__restrict__ q, int QN, float *__restrict__ out, int ON, float scale_log2, int splits, int chunk,
                   float *__restrict__ part_ml, float *__restrict__ part_acc) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char *smem = smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u);
     unsigned char *Qs = smem;                      // [DKB][64 rows][128 B], swizzled
-    unsigned char *rings = Qs + Q_BYTES;           // [2 warpgroups][STAGES][DKB][TN rows][128 B], swizzled
-    float *state = (float *)(rings + 2 * RING_BYTES);  // [2][64]: warpgroup 1's row max and sum at the end
+    unsigned char *rings = Qs + Q_BYTES;           // [WG_COUNT warpgroups][STAGES][DKB][TN rows][128 B], swizzled
+    float *state = (float *)(rings + WG_COUNT * RING_BYTES);  // [WG_COUNT − 1][2][64]: warpgroups ≥ 1's row max and sum at the end
 
     const int g = blockIdx.x / HBLK, h0 = (blockIdx.x % HBLK) * WG_ROWS, split = blockIdx.y, b = blockIdx.z;
     const int nh = min(WG_ROWS, GROUP_HEADS - h0);
@@ -1114,19 +1250,30 @@ decode_wgmma_solo(const u64 *__restrict__ caches, const int *__restrict__ length
     const int qc = lane % 4;
 
     TIMELINE(0);
+#ifdef QPREP
+    grid_launch_dependents();  // decode_combine_online may be scheduled; it waits for this grid
+#endif
     if (start >= end) return empty_split(part_ml, pidx, splits, nh);
     const u16 *rows = (const u16 *)caches[b];
     const int ntiles = (end - start + TN - 1) / TN;
-    const int mine = (ntiles - wg + 1) / 2;  // tiles wg, wg + 2, ... of the chunk
+    const int mine = (ntiles - wg + WG_COUNT - 1) / WG_COUNT;  // tiles wg, wg + WG_COUNT, ... of the chunk
     unsigned char *ring = rings + wg * RING_BYTES;
+    // Commit groups: tile 0, [the query image,] tiles 1 ..< STAGES − 1.
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
-        if (s < mine) load_key_rows<TN, 128>(ring + s * TILE_BYTES, rows, start + (2 * s + wg) * TN, end, key_off, rope_off, ltid);
+        if (s < mine) load_key_rows<TN, 128>(ring + s * TILE_BYTES, rows, start + (WG_COUNT * s + wg) * TN, end, key_off, rope_off, ltid);
         cp_async_commit();
+#ifdef QPREP
+        if (s == 0) { copy_query_image(Qs, q); cp_async_commit(); }
+#endif
     }
+#ifdef QPREP
+    cp_async_wait<STAGES - 2>();  // this thread's copies of tile 0 and of the query image are in
+#else
     load_queries(Qs, q + (u64)b * QN + t[3] + (u64)h0 * DK, nh, split);
+#endif
     fence_proxy_async();
-    __syncthreads();  // both warpgroups wrote part of Qs
+    __syncthreads();  // every warpgroup wrote part of Qs
     TIMELINE(1);
 
     float o[VNS][32];
@@ -1146,7 +1293,8 @@ decode_wgmma_solo(const u64 *__restrict__ caches, const int *__restrict__ length
         {
             const int next = i + STAGES - 1;
             if (next < mine)
-                load_key_rows<TN, 128>(ring + (next % STAGES) * TILE_BYTES, rows, start + (2 * next + wg) * TN, end, key_off, rope_off, ltid);
+                load_key_rows<TN, 128>(ring + (next % STAGES) * TILE_BYTES, rows, start + (WG_COUNT * next + wg) * TN, end, key_off, rope_off,
+                                       ltid);
             cp_async_commit();
         }
         const unsigned char *tile = ring + (i % STAGES) * TILE_BYTES;
@@ -1155,7 +1303,7 @@ decode_wgmma_solo(const u64 *__restrict__ caches, const int *__restrict__ length
         wgmma_commit();
         wgmma_wait<0>();
         fence_operands<TN / 2>(s);
-        softmax_step(s, start + (2 * i + wg) * TN, end, qc, scale_log2, m0, m1, l0, l1, pf, a0, a1);
+        softmax_step(s, start + (WG_COUNT * i + wg) * TN, end, qc, scale_log2, m0, m1, l0, l1, pf, a0, a1);
         scale_acc<VNS>(o, a0, a1);
 #pragma unroll
         for (int n = 0; n < VNS; n++) fence_operands<32>(o[n]);
@@ -1176,32 +1324,45 @@ decode_wgmma_solo(const u64 *__restrict__ caches, const int *__restrict__ length
     TIMELINE(2);
     quad_sums(l0, l1);
 
-    // Warpgroup 1 leaves its state in its own ring (thread-major, so that each warpgroup-0
-    // thread reads what its twin wrote) and warpgroup 0 merges: M = max, weights 2^(m − M).
-    float *twin = (float *)(rings + RING_BYTES);
+    // Warpgroups 1 ..< WG_COUNT leave their states in their own rings (thread-major, so that each
+    // warpgroup-0 thread reads what its twins wrote) and warpgroup 0 merges: M = max, weights 2^(m − M).
+    // A warpgroup without a tile left m = −inf, l = 0, o = 0: weight 0.
     warpgroup_barrier(wg);  // every warp of the warpgroup is done with its ring
-    if (wg == 1) {
+    if (wg > 0) {
+        float *twin = (float *)(rings + wg * RING_BYTES);
 #pragma unroll
         for (int n = 0; n < VNS; n++)
 #pragma unroll
             for (int e = 0; e < 32; e++) twin[(n * 32 + e) * 128 + ltid] = o[n][e];
-        if (qc == 0) { state[r0] = m0; state[r1] = m1; state[WG_ROWS + r0] = l0; state[WG_ROWS + r1] = l1; }
+        if (qc == 0) {
+            state[(wg - 1) * 2 * WG_ROWS + r0] = m0; state[(wg - 1) * 2 * WG_ROWS + r1] = m1;
+            state[((wg - 1) * 2 + 1) * WG_ROWS + r0] = l0; state[((wg - 1) * 2 + 1) * WG_ROWS + r1] = l1;
+        }
     }
     __syncthreads();
-    if (wg == 1) return;
-    const float M0 = fmaxf(m0, state[r0]), M1 = fmaxf(m1, state[r1]);  // m0, m1 are finite: warpgroup 0 has a tile
-    const float w0 = exp2f(m0 - M0), w1 = exp2f(m1 - M1), b0 = exp2f(state[r0] - M0), b1 = exp2f(state[r1] - M1);
+    if (wg > 0) return;
+    float M0 = m0, M1 = m1;  // m0, m1 are finite: warpgroup 0 has a tile
 #pragma unroll
-    for (int n = 0; n < VNS; n++)
+    for (int w = 1; w < WG_COUNT; w++) { M0 = fmaxf(M0, state[(w - 1) * 2 * WG_ROWS + r0]); M1 = fmaxf(M1, state[(w - 1) * 2 * WG_ROWS + r1]); }
+    const float w0 = exp2f(m0 - M0), w1 = exp2f(m1 - M1);
+    float L0 = l0 * w0, L1 = l1 * w1;
+    scale_acc<VNS>(o, w0, w1);
 #pragma unroll
-        for (int j = 0; j < 8; j++) {
-            const int e = 4 * j;
-            o[n][e] = o[n][e] * w0 + twin[(n * 32 + e) * 128 + ltid] * b0;
-            o[n][e + 1] = o[n][e + 1] * w0 + twin[(n * 32 + e + 1) * 128 + ltid] * b0;
-            o[n][e + 2] = o[n][e + 2] * w1 + twin[(n * 32 + e + 2) * 128 + ltid] * b1;
-            o[n][e + 3] = o[n][e + 3] * w1 + twin[(n * 32 + e + 3) * 128 + ltid] * b1;
-        }
-    const float L0 = l0 * w0 + state[WG_ROWS + r0] * b0, L1 = l1 * w1 + state[WG_ROWS + r1] * b1;
+    for (int w = 1; w < WG_COUNT; w++) {
+        const float *twin = (const float *)(rings + w * RING_BYTES);
+        const float b0 = exp2f(state[(w - 1) * 2 * WG_ROWS + r0] - M0), b1 = exp2f(state[(w - 1) * 2 * WG_ROWS + r1] - M1);
+        L0 += state[((w - 1) * 2 + 1) * WG_ROWS + r0] * b0; L1 += state[((w - 1) * 2 + 1) * WG_ROWS + r1] * b1;
+#pragma unroll
+        for (int n = 0; n < VNS; n++)
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                const int e = 4 * j;
+                o[n][e] += twin[(n * 32 + e) * 128 + ltid] * b0;
+                o[n][e + 1] += twin[(n * 32 + e + 1) * 128 + ltid] * b0;
+                o[n][e + 2] += twin[(n * 32 + e + 2) * 128 + ltid] * b1;
+                o[n][e + 3] += twin[(n * 32 + e + 3) * 128 + ltid] * b1;
+            }
+    }
     write_rows<VNS>(o, (float *)rings, 0, 0, r0, r1, nh, qc, M0, M1, L0, L1, true, splits, pidx, out, ON, t[4], h0, b, part_ml,
                     part_acc);  // warpgroup 0's ring is free: its last products were waited for
     TIMELINE(3);
