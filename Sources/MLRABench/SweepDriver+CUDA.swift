@@ -59,6 +59,7 @@ extension SweepDriver {
     func measureOnGPU(_ c: SweepConfig, layout: any AttentionLayout, _ p: Placement) throws -> Measurement {
         guard let gpu else { throw HarnessError("\(c.label): no GPU is bound") }
         if c.scope == .layer { return try measureLayerOnGPU(c, layout: layout, p, gpu: gpu) }
+        if c.scope == .model { return try measureModelOnGPU(c, p, gpu: gpu) }
         let built = try world.collectively { () throws -> (work: GPUKernelWorkload, checks: [GPUValidation.Result])? in
             guard p.active else { return nil }
             do {
@@ -108,16 +109,51 @@ extension SweepDriver {
     }
 }
 
-/// The layer on the GPU as the timing protocol steps it: a step cannot throw, so its
-/// failure is kept and reported after timing (every step still issues its all-reduce,
-/// so the group's other ranks never wait for ever); kernel seconds from CUDA events.
-final class GPULayerStep: StepWorkload, KernelClock {
-    let work: GPULayerWorkload
+/// What the timing protocol steps on a GPU in layer or model scope: the rank's sharded
+/// layer (`GPULayerWorkload`) or decoder (`GPUModelWorkload`) on its `CUDABackend`.
+protocol GPUScopeWork: AnyObject {
+    /// One decode step of the rank's sequences, waited for; GPU seconds by CUDA events.
+    func step(collectives: TPCollectives) throws -> CUDABackend.StepTimes
+    var weightBytes: Int { get }
+    var backend: CUDABackend { get }
+    var attention: GPUAttention { get }
+    /// The collectives one step issues (StepWorkload's).
+    var collectivePattern: (allReduceFloats: [Int], allGatherFloats: Int?) { get }
+    /// How the step's other work runs, for the gpu_kernel column.
+    var plan: String { get }
+}
+
+extension GPUScopeWork {
+    /// The cuBLAS products, for the gpu_kernel column.
+    var products: String {
+        "cuBLAS \(backend.cublasVersion) " + (backend.gemmType == .f32 ? "sgemm, f32 weights"
+            : "GemmEx, \(backend.gemmType.rawValue) weights and activations, f32 accumulation")
+    }
+}
+
+extension GPULayerWorkload: GPUScopeWork {
+    var collectivePattern: (allReduceFloats: [Int], allGatherFloats: Int?) { ([sequences * layout.nEmbd], nil) }
+    var plan: String { "projections: " + products }
+}
+
+extension GPUModelWorkload: GPUScopeWork {
+    /// As the CPU's ModelStep: two all-reduces a layer, one gather of the logits.
+    var collectivePattern: (allReduceFloats: [Int], allGatherFloats: Int?) {
+        ([Int](repeating: sequences * layout.nEmbd, count: layout.allReducesPerStep), sequences * layout.vocabSize)
+    }
+    var plan: String { "projections, MLP and lm_head: " + products + "; logits gathered on the host" }
+}
+
+/// A GPU workload as the timing protocol steps it: a step cannot throw, so its failure is
+/// kept and reported after timing (every step still issues its collectives, so the
+/// group's other ranks never wait for ever); kernel seconds from CUDA events.
+final class GPUStep: StepWorkload, KernelClock {
+    let work: any GPUScopeWork
     /// GPU seconds of the attention (`seconds`, the kernel column) and of the projections, summed over steps.
     private(set) var seconds = 0.0
     private(set) var projectionSeconds: [Double] = []
     private(set) var failure: Error?
-    init(_ work: GPULayerWorkload) { self.work = work }
+    init(_ work: any GPUScopeWork) { self.work = work }
     func step(collectives: TPCollectives) {
         do {
             let t = try work.step(collectives: collectives)
@@ -126,27 +162,50 @@ final class GPULayerStep: StepWorkload, KernelClock {
         } catch { failure = failure ?? error }
     }
     var weightBytes: Int { work.weightBytes }
-    var collectivePattern: (allReduceFloats: [Int], allGatherFloats: Int?) { ([work.sequences * work.layout.nEmbd], nil) }
+    var collectivePattern: (allReduceFloats: [Int], allGatherFloats: Int?) { work.collectivePattern }
 }
 
 extension SweepDriver {
-    /// A cuda configuration in layer scope: each taking part rank builds its shard on its
-    /// GPU (weights, caches filled as the CPU layer's), the group checks the layer against
-    /// the Double reference (the CPU's layer check), then the timing protocol steps it as
-    /// on the CPU: steps by wall clock (each waited for), the kernel by CUDA events, the
-    /// all-reduce (MPI, staged through host memory) by the communicator's counters.
+    /// A cuda configuration in layer scope: the rank's shard of the layer on its GPU
+    /// (weights, caches filled as the CPU layer's), checked against the Double reference
+    /// (the CPU's layer check).
     func measureLayerOnGPU(_ c: SweepConfig, layout: any AttentionLayout, _ p: Placement, gpu: CUDADevice) throws -> Measurement {
         let weights = SeededWeights(seed: options.seed)
+        return try measureStepsOnGPU(c, p, gpu: gpu, build: { rank in
+            try GPULayerWorkload(device: gpu, layout: layout, shard: try layout.shard(tp: c.tp, rank: rank), weights: weights,
+                                 dtype: c.dtype, sequences: p.sequences, context: c.context, appending: c.appending)
+        }, check: { work, group in
+            try Validation.gpuLayer(c, work: work, weights: weights, group: group, injectError: options.injectValidationError)
+        })
+    }
+
+    /// A cuda configuration in model scope: the rank's shard of the decoder on its GPU
+    /// (weights, every layer's caches filled as the CPU model's), checked against the same
+    /// model in one process on the CPU (the CPU's model check).
+    func measureModelOnGPU(_ c: SweepConfig, _ p: Placement, gpu: CUDADevice) throws -> Measurement {
+        let weights = SeededWeights(seed: options.seed)
+        return try measureStepsOnGPU(c, p, gpu: gpu, build: { rank in
+            try GPUModelWorkload(device: gpu, layout: ModelLayout(config: c.attentionConfig), tp: c.tp, rank: rank, weights: weights,
+                                 dtype: c.dtype, sequences: p.sequences, context: c.context, appending: c.appending)
+        }, check: { work, group in
+            try Validation.gpuModel(c, work: work, weights: weights, group: group, injectError: options.injectValidationError)
+        })
+    }
+
+    /// Layer and model scope on the GPU: each taking part rank builds its workload (`build`,
+    /// given its plan rank), the group checks it (`check`), then the timing protocol steps
+    /// it as on the CPU: steps by wall clock (each waited for), the kernel by CUDA events,
+    /// the all-reduce (on the path `--collective` picks) by the communicator's counters.
+    func measureStepsOnGPU<W: GPUScopeWork>(_ c: SweepConfig, _ p: Placement, gpu: CUDADevice, build: (Int) throws -> W,
+                                            check validate: (W, Communicator) throws -> ValidationResult) throws -> Measurement {
+        let layout = try c.attentionConfig.layout()
         // Built and checked in two agreements: a rank that fails to build (out of memory)
         // must not leave the others waiting in the check's all-reduces.
-        let work = try world.collectively { () throws -> GPULayerStep? in
+        let built = try world.collectively { () throws -> W? in
             guard p.active else { return nil }
-            do {
-                let shard = try layout.shard(tp: c.tp, rank: try planRank(c, layout, p))
-                return GPULayerStep(try GPULayerWorkload(device: gpu, layout: layout, shard: shard, weights: weights, dtype: c.dtype,
-                                                         sequences: p.sequences, context: c.context, appending: c.appending))
-            } catch let e as HarnessError { throw HarnessError("\(c.label): \(e.message)") }
+            do { return try build(try planRank(c, layout, p)) } catch let e as HarnessError { throw HarnessError("\(c.label): \(e.message)") }
         }
+        let work = built.map(GPUStep.init)
         // The all-reduce's path, on every rank of the group before the check runs a step.
         let path = try world.collectively { () throws -> String in
             guard let work, let group = p.groups?.group else { return "" }
@@ -160,10 +219,8 @@ extension SweepDriver {
             } catch let e as HarnessError { throw HarnessError("\(c.label): \(e.message)") }
         }
         let check = try world.collectively { () throws -> ValidationResult in
-            guard let work, let group = p.groups?.group else { return ValidationResult(maxError: 0, violation: nil) }
-            do {
-                return try Validation.gpuLayer(c, work: work.work, weights: weights, group: group, injectError: options.injectValidationError)
-            } catch let e as HarnessError { throw HarnessError("\(c.label): \(e.message)") }
+            guard let built, let group = p.groups?.group else { return ValidationResult(maxError: 0, violation: nil) }
+            do { return try validate(built, group) } catch let e as HarnessError { throw HarnessError("\(c.label): \(e.message)") }
         }
         try world.collectively {
             if let v = check.violation { throw HarnessError("validation failed for \(c.label): \(v)") }
@@ -171,14 +228,12 @@ extension SweepDriver {
         var m = Measurement()
         m.maxError = world.allReduce(check.maxError, max: true)
         let clocks = p.active ? gpu.clocksMHz() : nil   // before timing, as in kernel scope
-        timeSteps(c, p, work, clock: work ?? GPULayerStep.idle, into: &m)
+        timeSteps(c, p, work, clock: work ?? GPUStep.idle, into: &m)
         try world.collectively {
             if let failure = work?.failure { throw HarnessError("\(c.label): \(failure)") }
         }
         if p.reporter, let work {
-            let backend = work.work.backend
-            m.columns["gpu_kernel"] = work.work.attention.summary + "; projections: cuBLAS \(backend.cublasVersion) "
-                + (backend.gemmType == .f32 ? "sgemm, f32 weights" : "GemmEx, \(backend.gemmType.rawValue) weights and activations, f32 accumulation")
+            m.columns["gpu_kernel"] = work.work.attention.summary + "; " + work.work.plan
             if c.tp > 1 { m.columns["allreduce_path"] = path }
             // The last `steps` steps are the timed ones (warm-up first); this rank's, not the group's max.
             let projections = SampleStats(Array(work.projectionSeconds.suffix(c.steps))).median
@@ -222,7 +277,7 @@ extension SweepDriver {
     }
 }
 
-extension GPULayerStep {
+extension GPUStep {
     /// The clock of a rank that takes no part (it reads nothing).
     static let idle = TimedKernel(PlainAttentionKernel())
 }
@@ -240,5 +295,27 @@ extension Validation {
         if injectError { y[0] += 1 }
         let ref = try ReferenceForward.run(layout, weights: weights, x: x.map(Double.init), tokens: tokens)
         return compare(y, ref, Tolerance.gpuLayerOutput(cache: config.dtype, gemm: work.backend.gemmType))
+    }
+}
+
+extension Validation {
+    /// Model scope on the GPU: the group's sharded model on its GPUs against the same model
+    /// in one process on the CPU (the plain kernel), on group rank 0, as `model` checks the
+    /// CPU's: the logits after `GPUModelWorkload.checkPrompt` and after one decode step. The
+    /// reference is fed the id the group took, so that a near tie cannot send the two down
+    /// different tokens. The tolerance is the GPU layer's (`gpuLayerOutput`), scaled as
+    /// `model` scales the layer's.
+    static func gpuModel(_ config: SweepConfig, work: GPUModelWorkload, weights: WeightSource, group: Communicator,
+                         injectError: Bool) throws -> ValidationResult {
+        var (logits, next) = try work.checkLogits(collectives: group)
+        guard group.rank == 0 else { return ValidationResult(maxError: 0, violation: nil) }
+        if injectError { logits[0] += 1 }
+        let single = try DecoderShard(layout: work.layout, tp: 1, rank: 0, weights: weights)
+        let caches = single.makeCaches(dtype: config.dtype, capacity: GPUModelWorkload.checkPrompt.count + 1)
+        let plain = PlainAttentionKernel()
+        let ref = single.forward(tokens: [GPUModelWorkload.checkPrompt], caches: [caches], kernel: plain, collectives: SingleProcess())
+            + single.forward(tokens: [[next]], caches: [caches], kernel: plain, collectives: SingleProcess())
+        return compare(logits, ref.map(Double.init),
+                       modelTolerance(Tolerance.gpuLayerOutput(cache: config.dtype, gemm: work.backend.gemmType), reference: ref))
     }
 }

@@ -278,7 +278,7 @@ public struct SweepConfig: Sendable {
     public let nLayer: Int, intermediateSize: Int, vocabSize: Int
     public let warmup: Int, steps: Int, coldCache: Bool
     public let worldSize: Int
-    /// Where the kernel runs; cuda configurations run in kernel and layer scope (`skipReason`).
+    /// Where the kernel runs (every scope runs on cpu and cuda).
     public let device: DeviceKind
     /// Run-wide settings that change what is measured, set by the driver once the
     /// ranks agreed on them (the weights' seed; isolated timing, from --isolate; the
@@ -342,9 +342,6 @@ public struct SweepConfig: Sendable {
 
     /// Why this configuration cannot run, or nil. Checked identically on every rank.
     public func skipReason() -> String? {
-        if device == .cuda && scope == .model {
-            return "model scope runs on the CPU only; on cuda the sweep times kernel and layer scope (GPU model scope is not built yet)"
-        }
         if variant == .gqa && !shape.kvHeadsDivideHeads { return "gqa: n_head \(heads) is not divisible by kv_heads \(kvHeads)" }
         let layout: any AttentionLayout
         do { layout = try attentionConfig.layout() } catch let e as HarnessError { return e.message } catch { return "\(error)" }

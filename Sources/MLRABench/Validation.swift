@@ -1,4 +1,5 @@
 import MLRACore
+import MLRACuda
 import MLRAParallel
 
 /// Checks a configuration against an independent reference before it is timed
@@ -57,7 +58,7 @@ public enum Validation {
                              kernel: AttentionKernel, injectError: Bool) throws -> ValidationResult {
         func run(_ m: DecoderShard, _ collectives: TPCollectives) -> [Float] {
             let caches = m.makeCaches(dtype: config.dtype, capacity: 4)
-            let first = m.forward(tokens: [[1, 2, 3]], caches: [caches], kernel: kernel, collectives: collectives)
+            let first = m.forward(tokens: [GPUModelWorkload.checkPrompt], caches: [caches], kernel: kernel, collectives: collectives)
             return first + m.forward(tokens: [[argmax(first[...])]], caches: [caches], kernel: kernel, collectives: collectives)
         }
         var logits = run(model, group)
@@ -65,9 +66,14 @@ public enum Validation {
         if injectError { logits[0] += 1 }
         let single = try DecoderShard(layout: model.layout, tp: 1, rank: 0, weights: weights)
         let ref = run(single, SingleProcess())
+        return compare(logits, ref.map(Double.init), modelTolerance(Tolerance.layerOutput(cache: config.dtype), reference: ref))
+    }
+
+    /// Logits against a reference model: a layer's tolerance, its absolute part scaled by
+    /// the largest reference logit (at least 1), since logits are not of order 1.
+    static func modelTolerance(_ layer: Tolerance, reference ref: [Float]) -> Tolerance {
         let scale = ref.map { abs(Double($0)) }.max() ?? 1
-        let base = Tolerance.layerOutput(cache: config.dtype)
-        return compare(logits, ref.map(Double.init), Tolerance(atol: base.atol * max(scale, 1), rtol: base.rtol))
+        return Tolerance(atol: layer.atol * max(scale, 1), rtol: layer.rtol)
     }
 
     static func compare(_ x: [Float], _ ref: [Double], _ tol: Tolerance) -> ValidationResult {

@@ -185,6 +185,8 @@ public final class CUDABackend: ComputeBackend {
     public var allReduce = DeviceAllReduce.mpiHostStaged
     private let pool = DevicePool()
     private let staging = PinnedArena()
+    /// The decoder's element-wise kernels (CUDABackend+Model.swift).
+    let modelOps: ModelKernels
     private let handle: cublasHandle_t
     private let rmsNormFn: CUDAFunction, ropeFn: CUDAFunction, copyFn: CUDAFunction, appendFn: CUDAFunction, halfFn: CUDAFunction
     /// The GEMMs' operand type: f32, bf16 or f16 (accumulation is f32 in every case).
@@ -217,6 +219,7 @@ public final class CUDABackend: ComputeBackend {
         let f = { (name: String) in try KernelCompiler.shared.function(name, in: .layerOps, arch: device.arch) }
         (rmsNormFn, ropeFn, copyFn, appendFn) = (try f("rms_norm_rows"), try f("rope_rows"), try f("copy_blocks"), try f("append_rows"))
         halfFn = try f("to_half")
+        modelOps = try ModelKernels(device: device)
     }
 
     deinit {
@@ -269,12 +272,12 @@ public final class CUDABackend: ComputeBackend {
     }
 
     /// Runs `body` unless an earlier operation failed, keeping its failure.
-    private func attempt(_ body: () throws -> Void) {
+    func attempt(_ body: () throws -> Void) {
         guard failure == nil else { return }
         do { try body() } catch let e as HarnessError { failure = e } catch { failure = HarnessError("\(error)") }
     }
 
-    private func vector(_ count: Int) -> DeviceVector {
+    func vector(_ count: Int) -> DeviceVector {
         var out: DeviceVector?
         attempt { out = DeviceVector(count: count, buffer: try pool.take(bytes: max(4 * count, 16)), pool: pool) }
         return out ?? DeviceVector(count: count, buffer: nil, pool: nil)
@@ -287,7 +290,7 @@ public final class CUDABackend: ComputeBackend {
 
     /// Host values copied into a step buffer through pinned memory (stream-ordered: safe to
     /// reuse across steps, and the host array may go at once).
-    private func stage<T>(_ values: [T]) -> DeviceVector {
+    func stage<T>(_ values: [T]) -> DeviceVector {
         let v = vector((values.count * MemoryLayout<T>.stride + 3) / 4)
         attempt {
             try values.withUnsafeBytes { src in

@@ -28,15 +28,17 @@ public final class GPULayerWorkload {
     /// The layer's memory (MemoryFootprint's layer scope on this GPU: every cache set at the
     /// capacity its steps need, the f32 weights) and the kernel's queries, outputs and
     /// split-KV partial states (its kernel scope), predicted before anything is allocated.
+    /// `appending` nil: caches of `context` tokens (`mlra forward`); `kernelRows`: the rows of
+    /// the kernel's launches, when more than the sequences (a prefill's).
     public static func footprint(device: CUDADevice, layout: any AttentionLayout, shard: RankShard, dtype: StorageDType,
-                                 sequences: Int, context: Int, appending: MemoryFootprint.Appending) throws
+                                 sequences: Int, context: Int, appending: MemoryFootprint.Appending?, kernelRows: Int? = nil) throws
         -> (layer: MemoryFootprint, bytes: Int) {
         let gpu = MemoryFootprint.Backend.gpu(l2Bytes: device.l2Bytes, smCount: device.smCount)
         let layer = try MemoryFootprint(layout: layout, tp: shard.tp, rank: shard.rank, dtype: dtype, workload: .layer,
                                         context: context, sequences: sequences, backend: gpu, appending: appending,
                                         what: "the device memory of this layer")
         let kernel = try MemoryFootprint(layout: layout, tp: shard.tp, rank: shard.rank, dtype: dtype, workload: .kernel(coldCache: false),
-                                         context: layer.cacheCapacity, sequences: sequences, backend: gpu)
+                                         context: layer.cacheCapacity, sequences: max(sequences, kernelRows ?? 0), backend: gpu)
         return (layer, try CheckedSize.sum([layer.total, kernel.activations, kernel.partialStates], "the device memory of this layer"))
     }
 

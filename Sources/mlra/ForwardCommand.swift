@@ -46,7 +46,7 @@ struct ForwardCommand: ParsableCommand {
         try runParallel { world in
             let tp = world.size
             let topology = NodeTopology(world)
-            let (layout, x, shard, weights) = try world.collectively { () throws -> (any AttentionLayout, Tensor, any AttentionShard, WeightSource) in
+            let (layout, x, shard, weights) = try world.collectively { () throws -> (any AttentionLayout, Tensor, (any AttentionShard)?, WeightSource) in
                 // The world is one TP group: refused before anything is read if it spans nodes.
                 try TPGroups.check(tp: tp, topology: topology, allowCrossNode: topologyOptions.allowCrossNodeTP)
                 let layout = try AttentionConfig.load(path: config).layout()
@@ -70,20 +70,28 @@ struct ForwardCommand: ParsableCommand {
                 let x = try file.tensor("x")
                 try SafeTensors.checkFinite(x.data, what: "\(input): tensor 'x'")
                 let weights = try weightOptions.source()
-                return (layout, x, try layout.makeShard(plan, weights: weights, prefix: ""), weights)
+                // On cuda the shard is built on the GPU below.
+                return (layout, x, gpu.device == .cuda ? nil : try layout.makeShard(plan, weights: weights, prefix: ""), weights)
             }
             let tokens = x.shape[0]
-            let cache = shard.makeCache(dtype: kvDtype, capacity: tokens)
-            // --device cuda: the attention kernel on this rank's GPU (node-local rank mod GPUs).
-            let cudaKernel = try world.collectively { () throws -> CUDAAttentionKernel? in
-                guard gpu.device == .cuda else { return nil }
-                return CUDAAttentionKernel(device: try CUDADevice(localRank: topology.localRank, localSize: topology.localSize),
-                                           tuning: gpu.tuning)
+            let y: [Float], report: RunStats
+            if let shard {
+                let cache = shard.makeCache(dtype: kvDtype, capacity: tokens)
+                y = runSequence(shard, x: x.data, tokens: tokens, prefill: prefill, cache: cache, kernel: try kernelOptions.make(),
+                                collectives: world)
+                report = RunStats(world: world, cacheRowBytes: cache.rowBytes, cacheAllocatedBytes: cache.allocatedBytes)
+            } else {
+                // --device cuda (no CPU shard was built): the whole layer on this rank's GPU (node-local rank mod GPUs);
+                // x goes up and y comes back once per call, the all-reduce goes through the host.
+                let run = try world.collectively { () throws -> GPUForward in
+                    try GPUForward(layout: layout, tp: tp, rank: world.rank, weights: weights, dtype: kvDtype, tokens: tokens,
+                                   prefill: prefill, topology: topology, tuning: gpu.tuning)
+                }
+                y = runSequence(run.shard, x: x.data, tokens: tokens, prefill: prefill, cache: run.cache, on: run.backend,
+                                attention: run.attention, collectives: world)
+                try world.collectively { _ = try run.backend.finish() }
+                report = RunStats(world: world, cacheRowBytes: run.cache.rowBytes, cacheAllocatedBytes: run.cache.capacity * run.cache.rowBytes)
             }
-            let y = runSequence(shard, x: x.data, tokens: tokens, prefill: prefill, cache: cache,
-                                kernel: try cudaKernel ?? kernelOptions.make(), collectives: world)
-            try world.collectively { if let e = cudaKernel?.failure { throw e } }
-            let report = RunStats(world: world, cacheRowBytes: cache.rowBytes, cacheAllocatedBytes: cache.allocatedBytes)
             try world.collectively {
                 try SafeTensors.checkFinite(y, what: "output y")
                 guard world.rank == 0 else { return }
@@ -98,5 +106,31 @@ struct ForwardCommand: ParsableCommand {
                 }
             }
         }
+    }
+}
+
+/// `forward --device cuda`: the rank's shard of the layer on its GPU (`CUDABackend`), its
+/// device cache for the T tokens, and the decode attention planned for the prefill's rows.
+struct GPUForward {
+    let backend: CUDABackend
+    let shard: any BackendShard<CUDABackend>
+    let cache: DeviceKVCache
+    let attention: GPUAttention
+
+    init(layout: any AttentionLayout, tp: Int, rank: Int, weights: WeightSource, dtype: StorageDType, tokens: Int, prefill: Int,
+         topology: NodeTopology, tuning: GPUTuning) throws {
+        let device = try CUDADevice(localRank: topology.localRank, localSize: topology.localSize)
+        let plan = try layout.shard(tp: tp, rank: rank)
+        let rows = max(prefill, 1)
+        let need = try GPULayerWorkload.footprint(device: device, layout: layout, shard: plan, dtype: dtype, sequences: 1, context: tokens,
+                                                  appending: nil, kernelRows: rows)
+        try device.checkFits(bytes: need.bytes * device.ranksSharing,
+                             what: "this forward run over \(tokens) tokens (× \(device.ranksSharing) rank(s) on this GPU)")
+        backend = try CUDABackend(device: device)
+        shard = try layout.makeShard(plan, weights: weights, prefix: "", on: backend)
+        cache = try DeviceKVCache(dtype: dtype, width: shard.cacheWidth, capacity: tokens)
+        attention = try GPUAttention(device: device, groups: shard.groups, rowWidth: shard.cacheWidth, dtype: dtype,
+                                     scale: layout.softmaxScale, maxBatch: rows, maxLength: tokens, tuning: tuning)
+        try backend.finish()
     }
 }

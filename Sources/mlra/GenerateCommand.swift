@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MLRACore
+import MLRACuda
 import MLRAParallel
 
 /// `mlra generate`: greedy decoding with a whole sharded decoder (model scope).
@@ -14,6 +15,7 @@ struct GenerateCommand: ParsableCommand {
     var config: String
     @OptionGroup var weightOptions: WeightOptions
     @OptionGroup var kernelOptions: KernelOptions
+    @OptionGroup var gpu: GPUOptions
     @OptionGroup var topologyOptions: TopologyOptions
     @Option(help: "Comma-separated prompt token ids.")
     var prompt: String
@@ -29,7 +31,7 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         try runParallel { world in
             let topology = NodeTopology(world)
-            let (model, promptIds) = try world.collectively { () throws -> (DecoderShard, [Int]) in
+            let (layout, promptIds) = try world.collectively { () throws -> (ModelLayout, [Int]) in
                 // The world is one TP group: refused before anything is read if it spans nodes.
                 try TPGroups.check(tp: world.size, topology: topology, allowCrossNode: topologyOptions.allowCrossNodeTP)
                 let layout = try ModelLayout(config: AttentionConfig.load(path: config))
@@ -46,29 +48,50 @@ struct GenerateCommand: ParsableCommand {
                 let need = try MemoryFootprint(layout: layout.attention, tp: world.size, dtype: kvDtype, workload: .model(layout),
                                                context: CheckedSize.sum([ids.count, tokens], what), sequences: 1, logitRows: tokens, what: what)
                 try MemoryBudget.check(need, ranks: topology.localSize, what: "generating \(tokens) tokens")
-                return (try DecoderShard(layout: layout, tp: world.size, rank: world.rank, weights: weightOptions.source()), ids)
+                return (layout, ids)
             }
-            let caches = model.makeCaches(dtype: kvDtype, capacity: promptIds.count + tokens)
-            let kernel = try kernelOptions.make()
-            var generated = [Int]()
-            var allLogits = [Float]()
-            var logits = model.forward(tokens: [promptIds], caches: [caches], kernel: kernel, collectives: world)
-            while true {
-                let next = argmax(logits[...])
-                generated.append(next)
-                allLogits += logits
-                if generated.count == tokens { break }
-                logits = model.forward(tokens: [[next]], caches: [caches], kernel: kernel, collectives: world)
-            }
-            let report = RunStats(world: world, cacheRowBytes: caches.reduce(0) { $0 + $1.rowBytes },
+            let context = promptIds.count + tokens
+            let generated: [Int], allLogits: [Float], report: RunStats
+            if gpu.device == .cuda {
+                // The whole decoder on this rank's GPU (node-local rank mod GPUs): the ids go up
+                // and the rank's logits come back once per step, the all-reduces go through the host.
+                let (backend, model, caches, attention) = try world.collectively {
+                    () throws -> (CUDABackend, DecoderModel<CUDABackend>, [DeviceKVCache], GPUAttention) in
+                    let device = try CUDADevice(localRank: topology.localRank, localSize: topology.localSize)
+                    let need = try GPUModelWorkload.footprint(device: device, layout: layout, tp: world.size, rank: world.rank, dtype: kvDtype,
+                                                              sequences: 1, context: context, kernelRows: promptIds.count, appending: nil)
+                    try GPUModelWorkload.checkFits(need, device: device, what: "generating \(tokens) tokens")
+                    let backend = try CUDABackend(device: device)
+                    let model = try DecoderModel(layout: layout, tp: world.size, rank: world.rank, weights: weightOptions.source(), on: backend)
+                    let caches = try model.makeCaches(dtype: kvDtype, capacity: context, on: backend)
+                    // Planned for the prompt's rows (the prefill); the decode steps launch one row.
+                    let attention = try GPUModelWorkload.attention(model, device: device, dtype: kvDtype, rows: promptIds.count,
+                                                                   length: context, tuning: gpu.tuning)
+                    try backend.finish()
+                    return (backend, model, caches, attention)
+                }
+                (generated, allLogits) = model.greedy(prompt: promptIds, count: tokens, caches: caches, on: backend, attention: attention,
+                                                      collectives: world)
+                try world.collectively { _ = try backend.finish() }
+                report = RunStats(world: world, cacheRowBytes: caches.reduce(0) { $0 + $1.rowBytes },
+                                  cacheAllocatedBytes: caches.reduce(0) { $0 + $1.capacity * $1.rowBytes })
+            } else {
+                let model = try world.collectively {
+                    try DecoderShard(layout: layout, tp: world.size, rank: world.rank, weights: weightOptions.source())
+                }
+                let caches = model.makeCaches(dtype: kvDtype, capacity: context)
+                (generated, allLogits) = model.greedy(prompt: promptIds, count: tokens, caches: caches, on: CPUBackend(),
+                                                      attention: try kernelOptions.make(), collectives: world)
+                report = RunStats(world: world, cacheRowBytes: caches.reduce(0) { $0 + $1.rowBytes },
                                   cacheAllocatedBytes: caches.reduce(0) { $0 + $1.allocatedBytes })
+            }
             try world.collectively {
                 try SafeTensors.checkFinite(allLogits, what: "logits")
                 guard world.rank == 0 else { return }
                 print(generated.map(String.init).joined(separator: ","))
                 if stats { print("stats: " + report.json) }
                 if let logitsOut {
-                    try SafeTensorsFile.write(["logits": Tensor(shape: [tokens, model.layout.vocabSize], data: allLogits)],
+                    try SafeTensorsFile.write(["logits": Tensor(shape: [tokens, layout.vocabSize], data: allLogits)],
                                               to: logitsOut, metadata: ["tp": String(world.size)])
                 }
             }

@@ -14,7 +14,7 @@ struct SweepCommand: ParsableCommand {
             The grid comes from --preset, --spec FILE.json, or the grid flags (flags override the preset's or file's values \
             in every grid). TP degrees run as sub-communicators of one job: with N ranks and degree t, the N/t groups are \
             data-parallel replicas that split the batch. --devices cuda runs on each rank's GPU (node-local rank mod \
-            visible GPUs) in kernel and layer scope, its all-reduces by --collective. Rerunning with the same --out \
+            visible GPUs) in every scope, its all-reduces by --collective. Rerunning with the same --out \
             resumes. --dry-run lists the configurations (with --out: which a resume skips), the skips and their reasons, \
             predicted memory per rank and time (from --calibration or the calibration stored beside --out), and totals, \
             without measuring or writing anything. Schema: docs/csv-schema.md.

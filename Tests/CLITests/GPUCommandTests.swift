@@ -46,11 +46,28 @@ final class GPUCommandTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path("y.safetensors")))
     }
 
+    /// `generate --device cuda` (the decoder on each rank's GPU) without a GPU: one line,
+    /// every rank exits with status 1, nothing written.
+    func testGenerateOnCudaUnderMPIEveryRankExits() throws {
+        try XCTSkipIf(hasGPU, "this machine has a GPU")
+        let dir = try TempDir()
+        let config = dir.write("m.json", #"{"variant": "gqa", "n_embd": 32, "n_head": 4, "head_dim": 8, "group_size": 2, "n_layer": 2, "intermediate_size": 24, "vocab_size": 41}"#)
+        for n in [1, 2] {
+            let r = try CLI.mpirun(n, ["generate", "--config", config, "--prompt", "3,1,4", "--tokens", "3", "--device", "cuda",
+                                       "--logits-out", dir.path("l.safetensors")], timeout: 120)
+            assertCleanError(r, contains: "--device cuda: no NVIDIA driver")
+            XCTAssertEqual(r.status, 1, "n=\(n)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path("l.safetensors")))
+        }
+        assertCleanError(try CLI.run(["generate", "--config", config, "--prompt", "1", "--tokens", "1", "--gpu-tile", "64"]),
+                         contains: "need --device cuda")
+    }
+
     /// Issue 11: `sweep --devices cuda` (or a spec's "devices") on a machine without a GPU:
     /// one line under mpirun, every rank exits, and no file is created or changed (not even
     /// the lock files): the GPUs are bound before any output is opened. An unknown device or
     /// a CPU calibration given as --gpu-calibration is one line too. cuda configurations that
-    /// are all skipped (layer scope) need no GPU: the cpu rows are measured.
+    /// are all skipped need no GPU: the cpu rows are measured.
     func testSweepOnCudaWithoutAGPUIsOneLineOnEveryRankAndTouchesNothing() throws {
         try XCTSkipIf(hasGPU, "this machine has a GPU")
         let dir = try TempDir()
@@ -76,9 +93,14 @@ final class GPUCommandTests: XCTestCase {
                          contains: "re-run 'mlra calibrate --device cuda --format json'")
         XCTAssertEqual(try files(), before.union(["spec.json", "old.csv"]))
 
-        let ok = try CLI.mpirun(2, ["sweep", "--out", out, "--devices", "cpu,cuda", "--scopes", "model"] + grid, timeout: 120)
+        // Model scope runs on cuda too (issue 12): it needs the GPU like the other scopes.
+        assertCleanError(try CLI.mpirun(2, ["sweep", "--out", out, "--devices", "cpu,cuda", "--scopes", "model"] + grid, timeout: 120),
+                         contains: "--devices cuda: no NVIDIA driver")
+        XCTAssertEqual(try files(), before.union(["spec.json", "old.csv"]))
+        let skipped = dir.write("skipped.json", #"{"defaults": {"heads": [4], "head_dim": 16, "rope_dim": 8, "kv_ranks": [64], "contexts": [64], "q_lora_rank": 16, "n_embd": 32, "warmup": 0, "steps": 2, "scopes": ["model"]}, "grids": [{"variants": ["mlra4"], "devices": ["cpu"], "tp": [1]}, {"variants": ["mlra4"], "devices": ["cuda"], "tp": [4]}]}"#)
+        let ok = try CLI.mpirun(2, ["sweep", "--spec", skipped, "--out", out, "--calibration", cal], timeout: 120)
         XCTAssertEqual(ok.status, 0, ok.stderr)
-        XCTAssertTrue(ok.stderr.contains("bf16 cuda: skipped: model scope runs on the CPU only"), ok.stderr)
+        XCTAssertTrue(ok.stderr.contains("cuda: skipped: TP degree 4 does not divide the world size 2"), ok.stderr)
         let rows = AppendOnlyCSV.readRows(path: out)
         XCTAssertEqual(rows.count, 1, "mlra4 model tp 1 batch 1 on the CPU: one replica, one row")
         for row in rows {

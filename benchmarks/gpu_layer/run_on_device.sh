@@ -5,12 +5,7 @@
 set -uo pipefail
 # Everything goes to a working folder, packed into one $OUT/results.tgz at the end.
 out=/tmp/gpu_layer_out; rm -rf "$out"; mkdir -p "$out"
-gunzip -c .devbin/mlra.gz > /tmp/mlra && chmod +x /tmp/mlra
-for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
-    [ -e "$d/libnvrtc.so.13" ] && export MLRA_NVRTC="$d"
-    [ -e "$d/libcublas.so.13" ] && export MLRA_CUBLAS="$d"
-done
-export MLRA_KERNEL_CACHE=/tmp/kc OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+source benchmarks/gpu_layer/device_env.sh
 here=benchmarks/gpu_layer
 { nvidia-smi -L; lscpu | grep -E 'Model name|Flags' | cut -c1-400; echo "nvrtc=${MLRA_NVRTC:-} cublas=${MLRA_CUBLAS:-}"; } > "$out/machine.txt" 2>&1
 /tmp/mlra calibrate --device cuda --format json > "$out/gpu_cal.json" 2> "$out/gpu_cal.err"

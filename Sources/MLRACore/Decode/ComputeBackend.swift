@@ -43,6 +43,23 @@ public protocol ComputeBackend: AnyObject {
                 _ attention: Attention) -> Buffer
     /// Sums `x` over the TP group, in place (one all-reduce).
     func allReduceSum(_ x: inout Buffer, collectives: TPCollectives)
+
+    // The rest of a decoder (`DecoderModel`): caches, embeddings, the residual stream, the
+    // MLP, and the two places its plan crosses to the host (the input ids, the logits).
+
+    /// A cache of `capacity` rows of `width` values, stored as `dtype`.
+    func makeCache(dtype: StorageDType, width: Int, capacity: Int) throws -> Cache
+    /// Host values as a buffer (the inputs of a step).
+    func buffer(_ values: [Float]) -> Buffer
+    /// Rows `ids` of `table` ([V, width]): the embeddings [ids.count, width].
+    func embed(_ table: Matrix, ids: [Int], width: Int) -> Buffer
+    /// x[i] += y[i] for i < count (the residual stream).
+    func add(_ x: inout Buffer, _ y: Buffer, count: Int)
+    /// gate[i] ← silu(gate[i]) · up[i] for i < count (SwiGLU).
+    func swiGLU(_ gate: inout Buffer, _ up: Buffer, count: Int)
+    /// The first `count` values of `x` on the host, once everything before has run (the
+    /// logits, which the plan gathers on the host).
+    func host(_ x: Buffer, count: Int) -> [Float]
 }
 
 /// A family of blocks or matrices inside a row-major buffer: block j of row i starts at
@@ -158,4 +175,31 @@ public final class CPUBackend: ComputeBackend {
     }
 
     public func allReduceSum(_ x: inout [Float], collectives: TPCollectives) { collectives.allReduceSum(&x) }
+
+    public func makeCache(dtype: StorageDType, width: Int, capacity: Int) -> KVCache {
+        KVCache(dtype: dtype, width: width, capacity: capacity)
+    }
+
+    public func buffer(_ values: [Float]) -> [Float] { values }
+
+    public func embed(_ table: Tensor, ids: [Int], width: Int) -> [Float] {
+        var x = [Float]()
+        x.reserveCapacity(ids.count * width)
+        for t in ids { x += table.data[(t * width)..<((t + 1) * width)] }
+        return x
+    }
+
+    public func add(_ x: inout [Float], _ y: [Float], count: Int) {
+        for i in 0..<count { x[i] += y[i] }
+    }
+
+    public func swiGLU(_ gate: inout [Float], _ up: [Float], count: Int) {
+        for i in 0..<count { let g = gate[i]; gate[i] = g / (1 + expf(-g)) * up[i] }
+    }
+
+    public func host(_ x: [Float], count: Int) -> [Float] { count == x.count ? x : Array(x.prefix(count)) }
 }
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -56,91 +56,105 @@ public struct ModelLayout: Sendable {
     public var allReducesPerStep: Int { 2 * nLayer }
 }
 
-public final class DecoderShard {
+/// One rank's shard of the decoder on a backend (`ComputeBackend`): the plan above,
+/// written once. A step's activations stay where the backend computes; the plan crosses
+/// to the host twice: the token ids in, and the rank's logits out for the gather (the
+/// greedy id is taken on the host from the gathered logits). `DecoderShard` is this on
+/// the CPU.
+public final class DecoderModel<Backend: ComputeBackend> {
     public let layout: ModelLayout
     public let tpRank: Int, tp: Int
     struct Layer {
-        let inputNorm: Tensor, postNorm: Tensor
-        let attention: any AttentionShard
-        let w1: Tensor, w2: Tensor
-        let wDown: RowParallelLinear<CPUBackend>
+        let inputNorm: Backend.Matrix, postNorm: Backend.Matrix
+        let attention: any BackendShard<Backend>
+        let w1: Backend.Matrix, w2: Backend.Matrix
+        let wDown: RowParallelLinear<Backend>
     }
     let layers: [Layer]
-    let wte: Tensor, lmHead: Tensor, finalNorm: Tensor
+    let wte: Backend.Matrix, lmHead: Backend.Matrix, finalNorm: Backend.Matrix
     public let vocabSlice: Range<Int>
+    /// This rank's columns of the MLP (IR).
+    public let mlpWidth: Int
+    /// Bytes of weights this rank holds (as f32).
+    public let weightBytes: Int
 
-    public var attentionShards: [any AttentionShard] { layers.map(\.attention) }
-    public var weightBytes: Int {
-        bytes([wte, lmHead, finalNorm]) + layers.reduce(0) {
-            $0 + $1.attention.weightBytes + bytes([$1.inputNorm, $1.postNorm, $1.w1, $1.w2, $1.wDown.weight])
-        }
-    }
+    public var attentionShards: [any BackendShard<Backend>] { layers.map(\.attention) }
 
-    public init(layout: ModelLayout, tp: Int, rank: Int, weights: WeightSource) throws {
+    public init(layout: ModelLayout, tp: Int, rank: Int, weights: WeightSource, on backend: Backend) throws {
         try layout.checkTP(tp)
         self.layout = layout
         self.tp = tp
         tpRank = rank
         let specs = Dictionary(uniqueKeysWithValues: layout.parameters.map { ($0.name, $0) })
         let mlpSlice = evenSplit(layout.intermediateSize, parts: tp, part: rank)
+        mlpWidth = mlpSlice.count
         vocabSlice = evenSplit(layout.vocabSize, parts: tp, part: rank)
         let attentionShard = try layout.attention.shard(tp: tp, rank: rank)
+        var held = 0
         layers = try (0..<layout.nLayer).map { l in
             let pre = ModelLayout.layerPrefix(l)
-            return Layer(
-                inputNorm: try weights.load(specs[pre + "input_layernorm.weight"]!),
-                postNorm: try weights.load(specs[pre + "post_attention_layernorm.weight"]!),
-                attention: try layout.attention.makeShard(attentionShard, weights: weights, prefix: pre + "attn."),
-                w1: try weights.rows(specs[pre + "mlp.c_fc1.weight"]!, mlpSlice),
-                w2: try weights.rows(specs[pre + "mlp.c_fc2.weight"]!, mlpSlice),
-                wDown: RowParallelLinear(try weights.columns(specs[pre + "mlp.c_proj.weight"]!, mlpSlice)))
+            let inputNorm = try weights.load(specs[pre + "input_layernorm.weight"]!)
+            let postNorm = try weights.load(specs[pre + "post_attention_layernorm.weight"]!)
+            let attention = try layout.attention.makeShard(attentionShard, weights: weights, prefix: pre + "attn.", on: backend)
+            let w1 = try weights.rows(specs[pre + "mlp.c_fc1.weight"]!, mlpSlice)
+            let w2 = try weights.rows(specs[pre + "mlp.c_fc2.weight"]!, mlpSlice)
+            let wDown = try weights.columns(specs[pre + "mlp.c_proj.weight"]!, mlpSlice)
+            held += attention.weightBytes + bytes([inputNorm, postNorm, w1, w2, wDown])
+            return Layer(inputNorm: backend.matrix(inputNorm), postNorm: backend.matrix(postNorm), attention: attention,
+                         w1: backend.matrix(w1), w2: backend.matrix(w2), wDown: RowParallelLinear(backend.matrix(wDown)))
         }
-        wte = try weights.load(specs[ModelLayout.embeddingName]!)
-        lmHead = wte.rows(vocabSlice)
-        finalNorm = try weights.load(specs[ModelLayout.finalNormName]!)
+        let wte = try weights.load(specs[ModelLayout.embeddingName]!)
+        let lmHead = wte.rows(vocabSlice)
+        let finalNorm = try weights.load(specs[ModelLayout.finalNormName]!)
+        weightBytes = held + bytes([wte, lmHead, finalNorm])
+        (self.wte, self.lmHead, self.finalNorm) = (backend.matrix(wte), backend.matrix(lmHead), backend.matrix(finalNorm))
     }
 
     /// One cache per layer for a new sequence.
-    public func makeCaches(dtype: StorageDType, capacity: Int) -> [KVCache] {
-        layers.map { $0.attention.makeCache(dtype: dtype, capacity: capacity) }
+    public func makeCaches(dtype: StorageDType, capacity: Int, on backend: Backend) throws -> [Backend.Cache] {
+        try layers.map { try backend.makeCache(dtype: dtype, width: $0.attention.cacheWidth, capacity: capacity) }
     }
 
     /// Runs new tokens of several sequences (sequence s: tokens[s], appended to
     /// caches[s]) through the model and returns the full logits [S, V] of each
-    /// sequence's last new token. Prefill is one sequence with many tokens; a
-    /// batched decode step is S sequences with one token each. Each layer ends
-    /// its attention and its MLP with one all-reduce for the whole batch, issued by
-    /// their row-parallel projections.
-    public func forward(tokens: [[Int]], caches: [[KVCache]], kernel: AttentionKernel,
+    /// sequence's last new token, on the host of every rank. Prefill is one sequence with
+    /// many tokens; a batched decode step is S sequences with one token each. Each layer
+    /// ends its attention and its MLP with one all-reduce for the whole batch, issued by
+    /// their row-parallel projections; the logits are gathered once.
+    public func forward(tokens: [[Int]], caches: [[Backend.Cache]], on b: Backend, attention: Backend.Attention,
                         collectives: TPCollectives) -> [Float] {
         let d = layout.nEmbd
         let rows = tokens.reduce(0) { $0 + $1.count }
-        var x = [Float]()
-        x.reserveCapacity(rows * d)
-        for seq in tokens { for t in seq { x += wte.data[(t * d)..<((t + 1) * d)] } }
+        var x = b.embed(wte, ids: tokens.flatMap { $0 }, width: d)
 
         for (l, layer) in layers.enumerated() {
             // Attention: each sequence on its own cache; one all-reduce for the batch (its wO).
-            let h = normalizedRows(x, rows: rows, weight: layer.inputNorm)
-            let a = layer.attention.forward(h, segments: tokens.indices.map { SequenceSegment(cache: caches[$0][l], tokens: tokens[$0].count) },
-                                            kernel: kernel, collectives: collectives)
-            for i in 0..<x.count { x[i] += a[i] }
+            let h = normalizedRows(x, rows: rows, weight: layer.inputNorm, on: b)
+            let a = layer.attention.forward(h, rows: BatchRows(caches: caches.map { $0[l] }, tokens: tokens.map(\.count)), on: b,
+                                            attention: attention, collectives: collectives)
+            b.add(&x, a, count: rows * d)
 
             // SwiGLU MLP: column-parallel W1, W2, row-parallel W_down; one all-reduce.
-            let m = normalizedRows(x, rows: rows, weight: layer.postNorm)
-            var gate = BLAS.linear(m, rows: rows, layer.w1)          // [rows, IR]
-            let up = BLAS.linear(m, rows: rows, layer.w2)            // [rows, IR]
-            for i in 0..<gate.count { let g = gate[i]; gate[i] = g / (1 + expf(-g)) * up[i] }
-            let o = layer.wDown(gate, rows: rows, on: CPUBackend(), collectives: collectives)   // [rows, D]
-            for i in 0..<x.count { x[i] += o[i] }
+            let m = normalizedRows(x, rows: rows, weight: layer.postNorm, on: b)
+            var gate = b.linear(m, rows: rows, layer.w1)          // [rows, IR]
+            let up = b.linear(m, rows: rows, layer.w2)            // [rows, IR]
+            b.swiGLU(&gate, up, count: rows * mlpWidth)
+            let o = layer.wDown(gate, rows: rows, on: b, collectives: collectives)   // [rows, D]
+            b.add(&x, o, count: rows * d)
         }
 
         // Final norm and vocab-parallel logits for each sequence's last token, gathered.
-        var last = [Float]()
-        var end = 0
-        for seq in tokens { end += seq.count; last += x[((end - 1) * d)..<(end * d)] }
-        let hLast = normalizedRows(last, rows: tokens.count, weight: finalNorm)
-        let local = BLAS.linear(hLast, rows: tokens.count, lmHead)   // [S, VR]
+        var last = x
+        if rows > tokens.count {
+            last = b.zeros(tokens.count * d)
+            var end = 0
+            for (s, seq) in tokens.enumerated() {
+                end += seq.count
+                b.copy(x, Strided(offset: (end - 1) * d, ld: d), into: &last, Strided(offset: s * d, ld: d), rows: 1, blocks: 1, width: d)
+            }
+        }
+        let hLast = normalizedRows(last, rows: tokens.count, weight: finalNorm, on: b)
+        let local = b.host(b.linear(hLast, rows: tokens.count, lmHead), count: tokens.count * vocabSlice.count)   // [S, VR]
         // One gather for the batch: rank r contributes [S, VR_r]; reassemble rows of [S, V].
         let slices = (0..<tp).map { evenSplit(layout.vocabSize, parts: tp, part: $0) }
         let gathered = collectives.allGather(local, counts: slices.map { $0.count * tokens.count })
@@ -155,15 +169,48 @@ public final class DecoderShard {
         return logits
     }
 
-    func normalizedRows(_ x: [Float], rows: Int, weight: Tensor) -> [Float] {
-        var h = x
+    /// RMSNorm of each row of x [rows, D] into a new buffer (x is the residual stream, kept).
+    func normalizedRows(_ x: Backend.Buffer, rows: Int, weight: Backend.Matrix, on b: Backend) -> Backend.Buffer {
         let d = layout.nEmbd
-        h.withUnsafeMutableBufferPointer { p in
-            weight.data.withUnsafeBufferPointer { w in
-                for r in 0..<rows { rmsNorm(p.baseAddress! + r * d, count: d, weight: w.baseAddress!) }
-            }
-        }
+        var h = b.zeros(rows * d)
+        b.copy(x, Strided(ld: d), into: &h, Strided(ld: d), rows: rows, blocks: 1, width: d)
+        b.rmsNorm(&h, rows: rows, stride: d, offset: 0, count: d, weight: weight, scale: 1)
         return h
+    }
+
+    /// Greedy decoding of one sequence: the prompt in one prefill, then one decode step per
+    /// generated token (fed back as the next input). Returns the `count` generated ids and
+    /// the logits [count, V] each was taken from.
+    public func greedy(prompt: [Int], count: Int, caches: [Backend.Cache], on b: Backend, attention: Backend.Attention,
+                       collectives: TPCollectives) -> (ids: [Int], logits: [Float]) {
+        var ids = [Int](), all = [Float]()
+        var logits = forward(tokens: [prompt], caches: [caches], on: b, attention: attention, collectives: collectives)
+        while true {
+            let next = argmax(logits[...])
+            ids.append(next)
+            all += logits
+            if ids.count == count { return (ids, all) }
+            logits = forward(tokens: [[next]], caches: [caches], on: b, attention: attention, collectives: collectives)
+        }
+    }
+}
+
+/// The decoder on the CPU, for host arrays and host caches.
+public typealias DecoderShard = DecoderModel<CPUBackend>
+
+extension DecoderModel where Backend == CPUBackend {
+    public convenience init(layout: ModelLayout, tp: Int, rank: Int, weights: WeightSource) throws {
+        try self.init(layout: layout, tp: tp, rank: rank, weights: weights, on: CPUBackend())
+    }
+
+    /// One cache per layer for a new sequence.
+    public func makeCaches(dtype: StorageDType, capacity: Int) -> [KVCache] {
+        layers.map { KVCache(dtype: dtype, width: $0.attention.cacheWidth, capacity: capacity) }
+    }
+
+    /// `forward(tokens:caches:on:attention:collectives:)` on host arrays with `kernel`.
+    public func forward(tokens: [[Int]], caches: [[KVCache]], kernel: AttentionKernel, collectives: TPCollectives) -> [Float] {
+        forward(tokens: tokens, caches: caches, on: CPUBackend(), attention: kernel, collectives: collectives)
     }
 }
 
@@ -173,7 +220,3 @@ public func argmax(_ v: ArraySlice<Float>) -> Int {
     for i in v.indices where v[i] > v[best] { best = i }
     return best - v.startIndex
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

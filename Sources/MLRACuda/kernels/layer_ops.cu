@@ -72,3 +72,37 @@ extern "C" __global__ void to_half(const float *src, unsigned short *dst, u64 co
     const u64 stride = (u64)gridDim.x * blockDim.x;
     for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += stride) dst[i] = to_16bit(src[i], elem);
 }
+
+// The rest of a decoder (DecoderModel): grid-stride loops over `count` values.
+
+// x[i] += y[i]: the residual stream (CPUBackend.add).
+extern "C" __global__ void add_values(float *x, const float *y, u64 count) {
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (u64)gridDim.x * blockDim.x) x[i] += y[i];
+}
+
+// SwiGLU (CPUBackend.swiGLU): gate[i] <- gate[i] / (1 + e^-gate[i]) * up[i].
+extern "C" __global__ void swiglu_values(float *gate, const float *up, u64 count) {
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (u64)gridDim.x * blockDim.x) {
+        const float g = gate[i];
+        gate[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+// The embedding lookup (CPUBackend.embed): row blockIdx.x of out <- row ids[blockIdx.x] of
+// table [V, width], held as f32 (elem 2) or, when the backend multiplies in 16 bits, as
+// bf16 (elem 0) or f16 (elem 1).
+extern "C" __global__ void gather_rows(const void *table, const int *ids, int width, int elem, float *out) {
+    const u64 first = (u64)ids[blockIdx.x] * width;
+    float *dst = out + (u64)blockIdx.x * width;
+    for (int c = threadIdx.x; c < width; c += blockDim.x) {
+        if (elem == 2) {
+            dst[c] = ((const float *)table)[first + c];
+        } else {
+            const unsigned short h = ((const unsigned short *)table)[first + c];
+            float v;
+            if (elem == 0) v = __uint_as_float((unsigned)h << 16);
+            else asm("cvt.f32.f16 %0, %1;" : "=f"(v) : "h"(h));
+            dst[c] = v;
+        }
+    }
+}
