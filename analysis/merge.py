@@ -14,13 +14,14 @@ import pandas as pd
 from .noise import NOISE_ROW_COLUMNS
 from .reader import InputError, expand_paths, read_table, to_numbers  # noqa: F401 (InputError: merge's API)
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # Versions this reader takes: schema 1 lacks the columns of SINCE_SCHEMA_2 and later,
 # schema 2 those of SINCE_SCHEMA_3 and later, schema 3 those of SINCE_SCHEMA_4; they
 # stay empty for its rows (`device` reads as cpu: every row before schema 4 is a cpu row),
 # schema 4 those of SINCE_SCHEMA_5, schema 5 those of SINCE_SCHEMA_6 (read from its
-# `tokens_per_s`: see throughput_columns).
-KNOWN_SCHEMA_VERSIONS = ("1", "2", "3", "4", "5", "6")
+# `tokens_per_s`: see throughput_columns), schema 6 those of SINCE_SCHEMA_7 (`kernel_math`
+# reads as f32 on its cpu rows: every CPU product was f32 before `--math`).
+KNOWN_SCHEMA_VERSIONS = ("1", "2", "3", "4", "5", "6", "7")
 SINCE_SCHEMA_2 = ["calib_fma_width", "kernel_isa"]
 SINCE_SCHEMA_3 = ["config_id", "array_task", "array_count", "calib_source", "seed"]
 GPU_TEXT_COLUMNS = ["gpu_kernel", "gpu_name", "gpu_uuid", "gpu_pci_bus_id", "gpu_driver"]
@@ -34,11 +35,13 @@ SINCE_SCHEMA_5 = NOISE_ROW_COLUMNS + NODE_COLUMNS
 # the group's figure and the job's, so that a sum over rows no longer overcounts.
 THROUGHPUT_COLUMNS = ["group_tokens_per_s", "job_tokens_per_s"]
 SINCE_SCHEMA_6 = THROUGHPUT_COLUMNS
+# Schema 7 records which math the CPU kernel's products ran in and the check's tolerance.
+SINCE_SCHEMA_7 = ["kernel_math", "validation_atol", "validation_rtol"]
 OLD_THROUGHPUT_COLUMN = "tokens_per_s"
 
 TEXT_COLUMNS = [
     "run_id", "harness_version", "git_rev", "host", "mpi_library", "date_utc",
-    "calib_fma_width", "variant", "scope", "kv_dtype", "kernel_isa", "timing_mode", "cold_cache", "validation",
+    "calib_fma_width", "variant", "scope", "kv_dtype", "kernel_isa", "kernel_math", "timing_mode", "cold_cache", "validation",
     "config_id", "calib_source", "seed",   # seed is text: a 64-bit seed does not survive a float
     "array_task", "array_count",           # which Slurm array task wrote a row: labels, not measurements
     "device", *GPU_TEXT_COLUMNS,
@@ -50,7 +53,7 @@ NUMERIC_COLUMNS = [
     "rope_dim", "kv_lora_rank", "block_width", "kv_heads", "threads",
     "kv_elems_per_token", "kv_bytes_per_token", "kv_bytes_per_rank", "kernel_bytes_per_step",
     "kernel_flops_per_step", "weight_bytes_per_rank", "allreduce_bytes_per_step",
-    "allreduce_count_per_step", "validation_max_err", "warmup_steps", "timed_steps",
+    "allreduce_count_per_step", "validation_max_err", "validation_atol", "validation_rtol", "warmup_steps", "timed_steps",
     "timer_resolution_us", "step_us_median", "step_us_p10", "step_us_p90", "step_us_min",
     "step_us_max", "kernel_us_median", "kernel_us_p10", "kernel_us_p90", "allreduce_us_median",
     *THROUGHPUT_COLUMNS, "achieved_gbs", "achieved_gflops", "roofline_us", "roofline_fraction",
@@ -139,6 +142,11 @@ def load_sweeps(patterns: list[str]) -> Loaded:
             absent = [c for c in absent if c not in SINCE_SCHEMA_5]
         if version.isin(["1", "2", "3", "4", "5"]).all():   # nor schema 5 these (derived below)
             absent = [c for c in absent if c not in SINCE_SCHEMA_6]
+        if version.isin(["1", "2", "3", "4", "5", "6"]).all():   # nor schema 6 these
+            absent = [c for c in absent if c not in SINCE_SCHEMA_7]
+        if "kernel_math" not in df.columns:   # before schema 7 every CPU product was f32
+            device = df["device"].astype(str).str.strip() if "device" in df.columns else pd.Series("", index=df.index)
+            df["kernel_math"] = device.map(lambda d: "" if d == "cuda" else "f32")
         if absent:
             warnings.append(f"{path}: missing column(s) {', '.join(absent)}; treated as empty")
         wrong = ~version.isin(KNOWN_SCHEMA_VERSIONS)

@@ -4,7 +4,7 @@ import MLRACore
 /// The sweep's CSV (schema in docs/csv-schema.md): its columns are `SweepRow`'s coding
 /// keys, the one list of their names and order; a test holds the document to it.
 public enum ResultsSchema {
-    public static let version = "6"
+    public static let version = "7"
     public static let columns = SweepRow.columns
     public static let sampleColumns = [
         "run_id", "config_id", "variant", "scope", "tp", "tp_group", "context", "batch", "n_head", "kv_lora_rank", "kv_dtype",

@@ -94,6 +94,7 @@ extension SweepDriver {
             }
         }
         if p.reporter, let work = built?.work {
+            m.setTolerance(Tolerance.gpuKernelAgreement(cache: c.dtype))   // GPUValidation's, at both lengths
             m.columns["gpu_kernel"] = work.attention.summary
             for (k, v) in zip(CUDADevice.csvColumns, gpu.csvFields(clocks: clocks)) { m.columns[k] = v }
         }
@@ -157,6 +158,7 @@ extension SweepDriver {
             if let failure = work?.failure { throw HarnessError("\(c.label): \(failure)") }
         }
         if p.reporter, let work {
+            m.setTolerance(check.tolerance)
             m.columns["gpu_kernel"] = work.work.attention.summary + "; projections: cuBLAS \(work.work.backend.cublasVersion) sgemm, f32 weights; "
                 + "all-reduce MPI through host memory"
             // The last `steps` steps are the timed ones (warm-up first); this rank's, not the group's max.

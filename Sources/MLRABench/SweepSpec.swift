@@ -58,12 +58,14 @@ public struct SweepSpec: Codable, Sendable {
         public var headDim: Int?, ropeDim: Int?, qLoraRank: Int?, kvHeads: Int?, nEmbd: Int?
         public var nLayer: Int?, intermediateSize: Int?, vocabSize: Int?
         public var warmup: Int?, steps: Int?, coldCache: Bool?
+        /// `--math` of the cpu configurations' kernel (one value per grid).
+        public var math: KernelMath?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
             case variants, tp, contexts, kvRanks = "kv_ranks", heads, dtypes = "kv_dtypes", batch, scopes, threads, devices
             case headDim = "head_dim", ropeDim = "rope_dim", qLoraRank = "q_lora_rank", kvHeads = "kv_heads", nEmbd = "n_embd"
             case nLayer = "n_layer", intermediateSize = "intermediate_size", vocabSize = "vocab_size"
-            case warmup, steps, coldCache = "cold_cache"
+            case warmup, steps, coldCache = "cold_cache", math
         }
 
         public init() {}
@@ -85,6 +87,7 @@ public struct SweepSpec: Codable, Sendable {
             g.kvHeads = kvHeads ?? base.kvHeads; g.nEmbd = nEmbd ?? base.nEmbd; g.nLayer = nLayer ?? base.nLayer
             g.intermediateSize = intermediateSize ?? base.intermediateSize; g.vocabSize = vocabSize ?? base.vocabSize
             g.warmup = warmup ?? base.warmup; g.steps = steps ?? base.steps; g.coldCache = coldCache ?? base.coldCache
+            g.math = math ?? base.math
             return g
         }
 
@@ -95,7 +98,7 @@ public struct SweepSpec: Codable, Sendable {
             g.dtypes = ["bf16"]; g.batch = [1]; g.scopes = [.kernel]; g.threads = [1]; g.devices = [.cpu]
             g.headDim = 128; g.ropeDim = 64; g.qLoraRank = 1536; g.kvHeads = 8
             g.nLayer = 2; g.intermediateSize = 2048; g.vocabSize = 4096
-            g.warmup = 3; g.steps = 20; g.coldCache = true
+            g.warmup = 3; g.steps = 20; g.coldCache = true; g.math = .f32
             return g
         }
     }
@@ -199,7 +202,7 @@ public struct SweepSpec: Codable, Sendable {
                                             nEmbd: g.nEmbd ?? heads * g.headDim!, dtype: dtype, threads: threads,
                                             nLayer: scope == .model ? g.nLayer! : 1, intermediateSize: g.intermediateSize!,
                                             vocabSize: g.vocabSize!, warmup: g.warmup!, steps: g.steps!,
-                                            coldCache: g.coldCache!, worldSize: worldSize, device: device)
+                                            coldCache: g.coldCache!, math: g.math!, worldSize: worldSize, device: device)
                         if seen.insert(c.key).inserted { out.append(c) }
                     } }
                 } } }
@@ -235,6 +238,9 @@ public struct SweepSpec: Codable, Sendable {
             throw HarnessError("grid \(index): '\(name)' is \(v); it must be at least 1")
         }
         guard g.warmup! >= 0 else { throw HarnessError("grid \(index): 'warmup' must be at least 0") }
+        if g.math == .bf16 && g.devices!.contains(.cpu) && !ProductMath.bf16.isSupported {
+            throw HarnessError("grid \(index): 'math' bf16 needs AVX-512 BF16, which this CPU lacks")
+        }
         for t in g.threads! { try WorkerPool.checkThreads(t, "grid \(index): 'threads'", cores: maxThreads) }
         // Absurd values are refused before any size product can overflow an Int.
         let limits: [(String, [Int], Int)] = [
@@ -271,6 +277,8 @@ public struct SweepConfig: Sendable {
     public let kvHeads: Int, nEmbd: Int, dtype: StorageDType, threads: Int
     public let nLayer: Int, intermediateSize: Int, vocabSize: Int
     public let warmup: Int, steps: Int, coldCache: Bool
+    /// The CPU kernel's `--math`; what it runs is `kernelMath`.
+    public let math: KernelMath
     public let worldSize: Int
     /// Where the kernel runs; cuda configurations run in kernel and layer scope (`skipReason`).
     public let device: DeviceKind
@@ -283,6 +291,20 @@ public struct SweepConfig: Sendable {
     /// Which of the sweep's repeats this measurement is (0 ..< --repeats): part of the
     /// key, so a killed run resumes at the repeat it was in.
     public var repeatIndex = 0
+
+    /// The row's `kernel_math` (part of the resume key): the math the CPU kernel's products
+    /// run in on the shards this configuration times (`TiledAttentionKernel.productMath`,
+    /// this CPU); empty on cuda rows. The sweep checks the kernel it built agrees.
+    public var kernelMath: String {
+        guard device == .cpu else { return "" }
+        guard math == .auto, let layout = try? attentionConfig.layout() else { return ProductMath.f32.rawValue }
+        let ranks = isDeviceShare ? [(try? KernelWorkload.busiestRank(layout, tp: tp)) ?? 0] : Array(0..<tp)
+        let bf16 = ranks.contains { r in
+            guard let shard = try? layout.shard(tp: tp, rank: r) else { return false }
+            return TiledAttentionKernel.productMath(math: math, dtype: dtype, groups: layout.kernelGroups(for: shard)) == .bf16
+        }
+        return (bf16 ? ProductMath.bf16 : .f32).rawValue
+    }
 
     /// The layer's shape, from which its config is built as `bench` and `plan` build theirs.
     public var shape: LayerShape {
@@ -376,6 +398,7 @@ public struct SweepConfig: Sendable {
         ("intermediate_size", { "\($0.scope == .model ? $0.intermediateSize : 0)" }),
         ("vocab_size", { "\($0.scope == .model ? $0.vocabSize : 0)" }),
         ("kv_dtype", { $0.dtype.rawValue }), ("threads", { "\($0.threads)" }), ("device", { $0.device.rawValue }),
+        ("kernel_math", { $0.kernelMath }),
         ("timing_mode", { $0.timingMode.rawValue }),
         ("cold_cache", { $0.coldCache ? "true" : "false" }), ("seed", { "\($0.seed)" }),
         ("warmup_steps", { "\($0.warmup)" }), ("timed_steps", { "\($0.steps)" }),

@@ -181,7 +181,7 @@ final class SweepSpecTests: XCTestCase {
     /// A sweep CSV of schema 1 (no calib_fma_width, kernel_isa) is refused on resume,
     /// and the error names both versions; the file is left as it was.
     func testResumingASchema1CSVIsRefusedNamingBothVersions() throws {
-        XCTAssertEqual(ResultsSchema.version, "6")
+        XCTAssertEqual(ResultsSchema.version, "7")
         let fmaAt = try XCTUnwrap(ResultsSchema.columns.firstIndex(of: "calib_fma_width"))
         let isaAt = try XCTUnwrap(ResultsSchema.columns.firstIndex(of: "kernel_isa"))
         XCTAssertEqual(ResultsSchema.columns[fmaAt - 1], "calib_fma_gflops")
@@ -194,7 +194,7 @@ final class SweepSpecTests: XCTestCase {
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try AppendOnlyCSV(path: path, columns: ResultsSchema.columns)) {
             let message = ($0 as? HarnessError)?.message ?? ""
-            XCTAssertTrue(message.contains("has another schema (its header differs from this harness's schema 6, the file's rows are schema 1)"),
+            XCTAssertTrue(message.contains("has another schema (its header differs from this harness's schema 7, the file's rows are schema 1)"),
                           message)
         }
         XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), text)
@@ -208,7 +208,8 @@ final class SweepSpecTests: XCTestCase {
         func after(_ column: String) -> String? { columns.firstIndex(of: column).map { columns[$0 - 1] } }
         XCTAssertEqual(after("device"), "threads")
         XCTAssertEqual(after("kernel_isa"), "device")
-        XCTAssertEqual(after("gpu_kernel"), "kernel_isa")
+        XCTAssertEqual(after("gpu_kernel"), "kernel_math", "schema 7 put kernel_math between them")
+        XCTAssertEqual(after("kernel_math"), "kernel_isa")
         XCTAssertEqual(Array(columns.drop { $0 != "gpu_name" }.prefix(7)),
                        ["gpu_name", "gpu_uuid", "gpu_pci_bus_id", "gpu_driver", "gpu_sm_clock_mhz", "gpu_mem_clock_mhz", "gpu_ranks_sharing"])
         XCTAssertEqual(after("timing_mode"), "gpu_ranks_sharing")
@@ -221,7 +222,7 @@ final class SweepSpecTests: XCTestCase {
                                 "gpu_mem_clock_mhz", "gpu_ranks_sharing", "gpu_calib_read_gbs", "gpu_calib_copy_gbs",
                                 "gpu_calib_tensor_tflops", "gpu_calib_fma_tflops"]
         let message = try refusedOnResume(columns.filter { !schema4Only.contains($0) && !schema5Only.contains($0) }, version: "3")
-        XCTAssertTrue(message.contains("its header differs from this harness's schema 6, the file's rows are schema 3"), message)
+        XCTAssertTrue(message.contains("its header differs from this harness's schema 7, the file's rows are schema 3"), message)
         XCTAssertTrue(message.contains("the file is left unchanged; write to a new file (the analysis reads the old and the new file together)"),
                       message)
     }
@@ -246,7 +247,7 @@ final class SweepSpecTests: XCTestCase {
         XCTAssertEqual(Array(columns.drop { $0 != "date_utc" }.prefix(4)),
                        ["date_utc", "noise_cv_max", "noise_lost_fraction_max", "noise_top_hz"])
         let message = try refusedOnResume(columns.filter { !$0.hasPrefix("noise_") }, version: "4")
-        XCTAssertTrue(message.contains("its header differs from this harness's schema 6, the file's rows are schema 4"), message)
+        XCTAssertTrue(message.contains("its header differs from this harness's schema 7, the file's rows are schema 4"), message)
     }
 
     /// Schema 6: the TP group's throughput and the job's under two names, where
@@ -260,7 +261,19 @@ final class SweepSpecTests: XCTestCase {
         let schema5 = columns.filter { $0 != "job_tokens_per_s" && $0 != "projection_us_median" }
             .map { $0 == "group_tokens_per_s" ? "tokens_per_s" : $0 }
         let message = try refusedOnResume(schema5, version: "5")
-        XCTAssertTrue(message.contains("its header differs from this harness's schema 6, the file's rows are schema 5"), message)
+        XCTAssertTrue(message.contains("its header differs from this harness's schema 7, the file's rows are schema 5"), message)
+    }
+
+    /// Schema 7: the math the CPU kernel's products ran in after kernel_isa, the check's
+    /// tolerance after its largest error; a schema-6 file is refused on resume, byte for byte as it was.
+    func testSchema7RecordsTheMathAndTheToleranceAndRefusesASchema6File() throws {
+        let columns = ResultsSchema.columns
+        XCTAssertEqual(Array(columns.drop { $0 != "kernel_isa" }.prefix(3)), ["kernel_isa", "kernel_math", "gpu_kernel"])
+        XCTAssertEqual(Array(columns.drop { $0 != "validation_max_err" }.prefix(4)),
+                       ["validation_max_err", "validation_atol", "validation_rtol", "warmup_steps"])
+        XCTAssertTrue(SweepConfig.keyColumns.contains("kernel_math"), "a bf16-math row is another measurement than an f32 one")
+        let message = try refusedOnResume(columns.filter { !["kernel_math", "validation_atol", "validation_rtol"].contains($0) }, version: "6")
+        XCTAssertTrue(message.contains("its header differs from this harness's schema 7, the file's rows are schema 6"), message)
     }
 
     /// The schema is the row type: its coding keys are the columns, the GPU's columns are the
@@ -276,7 +289,7 @@ final class SweepSpecTests: XCTestCase {
         XCTAssertEqual(Set(row.cells.keys), Set(ResultsSchema.columns), "every column, empty where not set")
         XCTAssertEqual(row.cells["job_tokens_per_s"], "12.5")
         XCTAssertThrowsError(try row.set(["tokens_per_s": "1"])) {
-            XCTAssertEqual(($0 as? HarnessError)?.message, "internal: 'tokens_per_s' is not a column of the sweep's CSV schema 6")
+            XCTAssertEqual(($0 as? HarnessError)?.message, "internal: 'tokens_per_s' is not a column of the sweep's CSV schema 7")
         }
         XCTAssertEqual(try JSONDecoder().decode(SweepRow.self, from: JSONEncoder().encode(row)), row)
     }

@@ -1,3 +1,4 @@
+import Foundation
 import MLRACore
 import XCTest
 
@@ -178,6 +179,129 @@ final class KernelTests: XCTestCase {
             assertClose(run(kernel, cache, 13, groups, layout.softmaxScale, q), ref.map(Double.init),
                         atol: Self.atol, rtol: Self.rtol, "reuse \(config.variant)")
         }
+    }
+
+    /// `--math bf16` on a bf16 cache (AVX-512 BF16; `auto` where they are the faster): the large-group loops multiply bf16 pairs
+    /// into f32 sums. Against the Double reference on the stored cache, within the stated
+    /// tolerance of bf16 products (the queries and softmax weights rounded to bf16), on the
+    /// loops' edges: head counts around 16-lane vectors, 64-head chunks and 6-head P·V
+    /// blocks; odd key and RoPE widths (a zero partner) at odd offsets; value widths with a
+    /// masked last vector; odd lengths (an odd token pair) around token blocks and tiles;
+    /// and beside small groups (which stay f32) in one call.
+    func testBF16ProductsAgreeWithTheDoubleReference() throws {
+        try XCTSkipUnless(ProductMath.bf16.isSupported, "this CPU has no AVX-512 BF16")
+        let tol = Tolerance.kernelAgreement(math: .bf16)
+        let width = 21 + 6 + 5 + 70
+        let cache = KVCache(dtype: .bf16, width: width, capacity: 140)
+        let seed = SeededInit(seed: 9), key = seed.nameKey("cache")
+        cache.fill(toLength: 140) { j, c in 2 * seed.uniform(nameKey: key, index: j * width + c) }
+        for heads in [17, 33, 40, 64, 70, 131] {
+            // key columns 1..<20 or 1..<21 (odd), RoPE 23..<28 (odd) or none, values 28..<28 + dv
+            for (kw, dv, rope) in [(20, 70, 5), (19, 64, 0), (20, 9, 4), (19, 33, 5)] {
+                let g = KernelGroup(heads: heads, keyOffset: 1, keyWidth: kw, ropeOffset: 23, ropeWidth: rope,
+                                    valueOffset: 28, valueWidth: dv)
+                let small = KernelGroup(heads: 4, keyOffset: 0, keyWidth: 16, ropeOffset: 23, ropeWidth: rope,
+                                        valueOffset: 30, valueWidth: 16)
+                for groups in [[g], [small, g]] {
+                    let q = randomInput(tokens: 1, width: groups.totalQueryCount, seed: UInt64(heads)).map { 3 * $0 }
+                    for length in [1, 2, 5, 6, 7, 13, 24, 25, 49, 140] {
+                        let ref = doubleReference(cache, length, groups, 0.3, q)
+                        for threads in [1, 2] {
+                            let kernel = try TiledAttentionKernel(threads: threads, tile: 24, math: .bf16)
+                            XCTAssertEqual(kernel.productMath(dtype: .bf16, groups: groups), .bf16)
+                            assertClose(run(kernel, cache, length, groups, 0.3, q), ref, tol,
+                                        "bf16 products heads \(heads) kw \(kw) dv \(dv) rope \(rope) groups \(groups.count) threads \(threads) L \(length)")
+                        }
+                    }
+                }
+            }
+        }
+        // The paper-size MLA shard (64 heads, 512 + 64; MLRA-4 tp 2: two blocks, key and RoPE
+        // apart for block 0) with the default tile, around its edges.
+        let layout = try AttentionConfig(variant: .mlra4, nEmbd: 256, nHead: 64, qLoraRank: 64, kvLoraRank: 512,
+                                         qkNopeHeadDim: 128, qkRopeHeadDim: 64).layout()
+        let shard = try layout.shard(tp: 2, rank: 1)
+        let groups = layout.kernelGroups(for: shard)
+        let w = layout.cacheWidth(units: shard.units.count), t = TiledAttentionKernel.defaultTile
+        let big = KVCache(dtype: .bf16, width: w, capacity: 2 * t + 1)
+        big.fill(toLength: 2 * t + 1) { j, c in seed.uniform(nameKey: key, index: j * w + c) }
+        let q = randomInput(tokens: 1, width: groups.totalQueryCount, seed: 5)
+        for length in [1, t - 1, t, t + 1, 2 * t + 1] {
+            let ref = doubleReference(big, length, groups, layout.softmaxScale, q)
+            for threads in [1, 2] {
+                let kernel = try TiledAttentionKernel(threads: threads, math: .bf16)
+                assertClose(run(kernel, big, length, groups, layout.softmaxScale, q), ref, tol,
+                            "bf16 products mlra4 paper shape threads \(threads) L \(length)")
+            }
+        }
+    }
+
+    /// Where `--math auto` (or bf16) has no bf16 loop it runs f32 math, says so, and gives the f32
+    /// kernel's outputs bit for bit: f32 and f16 caches (AVX-512 FP16 would sum in f16), the
+    /// portable loops (as on a CPU without AVX-512 BF16), and groups that take only the
+    /// small-group loops.
+    func testMathAutoFallsBackToF32WhereNoBF16LoopRuns() throws {
+        let width = 20 + 6 + 3 + 70
+        let big = KernelGroup(heads: 33, keyOffset: 0, keyWidth: 20, ropeOffset: 23, ropeWidth: 6, valueOffset: 29, valueWidth: 70)
+        let small = KernelGroup(heads: 8, keyOffset: 0, keyWidth: 20, ropeOffset: 23, ropeWidth: 6, valueOffset: 29, valueWidth: 70)
+        let seed = SeededInit(seed: 4), key = seed.nameKey("cache")
+        var cases: [(StorageDType, KernelISA, [KernelGroup])] = [(.bf16, .portable, [big]), (.bf16, .portable, [small])]
+        for isa in Self.largeGroupISAs { cases += [(.f32, isa, [big]), (.f16, isa, [big]), (.bf16, isa, [small])] }
+        for (dtype, isa, groups) in cases {
+            let cache = KVCache(dtype: dtype, width: width, capacity: 50)
+            cache.fill(toLength: 50) { j, c in 2 * seed.uniform(nameKey: key, index: j * width + c) }
+            let q = randomInput(tokens: 1, width: groups.totalQueryCount, seed: 3)
+            // The strongest request this CPU takes: bf16 where it has AVX-512 BF16.
+            let request: KernelMath = ProductMath.bf16.isSupported ? .bf16 : .auto
+            let auto = try TiledAttentionKernel(threads: 2, tile: 8, isa: isa, math: request)
+            let f32 = try TiledAttentionKernel(threads: 2, tile: 8, isa: isa, math: .f32)
+            XCTAssertEqual(auto.productMath(dtype: dtype, groups: groups), .f32, "\(dtype) \(isa) \(groups[0].heads) heads")
+            XCTAssertEqual(TiledAttentionKernel.productMath(math: request, isa: isa, dtype: dtype, groups: groups), .f32)
+            for length in [1, 9, 50] {
+                XCTAssertEqual(run(auto, cache, length, groups, 0.3, q), run(f32, cache, length, groups, 0.3, q),
+                               "\(dtype) \(isa) \(groups[0].heads) heads L \(length)")
+            }
+        }
+        // --math f32 never runs bf16 products; auto runs them where they are the faster
+        // (on a CPU without AVX-512 BF16, or one where they are slower, f32).
+        XCTAssertEqual(TiledAttentionKernel.productMath(math: .f32, dtype: .bf16, groups: [big]), .f32)
+        XCTAssertEqual(TiledAttentionKernel.productMath(math: .auto, dtype: .bf16, groups: [big]),
+                       ProductMath.bf16Outruns ? .bf16 : .f32)
+        XCTAssertTrue(!ProductMath.bf16Outruns || ProductMath.bf16.isSupported)
+        if ProductMath.bf16.isSupported {
+            XCTAssertEqual(TiledAttentionKernel.productMath(math: .bf16, dtype: .bf16, groups: [big]), .bf16)
+            XCTAssertEqual(TiledAttentionKernel.productMath(math: .bf16, isa: .portable, dtype: .bf16, groups: [big]), .f32)
+        }
+        XCTAssertEqual(PlainAttentionKernel().productMath(dtype: .bf16, groups: [big]), .f32)
+    }
+
+    /// The attention in Double over the stored (rounded) cache values: the reference the
+    /// bf16-product loops are held to, apart from the f32 kernels they are compared with elsewhere.
+    private func doubleReference(_ cache: KVCache, _ length: Int, _ groups: [KernelGroup], _ scale: Float, _ q: [Float]) -> [Double] {
+        let w = cache.width
+        var rows = [Float](repeating: 0, count: length * w)
+        rows.withUnsafeMutableBufferPointer { r in for j in 0..<length { cache.loadRow(j, into: r.baseAddress! + j * w) } }
+        var out = [Double](), qi = 0
+        for g in groups {
+            for _ in 0..<g.heads {
+                var s = [Double](repeating: 0, count: length)
+                for j in 0..<length {
+                    var d = 0.0
+                    for c in 0..<g.keyWidth { d += Double(q[qi + c]) * Double(rows[j * w + g.keyOffset + c]) }
+                    for c in 0..<g.ropeWidth { d += Double(q[qi + g.keyWidth + c]) * Double(rows[j * w + g.ropeOffset + c]) }
+                    s[j] = d * Double(scale)
+                }
+                let m = s.max()!
+                let e = s.map { Foundation.exp($0 - m) }, sum = e.reduce(0, +)
+                for c in 0..<g.valueWidth {
+                    var o = 0.0
+                    for j in 0..<length { o += e[j] * Double(rows[j * w + g.valueOffset + c]) }
+                    out.append(o / sum)
+                }
+                qi += g.queryWidth
+            }
+        }
+        return out
     }
 
     /// The check can trip: a perturbed output fails the same tolerance.

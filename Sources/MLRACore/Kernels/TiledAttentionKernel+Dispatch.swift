@@ -41,11 +41,12 @@ extension TiledAttentionKernel {
         while row0 < end {
             let n = min(tile, end - row0)
             // rows: [n, W] f32, in place for f32 caches; f16/bf16 converted once into
-            // scratch when an sgemm group needs f32 rows, else converted in registers.
+            // scratch when a large-group f32 path needs f32 rows, else converted in registers
+            // (the bf16-product loops read the bf16 rows as stored).
             let src = j.storage + row0 * w * j.dtype.bytes
             var rows = src.assumingMemoryBound(to: Float.self)
             var simdDType = j.dtype
-            if j.dtype != .f32 && j.anyGEMM {
+            if j.dtype != .f32 && j.f32Tile {
                 convertTile(src, dtype: j.dtype, into: s.tileRows, count: n * w)
                 rows = UnsafePointer(s.tileRows)
                 simdDType = .f32
@@ -60,6 +61,12 @@ extension TiledAttentionKernel {
                     let lo = min(k * slice, nextBytes)
                     runAVX512TilePath(p, rows: rows, count: n, width: w, prefetch: src + n * w * j.dtype.bytes + lo,
                                       prefetchBytes: min(slice, nextBytes - lo), state: s)
+                case .avx512TileBF16:
+                    let nextBytes = min(tile, end - row0 - n) * w * j.dtype.bytes
+                    let slice = (nextBytes / 64 + j.groupCount - 1) / j.groupCount * 64
+                    let lo = min(k * slice, nextBytes)
+                    runAVX512TileBF16Path(p, rows: src, count: n, width: w, prefetch: src + n * w * j.dtype.bytes + lo,
+                                          prefetchBytes: min(slice, nextBytes - lo), state: s)
                 case .sgemm:
                     runSGEMMPath(p, rows: rows, count: n, width: w, scale: j.scale, queries: j.queries, state: s)
                 case .avx512Small:
@@ -160,8 +167,25 @@ extension TiledAttentionKernel {
             value_off: Int32(g.valueOffset), dv: Int32(g.valueWidth),
             row_max: s.rowMax + p.headBase, row_sum: s.rowSum + p.headBase, acc: s.acc + p.outBase,
             scores: s.scores, correction: s.correction,
-            prefetch: prefetch.assumingMemoryBound(to: CChar.self), prefetch_bytes: prefetchBytes)
+            prefetch: prefetch.assumingMemoryBound(to: CChar.self), prefetch_bytes: prefetchBytes, ppairs: nil, vpairs: nil)
         mlra_avx512_group_tile(&desc, rows, w, Int32(n))
+    }
+
+    /// One tile of bf16 rows (as stored) through the bf16-product loops (attention_bf16_avx512.c).
+    @inline(__always)
+    private func runAVX512TileBF16Path(_ p: GroupPlan, rows: UnsafeRawPointer, count n: Int, width w: Int,
+                                       prefetch: UnsafeRawPointer, prefetchBytes: Int, state s: ThreadScratch) {
+        let g = p.group
+        let words = { (f: UnsafeMutablePointer<Float>) in UnsafeMutableRawPointer(f).assumingMemoryBound(to: UInt32.self) }
+        var desc = mlra_tile_group(
+            qt: preparedQueries + p.preparedBase, heads: Int32(g.heads), hp: Int32(p.paddedHeads),
+            key_off: Int32(g.keyOffset), key_w: Int32(g.keyWidth), rope_off: Int32(g.ropeOffset), rope_w: Int32(g.ropeWidth),
+            value_off: Int32(g.valueOffset), dv: Int32(g.valueWidth),
+            row_max: s.rowMax + p.headBase, row_sum: s.rowSum + p.headBase, acc: s.acc + p.outBase,
+            scores: s.scores, correction: s.correction,
+            prefetch: prefetch.assumingMemoryBound(to: CChar.self), prefetch_bytes: prefetchBytes,
+            ppairs: words(s.probabilityPairs), vpairs: words(s.valuePairs))
+        mlra_avx512_group_tile_bf16(&desc, rows.assumingMemoryBound(to: UInt16.self), w, Int32(n))
     }
 
     @inline(__always)
