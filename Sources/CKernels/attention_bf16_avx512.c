@@ -85,20 +85,8 @@ QKB_BLOCK(2, 1)
 QKB_BLOCK(1, 16)
 QKB_BLOCK(1, 1)
 
-// The next tile's lines are requested one per column pair of the key loops of the first
-// head chunk, spread over its token blocks (as QK_RUN in attention_avx512.c).
-#define QKB_RUN(HV, TB)                                                                          \
-    { int t = 0;                                                                                 \
-      const long total = h0 == 0 && g->prefetch ? g->prefetch_bytes / 64 : 0;                    \
-      const long per = (total + n / TB) / (n / TB + 1), most = (g->key_w + 1) / 2;               \
-      long done = 0;                                                                             \
-      for (; t + TB <= n; t += TB) {                                                             \
-          const long k = per < total - done ? per : total - done;                                \
-          qkb_##HV##_##TB(g, h0, rows, ld, t, g->prefetch + 64 * done, k < most ? k : most);     \
-          done += k < most ? k : most;                                                           \
-      }                                                                                          \
-      for (; t < n; t++) qkb_##HV##_1(g, h0, rows, ld, t, 0, 0);                                 \
-      for (; done < total; done++) _mm_prefetch(g->prefetch + 64 * done, _MM_HINT_T0); }
+// The next tile's lines are requested one per column pair of the key loop (QK_RUN_LINES).
+#define QKB_RUN(HV, TB) QK_RUN_LINES(qkb, HV, TB, (g->key_w + 1) / 2)
 
 BF16 void scores_tile_bf16(const mlra_tile_group *g, const uint16_t *rows, long ld, int n) {
     for (int h0 = 0; h0 < g->hp; h0 += 64) {
@@ -111,36 +99,21 @@ BF16 void scores_tile_bf16(const mlra_tile_group *g, const uint16_t *rows, long 
     }
 }
 
-// ---- Online softmax: as softmax_tile in attention_avx512.c, then P in bf16 pairs -------
-BF16 void softmax_tile_bf16(const mlra_tile_group *g, int n) {
+// ---- The softmax weights (after softmax_tile) in bf16 pairs of tokens ----------------
+// pp[t / 2][h] = (P[t][h], P[t + 1][h]), rounded to nearest even; an odd last token pairs
+// with 0. The running sums keep the f32 weights.
+BF16 void pair_probabilities(const mlra_tile_group *g, int n) {
     const int hp = g->hp;
-    for (int h0 = 0; h0 < hp; h0 += 16) {
-        const int live = g->heads - h0 < 16 ? g->heads - h0 : 16;
-        const __mmask16 mask = (__mmask16)((1u << live) - 1u);
-        __m512 top = _mm512_set1_ps(-INFINITY);
-        const float *s = g->scores + h0;
-        for (int t = 0; t < n; t++) top = _mm512_max_ps(top, _mm512_loadu_ps(s + (long)t * hp));
-        const __m512 old = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), mask, g->row_max + h0);
-        const __m512 now = _mm512_max_ps(old, top);
-        const __mmask16 seen = _mm512_cmp_ps_mask(old, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ);
-        const __m512 corr = _mm512_maskz_mov_ps(seen, exp512(_mm512_sub_ps(old, now)));
-        __m512 sum = _mm512_setzero_ps();
-        // Pairs of tokens: pp[t / 2][h] = (P[t][h], P[t + 1][h]) in bf16 (round to nearest
-        // even); an odd last token pairs with 0.
-        uint32_t *pp = g->ppairs + h0;
-        for (int t = 0; t < n; t += 2, pp += hp) {
-            const __m512 e0 = exp512(_mm512_sub_ps(_mm512_loadu_ps(s + (long)t * hp), now));
-            const __m512 e1 = t + 1 < n ? exp512(_mm512_sub_ps(_mm512_loadu_ps(s + (long)(t + 1) * hp), now))
-                                        : _mm512_setzero_ps();
-            sum = _mm512_add_ps(sum, _mm512_add_ps(e0, e1));
+    for (int t = 0; t < n; t += 2) {
+        const float *s0 = g->scores + (long)t * hp;
+        uint32_t *pp = g->ppairs + (long)(t / 2) * hp;
+        for (int h0 = 0; h0 < hp; h0 += 16) {
+            const __m512 e0 = _mm512_loadu_ps(s0 + h0);
+            const __m512 e1 = t + 1 < n ? _mm512_loadu_ps(s0 + hp + h0) : _mm512_setzero_ps();
             const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(e0));
             const __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(e1));
-            _mm512_storeu_si512(pp, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+            _mm512_storeu_si512(pp + h0, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
         }
-        const __m512 l = _mm512_mask_loadu_ps(_mm512_setzero_ps(), mask, g->row_sum + h0);
-        _mm512_mask_storeu_ps(g->row_sum + h0, mask, _mm512_fmadd_ps(l, corr, sum));
-        _mm512_mask_storeu_ps(g->row_max + h0, mask, now);
-        _mm512_storeu_ps(g->correction + h0, corr);
     }
 }
 
@@ -213,35 +186,17 @@ BF16 void pvb_##HB##_##CB(const mlra_tile_group *g, int h0, int c0, __mmask16 la
 PVB_BLOCK(6, 4) PVB_BLOCK(5, 4) PVB_BLOCK(4, 4) PVB_BLOCK(3, 4) PVB_BLOCK(2, 4) PVB_BLOCK(1, 4)
 PVB_BLOCK(6, 1) PVB_BLOCK(5, 1) PVB_BLOCK(4, 1) PVB_BLOCK(3, 1) PVB_BLOCK(2, 1) PVB_BLOCK(1, 1)
 
-#define PVB_HEADS(CB)                                                                            \
-    for (int h0 = 0; h0 < g->heads; h0 += 6) {                                                   \
-        switch (g->heads - h0 >= 6 ? 6 : g->heads - h0) {                                        \
-        case 6: pvb_6_##CB(g, h0, c0, last, pairs); break;                                       \
-        case 5: pvb_5_##CB(g, h0, c0, last, pairs); break;                                       \
-        case 4: pvb_4_##CB(g, h0, c0, last, pairs); break;                                       \
-        case 3: pvb_3_##CB(g, h0, c0, last, pairs); break;                                       \
-        case 2: pvb_2_##CB(g, h0, c0, last, pairs); break;                                       \
-        default: pvb_1_##CB(g, h0, c0, last, pairs); break;                                      \
-        }                                                                                        \
-    }
+#define PVB_HEADS(CB) PV_HEADS_OF(pvb, CB, pairs)
 
 BF16 void values_tile_bf16(const mlra_tile_group *g, int n) {
     const int pairs = (n + 1) / 2;
-    int c0 = 0;
-    for (; c0 + 64 <= g->dv; c0 += 64) {
-        const __mmask16 last = 0xFFFF;
-        PVB_HEADS(4)
-    }
-    for (; c0 < g->dv; c0 += 16) {
-        const int rest = g->dv - c0 < 16 ? g->dv - c0 : 16;
-        const __mmask16 last = (__mmask16)((1u << rest) - 1u);
-        PVB_HEADS(1)
-    }
+    VALUE_BLOCKS(PVB_HEADS)
 }
 
 BF16_FN void mlra_avx512_group_tile_bf16(const mlra_tile_group *g, const uint16_t *rows, long ld, int n) {
     scores_tile_bf16(g, rows, ld, n);
-    softmax_tile_bf16(g, n);
+    softmax_tile(g, n);
+    pair_probabilities(g, n);
     interleave_values(g, rows, ld, n);
     values_tile_bf16(g, n);
 }

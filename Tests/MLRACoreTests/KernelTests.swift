@@ -181,36 +181,46 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    /// `--math bf16` on a bf16 cache (AVX-512 BF16; `auto` where they are the faster): the large-group loops multiply bf16 pairs
-    /// into f32 sums. Against the Double reference on the stored cache, within the stated
-    /// tolerance of bf16 products (the queries and softmax weights rounded to bf16), on the
-    /// loops' edges: head counts around 16-lane vectors, 64-head chunks and 6-head P·V
-    /// blocks; odd key and RoPE widths (a zero partner) at odd offsets; value widths with a
-    /// masked last vector; odd lengths (an odd token pair) around token blocks and tiles;
-    /// and beside small groups (which stay f32) in one call.
+    /// `--math bf16` on a bf16 cache (AVX-512 BF16; `auto` where they are the faster): the
+    /// large-group loops multiply bf16 pairs into f32 sums. Against the Double reference on the
+    /// stored cache, on the loops' edges: head counts around 16-lane vectors, 64-head chunks
+    /// and 6-head P·V blocks; odd key and RoPE widths (a zero partner) at odd offsets; value
+    /// widths with a masked last vector; odd lengths (an odd token pair) around token blocks
+    /// and tiles; and beside small groups (which stay f32) in one call. Two data ranges:
+    /// cache and queries in [-1, 1) (the harness's checks' range), held to the stated
+    /// tolerance `Tolerance.kernelAgreement(math: .bf16)`; and cache in [-2, 2), queries in
+    /// [-3, 3), held to the rounding's bound (`bf16Bound`), which grows with the scores.
     func testBF16ProductsAgreeWithTheDoubleReference() throws {
         try XCTSkipUnless(ProductMath.bf16.isSupported, "this CPU has no AVX-512 BF16")
         let tol = Tolerance.kernelAgreement(math: .bf16)
         let width = 21 + 6 + 5 + 70
-        let cache = KVCache(dtype: .bf16, width: width, capacity: 140)
         let seed = SeededInit(seed: 9), key = seed.nameKey("cache")
-        cache.fill(toLength: 140) { j, c in 2 * seed.uniform(nameKey: key, index: j * width + c) }
-        for heads in [17, 33, 40, 64, 70, 131] {
-            // key columns 1..<20 or 1..<21 (odd), RoPE 23..<28 (odd) or none, values 28..<28 + dv
-            for (kw, dv, rope) in [(20, 70, 5), (19, 64, 0), (20, 9, 4), (19, 33, 5)] {
-                let g = KernelGroup(heads: heads, keyOffset: 1, keyWidth: kw, ropeOffset: 23, ropeWidth: rope,
-                                    valueOffset: 28, valueWidth: dv)
-                let small = KernelGroup(heads: 4, keyOffset: 0, keyWidth: 16, ropeOffset: 23, ropeWidth: rope,
-                                        valueOffset: 30, valueWidth: 16)
-                for groups in [[g], [small, g]] {
-                    let q = randomInput(tokens: 1, width: groups.totalQueryCount, seed: UInt64(heads)).map { 3 * $0 }
-                    for length in [1, 2, 5, 6, 7, 13, 24, 25, 49, 140] {
-                        let ref = doubleReference(cache, length, groups, 0.3, q)
-                        for threads in [1, 2] {
-                            let kernel = try TiledAttentionKernel(threads: threads, tile: 24, math: .bf16)
-                            XCTAssertEqual(kernel.productMath(dtype: .bf16, groups: groups), .bf16)
-                            assertClose(run(kernel, cache, length, groups, 0.3, q), ref, tol,
-                                        "bf16 products heads \(heads) kw \(kw) dv \(dv) rope \(rope) groups \(groups.count) threads \(threads) L \(length)")
+        for (cacheScale, queryScale) in [(Float(1), Float(1)), (2, 3)] {
+            let cache = KVCache(dtype: .bf16, width: width, capacity: 140)
+            cache.fill(toLength: 140) { j, c in cacheScale * seed.uniform(nameKey: key, index: j * width + c) }
+            for heads in [17, 33, 40, 64, 70, 131] {
+                // key columns 1..<20 or 1..<21 (odd), RoPE 23..<28 (odd) or none, values 28..<28 + dv
+                for (kw, dv, rope) in [(20, 70, 5), (19, 64, 0), (20, 9, 4), (19, 33, 5)] {
+                    let g = KernelGroup(heads: heads, keyOffset: 1, keyWidth: kw, ropeOffset: 23, ropeWidth: rope,
+                                        valueOffset: 28, valueWidth: dv)
+                    let small = KernelGroup(heads: 4, keyOffset: 0, keyWidth: 16, ropeOffset: 23, ropeWidth: rope,
+                                            valueOffset: 30, valueWidth: 16)
+                    for groups in [[g], [small, g]] {
+                        let q = randomInput(tokens: 1, width: groups.totalQueryCount, seed: UInt64(heads)).map { queryScale * $0 }
+                        for length in [1, 2, 5, 6, 7, 13, 24, 25, 49, 140] {
+                            let ref = doubleReference(cache, length, groups, 0.3, q)
+                            let bound = bf16Bound(cache, length, groups, 0.3, q, ref)
+                            for threads in [1, 2] {
+                                let kernel = try TiledAttentionKernel(threads: threads, tile: 24, math: .bf16)
+                                XCTAssertEqual(kernel.productMath(dtype: .bf16, groups: groups), .bf16)
+                                let got = run(kernel, cache, length, groups, 0.3, q)
+                                let what = "bf16 products ×\(cacheScale) heads \(heads) kw \(kw) dv \(dv) rope \(rope) groups \(groups.count) "
+                                    + "threads \(threads) L \(length)"
+                                if cacheScale == 1 { assertClose(got, ref, tol, what) }
+                                if let i = got.indices.first(where: { !(abs(Double(got[$0]) - ref[$0]) <= bound[$0]) }) {
+                                    XCTFail("\(what): element \(i) is \(got[i]), reference \(ref[i]), beyond the rounding bound \(bound[i])")
+                                }
+                            }
                         }
                     }
                 }
@@ -273,6 +283,33 @@ final class KernelTests: XCTestCase {
             XCTAssertEqual(TiledAttentionKernel.productMath(math: .bf16, isa: .portable, dtype: .bf16, groups: [big]), .f32)
         }
         XCTAssertEqual(PlainAttentionKernel().productMath(dtype: .bf16, groups: [big]), .f32)
+    }
+
+    /// Per output element, a bound on |bf16 products − exact| for this data: the queries τ·q
+    /// rounded to bf16 (unit roundoff u = 2⁻⁹) move a score by at most Δ = u·τ·Σ_c |q_c|·max|k|,
+    /// which moves the output by at most (e^{2Δ} − 1)·max|v|; the weights rounded to bf16 (the
+    /// sum kept in f32) move it by at most u·max|v|; f32 sums add the f32 kernels' tolerance.
+    private func bf16Bound(_ cache: KVCache, _ length: Int, _ groups: [KernelGroup], _ scale: Float, _ q: [Float],
+                           _ ref: [Double]) -> [Double] {
+        let w = cache.width, u = 1.0 / 512
+        var rows = [Float](repeating: 0, count: length * w)
+        rows.withUnsafeMutableBufferPointer { r in for j in 0..<length { cache.loadRow(j, into: r.baseAddress! + j * w) } }
+        func largest(_ offset: Int, _ count: Int) -> Double {
+            var m = 0.0
+            for j in 0..<length { for c in 0..<count { m = max(m, abs(Double(rows[j * w + offset + c]))) } }
+            return m
+        }
+        var out = [Double](), qi = 0
+        for g in groups {
+            let k = max(largest(g.keyOffset, g.keyWidth), largest(g.ropeOffset, g.ropeWidth)), v = largest(g.valueOffset, g.valueWidth)
+            for _ in 0..<g.heads {
+                let delta = u * Double(scale) * q[qi..<(qi + g.queryWidth)].reduce(0) { $0 + abs(Double($1)) } * k
+                let b = v * (u + Foundation.expm1(2 * delta))
+                for _ in 0..<g.valueWidth { out.append(b + Self.atol + Self.rtol * abs(ref[out.count])) }
+                qi += g.queryWidth
+            }
+        }
+        return out
     }
 
     /// The attention in Double over the stored (rounded) cache values: the reference the

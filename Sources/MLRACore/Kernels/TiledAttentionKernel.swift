@@ -22,7 +22,9 @@ import CKernels
 ///   * AVX-512 path (`runAVX512TilePath`; `isa` avx512, CKernels/attention_avx512.c): the same products as
 ///     register-blocked FMA loops with heads along the lanes, from the queries
 ///     transposed and scaled once per call (`preparedQueries`), and the online
-///     softmax vectorised over heads;
+///     softmax vectorised over heads; with bf16 products (`math`, `productMath`) the
+///     same loops multiply the bf16 rows as stored by VDPBF16PS (attention_bf16_avx512.c),
+///     the tile not converted;
 ///   * AVX-512 small-group path (`runAVX512SmallGroupPath`; `isa` avx512, groups of 2 … `simdMaxHeads` heads,
 ///     CKernels/attention_small_avx512.c): dot products along the key columns reduced
 ///     16 (2–4 heads) or 32 (8–16 heads) scores at a time, f16/bf16 converted in

@@ -32,6 +32,10 @@ public struct Tolerance: Sendable, Equatable {
     /// products ran in (`ProductMath`). bf16 products round the queries (times the scale)
     /// and the softmax weights to bf16 before multiplying, with f32 sums: the rounding of
     /// the tensor-core GPU kernel, so its bf16 tolerance (`gpuKernelAgreement(cache: .bf16)`).
+    /// The weights' rounding moves an output by at most 2⁻⁹·max|v| (2e-3 for the checks'
+    /// values in [-1, 1)); the queries' moves a score by at most 2⁻⁹·τ·Σ|q|·max|k|, and the
+    /// output by about twice that times max|v|: within this tolerance for the checks' data,
+    /// not for scores of any size (KernelTests holds larger data to that bound instead).
     public static func kernelAgreement(math: ProductMath) -> Tolerance {
         switch math {
         case .f32: kernelAgreement
