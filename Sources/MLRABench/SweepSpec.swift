@@ -297,7 +297,7 @@ public struct SweepConfig: Sendable {
     /// this CPU); empty on cuda rows. The sweep checks the kernel it built agrees.
     public var kernelMath: String {
         guard device == .cpu else { return "" }
-        guard math == .auto, let layout = try? attentionConfig.layout() else { return ProductMath.f32.rawValue }
+        guard math != .f32, let layout = try? attentionConfig.layout() else { return ProductMath.f32.rawValue }
         let ranks = isDeviceShare ? [(try? KernelWorkload.busiestRank(layout, tp: tp)) ?? 0] : Array(0..<tp)
         let bf16 = ranks.contains { r in
             guard let shard = try? layout.shard(tp: tp, rank: r) else { return false }

@@ -81,24 +81,27 @@ final class BenchColumnsTests: XCTestCase {
         }
         let request = ProductMath.bf16.isSupported ? "bf16" : "auto"
         let spec = dir.path("spec.json")
-        try #"{"grids": [{"variants": ["mla"], "heads": [20], "head_dim": 16, "rope_dim": 8, "kv_ranks": [64], "q_lora_rank": 32, "n_embd": 64, "contexts": [300], "kv_dtypes": ["bf16", "f32"], "warmup": 1, "steps": 2, "math": "\#(request)"}]}"#
+        try #"{"defaults": {}, "grids": [{"variants": ["mla"], "heads": [20], "head_dim": 16, "rope_dim": 8, "kv_ranks": [64], "q_lora_rank": 32, "n_embd": 64, "contexts": [300], "kv_dtypes": ["bf16", "f32"], "scopes": ["kernel", "layer"], "warmup": 1, "steps": 2, "math": "\#(request)"}]}"#
             .write(toFile: spec, atomically: true, encoding: .utf8)
         let out = dir.path("s.csv")
         let sweep = try CLI.mpirun(1, ["sweep", "--spec", spec, "--out", out, "--calibration", cal, "--quiet"])
         XCTAssertEqual(sweep.status, 0, sweep.stderr)
         let rows = AppendOnlyCSV.readRows(path: out)
-        XCTAssertEqual(rows.count, 2)
+        XCTAssertEqual(rows.count, 4)
         let expected = ProductMath.bf16.isSupported || ProductMath.bf16Outruns ? "bf16" : "f32"
         for row in rows {
-            XCTAssertEqual(row["kernel_math"], row["kv_dtype"] == "bf16" ? expected : "f32", "\(row["kv_dtype"]!)")
-            XCTAssertEqual([row["validation_atol"], row["validation_rtol"]],
-                           tolerance(row["kernel_math"] == "bf16" ? bf16 : f32), "\(row["kv_dtype"]!)")
+            let what = "\(row["scope"]!) \(row["kv_dtype"]!)"
+            XCTAssertEqual(row["kernel_math"], row["kv_dtype"] == "bf16" ? expected : "f32", what)
+            let math: ProductMath = row["kernel_math"] == "bf16" ? .bf16 : .f32
+            let held = row["scope"] == "kernel" ? Tolerance.kernelAgreement(math: math)
+                : Tolerance.layerOutput(cache: row["kv_dtype"] == "bf16" ? .bf16 : .f32, math: math)
+            XCTAssertEqual([row["validation_atol"], row["validation_rtol"]], tolerance(held), what)
         }
         // --math f32 over the spec's: another measurement (kernel_math is in the resume key), appended.
         if expected == "bf16" {
             let again = try CLI.mpirun(1, ["sweep", "--spec", spec, "--out", out, "--calibration", cal, "--quiet", "--math", "f32"])
             XCTAssertEqual(again.status, 0, again.stderr)
-            XCTAssertEqual(AppendOnlyCSV.readRows(path: out).map { $0["kernel_math"]! }, ["bf16", "f32", "f32"])
+            XCTAssertEqual(AppendOnlyCSV.readRows(path: out).map { $0["kernel_math"]! }, ["bf16", "f32", "bf16", "f32", "f32", "f32"])
         }
     }
 
