@@ -1,4 +1,4 @@
-"""Read sweep CSVs and raw samples files, validate them against schema 6 (or 5, 4, 3, 2, 1)
+"""Read sweep CSVs and raw samples files, validate them against schema 7 (or 6, 5, 4, 3, 2, 1)
 and merge them. Nothing here fails on bad input: every unusable file or row becomes
 a warning (printed to stderr by the CLI and listed in the report). Only a path
 that does not exist is fatal (`InputError`). Files, lines and cells are read by

@@ -186,7 +186,7 @@ final class KernelTests: XCTestCase {
     /// stored cache, on the loops' edges: head counts around 16-lane vectors, 64-head chunks
     /// and 6-head P·V blocks; odd key and RoPE widths (a zero partner) at odd offsets; value
     /// widths with a masked last vector; odd lengths (an odd token pair) around token blocks
-    /// and tiles; and beside small groups (which stay f32) in one call. Two data ranges:
+    /// and tiles; and beside a small group and a lone head (which stay f32) in one call. Two data ranges:
     /// cache and queries in [-1, 1) (the harness's checks' range), held to the stated
     /// tolerance `Tolerance.kernelAgreement(math: .bf16)`; and cache in [-2, 2), queries in
     /// [-3, 3), held to the rounding's bound (`bf16Bound`), which grows with the scores.
@@ -205,7 +205,8 @@ final class KernelTests: XCTestCase {
                                         valueOffset: 28, valueWidth: dv)
                     let small = KernelGroup(heads: 4, keyOffset: 0, keyWidth: 16, ropeOffset: 23, ropeWidth: rope,
                                             valueOffset: 30, valueWidth: 16)
-                    for groups in [[g], [small, g]] {
+                    let lone = KernelGroup(heads: 1, keyOffset: 2, keyWidth: 9, valueOffset: 40, valueWidth: 24)
+                    for groups in [[g], [small, lone, g]] {
                         let q = randomInput(tokens: 1, width: groups.totalQueryCount, seed: UInt64(heads)).map { queryScale * $0 }
                         for length in [1, 2, 5, 6, 7, 13, 24, 25, 49, 140] {
                             let ref = doubleReference(cache, length, groups, 0.3, q)

@@ -146,7 +146,8 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
         if prepared > 0 { prepareQueries(groupCount: groups.count, count: prepared, scale: scale, queries: queries) }
         for s in scratch {
             s.reserve(tileElements: cache.dtype == .f32 || !f32Tile ? 0 : tile * w,
-                      subTileElements: cache.dtype == .f32 || anyGEMM || !anySwiftSIMD ? 0 : min(simdTile, tile) * w,
+                      // Swift SIMD groups convert their own sub-tiles unless the tile is converted for them.
+                      subTileElements: cache.dtype == .f32 || f32Tile || !anySwiftSIMD ? 0 : min(simdTile, tile) * w,
                       scores: max(heads * tile, widestPadded * tile, MLRA_SMALL_SCORES),
                       heads: max(heads, widestPadded), outputs: o,
                       probabilityPairs: (tile + 1) / 2 * widestBF16Padded, valuePairs: (tile + 1) / 2 * widestBF16Values)
