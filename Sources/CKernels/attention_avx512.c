@@ -36,33 +36,16 @@ AVX512 void qk_##HV##_##TB(const mlra_tile_group *g, int h0, const float *rows, 
             }                                                                                    \
         }                                                                                        \
     }                                                                                            \
-    _Pragma("clang loop unroll(full)")                                                           \
-    for (int i = 0; i < TB; i++)                                                                 \
-        _Pragma("clang loop unroll(full)")                                                       \
-        for (int j = 0; j < HV; j++) _mm512_storeu_ps(g->scores + (long)(t0 + i) * hp + h0 + 16 * j, acc[i * HV + j]); \
+    QK_STORE(HV, TB)                                                                             \
 }
-QK_BLOCK(4, 6)
-QK_BLOCK(4, 1)
-QK_BLOCK(3, 8)
-QK_BLOCK(3, 1)
-QK_BLOCK(2, 12)
-QK_BLOCK(2, 1)
-QK_BLOCK(1, 16)
-QK_BLOCK(1, 1)
+SCORE_BLOCKS(QK_BLOCK)
 
 // The next tile streams in while this one is computed (QK_RUN, avx512_common.h): one
 // line per column step of the key loop.
 #define QK_RUN(HV, TB) QK_RUN_LINES(qk, HV, TB, g->key_w)
 
 AVX512 void scores_tile(const mlra_tile_group *g, const float *rows, long ld, int n) {
-    for (int h0 = 0; h0 < g->hp; h0 += 64) {
-        switch ((g->hp - h0) >= 64 ? 4 : (g->hp - h0) / 16) {
-        case 4: QK_RUN(4, 6) break;
-        case 3: QK_RUN(3, 8) break;
-        case 2: QK_RUN(2, 12) break;
-        default: QK_RUN(1, 16) break;
-        }
-    }
+    SCORE_CHUNKS(QK_RUN)
 }
 
 // ---- acc[h][c0 ..< c0 + 16·CB] for heads h0 .. h0 + HB: rescale, then += Σ_t P[t][h]·V[t] --
@@ -71,18 +54,7 @@ AVX512 void scores_tile(const mlra_tile_group *g, const float *rows, long ld, in
 #define PV_BLOCK(HB, CB)                                                                         \
 AVX512 void pv_##HB##_##CB(const mlra_tile_group *g, int h0, int c0, __mmask16 last,             \
                            const float *rows, long ld, int n) {                                  \
-    __m512 acc[HB * CB];                                                                         \
-    const int dv = g->dv, hp = g->hp;                                                            \
-    _Pragma("clang loop unroll(full)")                                                           \
-    for (int i = 0; i < HB; i++) {                                                               \
-        const __m512 corr = _mm512_set1_ps(g->correction[h0 + i]);                               \
-        _Pragma("clang loop unroll(full)")                                                       \
-        for (int j = 0; j < CB; j++) {                                                           \
-            const __mmask16 m = j == CB - 1 ? last : (__mmask16)0xFFFF;                          \
-            acc[i * CB + j] = _mm512_mul_ps(corr,                                                \
-                _mm512_maskz_loadu_ps(m, g->acc + (long)(h0 + i) * dv + c0 + 16 * j));           \
-        }                                                                                        \
-    }                                                                                            \
+    PV_ACC_LOAD(HB, CB)                                                                          \
     const float *v = rows + g->value_off + c0;                                                   \
     const float *p = g->scores + h0;                                                             \
     for (int t = 0; t < n; t++, v += ld, p += hp) {                                              \
@@ -97,15 +69,9 @@ AVX512 void pv_##HB##_##CB(const mlra_tile_group *g, int h0, int c0, __mmask16 l
             for (int j = 0; j < CB; j++) acc[i * CB + j] = _mm512_fmadd_ps(pb, vv[j], acc[i * CB + j]); \
         }                                                                                        \
     }                                                                                            \
-    _Pragma("clang loop unroll(full)")                                                           \
-    for (int i = 0; i < HB; i++)                                                                 \
-        _Pragma("clang loop unroll(full)")                                                       \
-        for (int j = 0; j < CB; j++)                                                             \
-            _mm512_mask_storeu_ps(g->acc + (long)(h0 + i) * dv + c0 + 16 * j,                    \
-                                  j == CB - 1 ? last : (__mmask16)0xFFFF, acc[i * CB + j]);      \
+    PV_ACC_STORE(HB, CB)                                                                         \
 }
-PV_BLOCK(6, 4) PV_BLOCK(5, 4) PV_BLOCK(4, 4) PV_BLOCK(3, 4) PV_BLOCK(2, 4) PV_BLOCK(1, 4)
-PV_BLOCK(6, 1) PV_BLOCK(5, 1) PV_BLOCK(4, 1) PV_BLOCK(3, 1) PV_BLOCK(2, 1) PV_BLOCK(1, 1)
+PV_BLOCKS(PV_BLOCK)
 
 #define PV_HEADS(CB) PV_HEADS_OF(pv, CB, rows, ld, n)
 

@@ -71,32 +71,15 @@ BF16 void qkb_##HV##_##TB(const mlra_tile_group *g, int h0, const uint16_t *rows
             }                                                                                    \
         }                                                                                        \
     }                                                                                            \
-    _Pragma("clang loop unroll(full)")                                                           \
-    for (int i = 0; i < TB; i++)                                                                 \
-        _Pragma("clang loop unroll(full)")                                                       \
-        for (int j = 0; j < HV; j++) _mm512_storeu_ps(g->scores + (long)(t0 + i) * hp + h0 + 16 * j, acc[i * HV + j]); \
+    QK_STORE(HV, TB)                                                                             \
 }
-QKB_BLOCK(4, 6)
-QKB_BLOCK(4, 1)
-QKB_BLOCK(3, 8)
-QKB_BLOCK(3, 1)
-QKB_BLOCK(2, 12)
-QKB_BLOCK(2, 1)
-QKB_BLOCK(1, 16)
-QKB_BLOCK(1, 1)
+SCORE_BLOCKS(QKB_BLOCK)
 
 // The next tile's lines are requested one per column pair of the key loop (QK_RUN_LINES).
 #define QKB_RUN(HV, TB) QK_RUN_LINES(qkb, HV, TB, (g->key_w + 1) / 2)
 
 BF16 void scores_tile_bf16(const mlra_tile_group *g, const uint16_t *rows, long ld, int n) {
-    for (int h0 = 0; h0 < g->hp; h0 += 64) {
-        switch ((g->hp - h0) >= 64 ? 4 : (g->hp - h0) / 16) {
-        case 4: QKB_RUN(4, 6) break;
-        case 3: QKB_RUN(3, 8) break;
-        case 2: QKB_RUN(2, 12) break;
-        default: QKB_RUN(1, 16) break;
-        }
-    }
+    SCORE_CHUNKS(QKB_RUN)
 }
 
 // ---- The softmax weights (after softmax_tile) in bf16 pairs of tokens ----------------
@@ -151,18 +134,8 @@ BF16 void interleave_values(const mlra_tile_group *g, const uint16_t *rows, long
 // HB·CB VDPBF16PS.
 #define PVB_BLOCK(HB, CB)                                                                        \
 BF16 void pvb_##HB##_##CB(const mlra_tile_group *g, int h0, int c0, __mmask16 last, int pairs) { \
-    __m512 acc[HB * CB];                                                                         \
-    const int dv = g->dv, hp = g->hp, ldv = (dv + 15) / 16 * 16;                                 \
-    _Pragma("clang loop unroll(full)")                                                           \
-    for (int i = 0; i < HB; i++) {                                                               \
-        const __m512 corr = _mm512_set1_ps(g->correction[h0 + i]);                               \
-        _Pragma("clang loop unroll(full)")                                                       \
-        for (int j = 0; j < CB; j++) {                                                           \
-            const __mmask16 m = j == CB - 1 ? last : (__mmask16)0xFFFF;                          \
-            acc[i * CB + j] = _mm512_mul_ps(corr,                                                \
-                _mm512_maskz_loadu_ps(m, g->acc + (long)(h0 + i) * dv + c0 + 16 * j));           \
-        }                                                                                        \
-    }                                                                                            \
+    PV_ACC_LOAD(HB, CB)                                                                          \
+    const int ldv = (dv + 15) / 16 * 16;                                                         \
     const uint32_t *v = g->vpairs + c0;                                                          \
     const uint32_t *p = g->ppairs + h0;                                                          \
     for (int t = 0; t < pairs; t++, v += ldv, p += hp) {                                         \
@@ -176,15 +149,9 @@ BF16 void pvb_##HB##_##CB(const mlra_tile_group *g, int h0, int c0, __mmask16 la
             for (int j = 0; j < CB; j++) acc[i * CB + j] = dp(acc[i * CB + j], pb, vv[j]);       \
         }                                                                                        \
     }                                                                                            \
-    _Pragma("clang loop unroll(full)")                                                           \
-    for (int i = 0; i < HB; i++)                                                                 \
-        _Pragma("clang loop unroll(full)")                                                       \
-        for (int j = 0; j < CB; j++)                                                             \
-            _mm512_mask_storeu_ps(g->acc + (long)(h0 + i) * dv + c0 + 16 * j,                    \
-                                  j == CB - 1 ? last : (__mmask16)0xFFFF, acc[i * CB + j]);      \
+    PV_ACC_STORE(HB, CB)                                                                         \
 }
-PVB_BLOCK(6, 4) PVB_BLOCK(5, 4) PVB_BLOCK(4, 4) PVB_BLOCK(3, 4) PVB_BLOCK(2, 4) PVB_BLOCK(1, 4)
-PVB_BLOCK(6, 1) PVB_BLOCK(5, 1) PVB_BLOCK(4, 1) PVB_BLOCK(3, 1) PVB_BLOCK(2, 1) PVB_BLOCK(1, 1)
+PV_BLOCKS(PVB_BLOCK)
 
 #define PVB_HEADS(CB) PV_HEADS_OF(pvb, CB, pairs)
 

@@ -105,4 +105,51 @@ AVX512 void softmax_tile(const mlra_tile_group *g, int n) {
         HEADS(1)                                                                                 \
     }
 
+// The score blocks each large-group loop defines (BLOCK(heads / 16, tokens): ≤ 24 accumulators,
+// and the one-token tails), and the chunks of 64 heads they run over: RUN(HV, TB) per chunk.
+#define SCORE_BLOCKS(BLOCK) BLOCK(4, 6) BLOCK(4, 1) BLOCK(3, 8) BLOCK(3, 1) BLOCK(2, 12) BLOCK(2, 1) BLOCK(1, 16) BLOCK(1, 1)
+#define SCORE_CHUNKS(RUN)                                                                        \
+    for (int h0 = 0; h0 < g->hp; h0 += 64) {                                                     \
+        switch ((g->hp - h0) >= 64 ? 4 : (g->hp - h0) / 16) {                                    \
+        case 4: RUN(4, 6) break;                                                                 \
+        case 3: RUN(3, 8) break;                                                                 \
+        case 2: RUN(2, 12) break;                                                                \
+        default: RUN(1, 16) break;                                                               \
+        }                                                                                        \
+    }
+
+// A P·V block's accumulators acc[HB × CB] (heads h0 .., columns c0 .. in vectors of 16, the
+// last masked by `last`): loaded times the head's correction e^(old max − new max), and
+// stored back.
+#define PV_ACC_LOAD(HB, CB)                                                                      \
+    __m512 acc[HB * CB];                                                                         \
+    const int dv = g->dv, hp = g->hp;                                                            \
+    _Pragma("clang loop unroll(full)")                                                           \
+    for (int i = 0; i < HB; i++) {                                                               \
+        const __m512 corr = _mm512_set1_ps(g->correction[h0 + i]);                               \
+        _Pragma("clang loop unroll(full)")                                                       \
+        for (int j = 0; j < CB; j++) {                                                           \
+            const __mmask16 m = j == CB - 1 ? last : (__mmask16)0xFFFF;                          \
+            acc[i * CB + j] = _mm512_mul_ps(corr,                                                \
+                _mm512_maskz_loadu_ps(m, g->acc + (long)(h0 + i) * dv + c0 + 16 * j));           \
+        }                                                                                        \
+    }
+#define PV_ACC_STORE(HB, CB)                                                                     \
+    _Pragma("clang loop unroll(full)")                                                           \
+    for (int i = 0; i < HB; i++)                                                                 \
+        _Pragma("clang loop unroll(full)")                                                       \
+        for (int j = 0; j < CB; j++)                                                             \
+            _mm512_mask_storeu_ps(g->acc + (long)(h0 + i) * dv + c0 + 16 * j,                    \
+                                  j == CB - 1 ? last : (__mmask16)0xFFFF, acc[i * CB + j]);
+// The blocks each loop defines: 1 to 6 heads × 4 or 1 vectors of 16 columns.
+#define PV_BLOCKS(BLOCK) BLOCK(6, 4) BLOCK(5, 4) BLOCK(4, 4) BLOCK(3, 4) BLOCK(2, 4) BLOCK(1, 4) \
+                         BLOCK(6, 1) BLOCK(5, 1) BLOCK(4, 1) BLOCK(3, 1) BLOCK(2, 1) BLOCK(1, 1)
+
+// A score block's accumulators acc[TB × HV] into S[t0 + i][h0 + 16·j].
+#define QK_STORE(HV, TB)                                                                         \
+    _Pragma("clang loop unroll(full)")                                                           \
+    for (int i = 0; i < TB; i++)                                                                 \
+        _Pragma("clang loop unroll(full)")                                                       \
+        for (int j = 0; j < HV; j++) _mm512_storeu_ps(g->scores + (long)(t0 + i) * hp + h0 + 16 * j, acc[i * HV + j]);
+
 #endif
