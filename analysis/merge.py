@@ -19,8 +19,9 @@ SCHEMA_VERSION = 7
 # schema 2 those of SINCE_SCHEMA_3 and later, schema 3 those of SINCE_SCHEMA_4; they
 # stay empty for its rows (`device` reads as cpu: every row before schema 4 is a cpu row),
 # schema 4 those of SINCE_SCHEMA_5, schema 5 those of SINCE_SCHEMA_6 (read from its
-# `tokens_per_s`: see throughput_columns), schema 6 those of SINCE_SCHEMA_7 (`collective`
-# reads as mpi: every row before schema 7 used MPI).
+# `tokens_per_s`: see throughput_columns), schema 6 those of SINCE_SCHEMA_7 (`kernel_math`
+# reads as f32 on its cpu rows: every CPU product was f32 before `--math`; `collective` as
+# mpi: every row before schema 7 used MPI).
 KNOWN_SCHEMA_VERSIONS = ("1", "2", "3", "4", "5", "6", "7")
 SINCE_SCHEMA_2 = ["calib_fma_width", "kernel_isa"]
 SINCE_SCHEMA_3 = ["config_id", "array_task", "array_count", "calib_source", "seed"]
@@ -35,14 +36,15 @@ SINCE_SCHEMA_5 = NOISE_ROW_COLUMNS + NODE_COLUMNS
 # the group's figure and the job's, so that a sum over rows no longer overcounts.
 THROUGHPUT_COLUMNS = ["group_tokens_per_s", "job_tokens_per_s"]
 SINCE_SCHEMA_6 = THROUGHPUT_COLUMNS
-# Schema 7: the all-reduce's library (--collective) and the path its data took.
+# Schema 7 records which math the CPU kernel's products ran in and the check's tolerance,
+# the all-reduce's library (--collective) and the path its data took.
 COLLECTIVE_COLUMNS = ["collective", "allreduce_path"]
-SINCE_SCHEMA_7 = COLLECTIVE_COLUMNS
+SINCE_SCHEMA_7 = ["kernel_math", "validation_atol", "validation_rtol"] + COLLECTIVE_COLUMNS
 OLD_THROUGHPUT_COLUMN = "tokens_per_s"
 
 TEXT_COLUMNS = [
     "run_id", "harness_version", "git_rev", "host", "mpi_library", "date_utc",
-    "calib_fma_width", "variant", "scope", "kv_dtype", "kernel_isa", "timing_mode", "cold_cache", "validation",
+    "calib_fma_width", "variant", "scope", "kv_dtype", "kernel_isa", "kernel_math", "timing_mode", "cold_cache", "validation",
     "config_id", "calib_source", "seed",   # seed is text: a 64-bit seed does not survive a float
     "array_task", "array_count",           # which Slurm array task wrote a row: labels, not measurements
     "device", *GPU_TEXT_COLUMNS, *COLLECTIVE_COLUMNS,
@@ -54,7 +56,7 @@ NUMERIC_COLUMNS = [
     "rope_dim", "kv_lora_rank", "block_width", "kv_heads", "threads",
     "kv_elems_per_token", "kv_bytes_per_token", "kv_bytes_per_rank", "kernel_bytes_per_step",
     "kernel_flops_per_step", "weight_bytes_per_rank", "allreduce_bytes_per_step",
-    "allreduce_count_per_step", "validation_max_err", "warmup_steps", "timed_steps",
+    "allreduce_count_per_step", "validation_max_err", "validation_atol", "validation_rtol", "warmup_steps", "timed_steps",
     "timer_resolution_us", "step_us_median", "step_us_p10", "step_us_p90", "step_us_min",
     "step_us_max", "kernel_us_median", "kernel_us_p10", "kernel_us_p90", "allreduce_us_median",
     *THROUGHPUT_COLUMNS, "achieved_gbs", "achieved_gflops", "roofline_us", "roofline_fraction",
@@ -145,6 +147,10 @@ def load_sweeps(patterns: list[str]) -> Loaded:
             absent = [c for c in absent if c not in SINCE_SCHEMA_6]
         if version.isin(["1", "2", "3", "4", "5", "6"]).all():   # nor schema 6 these
             absent = [c for c in absent if c not in SINCE_SCHEMA_7]
+        if "kernel_math" not in df.columns:   # before schema 7 every product was f32, but a cuda kernel's
+            device = df["device"].astype(str).str.strip() if "device" in df.columns else pd.Series("", index=df.index)
+            scope = df["scope"].astype(str).str.strip().str.lower()
+            df["kernel_math"] = ["" if d == "cuda" and s == "kernel" else "f32" for d, s in zip(device, scope)]
         if absent:
             warnings.append(f"{path}: missing column(s) {', '.join(absent)}; treated as empty")
         wrong = ~version.isin(KNOWN_SCHEMA_VERSIONS)

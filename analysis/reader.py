@@ -61,7 +61,7 @@ POSITIVE = {"calib_read_gbs", "calib_triad_gbs", "calib_sgemm_gflops", "calib_fm
             "step_us_max", "kernel_us_median", "kernel_us_p10", "kernel_us_p90", "step_us", "kernel_us",
             "gpu_calib_read_gbs", "gpu_calib_copy_gbs", "gpu_calib_tensor_tflops", "gpu_calib_fma_tflops"}
 #   real >= 0: an all-reduce is 0 at tp 1; errors, rates and fractions cannot be negative
-NON_NEGATIVE = {"allreduce_us_median", "allreduce_us_p10", "allreduce_us_p90", "imbalance_us_median", "allreduce_us", "validation_max_err",
+NON_NEGATIVE = {"allreduce_us_median", "allreduce_us_p10", "allreduce_us_p90", "imbalance_us_median", "allreduce_us", "validation_max_err", "validation_atol", "validation_rtol",
                 "group_tokens_per_s", "job_tokens_per_s",
                 "achieved_gbs", "achieved_gflops", "roofline_us", "roofline_fraction",
                 "noise_cv_max", "noise_lost_fraction_max", "noise_top_hz"}

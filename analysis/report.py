@@ -193,7 +193,8 @@ def build(loaded: Loaded, out_dir: str, samples: Loaded | None = None, *, baseli
       f"- timing modes: {md_text(', '.join(sorted(map(str, raw['timing_mode'].unique()))))}; "
       f"cold cache: {md_text(', '.join(sorted(map(str, raw['cold_cache'].unique()))))}\n"
       f"- kernel ISA (`kernel_isa`): {distinct(raw, 'kernel_isa', '– (schema-1 rows)')}; "
-      f"FMA peak loop (`calib_fma_width`): {distinct(raw, 'calib_fma_width', '– (schema-1 rows)')}\n")
+      f"FMA peak loop (`calib_fma_width`): {distinct(raw, 'calib_fma_width', '– (schema-1 rows)')}; "
+      f"products (`kernel_math`): {distinct(raw, 'kernel_math')}\n")
     # File names as escaped text, not code spans: a backtick in a name would end the span.
     w("\nFiles: " + ", ".join(md_text(f) for f in loaded.files) + "\n")
     if samples is not None:

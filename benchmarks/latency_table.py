@@ -34,9 +34,9 @@ LLC_BYTES = 32 << 20
 ENV = dict(os.environ)
 
 
-def mlra_bench(mlra, args, context, dtype, threads, calibration, steps):
+def mlra_bench(mlra, args, context, dtype, threads, calibration, steps, kernel_math="f32"):
     cmd = [mlra, "bench", *args, "--context", str(context), "--kv-dtype", dtype, "--threads", str(threads),
-           "--steps", str(steps), "--warmup", "3", "--calibration", calibration, "--format", "csv"]
+           "--steps", str(steps), "--warmup", "3", "--calibration", calibration, "--format", "csv", "--math", kernel_math]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=ENV).stdout
     return next(csv.DictReader(io.StringIO(out)))
 
@@ -109,6 +109,8 @@ def main():
     ap.add_argument("--contexts", default=",".join(map(str, CONTEXTS)), help="comma-separated contexts")
     ap.add_argument("--steps", type=int, default=20, help="timed steps below 128K")
     ap.add_argument("--long-steps", type=int, default=10, help="timed steps at contexts >= 128K")
+    ap.add_argument("--math", default="f32", choices=["f32", "bf16", "auto"],
+                    help="mlra bench --math (the products of bf16 rows; the row's kernel_math says what ran)")
     a = ap.parse_args()
     if not a.no_torch:
         import torch  # noqa: F401  (fail early if the venv lacks it; timings run in subprocesses)
@@ -142,13 +144,13 @@ def main():
             for dt in DTYPES:
                 for t in THREADS:
                     steps = 5 if a.quick else (a.long_steps if ctx >= 131072 else a.steps)
-                    r = mlra_bench(a.mlra, args, ctx, dt, t, cal[t][0], steps)
+                    r = mlra_bench(a.mlra, args, ctx, dt, t, cal[t][0], steps, a.math)
                     med = float(r["step_us_median"])
                     tus = float("nan") if a.no_torch else torch_latency_isolated(shape, ctx, dt, t, steps) * 1e6
                     row = dict(shape=name, context=ctx, kv_dtype=dt, threads=t, mlra_us_median=med,
                                mlra_us_p10=float(r["step_us_p10"]), mlra_us_p90=float(r["step_us_p90"]),
                                roofline_us=float(r["roofline_us"]), roofline_limit=r["roofline_limit"],
-                               roofline_fraction=float(r["roofline_fraction"]), torch_us_median=tus,
+                               roofline_fraction=float(r["roofline_fraction"]), kernel_math=r["kernel_math"], torch_us_median=tus,
                                ratio_vs_torch=tus / med, peak_rss_mb=int(r["peak_rss_bytes"]) / 1e6,
                                rss_ratio=float(r["rss_ratio"]))
                     print(f"{name:18} {ctx:>6} {dt:5} {t:>3} {med:>10.1f} {row['mlra_us_p10']:>10.1f} {row['mlra_us_p90']:>10.1f} "

@@ -36,73 +36,16 @@ AVX512 void qk_##HV##_##TB(const mlra_tile_group *g, int h0, const float *rows, 
             }                                                                                    \
         }                                                                                        \
     }                                                                                            \
-    _Pragma("clang loop unroll(full)")                                                           \
-    for (int i = 0; i < TB; i++)                                                                 \
-        _Pragma("clang loop unroll(full)")                                                       \
-        for (int j = 0; j < HV; j++) _mm512_storeu_ps(g->scores + (long)(t0 + i) * hp + h0 + 16 * j, acc[i * HV + j]); \
+    QK_STORE(HV, TB)                                                                             \
 }
-QK_BLOCK(4, 6)
-QK_BLOCK(4, 1)
-QK_BLOCK(3, 8)
-QK_BLOCK(3, 1)
-QK_BLOCK(2, 12)
-QK_BLOCK(2, 1)
-QK_BLOCK(1, 16)
-QK_BLOCK(1, 1)
+SCORE_BLOCKS(QK_BLOCK)
 
-// The next tile streams in while this one is computed: its lines are requested one
-// per column step of the key loops of the first head chunk, spread evenly over its
-// token blocks (the first touch of a cold row would otherwise stall on DRAM latency;
-// this machine's hardware prefetchers barely help). Only the key segment prefetches.
-#define QK_RUN(HV, TB)                                                                           \
-    { int t = 0;                                                                                 \
-      const long total = h0 == 0 && g->prefetch ? g->prefetch_bytes / 64 : 0;                    \
-      const long per = (total + n / TB) / (n / TB + 1);                                          \
-      long done = 0;                                                                             \
-      for (; t + TB <= n; t += TB) {                                                             \
-          const long k = per < total - done ? per : total - done;                                \
-          qk_##HV##_##TB(g, h0, rows, ld, t, g->prefetch + 64 * done, k < g->key_w ? k : g->key_w); \
-          done += k < g->key_w ? k : g->key_w;                                                   \
-      }                                                                                          \
-      for (; t < n; t++) qk_##HV##_1(g, h0, rows, ld, t, 0, 0);                                  \
-      for (; done < total; done++) _mm_prefetch(g->prefetch + 64 * done, _MM_HINT_T0); }
+// The next tile streams in while this one is computed (QK_RUN, avx512_common.h): one
+// line per column step of the key loop.
+#define QK_RUN(HV, TB) QK_RUN_LINES(qk, HV, TB, g->key_w)
 
 AVX512 void scores_tile(const mlra_tile_group *g, const float *rows, long ld, int n) {
-    for (int h0 = 0; h0 < g->hp; h0 += 64) {
-        switch ((g->hp - h0) >= 64 ? 4 : (g->hp - h0) / 16) {
-        case 4: QK_RUN(4, 6) break;
-        case 3: QK_RUN(3, 8) break;
-        case 2: QK_RUN(2, 12) break;
-        default: QK_RUN(1, 16) break;
-        }
-    }
-}
-
-// ---- Online softmax over S[0 ..< n][·], 16 heads per vector ------------------------
-AVX512 void softmax_tile(const mlra_tile_group *g, int n) {
-    const int hp = g->hp;
-    for (int h0 = 0; h0 < hp; h0 += 16) {
-        const int live = g->heads - h0 < 16 ? g->heads - h0 : 16;
-        const __mmask16 mask = (__mmask16)((1u << live) - 1u);
-        __m512 top = _mm512_set1_ps(-INFINITY);
-        float *s = g->scores + h0;
-        for (int t = 0; t < n; t++) top = _mm512_max_ps(top, _mm512_loadu_ps(s + (long)t * hp));
-        const __m512 old = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), mask, g->row_max + h0);
-        const __m512 now = _mm512_max_ps(old, top);
-        // e^(old − now); 0 where nothing was seen yet (old = −∞).
-        const __mmask16 seen = _mm512_cmp_ps_mask(old, _mm512_set1_ps(-INFINITY), _CMP_NEQ_OQ);
-        const __m512 corr = _mm512_maskz_mov_ps(seen, exp512(_mm512_sub_ps(old, now)));
-        __m512 sum = _mm512_setzero_ps();
-        for (int t = 0; t < n; t++) {
-            const __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(s + (long)t * hp), now));
-            _mm512_storeu_ps(s + (long)t * hp, e);
-            sum = _mm512_add_ps(sum, e);
-        }
-        const __m512 l = _mm512_mask_loadu_ps(_mm512_setzero_ps(), mask, g->row_sum + h0);
-        _mm512_mask_storeu_ps(g->row_sum + h0, mask, _mm512_fmadd_ps(l, corr, sum));
-        _mm512_mask_storeu_ps(g->row_max + h0, mask, now);
-        _mm512_storeu_ps(g->correction + h0, corr);
-    }
+    SCORE_CHUNKS(QK_RUN)
 }
 
 // ---- acc[h][c0 ..< c0 + 16·CB] for heads h0 .. h0 + HB: rescale, then += Σ_t P[t][h]·V[t] --
@@ -111,18 +54,7 @@ AVX512 void softmax_tile(const mlra_tile_group *g, int n) {
 #define PV_BLOCK(HB, CB)                                                                         \
 AVX512 void pv_##HB##_##CB(const mlra_tile_group *g, int h0, int c0, __mmask16 last,             \
                            const float *rows, long ld, int n) {                                  \
-    __m512 acc[HB * CB];                                                                         \
-    const int dv = g->dv, hp = g->hp;                                                            \
-    _Pragma("clang loop unroll(full)")                                                           \
-    for (int i = 0; i < HB; i++) {                                                               \
-        const __m512 corr = _mm512_set1_ps(g->correction[h0 + i]);                               \
-        _Pragma("clang loop unroll(full)")                                                       \
-        for (int j = 0; j < CB; j++) {                                                           \
-            const __mmask16 m = j == CB - 1 ? last : (__mmask16)0xFFFF;                          \
-            acc[i * CB + j] = _mm512_mul_ps(corr,                                                \
-                _mm512_maskz_loadu_ps(m, g->acc + (long)(h0 + i) * dv + c0 + 16 * j));           \
-        }                                                                                        \
-    }                                                                                            \
+    PV_ACC_LOAD(HB, CB)                                                                          \
     const float *v = rows + g->value_off + c0;                                                   \
     const float *p = g->scores + h0;                                                             \
     for (int t = 0; t < n; t++, v += ld, p += hp) {                                              \
@@ -137,39 +69,14 @@ AVX512 void pv_##HB##_##CB(const mlra_tile_group *g, int h0, int c0, __mmask16 l
             for (int j = 0; j < CB; j++) acc[i * CB + j] = _mm512_fmadd_ps(pb, vv[j], acc[i * CB + j]); \
         }                                                                                        \
     }                                                                                            \
-    _Pragma("clang loop unroll(full)")                                                           \
-    for (int i = 0; i < HB; i++)                                                                 \
-        _Pragma("clang loop unroll(full)")                                                       \
-        for (int j = 0; j < CB; j++)                                                             \
-            _mm512_mask_storeu_ps(g->acc + (long)(h0 + i) * dv + c0 + 16 * j,                    \
-                                  j == CB - 1 ? last : (__mmask16)0xFFFF, acc[i * CB + j]);      \
+    PV_ACC_STORE(HB, CB)                                                                         \
 }
-PV_BLOCK(6, 4) PV_BLOCK(5, 4) PV_BLOCK(4, 4) PV_BLOCK(3, 4) PV_BLOCK(2, 4) PV_BLOCK(1, 4)
-PV_BLOCK(6, 1) PV_BLOCK(5, 1) PV_BLOCK(4, 1) PV_BLOCK(3, 1) PV_BLOCK(2, 1) PV_BLOCK(1, 1)
+PV_BLOCKS(PV_BLOCK)
 
-#define PV_HEADS(CB)                                                                             \
-    for (int h0 = 0; h0 < g->heads; h0 += 6) {                                                   \
-        switch (g->heads - h0 >= 6 ? 6 : g->heads - h0) {                                        \
-        case 6: pv_6_##CB(g, h0, c0, last, rows, ld, n); break;                                  \
-        case 5: pv_5_##CB(g, h0, c0, last, rows, ld, n); break;                                  \
-        case 4: pv_4_##CB(g, h0, c0, last, rows, ld, n); break;                                  \
-        case 3: pv_3_##CB(g, h0, c0, last, rows, ld, n); break;                                  \
-        case 2: pv_2_##CB(g, h0, c0, last, rows, ld, n); break;                                  \
-        default: pv_1_##CB(g, h0, c0, last, rows, ld, n); break;                                 \
-        }                                                                                        \
-    }
+#define PV_HEADS(CB) PV_HEADS_OF(pv, CB, rows, ld, n)
 
 AVX512 void values_tile(const mlra_tile_group *g, const float *rows, long ld, int n) {
-    int c0 = 0;
-    for (; c0 + 64 <= g->dv; c0 += 64) {
-        const __mmask16 last = 0xFFFF;
-        PV_HEADS(4)
-    }
-    for (; c0 < g->dv; c0 += 16) {
-        const int rest = g->dv - c0 < 16 ? g->dv - c0 : 16;
-        const __mmask16 last = (__mmask16)((1u << rest) - 1u);
-        PV_HEADS(1)
-    }
+    VALUE_BLOCKS(PV_HEADS)
 }
 
 AVX512_FN void mlra_avx512_group_tile(const mlra_tile_group *g, const float *rows, long ld, int n) {

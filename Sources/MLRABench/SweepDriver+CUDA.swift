@@ -102,6 +102,7 @@ extension SweepDriver {
             }
         }
         if p.reporter, let work = built?.work {
+            m.setTolerance(Tolerance.gpuKernelAgreement(cache: c.dtype))   // GPUValidation's, at both lengths
             m.columns["gpu_kernel"] = work.attention.summary
             for (k, v) in zip(CUDADevice.csvColumns, gpu.csvFields(clocks: clocks)) { m.columns[k] = v }
         }
@@ -173,7 +174,8 @@ extension SweepDriver {
         let weights = SeededWeights(seed: options.seed)
         return try measureStepsOnGPU(c, p, gpu: gpu, build: { rank in
             try GPULayerWorkload(device: gpu, layout: layout, shard: try layout.shard(tp: c.tp, rank: rank), weights: weights,
-                                 dtype: c.dtype, sequences: p.sequences, context: c.context, appending: c.appending)
+                                 dtype: c.dtype, sequences: p.sequences, context: c.context, appending: c.appending,
+                                 gemmType: c.gpuGemmType)
         }, check: { work, group in
             try Validation.gpuLayer(c, work: work, weights: weights, group: group, injectError: options.injectValidationError)
         })
@@ -186,7 +188,8 @@ extension SweepDriver {
         let weights = SeededWeights(seed: options.seed)
         return try measureStepsOnGPU(c, p, gpu: gpu, build: { rank in
             try GPUModelWorkload(device: gpu, layout: ModelLayout(config: c.attentionConfig), tp: c.tp, rank: rank, weights: weights,
-                                 dtype: c.dtype, sequences: p.sequences, context: c.context, appending: c.appending)
+                                 dtype: c.dtype, sequences: p.sequences, context: c.context, appending: c.appending,
+                                 gemmType: c.gpuGemmType)
         }, check: { work, group in
             try Validation.gpuModel(c, work: work, weights: weights, group: group, injectError: options.injectValidationError)
         })
@@ -233,6 +236,7 @@ extension SweepDriver {
             if let failure = work?.failure { throw HarnessError("\(c.label): \(failure)") }
         }
         if p.reporter, let work {
+            m.setTolerance(check.tolerance)
             m.columns["gpu_kernel"] = work.work.attention.summary + "; " + work.work.plan
             if c.tp > 1 { m.columns["allreduce_path"] = path }
             // The last `steps` steps are the timed ones (warm-up first); this rank's, not the group's max.

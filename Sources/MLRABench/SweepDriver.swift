@@ -473,8 +473,15 @@ public final class SweepDriver {
         var weightBytes = 0
         /// The all-reduce payloads of one step (floats; none at tp 1).
         var allReduceFloats: [Int] = []
-        /// Columns only this device's rows have: kernel_isa on the CPU, the GPU's identity on cuda.
+        /// Columns only this device's rows have: kernel_isa on the CPU, the GPU's identity on
+        /// cuda; and the tolerance the check used.
         var columns: [String: String] = [:]
+
+        /// The check's tolerance (the reporting rank's: it compared), into the row's columns.
+        mutating func setTolerance(_ t: Tolerance?) {
+            guard let t else { return }
+            columns["validation_atol"] = String(format: "%.3g", t.atol); columns["validation_rtol"] = String(format: "%.3g", t.rtol)
+        }
     }
 
     /// One configuration in stages: built, validated and timed on its device (measureOnCPU,
@@ -551,7 +558,7 @@ public final class SweepDriver {
     func measureOnCPU(_ c: SweepConfig, layout: any AttentionLayout, _ p: Placement) throws -> Measurement {
         let g = p.groups, seqs = p.sequences
         // Every scope runs this kernel object; its ISA (the loops it dispatches to) goes into the row.
-        let kernel = try TiledAttentionKernel(threads: c.threads)
+        let kernel = try TiledAttentionKernel(threads: c.threads, math: c.math)
         let timed = TimedKernel(kernel)
         let weights = SeededWeights(seed: options.seed)
 
@@ -589,6 +596,12 @@ public final class SweepDriver {
 
         timeSteps(c, p, work, clock: timed, into: &m)
         m.columns["kernel_isa"] = kernel.isa.rawValue
+        // The row's kernel_math is the configuration's (its resume key): the checked kernel must have run it.
+        let ran = world.allReduce(check.math == .bf16 ? 1 : 0, max: true) > 0 ? ProductMath.bf16 : .f32
+        guard ran.rawValue == c.kernelMath else {
+            throw HarnessError("internal: \(c.label): the kernel ran \(ran) products, the configuration's kernel_math is \(c.kernelMath)")
+        }
+        m.setTolerance(check.tolerance)
         return m
     }
 

@@ -19,7 +19,8 @@ public struct SweepRow: Codable, Equatable, Sendable {
     // The configuration.
     public var variant = "", scope = "", tp = "", dp = "", tp_group = "", context = "", batch = "", n_layer = "", n_embd = ""
     public var n_head = "", head_dim = "", rope_dim = "", kv_lora_rank = "", q_lora_rank = "", block_width = "", kv_heads = ""
-    public var intermediate_size = "", vocab_size = "", kv_dtype = "", threads = "", device = "", kernel_isa = "", gpu_kernel = ""
+    public var intermediate_size = "", vocab_size = "", kv_dtype = "", threads = "", device = "", kernel_isa = "", kernel_math = ""
+    public var gpu_kernel = ""
     /// The all-reduce's library (`--collective`; cpu rows: mpi).
     public var collective = ""
     // The GPU the row ran on: CUDADevice.csvColumns (a test holds the two lists together).
@@ -34,7 +35,7 @@ public struct SweepRow: Codable, Equatable, Sendable {
     /// mpi-cuda-aware (MPI on device pointers), nccl-VERSION.
     public var allreduce_path = ""
     // Validation and timings.
-    public var validation = "", validation_max_err = "", warmup_steps = "", timed_steps = "", timer_resolution_us = ""
+    public var validation = "", validation_max_err = "", validation_atol = "", validation_rtol = "", warmup_steps = "", timed_steps = "", timer_resolution_us = ""
     public var step_us_median = "", step_us_p10 = "", step_us_p90 = "", step_us_min = "", step_us_max = ""
     public var kernel_us_median = "", kernel_us_p10 = "", kernel_us_p90 = "", allreduce_us_median = ""
     public var allreduce_us_p10 = "", allreduce_us_p90 = "", imbalance_us_median = ""
@@ -53,12 +54,12 @@ public struct SweepRow: Codable, Equatable, Sendable {
         case calib_source, gpu_calib_read_gbs, gpu_calib_copy_gbs, gpu_calib_tensor_tflops, gpu_calib_fma_tflops
         case variant, scope, tp, dp, tp_group, context, batch, n_layer, n_embd, n_head, head_dim
         case rope_dim, kv_lora_rank, q_lora_rank, block_width, kv_heads, intermediate_size, vocab_size, kv_dtype
-        case threads, device, kernel_isa, gpu_kernel, collective
+        case threads, device, kernel_isa, kernel_math, gpu_kernel, collective
         case gpu_name, gpu_uuid, gpu_pci_bus_id, gpu_driver, gpu_sm_clock_mhz, gpu_mem_clock_mhz, gpu_ranks_sharing
         case timing_mode, cold_cache, seed, `repeat`
         case kv_elems_per_token, kv_bytes_per_token, kv_bytes_per_rank, kernel_bytes_per_step, kernel_flops_per_step
         case weight_bytes_per_rank, allreduce_bytes_per_step, allreduce_count_per_step, allreduce_path
-        case validation, validation_max_err, warmup_steps, timed_steps, timer_resolution_us
+        case validation, validation_max_err, validation_atol, validation_rtol, warmup_steps, timed_steps, timer_resolution_us
         case step_us_median, step_us_p10, step_us_p90, step_us_min, step_us_max
         case kernel_us_median, kernel_us_p10, kernel_us_p90, allreduce_us_median
         case allreduce_us_p10, allreduce_us_p90, imbalance_us_median, projection_us_median

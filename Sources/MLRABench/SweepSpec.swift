@@ -64,12 +64,14 @@ public struct SweepSpec: Codable, Sendable {
         public var headDim: Int?, ropeDim: Int?, qLoraRank: Int?, kvHeads: Int?, nEmbd: Int?
         public var nLayer: Int?, intermediateSize: Int?, vocabSize: Int?
         public var warmup: Int?, steps: Int?, coldCache: Bool?
+        /// `--math` of the cpu configurations' kernel (one value per grid).
+        public var math: KernelMath?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
             case variants, tp, contexts, kvRanks = "kv_ranks", heads, dtypes = "kv_dtypes", batch, scopes, threads, devices
             case headDim = "head_dim", ropeDim = "rope_dim", qLoraRank = "q_lora_rank", kvHeads = "kv_heads", nEmbd = "n_embd"
             case nLayer = "n_layer", intermediateSize = "intermediate_size", vocabSize = "vocab_size"
-            case warmup, steps, coldCache = "cold_cache"
+            case warmup, steps, coldCache = "cold_cache", math
         }
 
         public init() {}
@@ -91,6 +93,7 @@ public struct SweepSpec: Codable, Sendable {
             g.kvHeads = kvHeads ?? base.kvHeads; g.nEmbd = nEmbd ?? base.nEmbd; g.nLayer = nLayer ?? base.nLayer
             g.intermediateSize = intermediateSize ?? base.intermediateSize; g.vocabSize = vocabSize ?? base.vocabSize
             g.warmup = warmup ?? base.warmup; g.steps = steps ?? base.steps; g.coldCache = coldCache ?? base.coldCache
+            g.math = math ?? base.math
             return g
         }
 
@@ -101,7 +104,7 @@ public struct SweepSpec: Codable, Sendable {
             g.dtypes = ["bf16"]; g.batch = [1]; g.scopes = [.kernel]; g.threads = [1]; g.devices = [.cpu]
             g.headDim = 128; g.ropeDim = 64; g.qLoraRank = 1536; g.kvHeads = 8
             g.nLayer = 2; g.intermediateSize = 2048; g.vocabSize = 4096
-            g.warmup = 3; g.steps = 20; g.coldCache = true
+            g.warmup = 3; g.steps = 20; g.coldCache = true; g.math = .f32
             return g
         }
     }
@@ -205,7 +208,7 @@ public struct SweepSpec: Codable, Sendable {
                                             nEmbd: g.nEmbd ?? heads * g.headDim!, dtype: dtype, threads: threads,
                                             nLayer: scope == .model ? g.nLayer! : 1, intermediateSize: g.intermediateSize!,
                                             vocabSize: g.vocabSize!, warmup: g.warmup!, steps: g.steps!,
-                                            coldCache: g.coldCache!, worldSize: worldSize, device: device)
+                                            coldCache: g.coldCache!, math: g.math!, worldSize: worldSize, device: device)
                         if seen.insert(c.key).inserted { out.append(c) }
                     } }
                 } } }
@@ -241,6 +244,9 @@ public struct SweepSpec: Codable, Sendable {
             throw HarnessError("grid \(index): '\(name)' is \(v); it must be at least 1")
         }
         guard g.warmup! >= 0 else { throw HarnessError("grid \(index): 'warmup' must be at least 0") }
+        if g.math == .bf16 && g.devices!.contains(.cpu) && !ProductMath.bf16.isSupported {
+            throw HarnessError("grid \(index): 'math' bf16 needs AVX-512 BF16, which this CPU lacks")
+        }
         for t in g.threads! { try WorkerPool.checkThreads(t, "grid \(index): 'threads'", cores: maxThreads) }
         // Absurd values are refused before any size product can overflow an Int.
         let limits: [(String, [Int], Int)] = [
@@ -277,6 +283,8 @@ public struct SweepConfig: Sendable {
     public let kvHeads: Int, nEmbd: Int, dtype: StorageDType, threads: Int
     public let nLayer: Int, intermediateSize: Int, vocabSize: Int
     public let warmup: Int, steps: Int, coldCache: Bool
+    /// The CPU kernel's `--math`; what it runs is `kernelMath`.
+    public let math: KernelMath
     public let worldSize: Int
     /// Where the kernel runs (every scope runs on cpu and cuda).
     public let device: DeviceKind
@@ -291,6 +299,32 @@ public struct SweepConfig: Sendable {
     /// Which of the sweep's repeats this measurement is (0 ..< --repeats): part of the
     /// key, so a killed run resumes at the repeat it was in.
     public var repeatIndex = 0
+
+    /// cuda layer and model scope: the projections' operand type under `--math` (f32
+    /// accumulation in every case): f32 (f32), the cache's 16-bit type (auto; f32 for an f32
+    /// cache), bf16 (bf16). The attention kernel's products follow the cache's type.
+    public var gpuGemmType: StorageDType {
+        switch math {
+        case .f32: return .f32
+        case .auto: return dtype
+        case .bf16: return .bf16
+        }
+    }
+
+    /// The row's `kernel_math` (part of the resume key): the math the CPU kernel's products
+    /// run in on the shards this configuration times (`TiledAttentionKernel.productMath`,
+    /// this CPU); on cuda rows in layer and model scope the projections' (`gpuGemmType`),
+    /// empty in kernel scope. The sweep checks the kernel it built agrees.
+    public var kernelMath: String {
+        guard device == .cpu else { return scope == .kernel ? "" : gpuGemmType.rawValue }
+        guard math != .f32, let layout = try? attentionConfig.layout() else { return ProductMath.f32.rawValue }
+        let ranks = isDeviceShare ? [(try? KernelWorkload.busiestRank(layout, tp: tp)) ?? 0] : Array(0..<tp)
+        let bf16 = ranks.contains { r in
+            guard let shard = try? layout.shard(tp: tp, rank: r) else { return false }
+            return TiledAttentionKernel.productMath(math: math, dtype: dtype, groups: layout.kernelGroups(for: shard)) == .bf16
+        }
+        return (bf16 ? ProductMath.bf16 : .f32).rawValue
+    }
 
     /// The layer's shape, from which its config is built as `bench` and `plan` build theirs.
     public var shape: LayerShape {
@@ -381,7 +415,7 @@ public struct SweepConfig: Sendable {
         ("intermediate_size", { "\($0.scope == .model ? $0.intermediateSize : 0)" }),
         ("vocab_size", { "\($0.scope == .model ? $0.vocabSize : 0)" }),
         ("kv_dtype", { $0.dtype.rawValue }), ("threads", { "\($0.threads)" }), ("device", { $0.device.rawValue }),
-        ("collective", { $0.collective.rawValue }),
+        ("kernel_math", { $0.kernelMath }), ("collective", { $0.collective.rawValue }),
         ("timing_mode", { $0.timingMode.rawValue }),
         ("cold_cache", { $0.coldCache ? "true" : "false" }), ("seed", { "\($0.seed)" }),
         ("warmup_steps", { "\($0.warmup)" }), ("timed_steps", { "\($0.steps)" }),

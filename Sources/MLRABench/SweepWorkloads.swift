@@ -13,6 +13,9 @@ public final class TimedKernel: AttentionKernel {
         inner.run(cache: cache, length: length, groups: groups, scale: scale, queries: queries, out: out)
         seconds += MPI.wtime() - t0
     }
+    public func productMath(dtype: StorageDType, groups: [KernelGroup]) -> ProductMath {
+        inner.productMath(dtype: dtype, groups: groups)
+    }
 }
 
 /// Collectives that communicate nothing but return buffers of the right size:

@@ -8,6 +8,10 @@ import MLRAParallel
 public struct ValidationResult {
     public var maxError: Double
     public var violation: String?
+    /// The tolerance the check held the output to (nil where this rank compared nothing).
+    public var tolerance: Tolerance? = nil
+    /// The math the checked kernel's products ran in (CPU checks; what the row records).
+    public var math: ProductMath = .f32
 }
 
 public enum Validation {
@@ -29,7 +33,10 @@ public enum Validation {
         kernel.run(cache: cache, length: length, groups: groups, scale: layout.softmaxScale, queries: q, out: &fast)
         PlainAttentionKernel().run(cache: cache, length: length, groups: groups, scale: layout.softmaxScale, queries: q, out: &plain)
         if injectError, !fast.isEmpty { fast[0] += 1 }
-        return compare(fast, plain.map(Double.init), Tolerance.kernelAgreement)
+        let math = kernel.productMath(dtype: dtype, groups: groups)
+        var result = compare(fast, plain.map(Double.init), Tolerance.kernelAgreement(math: math))
+        result.math = math
+        return result
     }
 
     /// Layer scope: the group's sharded layer (prefill 2 tokens, then 2 decode
@@ -44,7 +51,10 @@ public enum Validation {
         guard group.rank == 0 else { return ValidationResult(maxError: 0, violation: nil) }
         if injectError { y[0] += 1 }
         let ref = try ReferenceForward.run(layout, weights: weights, x: x.map(Double.init), tokens: tokens)
-        return compare(y, ref, Tolerance.layerOutput(cache: config.dtype))
+        let math = kernel.productMath(dtype: config.dtype, groups: shard.groups)
+        var result = compare(y, ref, Tolerance.layerOutput(cache: config.dtype, math: math))
+        result.math = math
+        return result
     }
 
     /// The input rows of a layer check (CPU and GPU): seeded, the same on every rank.
@@ -66,7 +76,12 @@ public enum Validation {
         if injectError { logits[0] += 1 }
         let single = try DecoderShard(layout: model.layout, tp: 1, rank: 0, weights: weights)
         let ref = run(single, SingleProcess())
-        return compare(logits, ref.map(Double.init), modelTolerance(Tolerance.layerOutput(cache: config.dtype), reference: ref))
+        // The single-process model runs its groups unsplit: bf16 products there too where any layer's run them.
+        let bf16 = { (m: DecoderShard) in m.attentionShards.contains { kernel.productMath(dtype: config.dtype, groups: $0.groups) == .bf16 } }
+        let base = Tolerance.layerOutput(cache: config.dtype, math: bf16(model) || bf16(single) ? .bf16 : .f32)
+        var result = compare(logits, ref.map(Double.init), modelTolerance(base, reference: ref))
+        result.math = bf16(model) ? .bf16 : .f32
+        return result
     }
 
     /// Logits against a reference model: a layer's tolerance, its absolute part scaled by
@@ -79,6 +94,6 @@ public enum Validation {
     static func compare(_ x: [Float], _ ref: [Double], _ tol: Tolerance) -> ValidationResult {
         let v = tol.firstViolation(x, ref)
         return ValidationResult(maxError: v?.maxError ?? Tolerance.maxError(x, ref),
-                                violation: v.map { "\($0) with atol \(tol.atol), rtol \(tol.rtol)" })
+                                violation: v.map { "\($0) with atol \(tol.atol), rtol \(tol.rtol)" }, tolerance: tol)
     }
 }

@@ -29,6 +29,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Rows per tile of the tiled kernel.") var tile = TiledAttentionKernel.defaultTile
     @Option(help: "Inner loops of the tiled kernel: avx512 or portable (default: the fastest this CPU runs).")
     var isa: KernelISA = .detected
+    @Option(help: KernelMath.help) var math: KernelMath = .f32
     @Option(name: .customLong("simd-max-heads"),
             help: "Groups with at most this many heads take a small-group path (AVX-512 for 2–16 heads, else Swift SIMD); 0: large-group loops only.")
     var simdMaxHeads = TiledAttentionKernel.defaultSIMDMaxHeads
@@ -62,6 +63,7 @@ struct BenchCommand: ParsableCommand {
         if let rank, rank < 0 || rank >= tp { throw ValidationError("--rank \(rank) must lie in 0..<\(tp) (--tp)") }
         if variant == .gqa && kvHeads == nil { throw ValidationError("--variant gqa needs --kv-heads") }
         guard isa.isSupported else { throw ValidationError("--isa \(isa): this CPU does not run it") }
+        try math.validate()
         if gpuCalibration != nil && gpu.device != .cuda {
             throw ValidationError("--gpu-calibration applies to --device cuda (the CPU's roofline is --calibration)")
         }
@@ -85,7 +87,7 @@ struct BenchCommand: ParsableCommand {
         ResidentMemory.resetPeak()
         let baselineRSS = ResidentMemory.currentBytes ?? 0
 
-        let k: AttentionKernel = kernel == .tiled ? try TiledAttentionKernel(threads: threads, tile: tile, simdMaxHeads: simdMaxHeads, simdTile: simdTile, isa: isa)
+        let k: AttentionKernel = kernel == .tiled ? try TiledAttentionKernel(threads: threads, tile: tile, simdMaxHeads: simdMaxHeads, simdTile: simdTile, isa: isa, math: math)
             : PlainAttentionKernel()
         // Validated before it is timed, as every sweep row is: the kernel against the
         // plain kernel on this rank's shard and dtype (Validation.kernel, the sweep's check).
@@ -114,7 +116,8 @@ struct BenchCommand: ParsableCommand {
         let row = BenchRow(
             variant: variant.rawValue, tp: tp, rank: rank, context: context, batch: batch, kvDtype: kvDtype.rawValue,
             threads: threads, kernel: kernel == .tiled ? "tiled-\(isa)" : "plain", tile: tile, coldCache: coldCache, cacheSets: work.cacheSets,
-            warmup: warmup, steps: steps, maxError: check.maxError, stats: stats, bytes: bytes, flops: flops,
+            warmup: warmup, steps: steps, kernelMath: check.math, maxError: check.maxError,
+            tolerance: check.tolerance ?? .kernelAgreement, stats: stats, bytes: bytes, flops: flops,
             busiestBytes: Double(try cost.kernelBytes(context: context, sequences: batch)),
             cal: cal, boundSeconds: bound, memoryBound: bytes / (cal.bandwidthGBs * 1e9) >= flops / (cal.peakGFlops * 1e9),
             peakRSS: peakRSS, baselineRSS: baselineRSS, residentBytes: work.residentBytes)
@@ -142,8 +145,10 @@ struct BenchCommand: ParsableCommand {
 struct BenchRow {
     let variant: String, tp: Int, rank: Int, context: Int, batch: Int, kvDtype: String
     let threads: Int, kernel: String, tile: Int, coldCache: Bool, cacheSets: Int, warmup: Int, steps: Int
-    /// Largest |x − ref| of the check before timing (it passed: a failure stops the bench).
-    let maxError: Double
+    /// The math the kernel's products ran in (`kernel_math`).
+    let kernelMath: ProductMath
+    /// Largest |x − ref| of the check before timing (it passed: a failure stops the bench), and its tolerance.
+    let maxError: Double, tolerance: Tolerance
     let stats: SampleStats
     let bytes: Double, flops: Double, busiestBytes: Double
     let cal: Calibration
@@ -159,16 +164,17 @@ struct BenchRow {
 
     /// The quantities a sweep row also has carry the sweep's names (docs/csv-schema.md), so
     /// one reader takes both; the rest (rank, tile, cache_sets, memory) are bench's own.
-    static let csvHeader = "variant,tp,rank,context,batch,kv_dtype,threads,kernel,tile,cold_cache,cache_sets,warmup_steps,timed_steps,"
-        + "validation,validation_max_err,"
+    static let csvHeader = "variant,tp,rank,context,batch,kv_dtype,threads,kernel,kernel_math,tile,cold_cache,cache_sets,warmup_steps,timed_steps,"
+        + "validation,validation_max_err,validation_atol,validation_rtol,"
         + "step_us_median,step_us_p10,step_us_p90,step_us_min,step_us_max,kernel_bytes_per_step,kernel_flops_per_step,"
         + "achieved_gbs,achieved_gflops,calib_threads,calib_read_gbs,calib_triad_gbs,calib_sgemm_gflops,calib_fma_gflops,calib_fma_width,blas_core,"
         + "roofline_us,roofline_limit,roofline_fraction,peak_rss_bytes,baseline_rss_bytes,resident_needed_bytes,rss_ratio"
 
     var csv: String {
         let us = { (s: Double) in String(format: "%.2f", s * 1e6) }
-        return [variant, "\(tp)", "\(rank)", "\(context)", "\(batch)", kvDtype, "\(threads)", kernel, "\(tile)", coldCache ? "true" : "false",
-                "\(cacheSets)", "\(warmup)", "\(steps)", "pass", String(format: "%.3e", maxError), us(stats.median), us(stats.p10), us(stats.p90), us(stats.min), us(stats.max),
+        return [variant, "\(tp)", "\(rank)", "\(context)", "\(batch)", kvDtype, "\(threads)", kernel, kernelMath.rawValue, "\(tile)",
+                coldCache ? "true" : "false", "\(cacheSets)", "\(warmup)", "\(steps)", "pass", String(format: "%.3e", maxError),
+                String(format: "%.3g", tolerance.atol), String(format: "%.3g", tolerance.rtol), us(stats.median), us(stats.p10), us(stats.p90), us(stats.min), us(stats.max),
                 String(format: "%.0f", bytes), String(format: "%.0f", flops),
                 String(format: "%.2f", gbs), String(format: "%.2f", gflops),
                 "\(cal.threads)", String(format: "%.2f", cal.readGBs), String(format: "%.2f", cal.triadGBs),
@@ -184,7 +190,8 @@ struct BenchRow {
                 + "\(kernel) kernel (tile \(tile)), \(threads) thread(s), \(mode) cache (\(cacheSets) set(s)), \(steps) steps",
             String(format: "  time per step       median %.1f us   p10 %.1f   p90 %.1f   min %.1f   max %.1f",
                    stats.median * 1e6, stats.p10 * 1e6, stats.p90 * 1e6, stats.min * 1e6, stats.max * 1e6),
-            String(format: "  validated           max |error| %.3g against the plain kernel", maxError),
+            String(format: "  validated           max |error| %.3g against the plain kernel (atol %.3g, rtol %.3g; %@ products)",
+                   maxError, tolerance.atol, tolerance.rtol, kernelMath.rawValue as NSString),
             String(format: "  bytes per step      %.0f (%.2f MB)", bytes, bytes / 1e6),
             String(format: "  FLOPs per step      %.0f (%.3f GFLOP, %.1f FLOP/byte)", flops, flops / 1e9, flops / bytes),
             String(format: "  achieved            %.1f GB/s   %.1f GFLOP/s", gbs, gflops),

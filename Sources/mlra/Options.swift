@@ -5,6 +5,7 @@ import MLRACore
 extension VariantName: ExpressibleByArgument {}
 extension StorageDType: ExpressibleByArgument {}
 extension KernelISA: ExpressibleByArgument {}
+extension KernelMath: ExpressibleByArgument {}
 
 /// Where the layer's weights come from: a safetensors file or a seed.
 struct WeightOptions: ParsableArguments {
@@ -36,11 +37,12 @@ struct KernelOptions: ParsableArguments {
     var kernel: Choice = .tiled
     @Option(help: "Threads of the tiled kernel per rank.")
     var threads = 1
+    @Option(help: KernelMath.help) var math: KernelMath = .f32
 
-    func validate() throws { try validateThreads(threads) }
+    func validate() throws { try validateThreads(threads); try math.validate() }
 
     func make() throws -> AttentionKernel {
-        kernel == .tiled ? try TiledAttentionKernel(threads: threads) : PlainAttentionKernel()
+        kernel == .tiled ? try TiledAttentionKernel(threads: threads, math: math) : PlainAttentionKernel()
     }
 }
 
@@ -59,4 +61,15 @@ func renamed<T>(_ value: T?, _ name: String, old: T?, _ oldName: String) throws 
 /// (at least 1, at most the node's cores).
 func validateThreads(_ threads: Int) throws {
     do { try WorkerPool.checkThreads(threads, "--threads") } catch let e as HarnessError { throw ValidationError(e.message) }
+}
+
+extension KernelMath {
+    /// `--math` of bench, sweep, forward and generate.
+    static let help = ArgumentHelp(
+        "Products of the tiled kernel on bf16 caches: f32 (default); bf16 (bf16 products, f32 sums, in the large-group loops; needs AVX-512 BF16); auto (bf16 where this CPU runs them faster than f32).")
+
+    /// `--math bf16` on a CPU without AVX-512 BF16 is a usage error.
+    func validate() throws {
+        if self == .bf16 && !ProductMath.bf16.isSupported { throw ValidationError("--math bf16: this CPU has no AVX-512 BF16") }
+    }
 }

@@ -48,6 +48,8 @@ struct SweepCommand: ParsableCommand {
     @Option(help: "Untimed warm-up steps.") var warmup: Int?
     @Option(help: "Timed steps.") var steps: Int?
     @Flag(inversion: .prefixedNo, help: "Every scope: rotate cache sets spanning ≥ 4 × LLC (default: the spec's, else on).") var coldCache: Bool?
+    @Option(help: "cpu configurations: products of the tiled kernel on bf16 caches, f32, bf16 or auto as in bench (default: the spec's \"math\", else f32).")
+    var math: KernelMath?
 
     @Option(help: "CSV to write (appended to; resumes). Not needed with --print-spec.") var out: String?
     @Option(help: "Also write every timed step to this CSV.") var samples: String?
@@ -219,7 +221,7 @@ struct SweepCommand: ParsableCommand {
         o.threads = try threads.map { try parseIntList($0, "--threads") }
         o.devices = try devices.map { try parseChoiceList($0, "--devices", "device") }
         o.headDim = headDim; o.ropeDim = ropeDim; o.qLoraRank = qRank; o.kvHeads = kvHeads; o.nEmbd = nEmbd; o.nLayer = nLayer
-        o.warmup = warmup; o.steps = steps; o.coldCache = coldCache
+        o.warmup = warmup; o.steps = steps; o.coldCache = coldCache; o.math = math
         var alone = SweepSpec(grids: [o])
         alone.repeats = repeats
         do {
@@ -239,7 +241,7 @@ struct SweepCommand: ParsableCommand {
         "variants": "--variants", "contexts": "--contexts", "tp": "--tp", "kv_ranks": "--kv-ranks", "heads": "--heads",
         "kv_dtypes": "--kv-dtypes", "batch": "--batch", "scopes": "--scopes", "threads": "--threads", "devices": "--devices",
         "head_dim": "--head-dim", "rope_dim": "--rope-dim", "q_lora_rank": "--q-rank", "kv_heads": "--kv-heads",
-        "n_embd": "--n-embd", "n_layer": "--n-layer", "warmup": "--warmup", "steps": "--steps",
+        "n_embd": "--n-embd", "n_layer": "--n-layer", "warmup": "--warmup", "steps": "--steps", "math": "--math",
     ]
 }
 

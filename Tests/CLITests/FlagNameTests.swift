@@ -32,6 +32,7 @@ final class FlagNameTests: XCTestCase {
         "seed": ["seed", "weights-seed"],
         "output format": ["format", "output-format", "fmt"],
         "device": ["device", "backend"],
+        "product math": ["math", "precision", "compute-dtype", "math-mode", "matmul-precision"],
     ]
     /// Flags that share a spelling with a listed quantity but are another quantity.
     let otherQuantities: Set<String> = [

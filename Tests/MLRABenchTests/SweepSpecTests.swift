@@ -212,7 +212,8 @@ final class SweepSpecTests: XCTestCase {
         func after(_ column: String) -> String? { columns.firstIndex(of: column).map { columns[$0 - 1] } }
         XCTAssertEqual(after("device"), "threads")
         XCTAssertEqual(after("kernel_isa"), "device")
-        XCTAssertEqual(after("gpu_kernel"), "kernel_isa")
+        XCTAssertEqual(after("gpu_kernel"), "kernel_math", "schema 7 put kernel_math between them")
+        XCTAssertEqual(after("kernel_math"), "kernel_isa")
         XCTAssertEqual(Array(columns.drop { $0 != "gpu_name" }.prefix(7)),
                        ["gpu_name", "gpu_uuid", "gpu_pci_bus_id", "gpu_driver", "gpu_sm_clock_mhz", "gpu_mem_clock_mhz", "gpu_ranks_sharing"])
         XCTAssertEqual(after("timing_mode"), "gpu_ranks_sharing")
@@ -265,6 +266,18 @@ final class SweepSpecTests: XCTestCase {
             .map { $0 == "group_tokens_per_s" ? "tokens_per_s" : $0 }
         let message = try refusedOnResume(schema5, version: "5")
         XCTAssertTrue(message.contains("its header differs from this harness's schema 7, the file's rows are schema 5"), message)
+    }
+
+    /// Schema 7: the math the CPU kernel's products ran in after kernel_isa, the check's
+    /// tolerance after its largest error; a schema-6 file is refused on resume, byte for byte as it was.
+    func testSchema7RecordsTheMathAndTheToleranceAndRefusesASchema6File() throws {
+        let columns = ResultsSchema.columns
+        XCTAssertEqual(Array(columns.drop { $0 != "kernel_isa" }.prefix(3)), ["kernel_isa", "kernel_math", "gpu_kernel"])
+        XCTAssertEqual(Array(columns.drop { $0 != "validation_max_err" }.prefix(4)),
+                       ["validation_max_err", "validation_atol", "validation_rtol", "warmup_steps"])
+        XCTAssertTrue(SweepConfig.keyColumns.contains("kernel_math"), "a bf16-math row is another measurement than an f32 one")
+        let message = try refusedOnResume(columns.filter { !["kernel_math", "validation_atol", "validation_rtol"].contains($0) }, version: "6")
+        XCTAssertTrue(message.contains("its header differs from this harness's schema 7, the file's rows are schema 6"), message)
     }
 
     /// The schema is the row type: its coding keys are the columns, the GPU's columns are the

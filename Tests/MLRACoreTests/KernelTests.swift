@@ -1,3 +1,4 @@
+import Foundation
 import MLRACore
 import XCTest
 
@@ -178,6 +179,167 @@ final class KernelTests: XCTestCase {
             assertClose(run(kernel, cache, 13, groups, layout.softmaxScale, q), ref.map(Double.init),
                         atol: Self.atol, rtol: Self.rtol, "reuse \(config.variant)")
         }
+    }
+
+    /// `--math bf16` on a bf16 cache (AVX-512 BF16; `auto` where they are the faster): the
+    /// large-group loops multiply bf16 pairs into f32 sums. Against the Double reference on the
+    /// stored cache, on the loops' edges: head counts around 16-lane vectors, 64-head chunks
+    /// and 6-head P·V blocks; odd key and RoPE widths (a zero partner) at odd offsets; value
+    /// widths with a masked last vector; odd lengths (an odd token pair) around token blocks
+    /// and tiles; and beside a small group and a lone head (which stay f32) in one call. Two data ranges:
+    /// cache and queries in [-1, 1) (the harness's checks' range), held to the stated
+    /// tolerance `Tolerance.kernelAgreement(math: .bf16)`; and cache in [-2, 2), queries in
+    /// [-3, 3), held to the rounding's bound (`bf16Bound`), which grows with the scores.
+    func testBF16ProductsAgreeWithTheDoubleReference() throws {
+        try XCTSkipUnless(ProductMath.bf16.isSupported, "this CPU has no AVX-512 BF16")
+        let tol = Tolerance.kernelAgreement(math: .bf16)
+        let width = 21 + 6 + 5 + 70
+        let seed = SeededInit(seed: 9), key = seed.nameKey("cache")
+        for (cacheScale, queryScale) in [(Float(1), Float(1)), (2, 3)] {
+            let cache = KVCache(dtype: .bf16, width: width, capacity: 140)
+            cache.fill(toLength: 140) { j, c in cacheScale * seed.uniform(nameKey: key, index: j * width + c) }
+            for heads in [17, 33, 40, 64, 70, 131] {
+                // key columns 1..<20 or 1..<21 (odd), RoPE 23..<28 (odd) or none, values 28..<28 + dv
+                for (kw, dv, rope) in [(20, 70, 5), (19, 64, 0), (20, 9, 4), (19, 33, 5)] {
+                    let g = KernelGroup(heads: heads, keyOffset: 1, keyWidth: kw, ropeOffset: 23, ropeWidth: rope,
+                                        valueOffset: 28, valueWidth: dv)
+                    let small = KernelGroup(heads: 4, keyOffset: 0, keyWidth: 16, ropeOffset: 23, ropeWidth: rope,
+                                            valueOffset: 30, valueWidth: 16)
+                    let lone = KernelGroup(heads: 1, keyOffset: 2, keyWidth: 9, valueOffset: 40, valueWidth: 24)
+                    for groups in [[g], [small, lone, g]] {
+                        let q = randomInput(tokens: 1, width: groups.totalQueryCount, seed: UInt64(heads)).map { queryScale * $0 }
+                        for length in [1, 2, 5, 6, 7, 13, 24, 25, 49, 140] {
+                            let ref = doubleReference(cache, length, groups, 0.3, q)
+                            let bound = bf16Bound(cache, length, groups, 0.3, q, ref)
+                            for threads in [1, 2] {
+                                let kernel = try TiledAttentionKernel(threads: threads, tile: 24, math: .bf16)
+                                XCTAssertEqual(kernel.productMath(dtype: .bf16, groups: groups), .bf16)
+                                let got = run(kernel, cache, length, groups, 0.3, q)
+                                let what = "bf16 products ×\(cacheScale) heads \(heads) kw \(kw) dv \(dv) rope \(rope) groups \(groups.count) "
+                                    + "threads \(threads) L \(length)"
+                                if cacheScale == 1 { assertClose(got, ref, tol, what) }
+                                if let i = got.indices.first(where: { !(abs(Double(got[$0]) - ref[$0]) <= bound[$0]) }) {
+                                    XCTFail("\(what): element \(i) is \(got[i]), reference \(ref[i]), beyond the rounding bound \(bound[i])")
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // The paper-size MLA shard (64 heads, 512 + 64; MLRA-4 tp 2: two blocks, key and RoPE
+        // apart for block 0) with the default tile, around its edges.
+        let layout = try AttentionConfig(variant: .mlra4, nEmbd: 256, nHead: 64, qLoraRank: 64, kvLoraRank: 512,
+                                         qkNopeHeadDim: 128, qkRopeHeadDim: 64).layout()
+        let shard = try layout.shard(tp: 2, rank: 1)
+        let groups = layout.kernelGroups(for: shard)
+        let w = layout.cacheWidth(units: shard.units.count), t = TiledAttentionKernel.defaultTile
+        let big = KVCache(dtype: .bf16, width: w, capacity: 2 * t + 1)
+        big.fill(toLength: 2 * t + 1) { j, c in seed.uniform(nameKey: key, index: j * w + c) }
+        let q = randomInput(tokens: 1, width: groups.totalQueryCount, seed: 5)
+        for length in [1, t - 1, t, t + 1, 2 * t + 1] {
+            let ref = doubleReference(big, length, groups, layout.softmaxScale, q)
+            for threads in [1, 2] {
+                let kernel = try TiledAttentionKernel(threads: threads, math: .bf16)
+                assertClose(run(kernel, big, length, groups, layout.softmaxScale, q), ref, tol,
+                            "bf16 products mlra4 paper shape threads \(threads) L \(length)")
+            }
+        }
+    }
+
+    /// Where `--math auto` (or bf16) has no bf16 loop it runs f32 math, says so, and gives the f32
+    /// kernel's outputs bit for bit: f32 and f16 caches (AVX-512 FP16 would sum in f16), the
+    /// portable loops (as on a CPU without AVX-512 BF16), and groups that take only the
+    /// small-group loops.
+    func testMathAutoFallsBackToF32WhereNoBF16LoopRuns() throws {
+        let width = 20 + 6 + 3 + 70
+        let big = KernelGroup(heads: 33, keyOffset: 0, keyWidth: 20, ropeOffset: 23, ropeWidth: 6, valueOffset: 29, valueWidth: 70)
+        let small = KernelGroup(heads: 8, keyOffset: 0, keyWidth: 20, ropeOffset: 23, ropeWidth: 6, valueOffset: 29, valueWidth: 70)
+        let seed = SeededInit(seed: 4), key = seed.nameKey("cache")
+        var cases: [(StorageDType, KernelISA, [KernelGroup])] = [(.bf16, .portable, [big]), (.bf16, .portable, [small])]
+        for isa in Self.largeGroupISAs { cases += [(.f32, isa, [big]), (.f16, isa, [big]), (.bf16, isa, [small])] }
+        for (dtype, isa, groups) in cases {
+            let cache = KVCache(dtype: dtype, width: width, capacity: 50)
+            cache.fill(toLength: 50) { j, c in 2 * seed.uniform(nameKey: key, index: j * width + c) }
+            let q = randomInput(tokens: 1, width: groups.totalQueryCount, seed: 3)
+            // The strongest request this CPU takes: bf16 where it has AVX-512 BF16.
+            let request: KernelMath = ProductMath.bf16.isSupported ? .bf16 : .auto
+            let auto = try TiledAttentionKernel(threads: 2, tile: 8, isa: isa, math: request)
+            let f32 = try TiledAttentionKernel(threads: 2, tile: 8, isa: isa, math: .f32)
+            XCTAssertEqual(auto.productMath(dtype: dtype, groups: groups), .f32, "\(dtype) \(isa) \(groups[0].heads) heads")
+            XCTAssertEqual(TiledAttentionKernel.productMath(math: request, isa: isa, dtype: dtype, groups: groups), .f32)
+            for length in [1, 9, 50] {
+                XCTAssertEqual(run(auto, cache, length, groups, 0.3, q), run(f32, cache, length, groups, 0.3, q),
+                               "\(dtype) \(isa) \(groups[0].heads) heads L \(length)")
+            }
+        }
+        // --math f32 never runs bf16 products; auto runs them where they are the faster
+        // (on a CPU without AVX-512 BF16, or one where they are slower, f32).
+        XCTAssertEqual(TiledAttentionKernel.productMath(math: .f32, dtype: .bf16, groups: [big]), .f32)
+        XCTAssertEqual(TiledAttentionKernel.productMath(math: .auto, dtype: .bf16, groups: [big]),
+                       ProductMath.bf16Outruns ? .bf16 : .f32)
+        XCTAssertTrue(!ProductMath.bf16Outruns || ProductMath.bf16.isSupported)
+        if ProductMath.bf16.isSupported {
+            XCTAssertEqual(TiledAttentionKernel.productMath(math: .bf16, dtype: .bf16, groups: [big]), .bf16)
+            XCTAssertEqual(TiledAttentionKernel.productMath(math: .bf16, isa: .portable, dtype: .bf16, groups: [big]), .f32)
+        }
+        XCTAssertEqual(PlainAttentionKernel().productMath(dtype: .bf16, groups: [big]), .f32)
+    }
+
+    /// Per output element, a bound on |bf16 products − exact| for this data: the queries τ·q
+    /// rounded to bf16 (unit roundoff u = 2⁻⁹) move a score by at most Δ = u·τ·Σ_c |q_c|·max|k|,
+    /// which moves the output by at most (e^{2Δ} − 1)·max|v|; the weights rounded to bf16 (the
+    /// sum kept in f32) move it by at most u·max|v|; f32 sums add the f32 kernels' tolerance.
+    private func bf16Bound(_ cache: KVCache, _ length: Int, _ groups: [KernelGroup], _ scale: Float, _ q: [Float],
+                           _ ref: [Double]) -> [Double] {
+        let w = cache.width, u = 1.0 / 512
+        var rows = [Float](repeating: 0, count: length * w)
+        rows.withUnsafeMutableBufferPointer { r in for j in 0..<length { cache.loadRow(j, into: r.baseAddress! + j * w) } }
+        func largest(_ offset: Int, _ count: Int) -> Double {
+            var m = 0.0
+            for j in 0..<length { for c in 0..<count { m = max(m, abs(Double(rows[j * w + offset + c]))) } }
+            return m
+        }
+        var out = [Double](), qi = 0
+        for g in groups {
+            let k = max(largest(g.keyOffset, g.keyWidth), largest(g.ropeOffset, g.ropeWidth)), v = largest(g.valueOffset, g.valueWidth)
+            for _ in 0..<g.heads {
+                let delta = u * Double(scale) * q[qi..<(qi + g.queryWidth)].reduce(0) { $0 + abs(Double($1)) } * k
+                let b = v * (u + Foundation.expm1(2 * delta))
+                for _ in 0..<g.valueWidth { out.append(b + Self.atol + Self.rtol * abs(ref[out.count])) }
+                qi += g.queryWidth
+            }
+        }
+        return out
+    }
+
+    /// The attention in Double over the stored (rounded) cache values: the reference the
+    /// bf16-product loops are held to, apart from the f32 kernels they are compared with elsewhere.
+    private func doubleReference(_ cache: KVCache, _ length: Int, _ groups: [KernelGroup], _ scale: Float, _ q: [Float]) -> [Double] {
+        let w = cache.width
+        var rows = [Float](repeating: 0, count: length * w)
+        rows.withUnsafeMutableBufferPointer { r in for j in 0..<length { cache.loadRow(j, into: r.baseAddress! + j * w) } }
+        var out = [Double](), qi = 0
+        for g in groups {
+            for _ in 0..<g.heads {
+                var s = [Double](repeating: 0, count: length)
+                for j in 0..<length {
+                    var d = 0.0
+                    for c in 0..<g.keyWidth { d += Double(q[qi + c]) * Double(rows[j * w + g.keyOffset + c]) }
+                    for c in 0..<g.ropeWidth { d += Double(q[qi + g.keyWidth + c]) * Double(rows[j * w + g.ropeOffset + c]) }
+                    s[j] = d * Double(scale)
+                }
+                let m = s.max()!
+                let e = s.map { Foundation.exp($0 - m) }, sum = e.reduce(0, +)
+                for c in 0..<g.valueWidth {
+                    var o = 0.0
+                    for j in 0..<length { o += e[j] * Double(rows[j * w + g.valueOffset + c]) }
+                    out.append(o / sum)
+                }
+                qi += g.queryWidth
+            }
+        }
+        return out
     }
 
     /// The check can trip: a perturbed output fails the same tolerance.

@@ -40,6 +40,7 @@ def test_full_report(tmp_path):
     assert "arXiv 2603.02188" in text
     # Which peak and which inner loops produced the rows (schema 2).
     assert "kernel ISA (`kernel_isa`): avx512; FMA peak loop (`calib_fma_width`): avx512" in text
+    assert "products (`kernel_math`): f32" in text, "rows before schema 7 ran f32 products"
     # Section 5: the peak is max(sgemm 40, FMA 50) = 50 GFLOP/s, ridge 50/10 = 5 FLOP/byte.
     assert ("compute peak 50.00 GFLOP/s = max(calib_sgemm_gflops, calib_fma_gflops) per row, as in the harness's "
             "`roofline_us` (sgemm 40.00, FMA loop 50.00 GFLOP/s (avx512)); ridge 5.00 FLOP/byte. "

@@ -43,10 +43,33 @@ typedef struct {
     float *correction;      // scratch: [hp]
     const char *prefetch;   // bytes to pull into cache while this tile is computed (the next tile), or NULL
     long prefetch_bytes;
+    // mlra_avx512_group_tile_bf16 only (NULL otherwise): scratch of P in bf16 pairs
+    // [(tile + 1) / 2][hp], and of the value columns of row pairs [(tile + 1) / 2][dv rounded up to 16].
+    uint32_t *ppairs;
+    uint32_t *vpairs;
 } mlra_tile_group;
 
 /// Requires AVX-512. `rows` holds n rows of ld floats.
 void mlra_avx512_group_tile(const mlra_tile_group *g, const float *rows, long ld, int n);
+
+/// 1 when the CPU runs AVX-512 F/BW/VL/DQ and AVX-512 BF16 (VDPBF16PS), else 0.
+int mlra_cpu_has_avx512_bf16(void);
+
+/// Requires AVX-512 BF16. mlra_fma_loop's chains with VDPBF16PS (32 multiply-adds each);
+/// returns the FLOPs done.
+double mlra_dpbf16_loop(long iterations);
+
+/// Requires AVX-512 BF16. The same contract as mlra_avx512_group_tile on rows of bf16
+/// (ld elements apart), with bf16 products and f32 sums: g->qt holds the queries as
+/// mlra_tile_prepare_bf16 writes them, and g->ppairs, g->vpairs are set.
+void mlra_avx512_group_tile_bf16(const mlra_tile_group *g, const uint16_t *rows, long ld, int n);
+
+/// 32-bit words mlra_tile_prepare_bf16 writes for a group of hp (padded) heads.
+long mlra_tile_prepared_bf16_count(int hp, int key_w, int rope_w);
+/// The group's queries q [heads][key_w + rope_w], times `scale`, rounded to bf16 (nearest
+/// even) as pairs along the columns: out[c / 2][h] = (q[h][c], q[h][c + 1]), key columns
+/// then RoPE columns, each padded to an even count; heads heads ..< hp are zero.
+void mlra_tile_prepare_bf16(const float *q, float scale, int heads, int hp, int key_w, int rope_w, uint32_t *out);
 
 /// A group of 2 to 16 heads (GQA: the query heads of one KV head) against rows in
 /// any storage type, f16/bf16 converted in registers once per element. Same

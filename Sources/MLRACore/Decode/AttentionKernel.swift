@@ -31,6 +31,14 @@ extension Array where Element == KernelGroup {
 public protocol AttentionKernel: AnyObject {
     func run(cache: KVCache, length: Int, groups: [KernelGroup], scale: Float,
              queries: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>)
+    /// The arithmetic a call on a cache of `dtype` with these groups runs its products in
+    /// (what a row records, and which tolerance its check uses).
+    func productMath(dtype: StorageDType, groups: [KernelGroup]) -> ProductMath
+}
+
+extension AttentionKernel {
+    /// f32 unless a kernel says otherwise (the plain kernel, the GPU kernels' CPU checks).
+    public func productMath(dtype: StorageDType, groups: [KernelGroup]) -> ProductMath { .f32 }
 }
 
 /// The plain, obviously-correct kernel: every row converted to f32, full

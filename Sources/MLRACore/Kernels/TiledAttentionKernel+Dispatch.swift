@@ -41,11 +41,12 @@ extension TiledAttentionKernel {
         while row0 < end {
             let n = min(tile, end - row0)
             // rows: [n, W] f32, in place for f32 caches; f16/bf16 converted once into
-            // scratch when an sgemm group needs f32 rows, else converted in registers.
+            // scratch when a large-group f32 path needs f32 rows, else converted in registers
+            // (the bf16-product loops read the bf16 rows as stored).
             let src = j.storage + row0 * w * j.dtype.bytes
             var rows = src.assumingMemoryBound(to: Float.self)
             var simdDType = j.dtype
-            if j.dtype != .f32 && j.anyGEMM {
+            if j.dtype != .f32 && j.f32Tile {
                 convertTile(src, dtype: j.dtype, into: s.tileRows, count: n * w)
                 rows = UnsafePointer(s.tileRows)
                 simdDType = .f32
@@ -53,13 +54,13 @@ extension TiledAttentionKernel {
             for k in 0..<j.groupCount {
                 let p = plans[k]
                 switch p.path {
-                case .avx512Tile:
+                case .avx512Tile, .avx512TileBF16:
                     // This group's slice of the next tile's stored rows, prefetched while it computes.
                     let nextBytes = min(tile, end - row0 - n) * w * j.dtype.bytes
                     let slice = (nextBytes / 64 + j.groupCount - 1) / j.groupCount * 64
                     let lo = min(k * slice, nextBytes)
-                    runAVX512TilePath(p, rows: rows, count: n, width: w, prefetch: src + n * w * j.dtype.bytes + lo,
-                                      prefetchBytes: min(slice, nextBytes - lo), state: s)
+                    runAVX512TilePath(p, rows: p.path == .avx512Tile ? UnsafeRawPointer(rows) : src, count: n, width: w,
+                                      prefetch: src + n * w * j.dtype.bytes + lo, prefetchBytes: min(slice, nextBytes - lo), state: s)
                 case .sgemm:
                     runSGEMMPath(p, rows: rows, count: n, width: w, scale: j.scale, queries: j.queries, state: s)
                 case .avx512Small:
@@ -149,19 +150,27 @@ extension TiledAttentionKernel {
         mlra_avx512_small_group(&desc, rows, dtype.cDType, w, n)
     }
 
-    /// One tile through the AVX-512 loops: scores, online softmax and P·V for the group.
+    /// One tile through the AVX-512 loops: scores, online softmax and P·V for the group;
+    /// `rows` are f32 (avx512Tile), or bf16 as stored (avx512TileBF16: bf16 products,
+    /// attention_bf16_avx512.c).
     @inline(__always)
-    private func runAVX512TilePath(_ p: GroupPlan, rows: UnsafePointer<Float>, count n: Int, width w: Int,
+    private func runAVX512TilePath(_ p: GroupPlan, rows: UnsafeRawPointer, count n: Int, width w: Int,
                                    prefetch: UnsafeRawPointer, prefetchBytes: Int, state s: ThreadScratch) {
-        let g = p.group
+        let g = p.group, bf16 = p.path == .avx512TileBF16
+        let words = { (f: UnsafeMutablePointer<Float>) in bf16 ? UnsafeMutableRawPointer(f).assumingMemoryBound(to: UInt32.self) : nil }
         var desc = mlra_tile_group(
             qt: preparedQueries + p.preparedBase, heads: Int32(g.heads), hp: Int32(p.paddedHeads),
             key_off: Int32(g.keyOffset), key_w: Int32(g.keyWidth), rope_off: Int32(g.ropeOffset), rope_w: Int32(g.ropeWidth),
             value_off: Int32(g.valueOffset), dv: Int32(g.valueWidth),
             row_max: s.rowMax + p.headBase, row_sum: s.rowSum + p.headBase, acc: s.acc + p.outBase,
             scores: s.scores, correction: s.correction,
-            prefetch: prefetch.assumingMemoryBound(to: CChar.self), prefetch_bytes: prefetchBytes)
-        mlra_avx512_group_tile(&desc, rows, w, Int32(n))
+            prefetch: prefetch.assumingMemoryBound(to: CChar.self), prefetch_bytes: prefetchBytes,
+            ppairs: words(s.probabilityPairs), vpairs: words(s.valuePairs))
+        if bf16 {
+            mlra_avx512_group_tile_bf16(&desc, rows.assumingMemoryBound(to: UInt16.self), w, Int32(n))
+        } else {
+            mlra_avx512_group_tile(&desc, rows.assumingMemoryBound(to: Float.self), w, Int32(n))
+        }
     }
 
     @inline(__always)

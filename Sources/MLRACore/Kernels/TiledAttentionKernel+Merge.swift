@@ -40,13 +40,20 @@ extension TiledAttentionKernel {
         private(set) var acc = UnsafeMutablePointer<Float>.allocate(capacity: 16)
         /// AVX-512 path: per padded head, e^(old max − new max) of the current tile.
         private(set) var correction = UnsafeMutablePointer<Float>.allocate(capacity: 16)
-        private var capacities = [16, 16, 16, 16, 16, 16, 16]
+        /// AVX-512 bf16 path (32-bit words, held as Float storage): the softmax weights in
+        /// bf16 pairs of tokens, and the value columns of row pairs interleaved.
+        private(set) var probabilityPairs = UnsafeMutablePointer<Float>.allocate(capacity: 16)
+        private(set) var valuePairs = UnsafeMutablePointer<Float>.allocate(capacity: 16)
+        private var capacities = [16, 16, 16, 16, 16, 16, 16, 16, 16]
         private(set) var outputCount = 0
         var sink: Float = 0
         /// Where the SIMD path's prefetches of the previous tile stopped.
         var prefetchedUpTo: UnsafeRawPointer? = nil
 
-        func reserve(tileElements: Int, subTileElements: Int, scores scoreCount: Int, heads: Int, outputs: Int) {
+        func reserve(tileElements: Int, subTileElements: Int, scores scoreCount: Int, heads: Int, outputs: Int,
+                     probabilityPairs pairWords: Int = 0, valuePairs valueWords: Int = 0) {
+            grow(&probabilityPairs, 7, pairWords)
+            grow(&valuePairs, 8, valueWords)
             outputCount = outputs
             grow(&tileRows, 0, tileElements)
             grow(&subTile, 5, subTileElements)
@@ -64,6 +71,6 @@ extension TiledAttentionKernel {
             capacities[slot] = count
         }
 
-        deinit { [tileRows, subTile, scores, rowMax, rowSum, acc, correction].forEach { $0.deallocate() } }
+        deinit { [tileRows, subTile, scores, rowMax, rowSum, acc, correction, probabilityPairs, valuePairs].forEach { $0.deallocate() } }
     }
 }

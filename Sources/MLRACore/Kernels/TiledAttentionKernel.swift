@@ -22,7 +22,9 @@ import CKernels
 ///   * AVX-512 path (`runAVX512TilePath`; `isa` avx512, CKernels/attention_avx512.c): the same products as
 ///     register-blocked FMA loops with heads along the lanes, from the queries
 ///     transposed and scaled once per call (`preparedQueries`), and the online
-///     softmax vectorised over heads;
+///     softmax vectorised over heads; with bf16 products (`math`, `productMath`) the
+///     same loops multiply the bf16 rows as stored by VDPBF16PS (attention_bf16_avx512.c),
+///     the tile not converted;
 ///   * AVX-512 small-group path (`runAVX512SmallGroupPath`; `isa` avx512, groups of 2 … `simdMaxHeads` heads,
 ///     CKernels/attention_small_avx512.c): dot products along the key columns reduced
 ///     16 (2–4 heads) or 32 (8–16 heads) scores at a time, f16/bf16 converted in
@@ -44,6 +46,8 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
     public let tile: Int
     /// Which inner loops run (`KernelISA`).
     public let isa: KernelISA
+    /// Which arithmetic the products may use (`KernelMath`); `productMath` says what a call runs.
+    public let math: KernelMath
     /// Small AVX-512 groups that share columns take the rows in chunks of this many bytes.
     public let sharedChunkBytes: Int
     let pool: WorkerPool
@@ -75,8 +79,9 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
     public init(threads: Int, tile: Int = TiledAttentionKernel.defaultTile,
                 simdMaxHeads: Int = TiledAttentionKernel.defaultSIMDMaxHeads,
                 simdTile: Int = TiledAttentionKernel.defaultSIMDTile, isa: KernelISA = .detected,
-                sharedChunkBytes: Int = TiledAttentionKernel.defaultSharedChunkBytes) throws {
+                math: KernelMath = .f32, sharedChunkBytes: Int = TiledAttentionKernel.defaultSharedChunkBytes) throws {
         precondition(isa.isSupported, "kernel ISA \(isa) is not supported by this CPU")
+        precondition(math != .bf16 || ProductMath.bf16.isSupported, "kernel math bf16 needs AVX-512 BF16, which this CPU lacks")
         precondition(threads >= 1, "kernel threads must be at least 1, got \(threads)")
         precondition(tile >= 1, "kernel tile must be at least 1 row, got \(tile)")
         precondition(simdTile >= 1, "kernel SIMD sub-tile must be at least 1 row, got \(simdTile)")
@@ -85,6 +90,7 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
         self.simdMaxHeads = simdMaxHeads
         self.simdTile = simdTile
         self.isa = isa
+        self.math = math
         self.sharedChunkBytes = sharedChunkBytes
         pool = try WorkerPool(parts: threads)
         scratch = (0..<threads).map { _ in ThreadScratch() }
@@ -106,13 +112,16 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
             planCapacity = groups.count
         }
         var heads = 0, q = 0, o = 0, anyGEMM = false, prepared = 0, widestPadded = 0, anySwiftSIMD = false
+        var f32Tile = false, widestBF16Padded = 0, widestBF16Values = 0
+        let bf16Tile = bf16Products(dtype: cache.dtype)
         for (k, g) in groups.enumerated() {
             precondition(g.keyOffset + g.keyWidth <= w && g.ropeOffset + g.ropeWidth <= w && g.valueOffset + g.valueWidth <= w,
                          "kernel group \(k) reaches past the cache row width \(w)")
             let adjacent = g.ropeWidth == 0 || g.keyOffset + g.keyWidth == g.ropeOffset
-            let path: GroupPath = g.heads > simdMaxHeads ? (isa == .avx512 ? .avx512Tile : .sgemm)
+            let path: GroupPath = g.heads > simdMaxHeads ? (isa == .avx512 ? (bf16Tile ? .avx512TileBF16 : .avx512Tile) : .sgemm)
                 : (isa == .avx512 && g.heads >= 2 && g.heads <= 16 ? .avx512Small : .swiftSIMD)
-            anyGEMM = anyGEMM || path == .avx512Tile || path == .sgemm
+            anyGEMM = anyGEMM || path == .avx512Tile || path == .avx512TileBF16 || path == .sgemm
+            f32Tile = f32Tile || path == .avx512Tile || path == .sgemm
             anySwiftSIMD = anySwiftSIMD || path == .swiftSIMD
             let padded = (g.heads + 15) / 16 * 16
             plans[k] = GroupPlan(group: g, headBase: heads, queryBase: q, outBase: o, keyAndRopeAdjacent: adjacent, path: path,
@@ -124,6 +133,11 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
             heads += g.heads; q += g.heads * g.queryWidth; o += g.heads * g.valueWidth
             switch path {
             case .avx512Tile: prepared += padded * g.queryWidth; widestPadded = max(widestPadded, padded)
+            case .avx512TileBF16:
+                prepared += mlra_tile_prepared_bf16_count(Int32(padded), Int32(g.keyWidth), Int32(g.ropeWidth))
+                widestPadded = max(widestPadded, padded)
+                widestBF16Padded = max(widestBF16Padded, padded)
+                widestBF16Values = max(widestBF16Values, (g.valueWidth + 15) / 16 * 16)
             case .avx512Small:
                 prepared += mlra_small_prepared_count(Int32(g.heads), Int32(g.keyWidth), Int32(g.ropeWidth))
             case .sgemm, .swiftSIMD: break
@@ -131,13 +145,15 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
         }
         if prepared > 0 { prepareQueries(groupCount: groups.count, count: prepared, scale: scale, queries: queries) }
         for s in scratch {
-            s.reserve(tileElements: cache.dtype == .f32 || !anyGEMM ? 0 : tile * w,
-                      subTileElements: cache.dtype == .f32 || anyGEMM || !anySwiftSIMD ? 0 : min(simdTile, tile) * w,
+            s.reserve(tileElements: cache.dtype == .f32 || !f32Tile ? 0 : tile * w,
+                      // Swift SIMD groups convert their own sub-tiles unless the tile is converted for them.
+                      subTileElements: cache.dtype == .f32 || f32Tile || !anySwiftSIMD ? 0 : min(simdTile, tile) * w,
                       scores: max(heads * tile, widestPadded * tile, MLRA_SMALL_SCORES),
-                      heads: max(heads, widestPadded), outputs: o)
+                      heads: max(heads, widestPadded), outputs: o,
+                      probabilityPairs: (tile + 1) / 2 * widestBF16Padded, valuePairs: (tile + 1) / 2 * widestBF16Values)
         }
         job = Job(storage: UnsafeRawPointer(cache.storage), dtype: cache.dtype, width: w, length: length,
-                  groupCount: groups.count, heads: heads, scale: scale, queries: queries, anyGEMM: anyGEMM,
+                  groupCount: groups.count, heads: heads, scale: scale, queries: queries, anyGEMM: anyGEMM, f32Tile: f32Tile,
                   sharedColumns: !anyGEMM && groups.count > 1 && TiledAttentionKernel.shareColumns(groups),
                   anySwiftSIMD: anySwiftSIMD)
         pool.run(self)
@@ -192,15 +208,43 @@ public final class TiledAttentionKernel: AttentionKernel, PoolTask {
                 }
             case .avx512Small:
                 mlra_small_prepare(q, scale, Int32(p.group.heads), Int32(p.group.keyWidth), Int32(p.group.ropeWidth), out)
+            case .avx512TileBF16:
+                UnsafeMutableRawPointer(out).withMemoryRebound(to: UInt32.self, capacity: 1) {
+                    mlra_tile_prepare_bf16(q, scale, Int32(p.group.heads), Int32(hp), Int32(p.group.keyWidth), Int32(p.group.ropeWidth), $0)
+                }
             case .sgemm, .swiftSIMD: break
             }
         }
+    }
+
+    /// Whether a call on a cache of `dtype` runs the large-group loops with bf16 products:
+    /// a bf16 cache, the AVX-512 loops, a CPU with AVX-512 BF16, and `--math bf16`, or
+    /// `--math auto` where those products are the faster (`ProductMath.bf16Outruns`).
+    func bf16Products(dtype: StorageDType) -> Bool {
+        Self.bf16Products(math: math, isa: isa, dtype: dtype)
+    }
+
+    static func bf16Products(math: KernelMath, isa: KernelISA, dtype: StorageDType) -> Bool {
+        dtype == .bf16 && isa == .avx512 && ProductMath.bf16.isSupported
+            && (math == .bf16 || (math == .auto && ProductMath.bf16Outruns))
+    }
+
+    /// bf16 when some group takes the large-group loops with bf16 products, else f32
+    /// (the small-group and Swift loops multiply in f32 under every `math`).
+    public func productMath(dtype: StorageDType, groups: [KernelGroup]) -> ProductMath {
+        Self.productMath(math: math, isa: isa, simdMaxHeads: simdMaxHeads, dtype: dtype, groups: groups)
+    }
+
+    /// What a kernel of these settings runs (the sweep predicts its rows' `kernel_math` with it).
+    public static func productMath(math: KernelMath, isa: KernelISA = .detected, simdMaxHeads: Int = defaultSIMDMaxHeads,
+                                   dtype: StorageDType, groups: [KernelGroup]) -> ProductMath {
+        bf16Products(math: math, isa: isa, dtype: dtype) && groups.contains(where: { $0.heads > simdMaxHeads }) ? .bf16 : .f32
     }
 }
 
 extension TiledAttentionKernel {
     /// The inner loops of one group (see the type's comment).
-    enum GroupPath { case swiftSIMD, sgemm, avx512Tile, avx512Small }
+    enum GroupPath { case swiftSIMD, sgemm, avx512Tile, avx512TileBF16, avx512Small }
 
     /// Where one group's heads live in the per-call arrays.
     struct GroupPlan {
@@ -226,6 +270,8 @@ extension TiledAttentionKernel {
         var scale: Float = 1
         var queries = UnsafePointer<Float>(bitPattern: 64)!
         var anyGEMM = true
+        /// Some group reads the tile as f32 rows (f16/bf16 converted once per tile).
+        var f32Tile = true
         /// Some columns are read by more than one group (the shared RoPE key).
         var sharedColumns = false
         /// Some group takes the Swift SIMD path.

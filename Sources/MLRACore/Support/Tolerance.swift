@@ -16,8 +16,32 @@ public struct Tolerance: Sendable, Equatable {
         }
     }
 
+    /// A layer against the Double reference when its kernel's products ran in `math`: the
+    /// layer's own rounding plus, for bf16 products, the kernel's (`kernelAgreement(math:)`).
+    public static func layerOutput(cache dtype: StorageDType, math: ProductMath) -> Tolerance {
+        let layer = layerOutput(cache: dtype)
+        guard math == .bf16 else { return layer }
+        let kernel = kernelAgreement(math: math)
+        return Tolerance(atol: layer.atol + kernel.atol, rtol: layer.rtol + kernel.rtol)
+    }
+
     /// Two f32 kernels over the same cache that differ only in summation order.
     public static let kernelAgreement = Tolerance(atol: 1e-5, rtol: 1e-4)
+
+    /// A CPU kernel against the plain (f32) kernel on the same cache, by the math its
+    /// products ran in (`ProductMath`). bf16 products round the queries (times the scale)
+    /// and the softmax weights to bf16 before multiplying, with f32 sums: the rounding of
+    /// the tensor-core GPU kernel, so its bf16 tolerance (`gpuKernelAgreement(cache: .bf16)`).
+    /// The weights' rounding moves an output by at most 2⁻⁹·max|v| (2e-3 for the checks'
+    /// values in [-1, 1)); the queries' moves a score by at most 2⁻⁹·τ·Σ|q|·max|k|, and the
+    /// output by about twice that times max|v|: within this tolerance for the checks' data,
+    /// not for scores of any size (KernelTests holds larger data to that bound instead).
+    public static func kernelAgreement(math: ProductMath) -> Tolerance {
+        switch math {
+        case .f32: kernelAgreement
+        case .bf16: gpuKernelAgreement(cache: .bf16)
+        }
+    }
 
     /// A GPU kernel against the CPU plain kernel (or the device reference) on the same
     /// cache: the tensor-core kernel rounds the queries and the softmax weights to the
