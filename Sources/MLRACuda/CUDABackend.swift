@@ -5,21 +5,11 @@ import MLRACore
 /// cuBLAS, opened at run time like the driver (CCuda): MLRA_CUBLAS (a file, or a folder
 /// holding libcublas.so.*) or the library path.
 public enum CUBLAS {
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var opened = ""
+    private static let library = RuntimeLibrary(variable: "MLRA_CUBLAS", loader: mlra_cuda_load_cublas)
 
     /// Opens cuBLAS; one sentence naming where it looked when it is missing. Returns the path opened.
     @discardableResult
-    public static func load() throws -> String {
-        lock.lock(); defer { lock.unlock() }
-        if !opened.isEmpty { return opened }
-        var path = [CChar](repeating: 0, count: 4096), err = [CChar](repeating: 0, count: 4096)
-        guard mlra_cuda_load_cublas(ProcessInfo.processInfo.environment["MLRA_CUBLAS"], &path, path.count, &err, err.count) == 0 else {
-            throw HarnessError(String(cString: err))
-        }
-        opened = String(cString: path)
-        return opened
-    }
+    public static func load() throws -> String { try library.load() }
 
     static func check(_ status: cublasStatus_t, _ what: @autoclosure () -> String) throws {
         if status != 0 { throw HarnessError("\(what()) failed: cuBLAS status \(status)") }

@@ -7,21 +7,11 @@ import MLRACore
 /// made by its rank 0 (`uniqueId()`) and sent to the others by the caller over MPI, as
 /// nccl-tests and TensorRT-LLM do.
 public enum NCCL {
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var opened = ""
+    private static let library = RuntimeLibrary(variable: "MLRA_NCCL", prefix: "--collective nccl: ", loader: mlra_cuda_load_nccl)
 
     /// Opens NCCL; one sentence naming where it looked when it is missing. Returns the path opened.
     @discardableResult
-    public static func load() throws -> String {
-        lock.lock(); defer { lock.unlock() }
-        if !opened.isEmpty { return opened }
-        var path = [CChar](repeating: 0, count: 4096), err = [CChar](repeating: 0, count: 4096)
-        guard mlra_cuda_load_nccl(ProcessInfo.processInfo.environment["MLRA_NCCL"], &path, path.count, &err, err.count) == 0 else {
-            throw HarnessError("--collective nccl: " + String(cString: err))
-        }
-        opened = String(cString: path)
-        return opened
-    }
+    public static func load() throws -> String { try library.load() }
 
     /// The size of a unique id (ncclUniqueId).
     public static let uniqueIdBytes = Int(MLRA_NCCL_UNIQUE_ID_BYTES)
