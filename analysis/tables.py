@@ -425,6 +425,11 @@ def paper_layout(rows: pd.DataFrame, iv: Intervals, paper: pd.DataFrame) -> tupl
         return Table("paper_layout_times", pd.DataFrame(), why_empty=why), \
             Table("paper_layout_ratios", pd.DataFrame(), why_empty=why), missing_text
     fixed, varying = held_fixed(at, SAME_WORK)
+    # Every row here is one device's time: GQA, GLA-2 and MLRA-4 as one device's share of
+    # their group (device-share) and MLA at t=1 on its own device, however its groups were
+    # timed (concurrent or isolated). Split by timing mode, MLA would never meet MLRA-4.
+    mixed_modes = "timing_mode" in varying
+    varying = [c for c in varying if c != "timing_mode"]
     # Fewest concurrent groups first: MLA t=1 dp=1 before dp=4 when both ran.
     at = at.sort_values("dp", kind="stable")
     times = wide(at.drop_duplicates(["variant"] + varying + ["context"]), KERNEL, varying + ["context"])
@@ -456,6 +461,9 @@ def paper_layout(rows: pd.DataFrame, iv: Intervals, paper: pd.DataFrame) -> tupl
                         "reading": reading(name, e, num, den, by_bytes, by_flops)})
             recs.append(rec)
     note = interval_source(iv, at["_config"], "kernel")
+    if mixed_modes:
+        modes = ", ".join(f"{label(v)} {m}" for v, m in at.drop_duplicates("variant")[["variant", "timing_mode"]].itertuples(index=False))
+        note += f" Timing modes differ ({modes}); each row is still one device's time, so they stand side by side."
     ratios = Table("paper_layout_ratios", _sorted(pd.DataFrame(recs), varying + ["context"]) if recs
                    else pd.DataFrame(), fixed, note,
                    why_empty="" if recs else "No MLRA-4 t=4 row beside an MLA t=1 or GQA t=8 row of the same work: "

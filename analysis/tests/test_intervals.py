@@ -279,6 +279,17 @@ def test_paper_layout_ratios_by_hand(tmp_path):
     assert "follows the bytes (1.33×) rather than the FLOPs (0.10×)" in r.loc["GQA/MLRA-4", "reading"]
 
 
+def test_paper_layout_sets_mla_on_its_own_device_beside_device_shares(tmp_path):
+    """`--preset paper` on one rank times MLA at t = 1 concurrent (its own device) and the
+    others as one device's share: both are one device's time, so MLA still meets MLRA-4."""
+    rows = [{**r, "timing_mode": "concurrent" if r["variant"] == "mla" else "device-share"} for r in paper_layout_rows()]
+    df, _, iv = measure(tmp_path, rows)
+    times, ratios, _ = tables.paper_layout(df, iv, report.load_paper()[0])
+    assert len(times.data) == 1 and "timing_mode" not in times.data
+    assert ratios.data.set_index("ratio").loc["MLA/MLRA-4", "measured"] == pytest.approx(3.0)
+    assert "Timing modes differ (" in ratios.note and "MLA concurrent" in ratios.note
+
+
 def test_paper_layout_says_which_layouts_are_missing(tmp_path):
     df, _, iv = measure(tmp_path, paper_layout_rows(with_gqa=False) + [synth.row("gqa", tp=2)])
     _, ratios, missing = tables.paper_layout(df, iv, report.load_paper()[0])
