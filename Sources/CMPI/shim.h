@@ -6,6 +6,7 @@
 #define MLRA_CMPI_SHIM_H
 #include <mpi.h>
 #include <dlfcn.h>
+#include <stddef.h>
 
 static inline MPI_Comm mlra_comm_world(void) { return MPI_COMM_WORLD; }
 static inline MPI_Comm mlra_comm_null(void) { return MPI_COMM_NULL; }
