@@ -98,13 +98,16 @@ public final class Communicator: TPCollectives {
     }
 
     public func allReduceSum(_ values: inout [Float]) {
-        values.withUnsafeMutableBufferPointer { allReduceSum(address: $0.baseAddress!, count: $0.count) }
+        // An empty array has no base address; MPI takes a count of 0 with none.
+        values.withUnsafeMutableBufferPointer { p in allReduceSum(count: p.count) { sumInPlace(p.baseAddress, count: p.count) } }
     }
 
     public func allReduceSum(address: UnsafeMutablePointer<Float>, count: Int) {
-        allReduceSum(count: count) {
-            MPI.check(MPI_Allreduce(mlra_in_place(), address, Int32(count), mlra_float(), mlra_op_sum(), comm), "MPI_Allreduce")
-        }
+        allReduceSum(count: count) { sumInPlace(address, count: count) }
+    }
+
+    private func sumInPlace(_ address: UnsafeMutablePointer<Float>?, count: Int) {
+        MPI.check(MPI_Allreduce(mlra_in_place(), address, Int32(count), mlra_float(), mlra_op_sum(), comm), "MPI_Allreduce")
     }
 
     /// The one place an all-reduce is counted and timed, whichever library performs it.
@@ -118,16 +121,16 @@ public final class Communicator: TPCollectives {
         allReduceBytes += count * 4
     }
 
-    /// Whether this MPI library takes device pointers (CUDA-aware), asked at run time:
+    /// Whether this MPI library takes device pointers (CUDA-aware), asked once at run time:
     /// true or false from Open MPI's `MPIX_Query_cuda_support()`, nil where the library
     /// has no such query (MPICH).
-    public static var takesDevicePointers: Bool? {
+    public static let takesDevicePointers: Bool? = {
         switch mlra_mpi_cuda_support() {
         case 1: return true
         case 0: return false
         default: return nil
         }
-    }
+    }()
 
     public func allGather(_ local: [Float], counts: [Int]) -> [Float] {
         precondition(counts.count == size && counts[rank] == local.count)
